@@ -1,0 +1,1 @@
+"""Slipway schemas package."""

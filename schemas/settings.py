@@ -1,0 +1,78 @@
+"""Slipway settings: environment variables with the ``SLIPWAY_`` prefix, each with a working default.
+
+Secrets never travel through workflows: a workflow carries a credential *name* and an
+integration resolves it here, at call time, with :meth:`Settings.credential`.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_state_dir() -> Path:
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "slipway"
+
+
+class DockerCluster(BaseModel):
+    """A set of Docker engines behind one load balancer (HAProxy runtime API)."""
+
+    runtime: str = "docker"
+    engines: list[str] = Field(default_factory=lambda: ["unix:///var/run/docker.sock"])
+    # Address the load balancer uses to reach published container ports; containers always
+    # publish on loopback here, so a single-host cluster needs nothing else.
+    publish_host: str = "127.0.0.1"
+
+
+class Settings(BaseSettings):
+    """Every knob of Slipway. Read once per process with :func:`get_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="SLIPWAY_", env_nested_delimiter="__")
+
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    database_url: str = ""
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_url: str = "http://localhost:8233"
+    temporal_ui_port: int = 8233
+    task_queue: str = "slipway"
+
+    clusters: dict[str, DockerCluster] = Field(default_factory=lambda: {"local": DockerCluster()})
+    default_cluster: str = "local"
+
+    haproxy_bin: str = "haproxy"
+    lb_port_start: int = 18080
+    lb_bind_address: str = "127.0.0.1"
+
+    registry: str = ""
+    registry_credential: str = "registry"
+    registry_insecure: bool = True
+    base_image: str = "slipway/busybox:local"
+
+    # Credential name -> value, e.g. SLIPWAY_CREDENTIALS='{"registry": "ci:secret"}'.
+    credentials: dict[str, SecretStr] = Field(default_factory=dict)
+
+    drain_timeout_seconds: float = 30.0
+    progress_deadline_seconds: float = 600.0
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'slipway.db'}"
+
+    def credential(self, name: str) -> str:
+        """The secret value behind a credential name; empty when none is configured."""
+        value = self.credentials.get(name)
+        return value.get_secret_value() if value else ""
+
+    def ui_link(self, workflow_id: str, run_id: str | None = None) -> str:
+        base = f"{self.temporal_ui_url.rstrip('/')}/namespaces/{self.temporal_namespace}/workflows"
+        return f"{base}/{workflow_id}/{run_id}/history" if run_id else f"{base}/{workflow_id}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Slipway tests package."""
