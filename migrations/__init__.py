@@ -1,0 +1,1 @@
+"""Alembic migrations that create and evolve Slipway's catalogue schema."""

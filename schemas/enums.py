@@ -1,0 +1,61 @@
+"""Closed vocabularies of the catalogue (see docs/architecture.md for the words)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AppState(StrEnum):
+    PENDING_REVIEW = "pending_review"
+    READY = "ready"
+    ONLINE = "online"
+    RETIRING = "retiring"
+    OFFLINE = "offline"
+
+
+class AppCategory(StrEnum):
+    IN_HOUSE = "in-house"
+    COMMERCIAL = "commercial"
+    EMPTY = "empty"
+
+
+class AppTier(StrEnum):
+    CORE = "core"
+    NON_CORE = "non-core"
+    EDGE = "edge"
+
+
+class RuntimeKind(StrEnum):
+    DOCKER = "docker"
+    KUBERNETES = "kubernetes"
+
+
+class Strategy(StrEnum):
+    RECREATE = "recreate"
+
+
+class ChangeKind(StrEnum):
+    CODE = "code"
+    SCALE = "scale"
+    RESOURCES = "resources"
+
+
+class ChangeState(StrEnum):
+    DEVELOPING = "developing"
+    APPROVING = "approving"
+    READY_TO_RELEASE = "ready_to_release"
+    RELEASING = "releasing"
+    RELEASED = "released"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+class ReleaseState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+
+
+# Apps in these states may not be released: not yet reviewed, or switched off for good.
+UNRELEASABLE_APP_STATES = {AppState.PENDING_REVIEW, AppState.OFFLINE}

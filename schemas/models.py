@@ -1,0 +1,183 @@
+"""Pydantic models that cross the Temporal boundary: workflow and activity inputs/outputs.
+
+One model per input so fields can be added without breaking running workflows. None of them
+holds a secret: credentials travel by name and are resolved inside integrations.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from schemas.enums import ReleaseState, Strategy
+
+
+class ReleaseRequest(BaseModel):
+    """Input of ReleaseWorkflow: release ``app`` on ``env`` (``type@cluster``)."""
+
+    app: str
+    env: str
+    image: str | None = None
+    ref: str | None = None
+    version_label: str | None = None
+    requested_by: str = ""
+    change_id: int | None = None
+
+
+class PrepareReleaseInput(BaseModel):
+    request: ReleaseRequest
+    workflow_id: str
+    run_id: str
+
+
+class ImageSpec(BaseModel):
+    """An image ready to run: full reference plus content digest."""
+
+    image: str
+    digest: str = ""
+
+
+class ReleasePlan(BaseModel):
+    """Everything the workflow needs, loaded and validated once by ``prepare_release``."""
+
+    release_id: int
+    app: str
+    env: str
+    env_key: str
+    lb_port: int
+    cluster: str
+    strategy: Strategy
+    replicas: int
+    ports: list[int]
+    env_vars: dict[str, str] = Field(default_factory=dict)
+    cpu: str = ""
+    memory: str = ""
+    health_path: str = "/healthz"
+    source: str = ""
+    from_version: int
+    to_version: int
+    current: ImageSpec | None = None
+    current_replicas: int = 0
+    target: ImageSpec | None = None
+
+
+class BuildInput(BaseModel):
+    app: str
+    source: str
+    ref: str | None = None
+    version_label: str
+    workflow_id: str
+
+
+class BuildResult(BaseModel):
+    build_id: int
+    image: str
+    digest: str
+
+
+class ResolveImageInput(BaseModel):
+    image: str
+
+
+class VersionRef(BaseModel):
+    """Identifies the instances of one version of an app in one environment."""
+
+    app: str
+    env_key: str
+    cluster: str
+    version: int
+
+
+class StartVersionInput(BaseModel):
+    version: VersionRef
+    image: str
+    replicas: int
+    ports: list[int]
+    env_vars: dict[str, str] = Field(default_factory=dict)
+    cpu: str = ""
+    memory: str = ""
+
+
+class Instance(BaseModel):
+    """One running replica, as the load balancer sees it."""
+
+    name: str
+    version: int
+    address: str
+    port: int
+
+
+class WaitReadyInput(BaseModel):
+    version: VersionRef
+    replicas: int
+    health_path: str
+    deadline_seconds: float
+
+
+class EnsureFrontendInput(BaseModel):
+    env_key: str
+    lb_port: int
+    health_path: str = "/healthz"
+
+
+class TrafficInput(BaseModel):
+    env_key: str
+    instances: list[Instance]
+
+
+class DrainInput(BaseModel):
+    env_key: str
+    instances: list[Instance]
+    timeout_seconds: float
+
+
+class ListVersionsInput(BaseModel):
+    app: str
+    env_key: str
+    cluster: str
+
+
+class FinishReleaseInput(BaseModel):
+    release_id: int
+    state: ReleaseState
+    image: ImageSpec | None = None
+    error: str = ""
+
+
+class FinishReleaseResult(BaseModel):
+    baseline_version: int | None = None
+
+
+class NotifyInput(BaseModel):
+    title: str
+    text: str
+
+
+class ReleaseEvent(BaseModel):
+    at: datetime
+    message: str
+
+
+class ReleaseStatus(BaseModel):
+    """Answer of the ``status`` query: where the release is and what it did so far."""
+
+    app: str
+    env: str
+    stage: str
+    from_version: int = 0
+    to_version: int = 0
+    image: str = ""
+    events: list[ReleaseEvent] = Field(default_factory=list)
+
+
+class ReleaseOutcome(BaseModel):
+    """Result of ReleaseWorkflow."""
+
+    state: ReleaseState
+    app: str
+    env: str
+    baseline_version: int | None = None
+    image: str = ""
+    digest: str = ""
+    error: str = ""
