@@ -1,0 +1,33 @@
+# Slipway developer entry points. Every target that runs code bootstraps first, so a fresh
+# Debian 12 machine needs nothing but `make demo` (as root).
+PY       := .venv/bin/python
+PACKAGES := workflows activities integrations schemas starter
+# worker.py sits at the repo root; lint it too once it exists.
+LINT_PATHS := $(PACKAGES) $(wildcard worker.py)
+
+.PHONY: help bootstrap demo test lint up down
+
+help:
+	@echo "make demo       bootstrap, then run the end-to-end demo (python -m starter demo)"
+	@echo "make test       bootstrap, then unit + integration tests (scripts/test.sh)"
+	@echo "make lint       ruff check + mypy"
+	@echo "make up | down  start / stop the embedded stack (Temporal dev server + worker)"
+
+bootstrap:
+	bash scripts/bootstrap.sh
+
+demo: bootstrap
+	$(PY) -m starter demo
+
+test: bootstrap
+	bash scripts/test.sh
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/mypy $(LINT_PATHS)
+
+up:
+	$(PY) -m starter up
+
+down:
+	$(PY) -m starter down

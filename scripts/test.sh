@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Run the test suite in two pytest processes.
+#
+# Temporal's rule: one kind of test environment per pytest process (the time-skipping test
+# server and the dev server don't mix), so unit tests and integration tests run apart.
+# Extra arguments go to both runs (e.g. `scripts/test.sh -x -k release`).
+# Exit code 5 (no tests collected) counts as success; the script fails if either run fails.
+set -uo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+PYTEST="$REPO/.venv/bin/pytest"
+if [[ ! -x "$PYTEST" ]]; then
+    echo "test.sh: error: $PYTEST not found; run 'bash scripts/bootstrap.sh' first" >&2
+    exit 2
+fi
+
+declare -A RESULT=()
+overall=0
+
+run() {
+    local name="$1" marker="$2" rc summary
+    shift 2
+    echo "=== ${name} tests (pytest -m \"${marker}\") ==="
+    # Keep the output streaming live, and remember the closing line for the recap below.
+    "$PYTEST" -m "$marker" "$@" 2>&1 | tee "$LOG_DIR/$name.log"
+    rc=${PIPESTATUS[0]}
+    summary="$(grep -E '^=+ .* in [0-9.]+s' "$LOG_DIR/$name.log" | tail -n1 | sed -E 's/^=+ //; s/ =+$//')"
+    if [[ $rc -eq 5 ]]; then
+        summary="${summary:-no tests collected} (exit 5: no tests, counted as success)"
+        rc=0
+    fi
+    RESULT[$name]="exit $rc: ${summary:-no summary line}"
+    [[ $rc -eq 0 ]] || overall=1
+}
+
+LOG_DIR="$(mktemp -d)"
+trap 'rm -rf "$LOG_DIR"' EXIT
+
+run unit "not integration" "$@"
+run integration "integration" "$@"
+
+echo "=== summary ==="
+echo "unit:        ${RESULT[unit]}"
+echo "integration: ${RESULT[integration]}"
+exit "$overall"
