@@ -32,10 +32,28 @@ class PrepareReleaseInput(BaseModel):
 
 
 class ImageSpec(BaseModel):
-    """An image ready to run: full reference plus content digest."""
+    """An image ready to run: full reference plus content digest.
+
+    For an image in a registry the digest is the manifest digest; for an image that only
+    exists on the engine it is the image ID. Either way :attr:`run_ref` never moves, unlike
+    a tag, so a rollback runs exactly what the baseline recorded.
+    """
 
     image: str
     digest: str = ""
+
+    @property
+    def run_ref(self) -> str:
+        if not self.digest:
+            return self.image
+        first = self.image.split("/", 1)[0]
+        in_registry = "/" in self.image and ("." in first or ":" in first or first == "localhost")
+        if not in_registry:
+            return self.digest
+        repository = self.image.split("@", 1)[0]
+        if ":" in repository.rsplit("/", 1)[-1]:
+            repository = repository.rsplit(":", 1)[0]
+        return f"{repository}@{self.digest}"
 
 
 class ReleasePlan(BaseModel):
@@ -70,10 +88,12 @@ class BuildInput(BaseModel):
     workflow_id: str
 
 
-class BuildResult(BaseModel):
-    build_id: int
-    image: str
-    digest: str
+class RecordBuildInput(BaseModel):
+    app: str
+    ref: str | None = None
+    version_label: str
+    image: ImageSpec
+    workflow_id: str
 
 
 class ResolveImageInput(BaseModel):
@@ -111,6 +131,7 @@ class Instance(BaseModel):
 class WaitReadyInput(BaseModel):
     version: VersionRef
     replicas: int
+    port: int
     health_path: str
     deadline_seconds: float
 
@@ -127,8 +148,10 @@ class TrafficInput(BaseModel):
 
 
 class DrainInput(BaseModel):
+    """Drain every load-balancer server of ``version``, then take them out."""
+
     env_key: str
-    instances: list[Instance]
+    version: int
     timeout_seconds: float
 
 

@@ -1,0 +1,53 @@
+"""Activities that read and write the catalogue store (releases, baselines, builds)."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.support import permanent
+from integrations.release_records import finish_release, open_release
+from integrations.store import CatalogueError, Store, audit, find_app
+from schemas.models import (
+    FinishReleaseInput,
+    FinishReleaseResult,
+    PrepareReleaseInput,
+    RecordBuildInput,
+    ReleasePlan,
+)
+from schemas.tables import Build
+
+
+class CatalogueActivities:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @activity.defn
+    def prepare_release(self, data: PrepareReleaseInput) -> ReleasePlan:
+        """Load and validate app, environment and baseline; record the running release."""
+        with permanent(CatalogueError):
+            return open_release(self.store, data)
+
+    @activity.defn
+    def finish_release(self, data: FinishReleaseInput) -> FinishReleaseResult:
+        """Close the release; on success write baseline N+1."""
+        with permanent(CatalogueError):
+            return finish_release(self.store, data)
+
+    @activity.defn
+    def record_build(self, data: RecordBuildInput) -> int:
+        """Store the build record (image + digest); idempotent per workflow run and label."""
+        with permanent(CatalogueError), self.store.session() as session:
+            app = find_app(session, data.app)
+            existing = session.query(Build).filter_by(
+                workflow_id=data.workflow_id, version_label=data.version_label
+            ).first()
+            if existing is not None:
+                return existing.id or 0
+            build = Build(app_id=app.id or 0, ref=data.ref or "", version_label=data.version_label,
+                          image=data.image.image, digest=data.image.digest,
+                          workflow_id=data.workflow_id)
+            session.add(build)
+            audit(session, "build.recorded", app=data.app, image=data.image.image,
+                  digest=data.image.digest)
+            session.commit()
+            return build.id or 0

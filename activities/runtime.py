@@ -1,0 +1,72 @@
+"""Activities that drive the runtime: start, check, stop and remove versions of an app."""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.support import permanent, progress
+from integrations.docker_runtime import DockerRuntime, ImageMissingError, NotReadyError
+from schemas.models import (
+    ImageSpec,
+    Instance,
+    ListVersionsInput,
+    ResolveImageInput,
+    StartVersionInput,
+    VersionRef,
+    WaitReadyInput,
+)
+
+
+class RuntimeActivities:
+    """Runtime activities; the cluster named in each input picks the runtime."""
+
+    def __init__(self, runtimes: dict[str, DockerRuntime], default_cluster: str) -> None:
+        self.runtimes = runtimes
+        self.default_cluster = default_cluster
+
+    def _runtime(self, cluster: str) -> DockerRuntime:
+        try:
+            return self.runtimes[cluster]
+        except KeyError:
+            raise ApplicationError(
+                f"cluster {cluster!r} is not configured in SLIPWAY_CLUSTERS",
+                type="ConfigurationError", non_retryable=True,
+            ) from None
+
+    @activity.defn
+    def resolve_image(self, data: ResolveImageInput) -> ImageSpec:
+        """Check the image exists (pulling it if needed) and return its digest."""
+        with permanent(ImageMissingError):
+            return self._runtime(self.default_cluster).inspect_image(data.image)
+
+    @activity.defn
+    def start_version(self, data: StartVersionInput) -> None:
+        """Ensure the version's replicas exist and run (idempotent)."""
+        with permanent(ImageMissingError):
+            self._runtime(data.version.cluster).start_version(data, progress=progress)
+
+    @activity.defn
+    def wait_ready(self, data: WaitReadyInput) -> list[Instance]:
+        """Wait until the version's replicas answer their health check, or the deadline."""
+        with permanent(NotReadyError):
+            return self._runtime(data.version.cluster).wait_ready(
+                data.version, data.replicas, data.port, data.health_path,
+                data.deadline_seconds, progress=progress,
+            )
+
+    @activity.defn
+    def list_versions(self, data: ListVersionsInput) -> list[int]:
+        """Versions of the app that have containers in the environment."""
+        return self._runtime(data.cluster).versions(data.env_key)
+
+    @activity.defn
+    def stop_version(self, data: VersionRef) -> None:
+        """Stop the version's containers, keeping them so a rollback can start them again."""
+        self._runtime(data.cluster).stop_version(data)
+
+    @activity.defn
+    def remove_version(self, data: VersionRef) -> None:
+        """Remove the version's containers (already gone is fine)."""
+        self._runtime(data.cluster).remove_version(data)
+

@@ -1,0 +1,232 @@
+"""The embedded ``Runtime``: replicas of an image version as containers on Docker engines.
+
+Each replica publishes its container port on the engine host's loopback address with an
+engine-chosen port; the load balancer targets that host:port. Containers are labelled with
+app, environment key and version, so the runtime can always rediscover what it started.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import docker
+import httpx
+from docker.errors import APIError, ImageNotFound, NotFound
+from docker.models.containers import Container
+
+from schemas.models import ImageSpec, Instance, StartVersionInput, VersionRef
+
+LABEL_APP = "slipway.app"
+LABEL_ENV = "slipway.env"
+LABEL_VERSION = "slipway.version"
+STOP_TIMEOUT_SECONDS = 10
+
+Progress = Callable[[str], None]
+
+
+class EngineError(Exception):
+    """An engine failure worth retrying (engine unreachable, container did not start)."""
+
+
+class ImageMissingError(Exception):
+    """The image does not exist locally nor in its registry: retrying won't help."""
+
+
+class NotReadyError(Exception):
+    """Replicas did not become healthy before the progress deadline."""
+
+
+def container_name(env_key: str, version: int, index: int) -> str:
+    return f"slipway-{env_key}-v{version}-{index}"
+
+
+def docker_memory(memory: str) -> str | None:
+    """Kubernetes-style ``256Mi``/``1Gi`` to Docker's ``256m``/``1g``."""
+    if not memory:
+        return None
+    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi|k|m|g)?", memory)
+    if not match:
+        raise ValueError(f"invalid memory quantity {memory!r}")
+    number, unit = match.groups()
+    return number + {"Ki": "k", "Mi": "m", "Gi": "g"}.get(unit or "", (unit or "").lower())
+
+
+def nano_cpus(cpu: str) -> int | None:
+    """``0.5`` or ``500m`` CPUs as Docker nano-CPUs."""
+    if not cpu:
+        return None
+    if cpu.endswith("m"):
+        return int(float(cpu[:-1]) * 1_000_000)
+    return int(float(cpu) * 1_000_000_000)
+
+
+class DockerRuntime:
+    """Runs versions of an application across one or more Docker engines."""
+
+    def __init__(self, engines: list[str], publish_host: str = "127.0.0.1",
+                 registry_auth: Callable[[str], dict[str, str] | None] | None = None) -> None:
+        self.engines = engines
+        self.publish_host = publish_host
+        self._registry_auth = registry_auth or (lambda _image: None)
+        self._clients: dict[str, docker.DockerClient] = {}
+
+    def _client(self, engine: str) -> docker.DockerClient:
+        if engine not in self._clients:
+            self._clients[engine] = docker.DockerClient(base_url=engine, timeout=60)
+        return self._clients[engine]
+
+    def _containers(self, env_key: str, version: int | None = None) -> list[tuple[str, Container]]:
+        filters = [f"{LABEL_ENV}={env_key}"]
+        if version is not None:
+            filters.append(f"{LABEL_VERSION}={version}")
+        found: list[tuple[str, Container]] = []
+        for engine in self.engines:
+            try:
+                containers = self._client(engine).containers.list(
+                    all=True, filters={"label": filters}
+                )
+            except (APIError, docker.errors.DockerException) as error:
+                raise EngineError(f"docker engine {engine} unreachable: {error}") from error
+            found.extend((engine, c) for c in containers)
+        return sorted(found, key=lambda pair: pair[1].name)
+
+    def inspect_image(self, image: str) -> ImageSpec:
+        """Resolve an image reference to its digest, pulling it when it is not local."""
+        client = self._client(self.engines[0])
+        local = self._ensure_image(client, image)
+        digests = local.attrs.get("RepoDigests") or []
+        digest = digests[0].split("@", 1)[1] if digests else local.id
+        return ImageSpec(image=image, digest=digest)
+
+    def _ensure_image(self, client: docker.DockerClient, image: str) -> Any:
+        try:
+            return client.images.get(image)
+        except ImageNotFound:
+            pass
+        try:
+            return client.images.pull(image, auth_config=self._registry_auth(image))
+        except (ImageNotFound, NotFound) as error:
+            raise ImageMissingError(f"image {image} not found locally or in its registry") from error
+        except APIError as error:
+            if error.status_code in (401, 403, 404):
+                raise ImageMissingError(f"image {image} cannot be pulled: {error.explanation}") \
+                    from error
+            raise EngineError(f"pulling {image} failed: {error}") from error
+
+    def start_version(self, spec: StartVersionInput, progress: Progress | None = None) -> None:
+        """Ensure exactly ``spec.replicas`` containers of the version exist and run.
+
+        Idempotent: containers already running the same image are kept, stopped ones are
+        started again, surplus replicas are removed.
+        """
+        ref = spec.version
+        existing = {c.name: (engine, c) for engine, c in self._containers(ref.env_key, ref.version)}
+        wanted: set[str] = set()
+        image_id = self._ensure_image(self._client(self.engines[0]), spec.image).id
+        for index in range(spec.replicas):
+            engine = self.engines[index % len(self.engines)]
+            name = container_name(ref.env_key, ref.version, index)
+            wanted.add(name)
+            current = existing.get(name)
+            # Compare image IDs, not names: a tag may have moved since the container started.
+            if current is not None and current[1].attrs.get("Image") == image_id:
+                if current[1].status != "running":
+                    current[1].start()
+                continue
+            if current is not None:
+                current[1].remove(force=True)
+            self._run(engine, name, index, spec)
+            if progress:
+                progress(f"started {name} on {engine}")
+        for name, (_engine, container) in existing.items():
+            if name not in wanted:
+                container.remove(force=True)
+
+    def _run(self, engine: str, name: str, index: int, spec: StartVersionInput) -> None:
+        client = self._client(engine)
+        self._ensure_image(client, spec.image)
+        ref = spec.version
+        labels = {
+            LABEL_APP: ref.app, LABEL_ENV: ref.env_key, LABEL_VERSION: str(ref.version),
+            "slipway.index": str(index), "slipway.image": spec.image,
+        }
+        try:
+            client.containers.run(
+                spec.image, name=name, detach=True, labels=labels,
+                environment={**spec.env_vars, "SLIPWAY_VERSION": str(ref.version)},
+                ports={f"{port}/tcp": (self.publish_host, None) for port in spec.ports},
+                mem_limit=docker_memory(spec.memory), nano_cpus=nano_cpus(spec.cpu),
+                restart_policy={"Name": "unless-stopped"},
+            )
+        except APIError as error:
+            raise EngineError(f"container {name} did not start: {error.explanation}") from error
+
+    def instances(self, env_key: str, version: int | None = None,
+                  port: int = 8080) -> list[Instance]:
+        """Running replicas with the host address/port where ``port`` is published."""
+        result: list[Instance] = []
+        for _engine, container in self._containers(env_key, version):
+            container.reload()
+            if container.status != "running":
+                continue
+            bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp")
+            if not bindings:
+                continue
+            result.append(Instance(
+                name=f"v{container.labels[LABEL_VERSION]}-{container.labels['slipway.index']}",
+                version=int(container.labels[LABEL_VERSION]),
+                address=bindings[0]["HostIp"] or self.publish_host,
+                port=int(bindings[0]["HostPort"]),
+            ))
+        return result
+
+    def versions(self, env_key: str) -> list[int]:
+        """Every version that has containers (running or not) in the environment."""
+        return sorted({int(c.labels[LABEL_VERSION]) for _e, c in self._containers(env_key)})
+
+    def wait_ready(self, ref: VersionRef, replicas: int, port: int, health_path: str,
+                   deadline_seconds: float, progress: Progress | None = None,
+                   poll_seconds: float = 0.5) -> list[Instance]:
+        """Wait until ``replicas`` containers run and answer 200 on ``health_path``."""
+        deadline = time.monotonic() + deadline_seconds
+        last = ""
+        while True:
+            for _engine, container in self._containers(ref.env_key, ref.version):
+                container.reload()
+                if container.status == "exited":
+                    logs = container.logs(tail=20).decode(errors="replace").strip()
+                    raise NotReadyError(f"{container.name} exited: {logs[-500:]}")
+            instances = self.instances(ref.env_key, ref.version, port)
+            healthy = [i for i in instances if self._healthy(i, health_path)]
+            last = f"{len(healthy)}/{replicas} replicas of v{ref.version} healthy"
+            if progress:
+                progress(last)
+            if len(healthy) >= replicas:
+                return healthy
+            if time.monotonic() > deadline:
+                raise NotReadyError(f"progress deadline ({deadline_seconds:.0f}s) passed: {last}")
+            time.sleep(poll_seconds)
+
+    @staticmethod
+    def _healthy(instance: Instance, health_path: str) -> bool:
+        try:
+            url = f"http://{instance.address}:{instance.port}{health_path}"
+            return httpx.get(url, timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop_version(self, ref: VersionRef) -> None:
+        for _engine, container in self._containers(ref.env_key, ref.version):
+            if container.status == "running":
+                container.stop(timeout=STOP_TIMEOUT_SECONDS)
+
+    def remove_version(self, ref: VersionRef) -> None:
+        """Remove every container of the version; already gone is fine."""
+        for _engine, container in self._containers(ref.env_key, ref.version):
+            try:
+                container.remove(force=True)
+            except NotFound:
+                pass

@@ -1,0 +1,88 @@
+"""Slipway worker: builds the integrations from settings, registers workflows and activities.
+
+Run it with ``python worker.py`` (``slipway up`` / ``slipway dev`` do it for you).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.build import BuildActivities
+from activities.catalogue import CatalogueActivities
+from activities.notify import NotifyActivities
+from activities.runtime import RuntimeActivities
+from activities.traffic import TrafficActivities
+from integrations.docker_builder import DockerBuilder
+from integrations.docker_runtime import DockerRuntime
+from integrations.haproxy import HaproxyRouter
+from integrations.notifier import ConsoleNotifier
+from integrations.store import Store
+from schemas.settings import Settings, get_settings
+from workflows.release import ReleaseWorkflow
+
+WORKFLOWS = [ReleaseWorkflow]
+
+
+def registry_auth(settings: Settings) -> dict[str, str] | None:
+    """Registry credentials, resolved by name from settings: never part of workflow history."""
+    secret = settings.credential(settings.registry_credential)
+    if not secret:
+        return None
+    username, _, password = secret.partition(":")
+    return {"username": username, "password": password}
+
+
+def build_activities(settings: Settings) -> list[object]:
+    """Every activity function, bound to integrations built from ``settings``."""
+    store = Store(settings.resolved_database_url())
+    store.migrate()
+    auth = registry_auth(settings)
+    runtimes = {
+        name: DockerRuntime(cluster.engines, cluster.publish_host,
+                            registry_auth=lambda _image: auth)
+        for name, cluster in settings.clusters.items()
+    }
+    default_engine = settings.clusters[settings.default_cluster].engines[0]
+    builder = DockerBuilder(default_engine, settings.registry, settings.base_image, auth)
+    router = HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address)
+    catalogue = CatalogueActivities(store)
+    runtime = RuntimeActivities(runtimes, settings.default_cluster)
+    traffic = TrafficActivities(router)
+    return [
+        catalogue.prepare_release, catalogue.finish_release, catalogue.record_build,
+        BuildActivities(builder).build_image,
+        runtime.resolve_image, runtime.start_version, runtime.wait_ready, runtime.list_versions,
+        runtime.stop_version, runtime.remove_version,
+        traffic.ensure_frontend, traffic.add_to_lb, traffic.drain, traffic.remove_from_lb,
+        NotifyActivities(ConsoleNotifier()).notify,
+    ]
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
+                                data_converter=pydantic_data_converter)
+
+
+def make_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
+    return Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
+                  activities=build_activities(settings), activity_executor=executor)
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = get_settings()
+    client = await connect(settings)
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        worker = make_worker(client, settings, executor)
+        logging.getLogger("slipway").info("worker polling task queue %r", settings.task_queue)
+        await worker.run()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
