@@ -1,0 +1,1 @@
+"""Integration tests: real HAProxy, docker-registry and other Debian-hosted services."""
