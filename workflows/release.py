@@ -14,7 +14,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.build import BuildActivities
@@ -67,6 +67,13 @@ def _cause(error: BaseException) -> str:
     return getattr(error, "message", None) or str(error) or type(error).__name__
 
 
+def _is_cancellation(error: BaseException) -> bool:
+    """A cancel request reaches the workflow either directly or through the awaited activity."""
+    return isinstance(error, asyncio.CancelledError) or (
+        isinstance(error, ActivityError) and isinstance(error.cause, CancelledError)
+    )
+
+
 @workflow.defn
 class ReleaseWorkflow:
     def __init__(self) -> None:
@@ -98,8 +105,8 @@ class ReleaseWorkflow:
             await self._recreate(plan, target)
         except (ActivityError, ApplicationError, asyncio.CancelledError) as error:
             state, reason = await self._give_up(plan, error)
-            if isinstance(error, asyncio.CancelledError):
-                raise
+            if _is_cancellation(error):
+                raise asyncio.CancelledError(reason) from error
             raise ApplicationError(f"release {state}: {reason}", type=f"Release_{state}",
                                    non_retryable=True) from error
         result = await workflow.execute_activity_method(
@@ -209,7 +216,7 @@ class ReleaseWorkflow:
     async def _give_up(self, plan: ReleasePlan,
                        error: BaseException) -> tuple[ReleaseState, str]:
         """Undo what was done, newest first, and close the release as rolled back or failed."""
-        reason = "cancelled" if isinstance(error, asyncio.CancelledError) else _cause(error)
+        reason = "cancelled" if _is_cancellation(error) else _cause(error)
         self._set_stage("rolling_back", f"undoing: {reason}")
         undo_failed = ""
         for what, undo in reversed(self._undo):

