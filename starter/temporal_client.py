@@ -1,0 +1,21 @@
+"""Connecting the CLI to Temporal with the pydantic data converter and a helpful error."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from integrations.store import CatalogueError
+from schemas.settings import Settings
+
+
+async def connect(settings: Settings) -> Client:
+    try:
+        return await Client.connect(settings.temporal_address,
+                                    namespace=settings.temporal_namespace,
+                                    data_converter=pydantic_data_converter)
+    except RuntimeError as error:
+        raise CatalogueError(
+            f"cannot reach Temporal at {settings.temporal_address} ({error}); "
+            "start the embedded stack with `slipway up`"
+        ) from error
