@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -38,7 +40,7 @@ def registry_auth(settings: Settings) -> dict[str, str] | None:
     return {"username": username, "password": password}
 
 
-def build_activities(settings: Settings) -> list[object]:
+def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     """Every activity function, bound to integrations built from ``settings``."""
     store = Store(settings.resolved_database_url())
     store.migrate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlmodel import select
 from temporalio import activity
 
 from activities.support import permanent
@@ -38,9 +39,9 @@ class CatalogueActivities:
         """Store the build record (image + digest); idempotent per workflow run and label."""
         with permanent(CatalogueError), self.store.session() as session:
             app = find_app(session, data.app)
-            existing = session.query(Build).filter_by(
-                workflow_id=data.workflow_id, version_label=data.version_label
-            ).first()
+            existing = session.exec(select(Build).where(
+                Build.workflow_id == data.workflow_id, Build.version_label == data.version_label
+            )).first()
             if existing is not None:
                 return existing.id or 0
             build = Build(app_id=app.id or 0, ref=data.ref or "", version_label=data.version_label,

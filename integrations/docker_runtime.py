@@ -7,6 +7,7 @@ app, environment key and version, so the runtime can always rediscover what it s
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable
@@ -109,7 +110,8 @@ class DockerRuntime:
         try:
             return client.images.pull(image, auth_config=self._registry_auth(image))
         except (ImageNotFound, NotFound) as error:
-            raise ImageMissingError(f"image {image} not found locally or in its registry") from error
+            raise ImageMissingError(f"image {image} not found locally or in its registry") \
+                from error
         except APIError as error:
             if error.status_code in (401, 403, 404):
                 raise ImageMissingError(f"image {image} cannot be pulled: {error.explanation}") \
@@ -226,7 +228,5 @@ class DockerRuntime:
     def remove_version(self, ref: VersionRef) -> None:
         """Remove every container of the version; already gone is fine."""
         for _engine, container in self._containers(ref.env_key, ref.version):
-            try:
+            with contextlib.suppress(NotFound):
                 container.remove(force=True)
-            except NotFound:
-                pass

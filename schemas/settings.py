@@ -1,4 +1,4 @@
-"""Slipway settings: environment variables with the ``SLIPWAY_`` prefix, each with a working default.
+"""Slipway settings: ``SLIPWAY_``-prefixed environment variables, each with a working default.
 
 Secrets never travel through workflows: a workflow carries a credential *name* and an
 integration resolves it here, at call time, with :meth:`Settings.credential`.

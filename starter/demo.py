@@ -8,7 +8,6 @@ it twice from source, and shows what the load balancer serves after each release
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import docker
 import httpx

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
@@ -86,10 +87,8 @@ async def follow(handle: WorkflowHandle[ReleaseWorkflow, ReleaseOutcome],
     result = asyncio.ensure_future(handle.result())
     try:
         while not result.done():
-            try:
+            with contextlib.suppress(RPCError):  # no worker has picked it up yet
                 on_status(await handle.query(ReleaseWorkflow.status))
-            except RPCError:
-                pass  # no worker has picked the workflow up yet
             await asyncio.wait([result], timeout=poll_seconds)
         return result.result()
     except WorkflowFailureError as error:
