@@ -53,7 +53,8 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     default_engine = settings.clusters[settings.default_cluster].engines[0]
     builder = DockerBuilder(default_engine, settings.registry, settings.base_image, auth)
     router = HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address)
-    catalogue = CatalogueActivities(store)
+    catalogue = CatalogueActivities(store, settings.drain_timeout_seconds,
+                                    settings.progress_deadline_seconds)
     runtime = RuntimeActivities(runtimes, settings.default_cluster)
     traffic = TrafficActivities(router)
     return [

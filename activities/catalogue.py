@@ -19,14 +19,19 @@ from schemas.tables import Build
 
 
 class CatalogueActivities:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, drain_timeout_seconds: float = 30.0,
+                 progress_deadline_seconds: float = 600.0) -> None:
         self.store = store
+        self.drain_timeout_seconds = drain_timeout_seconds
+        self.progress_deadline_seconds = progress_deadline_seconds
 
     @activity.defn
     def prepare_release(self, data: PrepareReleaseInput) -> ReleasePlan:
         """Load and validate app, environment and baseline; record the running release."""
         with permanent(CatalogueError):
-            return open_release(self.store, data)
+            return open_release(self.store, data,
+                                drain_timeout_seconds=self.drain_timeout_seconds,
+                                progress_deadline_seconds=self.progress_deadline_seconds)
 
     @activity.defn
     def finish_release(self, data: FinishReleaseInput) -> FinishReleaseResult:

@@ -37,7 +37,8 @@ def check_releasable(app: Application) -> None:
         raise CatalogueError(f"application {app.name!r} is {app.state}: {hint}")
 
 
-def open_release(store: Store, data: PrepareReleaseInput) -> ReleasePlan:
+def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_seconds: float,
+                 progress_deadline_seconds: float) -> ReleasePlan:
     """Validate the request, record a running release, and return the plan to carry out."""
     request = data.request
     with store.session() as session:
@@ -64,7 +65,9 @@ def open_release(store: Store, data: PrepareReleaseInput) -> ReleasePlan:
             audit(session, "release.started", actor=request.requested_by, app=app.name,
                   env=env.name, workflow_id=data.workflow_id, to_version=release.to_version)
             session.commit()
-        return _plan(app, env, release, current, request.image)
+        plan = _plan(app, env, release, current, request.image)
+        return plan.model_copy(update={"drain_timeout_seconds": drain_timeout_seconds,
+                                       "progress_deadline_seconds": progress_deadline_seconds})
 
 
 def _plan(app: Application, env: Environment, release: Release, current: Baseline | None,

@@ -78,6 +78,8 @@ class ReleasePlan(BaseModel):
     current: ImageSpec | None = None
     current_replicas: int = 0
     target: ImageSpec | None = None
+    drain_timeout_seconds: float = 30.0
+    progress_deadline_seconds: float = 600.0
 
 
 class BuildInput(BaseModel):

@@ -49,8 +49,6 @@ with workflow.unsafe.imports_passed_through():
 QUICK = timedelta(seconds=60)
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
                     maximum_attempts=5)
-DRAIN_TIMEOUT = timedelta(seconds=30)
-PROGRESS_DEADLINE = timedelta(minutes=10)
 BUILD_TIMEOUT = timedelta(minutes=30)
 
 Undo = Callable[[], Awaitable[None]]
@@ -164,12 +162,13 @@ class ReleaseWorkflow:
             self._undo.append((f"restore v{plan.from_version}",
                                lambda: self._bring_up(plan, plan.from_version, current,
                                                       plan.current_replicas)))
+        drain_timeout = timedelta(seconds=plan.drain_timeout_seconds)
         for version in old:
             self._set_stage("draining", f"draining v{version}")
             await self._act(TrafficActivities.drain,
                             DrainInput(env_key=plan.env_key, version=version,
-                                       timeout_seconds=DRAIN_TIMEOUT.total_seconds()),
-                            f"drain v{version}", timeout=DRAIN_TIMEOUT + QUICK)
+                                       timeout_seconds=plan.drain_timeout_seconds),
+                            f"drain v{version}", timeout=drain_timeout + QUICK)
             await self._act(RuntimeActivities.stop_version, self._ref(plan, version),
                             f"stop v{version}", timeout=timedelta(minutes=5))
         self._undo.append((f"remove v{plan.to_version}",
@@ -198,8 +197,9 @@ class ReleaseWorkflow:
             RuntimeActivities.wait_ready,
             WaitReadyInput(version=ref, replicas=replicas, port=plan.ports[0],
                            health_path=plan.health_path,
-                           deadline_seconds=PROGRESS_DEADLINE.total_seconds()),
-            f"wait until v{version} is healthy", timeout=PROGRESS_DEADLINE + QUICK,
+                           deadline_seconds=plan.progress_deadline_seconds),
+            f"wait until v{version} is healthy",
+            timeout=timedelta(seconds=plan.progress_deadline_seconds) + QUICK,
             heartbeat=True,
         )
         await self._act(TrafficActivities.add_to_lb,
