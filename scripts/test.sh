@@ -26,7 +26,7 @@ run() {
     # Keep the output streaming live, and remember the closing line for the recap below.
     "$PYTEST" -m "$marker" "$@" 2>&1 | tee "$LOG_DIR/$name.log"
     rc=${PIPESTATUS[0]}
-    summary="$(grep -E '^=+ .* in [0-9.]+s' "$LOG_DIR/$name.log" | tail -n1 | sed -E 's/^=+ //; s/ =+$//')"
+    summary="$(grep -E '(passed|failed|errors?|no tests ran|deselected).* in [0-9.]+s' "$LOG_DIR/$name.log" | tail -n1 | sed -E 's/^=+ //; s/ =+$//')"
     if [[ $rc -eq 5 ]]; then
         summary="${summary:-no tests collected} (exit 5: no tests, counted as success)"
         rc=0

@@ -25,8 +25,6 @@ from schemas.settings import Settings
 from tests.support.registry import RegistryServer
 from workflows import search
 
-pytest_plugins = ["tests.support.fixtures"]
-
 
 def _temporal_cli() -> str:
     beside_python = Path(sys.executable).with_name("temporal")

@@ -24,8 +24,6 @@ from integrations.registry import (
 )
 from tests.support.registry import RegistryServer
 
-pytest_plugins = ["tests.support.fixtures"]
-
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 

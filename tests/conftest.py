@@ -1,0 +1,3 @@
+"""Fixtures shared by every test package."""
+
+from tests.support.fixtures import registry_server  # noqa: F401  (session-scoped registry)
