@@ -31,7 +31,15 @@ class RuntimeKind(StrEnum):
 
 
 class Strategy(StrEnum):
-    RECREATE = "recreate"
+    GRAY = "gray"  # grayscale: v2 beside v1, steps with wait-for-stable
+    ROLLING = "rolling"  # batches of replicas, no stable wait unless configured
+    RECREATE = "recreate"  # drain all -> stop -> start -> enable: apps that can't run two versions
+
+
+class ApprovalPolicy(StrEnum):
+    AUTO = "auto"  # required for core applications in prod
+    REQUIRED = "required"
+    NONE = "none"
 
 
 class ChangeKind(StrEnum):
@@ -55,6 +63,8 @@ class ReleaseState(StrEnum):
     SUCCEEDED = "succeeded"
     ROLLED_BACK = "rolled_back"
     FAILED = "failed"
+    REJECTED = "rejected"
+    APPROVAL_EXPIRED = "approval_expired"
 
 
 # Apps in these states may not be released: not yet reviewed, or switched off for good.

@@ -23,6 +23,12 @@ class ReleaseRequest(BaseModel):
     version_label: str | None = None
     requested_by: str = ""
     change_id: int | None = None
+    # A scale or resources change overrides the environment's values for this release.
+    replicas: int | None = None
+    cpu: str | None = None
+    memory: str | None = None
+    # Roll back: run baseline N's image again (it rolls forward as N+1).
+    rollback_to: int | None = None
 
 
 class PrepareReleaseInput(BaseModel):
@@ -80,6 +86,14 @@ class ReleasePlan(BaseModel):
     target: ImageSpec | None = None
     drain_timeout_seconds: float = 30.0
     progress_deadline_seconds: float = 600.0
+    gray_steps: list[str] = Field(default_factory=lambda: ["1", "50%", "100%"])
+    stable_seconds: int = 60
+    batch_size: int = 1
+    approval_required: bool = False
+    approvers: list[str] = Field(default_factory=list)
+    approval_timeout_seconds: int = 86400
+    requested_by: str = ""
+    rollback_to: int | None = None
 
 
 class BuildInput(BaseModel):
@@ -179,9 +193,38 @@ class NotifyInput(BaseModel):
     text: str
 
 
+class HealthCheckInput(BaseModel):
+    """Probe every running replica of a version once."""
+
+    version: VersionRef
+    port: int
+    health_path: str
+
+
+class ApprovalInput(BaseModel):
+    """Argument of the ``approve`` / ``reject`` Updates."""
+
+    user: str
+    comment: str = ""
+
+
+class ControlInput(BaseModel):
+    """Argument of ``promote``, ``promote_full``, ``pause``, ``resume`` and ``abort``."""
+
+    user: str
+    reason: str = ""
+
+
 class ReleaseEvent(BaseModel):
     at: datetime
     message: str
+
+
+class VersionStatus(BaseModel):
+    version: int
+    desired: int
+    ready: int
+    traffic_percent: float
 
 
 class ReleaseStatus(BaseModel):
@@ -190,9 +233,18 @@ class ReleaseStatus(BaseModel):
     app: str
     env: str
     stage: str
+    strategy: str = ""
     from_version: int = 0
     to_version: int = 0
     image: str = ""
+    step: int = 0
+    steps: int = 0
+    paused: bool = False
+    # What the release waits for from a person: "approval", "promote", or nothing.
+    awaiting: str = ""
+    requested_by: str = ""
+    approvers: list[str] = Field(default_factory=list)
+    versions: list[VersionStatus] = Field(default_factory=list)
     events: list[ReleaseEvent] = Field(default_factory=list)
 
 

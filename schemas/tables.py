@@ -10,6 +10,7 @@ from sqlmodel import Field, SQLModel
 
 from schemas.enums import (
     AppCategory,
+    ApprovalPolicy,
     AppState,
     AppTier,
     ChangeKind,
@@ -57,6 +58,13 @@ class Environment(SQLModel, table=True):
     runtime: RuntimeKind = Field(default=RuntimeKind.DOCKER, sa_type=String(32))
     namespace: str = "default"
     strategy: Strategy = Field(default=Strategy.RECREATE, sa_type=String(32))
+    # Grayscale steps: "1" = one replica, "50%" = half the replicas, "gate" = wait for promote.
+    gray_steps: list[str] = Field(default_factory=lambda: ["1", "50%", "100%"],
+                                  sa_column=Column(JSON, nullable=False))
+    stable_seconds: int = 60
+    batch_size: int = 1
+    approval: ApprovalPolicy = Field(default=ApprovalPolicy.AUTO, sa_type=String(32))
+    approval_timeout_seconds: int = 86400
     health_path: str = "/healthz"
     # Port the environment's load balancer listens on; unique across the catalogue.
     lb_port: int = Field(unique=True)
@@ -94,6 +102,9 @@ class Change(SQLModel, table=True):
     replicas: int | None = None
     requested_by: str = ""
     note: str = ""
+    cpu: str = ""
+    memory: str = ""
+    rollback_count: int = 0
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -111,6 +122,9 @@ class Release(SQLModel, table=True):
     to_version: int
     image: str = ""
     requested_by: str = ""
+    approved_by: str = ""
+    # A rollback release targets an older baseline; it still rolls forward as N+1.
+    rollback_to: int | None = None
     error: str = ""
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
