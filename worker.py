@@ -59,6 +59,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     traffic = TrafficActivities(router)
     return [
         catalogue.prepare_release, catalogue.finish_release, catalogue.record_build,
+        catalogue.note_approval, runtime.check_health,
         BuildActivities(builder).build_image,
         runtime.resolve_image, runtime.start_version, runtime.wait_ready, runtime.list_versions,
         runtime.stop_version, runtime.remove_version,

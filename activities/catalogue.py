@@ -6,11 +6,12 @@ from sqlmodel import select
 from temporalio import activity
 
 from activities.support import permanent
-from integrations.release_records import finish_release, open_release
+from integrations.release_records import finish_release, note_approval, open_release
 from integrations.store import CatalogueError, Store, audit, find_app
 from schemas.models import (
     FinishReleaseInput,
     FinishReleaseResult,
+    NoteApprovalInput,
     PrepareReleaseInput,
     RecordBuildInput,
     ReleasePlan,
@@ -38,6 +39,12 @@ class CatalogueActivities:
         """Close the release; on success write baseline N+1."""
         with permanent(CatalogueError):
             return finish_release(self.store, data)
+
+    @activity.defn
+    def note_approval(self, data: NoteApprovalInput) -> None:
+        """Record that the release waits for approval, or who approved it."""
+        with permanent(CatalogueError):
+            note_approval(self.store, data)
 
     @activity.defn
     def record_build(self, data: RecordBuildInput) -> int:

@@ -8,6 +8,7 @@ from temporalio.exceptions import ApplicationError
 from activities.support import permanent, progress
 from integrations.docker_runtime import DockerRuntime, ImageMissingError, NotReadyError
 from schemas.models import (
+    HealthCheckInput,
     ImageSpec,
     Instance,
     ListVersionsInput,
@@ -54,6 +55,13 @@ class RuntimeActivities:
                 data.version, data.replicas, data.port, data.health_path,
                 data.deadline_seconds, progress=progress,
             )
+
+    @activity.defn
+    def check_health(self, data: HealthCheckInput) -> list[str]:
+        """Probe a running version once; an empty list means healthy."""
+        return self._runtime(data.version.cluster).check_health(
+            data.version, data.replicas, data.port, data.health_path
+        )
 
     @activity.defn
     def list_versions(self, data: ListVersionsInput) -> list[int]:

@@ -16,6 +16,10 @@ def version_prefix(version: int) -> str:
     return f"v{version}-"
 
 
+def replica_index(server_name: str) -> int:
+    return int(server_name.rsplit("-", 1)[1])
+
+
 class TrafficActivities:
     def __init__(self, router: HaproxyRouter) -> None:
         self.router = router
@@ -33,9 +37,11 @@ class TrafficActivities:
 
     @activity.defn
     def drain(self, data: DrainInput) -> None:
-        """Stop new requests to a version, let in-flight ones finish, then take it out."""
+        """Stop new requests to a version's replicas from index ``keep`` on, let in-flight
+        requests finish (bounded by the drain timeout), then take those replicas out."""
         names = [s.name for s in self.router.servers(data.env_key)
-                 if s.name.startswith(version_prefix(data.version))]
+                 if s.name.startswith(version_prefix(data.version))
+                 and replica_index(s.name) >= data.keep]
         for name in names:
             self.router.drain(data.env_key, name)
         deadline = time.monotonic() + data.timeout_seconds

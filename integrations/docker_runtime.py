@@ -212,6 +212,21 @@ class DockerRuntime:
                 raise NotReadyError(f"progress deadline ({deadline_seconds:.0f}s) passed: {last}")
             time.sleep(poll_seconds)
 
+    def check_health(self, ref: VersionRef, replicas: int, port: int,
+                     health_path: str) -> list[str]:
+        """Problems of a running version right now: exited replicas, failed health checks."""
+        problems: list[str] = []
+        for _engine, container in self._containers(ref.env_key, ref.version):
+            container.reload()
+            if container.status != "running":
+                problems.append(f"{container.name} is {container.status}")
+        instances = self.instances(ref.env_key, ref.version, port)
+        problems += [f"{i.name} failed {health_path}" for i in instances
+                     if not self._healthy(i, health_path)]
+        if len(instances) < replicas and not problems:
+            problems.append(f"{len(instances)}/{replicas} replicas of v{ref.version} running")
+        return problems
+
     @staticmethod
     def _healthy(instance: Instance, health_path: str) -> bool:
         try:

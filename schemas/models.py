@@ -169,6 +169,8 @@ class DrainInput(BaseModel):
     env_key: str
     version: int
     timeout_seconds: float
+    # Keep the first ``keep`` replicas (v3-0 … v3-<keep-1>) in rotation: scaling down.
+    keep: int = 0
 
 
 class ListVersionsInput(BaseModel):
@@ -182,6 +184,14 @@ class FinishReleaseInput(BaseModel):
     state: ReleaseState
     image: ImageSpec | None = None
     error: str = ""
+    approved_by: str = ""
+
+
+class NoteApprovalInput(BaseModel):
+    """The release waits for approval (``approver`` empty) or was approved by ``approver``."""
+
+    release_id: int
+    approver: str = ""
 
 
 class FinishReleaseResult(BaseModel):
@@ -197,6 +207,7 @@ class HealthCheckInput(BaseModel):
     """Probe every running replica of a version once."""
 
     version: VersionRef
+    replicas: int
     port: int
     health_path: str
 

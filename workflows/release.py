@@ -1,13 +1,15 @@
 """ReleaseWorkflow: one release (发布单) of an application on one environment.
 
-prepare → build or resolve the image → roll out (recreate: drain old → stop old → start new
-→ wait ready → put new in rotation) → write baseline N+1. Any failure or a cancellation
-undoes what was done, newest first, so the environment ends on its recorded baseline.
+prepare → build or resolve the image → approval when the environment's policy asks for it →
+roll out by strategy (workflows/rollout.py) → write baseline N+1. A failure, an unhealthy
+step, ``abort`` or a cancellation undoes what was done, newest first, so the environment
+ends on a recorded baseline. People steer it with Updates; the ``status`` query shows it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -21,15 +23,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.catalogue import CatalogueActivities
     from activities.notify import NotifyActivities
     from activities.runtime import RuntimeActivities
-    from activities.traffic import TrafficActivities
     from schemas.enums import ReleaseState
     from schemas.models import (
+        ApprovalInput,
         BuildInput,
-        DrainInput,
-        EnsureFrontendInput,
+        ControlInput,
         FinishReleaseInput,
         ImageSpec,
-        ListVersionsInput,
+        NoteApprovalInput,
         NotifyInput,
         PrepareReleaseInput,
         RecordBuildInput,
@@ -39,17 +40,15 @@ with workflow.unsafe.imports_passed_through():
         ReleaseRequest,
         ReleaseStatus,
         ResolveImageInput,
-        StartVersionInput,
-        TrafficInput,
-        VersionRef,
-        WaitReadyInput,
     )
     from workflows import search
+    from workflows.rollout import Rollout, cause_of
 
 QUICK = timedelta(seconds=60)
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
                     maximum_attempts=5)
 BUILD_TIMEOUT = timedelta(minutes=30)
+ROLLOUT_STAGES = {"starting", "draining", "shifting", "waiting_stable", "gate", "paused"}
 
 Undo = Callable[[], Awaitable[None]]
 
@@ -59,10 +58,13 @@ def release_workflow_id(app: str, env: str) -> str:
     return f"release:{app}:{env}"
 
 
-def _cause(error: BaseException) -> str:
-    while isinstance(error, ActivityError) and error.cause is not None:
-        error = error.cause
-    return getattr(error, "message", None) or str(error) or type(error).__name__
+class ReleaseEnded(Exception):
+    """The release stops without a failure of its own: rejected, expired or aborted."""
+
+    def __init__(self, state: ReleaseState, reason: str) -> None:
+        super().__init__(reason)
+        self.state = state
+        self.reason = reason
 
 
 def _is_cancellation(error: BaseException) -> bool:
@@ -75,18 +77,22 @@ def _is_cancellation(error: BaseException) -> bool:
 @workflow.defn
 class ReleaseWorkflow:
     def __init__(self) -> None:
-        self._status = ReleaseStatus(app="", env="", stage="pending")
+        self.progress = ReleaseStatus(app="", env="", stage="pending")
         self._undo: list[tuple[str, Undo]] = []
+        self._decision: tuple[bool, ApprovalInput] | None = None
+        self._promote = False
+        self.promote_full_requested = False
+        self._paused = False
+        self._abort: str | None = None
+        self._compensating = False
 
-    @workflow.query
-    def status(self) -> ReleaseStatus:
-        """Where the release is and what it did so far."""
-        return self._status
+    # -- the run ----------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, request: ReleaseRequest) -> ReleaseOutcome:
         info = workflow.info()
-        self._status = ReleaseStatus(app=request.app, env=request.env, stage="preparing")
+        self.progress = ReleaseStatus(app=request.app, env=request.env, stage="preparing",
+                                    requested_by=request.requested_by)
         plan: ReleasePlan = await workflow.execute_activity_method(
             CatalogueActivities.prepare_release,
             PrepareReleaseInput(request=request, workflow_id=info.workflow_id,
@@ -94,14 +100,20 @@ class ReleaseWorkflow:
             start_to_close_timeout=QUICK, retry_policy=RETRY,
             summary="load application, environment and baseline",
         )
-        self._status.from_version, self._status.to_version = plan.from_version, plan.to_version
+        self.progress.strategy = str(plan.strategy)
+        self.progress.approvers = plan.approvers
+        self.progress.from_version, self.progress.to_version = plan.from_version, plan.to_version
+        approved_by = ""
         try:
             target = await self._target_image(plan, request)
-            self._status.image = target.image
+            self.progress.image = target.image
+            if plan.approval_required:
+                approved_by = await self._await_approval(plan, target)
+            await self.checkpoint()
             await self._notify(f"release {plan.app}@{plan.env} v{plan.to_version}",
-                               f"rolling out {target.image}")
-            await self._recreate(plan, target)
-        except (ActivityError, ApplicationError, asyncio.CancelledError) as error:
+                               f"rolling out {target.image} ({plan.strategy})")
+            await Rollout(self, plan, target).run()
+        except (ActivityError, ApplicationError, ReleaseEnded, asyncio.CancelledError) as error:
             state, reason = await self._give_up(plan, error)
             if _is_cancellation(error):
                 raise asyncio.CancelledError(reason) from error
@@ -110,10 +122,10 @@ class ReleaseWorkflow:
         result = await workflow.execute_activity_method(
             CatalogueActivities.finish_release,
             FinishReleaseInput(release_id=plan.release_id, state=ReleaseState.SUCCEEDED,
-                               image=target),
+                               image=target, approved_by=approved_by),
             start_to_close_timeout=QUICK, retry_policy=RETRY, summary="write the baseline",
         )
-        self._set_stage("succeeded", f"baseline v{result.baseline_version} written")
+        self.set_stage("succeeded", f"baseline v{result.baseline_version} written")
         await self._notify(f"release {plan.app}@{plan.env} succeeded",
                            f"baseline v{result.baseline_version}: {target.image}")
         return ReleaseOutcome(state=ReleaseState.SUCCEEDED, app=plan.app, env=plan.env,
@@ -121,131 +133,161 @@ class ReleaseWorkflow:
                               digest=target.digest)
 
     async def _target_image(self, plan: ReleasePlan, request: ReleaseRequest) -> ImageSpec:
+        if plan.target is not None and plan.target.digest:
+            return plan.target  # a rollback: the baseline recorded image and digest
         if plan.target is not None:
-            self._set_stage("resolving", f"checking image {plan.target.image}")
-            return await workflow.execute_activity_method(
-                RuntimeActivities.resolve_image, ResolveImageInput(image=plan.target.image),
-                start_to_close_timeout=timedelta(minutes=10), retry_policy=RETRY,
-                summary=f"resolve {plan.target.image}",
-            )
+            self.set_stage("resolving", f"checking image {plan.target.image}")
+            return await self.act(RuntimeActivities.resolve_image,
+                                  ResolveImageInput(image=plan.target.image),
+                                  f"resolve {plan.target.image}", timeout=timedelta(minutes=10))
         label = request.version_label or f"v{plan.to_version}"
-        self._set_stage("building", f"building {plan.app} {label} from {plan.source}")
-        image = await workflow.execute_activity_method(
+        self.set_stage("building", f"building {plan.app} {label} from {plan.source}")
+        image: ImageSpec = await self.act(
             BuildActivities.build_image,
             BuildInput(app=plan.app, source=plan.source, ref=request.ref, version_label=label,
                        workflow_id=workflow.info().workflow_id),
-            start_to_close_timeout=BUILD_TIMEOUT, heartbeat_timeout=timedelta(minutes=2),
-            retry_policy=RETRY, summary=f"build {plan.app}:{label}",
+            f"build {plan.app}:{label}", timeout=BUILD_TIMEOUT, heartbeat=True,
         )
-        await workflow.execute_activity_method(
-            CatalogueActivities.record_build,
-            RecordBuildInput(app=plan.app, ref=request.ref, version_label=label, image=image,
-                             workflow_id=workflow.info().workflow_id),
-            start_to_close_timeout=QUICK, retry_policy=RETRY, summary="record the build",
-        )
+        await self.act(CatalogueActivities.record_build,
+                       RecordBuildInput(app=plan.app, ref=request.ref, version_label=label,
+                                        image=image, workflow_id=workflow.info().workflow_id),
+                       "record the build")
         return image
 
-    async def _recreate(self, plan: ReleasePlan, target: ImageSpec) -> None:
-        """Drain all old instances → stop them → start the new version → enable it."""
-        await self._act(TrafficActivities.ensure_frontend,
-                        EnsureFrontendInput(env_key=plan.env_key, lb_port=plan.lb_port,
-                                            health_path=plan.health_path),
-                        f"load balancer on port {plan.lb_port}")
-        versions: list[int] = await self._act(
-            RuntimeActivities.list_versions,
-            ListVersionsInput(app=plan.app, env_key=plan.env_key, cluster=plan.cluster),
-            "list running versions",
+    async def _await_approval(self, plan: ReleasePlan, target: ImageSpec) -> str:
+        """Wait for ``approve`` or ``reject`` from an approver, up to the approval timeout."""
+        self.progress.awaiting = "approval"
+        self.set_stage("awaiting_approval", f"one of {', '.join(plan.approvers)} must approve")
+        await self.act(CatalogueActivities.note_approval,
+                       NoteApprovalInput(release_id=plan.release_id), "note: awaiting approval")
+        await self._notify(
+            f"approval needed: {plan.app}@{plan.env} v{plan.to_version}",
+            f"{plan.requested_by or 'someone'} asks to release {target.image}; approvers: "
+            f"{', '.join(plan.approvers)}: `slipway approve {plan.app} {plan.env} --as USER`",
         )
-        old = [v for v in versions if v != plan.to_version]
-        if plan.current is not None and plan.from_version:
-            current = plan.current
-            self._undo.append((f"restore v{plan.from_version}",
-                               lambda: self._bring_up(plan, plan.from_version, current,
-                                                      plan.current_replicas)))
-        drain_timeout = timedelta(seconds=plan.drain_timeout_seconds)
-        for version in old:
-            self._set_stage("draining", f"draining v{version}")
-            await self._act(TrafficActivities.drain,
-                            DrainInput(env_key=plan.env_key, version=version,
-                                       timeout_seconds=plan.drain_timeout_seconds),
-                            f"drain v{version}", timeout=drain_timeout + QUICK)
-            await self._act(RuntimeActivities.stop_version, self._ref(plan, version),
-                            f"stop v{version}", timeout=timedelta(minutes=5))
-        self._undo.append((f"remove v{plan.to_version}",
-                           lambda: self._tear_down(plan, plan.to_version)))
-        self._set_stage("starting", f"starting {plan.replicas} replicas of v{plan.to_version}")
-        await self._bring_up(plan, plan.to_version, target, plan.replicas)
-        # The new version serves: there is nothing left to undo, only old containers to clear.
-        self._undo.clear()
-        for version in old:
-            try:
-                await self._act(RuntimeActivities.remove_version, self._ref(plan, version),
-                                f"remove v{version}")
-            except ActivityError as error:
-                self._event(f"could not remove v{version}: {_cause(error)}")
-
-    async def _bring_up(self, plan: ReleasePlan, version: int, image: ImageSpec,
-                        replicas: int) -> None:
-        """Start a version, wait until it is healthy, then put it in rotation."""
-        ref = self._ref(plan, version)
-        await self._act(RuntimeActivities.start_version,
-                        StartVersionInput(version=ref, image=image.run_ref, replicas=replicas,
-                                          ports=plan.ports, env_vars=plan.env_vars,
-                                          cpu=plan.cpu, memory=plan.memory),
-                        f"start {replicas}× v{version}", timeout=timedelta(minutes=10))
-        instances = await self._act(
-            RuntimeActivities.wait_ready,
-            WaitReadyInput(version=ref, replicas=replicas, port=plan.ports[0],
-                           health_path=plan.health_path,
-                           deadline_seconds=plan.progress_deadline_seconds),
-            f"wait until v{version} is healthy",
-            timeout=timedelta(seconds=plan.progress_deadline_seconds) + QUICK,
-            heartbeat=True,
-        )
-        await self._act(TrafficActivities.add_to_lb,
-                        TrafficInput(env_key=plan.env_key, instances=instances),
-                        f"put v{version} in rotation")
-
-    async def _tear_down(self, plan: ReleasePlan, version: int) -> None:
-        await self._act(TrafficActivities.remove_from_lb,
-                        DrainInput(env_key=plan.env_key, version=version, timeout_seconds=0),
-                        f"take v{version} out of rotation")
-        await self._act(RuntimeActivities.remove_version, self._ref(plan, version),
-                        f"remove v{version}")
+        timeout = timedelta(seconds=plan.approval_timeout_seconds)
+        try:
+            await workflow.wait_condition(
+                lambda: self._decision is not None or self._abort is not None, timeout=timeout)
+        except TimeoutError:
+            raise ReleaseEnded(ReleaseState.APPROVAL_EXPIRED,
+                               f"nobody approved within {timeout}") from None
+        finally:
+            self.progress.awaiting = ""
+        await self.checkpoint()
+        assert self._decision is not None
+        approved, decision = self._decision
+        note = f": {decision.comment}" if decision.comment else ""
+        if not approved:
+            raise ReleaseEnded(ReleaseState.REJECTED, f"rejected by {decision.user}{note}")
+        self.event(f"approved by {decision.user}{note}")
+        await self.act(CatalogueActivities.note_approval,
+                       NoteApprovalInput(release_id=plan.release_id, approver=decision.user),
+                       f"note: approved by {decision.user}")
+        return decision.user
 
     async def _give_up(self, plan: ReleasePlan,
                        error: BaseException) -> tuple[ReleaseState, str]:
-        """Undo what was done, newest first, and close the release as rolled back or failed."""
-        reason = "cancelled" if _is_cancellation(error) else _cause(error)
-        self._set_stage("rolling_back", f"undoing: {reason}")
+        """Undo what was done, newest first, and close the release."""
+        if isinstance(error, ReleaseEnded):
+            reason, state = error.reason, error.state
+        else:
+            reason = "cancelled" if _is_cancellation(error) else cause_of(error)
+            state = ReleaseState.ROLLED_BACK
+        self._compensating = True
+        self.set_stage("rolling_back", f"undoing: {reason}")
         undo_failed = ""
         for what, undo in reversed(self._undo):
             try:
                 # Shielded: a cancelled release must still finish putting things back.
                 await asyncio.shield(asyncio.ensure_future(undo()))
-                self._event(f"undone: {what}")
+                self.event(f"undone: {what}")
             except (ActivityError, ApplicationError) as undo_error:
-                undo_failed = f"{what} failed: {_cause(undo_error)}"
-                self._event(f"undo {undo_failed}")
+                undo_failed = f"{what} failed: {cause_of(undo_error)}"
+                self.event(f"undo {undo_failed}")
                 break
-        state = ReleaseState.FAILED if undo_failed else ReleaseState.ROLLED_BACK
+        if undo_failed:
+            state = ReleaseState.FAILED
         await workflow.execute_activity_method(
             CatalogueActivities.finish_release,
             FinishReleaseInput(release_id=plan.release_id, state=state,
                                error=f"{reason}; {undo_failed}" if undo_failed else reason),
             start_to_close_timeout=QUICK, retry_policy=RETRY, summary=f"record {state}",
         )
-        self._set_stage(str(state), reason)
+        self.set_stage(str(state), reason)
         title = f"release {plan.app}@{plan.env} {state}"
         await self._notify(("ALERT: " if undo_failed else "") + title, undo_failed or reason)
         return state, reason
 
-    async def _act(self, method: Any, arg: Any, summary: str,
-                   timeout: timedelta = QUICK, heartbeat: bool = False) -> Any:
-        return await workflow.execute_activity_method(
+    # -- helpers used by Rollout ------------------------------------------------------------
+
+    async def act(self, method: Any, arg: Any, summary: str, timeout: timedelta = QUICK,
+                  heartbeat: bool = False) -> Any:
+        """Run an activity; during the rollout an ``abort`` cancels it and stops the release."""
+        handle = workflow.start_activity_method(
             method, arg, start_to_close_timeout=timeout, retry_policy=RETRY, summary=summary,
             heartbeat_timeout=timedelta(seconds=60) if heartbeat else None,
         )
+        if self._compensating:
+            return await handle
+        await workflow.wait_condition(lambda: handle.done() or self._abort is not None)
+        if not handle.done():
+            handle.cancel()
+            with contextlib.suppress(ActivityError, asyncio.CancelledError):
+                await handle
+            raise self._aborted()
+        return handle.result()
+
+    async def checkpoint(self) -> None:
+        """Stop here on ``abort``; wait here while paused."""
+        if self._abort is not None:
+            raise self._aborted()
+        if self._paused:
+            previous = self.progress.stage
+            self.set_stage("paused", "waiting for resume")
+            await workflow.wait_condition(lambda: not self._paused or self._abort is not None)
+            if self._abort is not None:
+                raise self._aborted()
+            self.set_stage(previous, "resumed")
+
+    async def gate(self, detail: str) -> None:
+        """A manual step: wait for ``promote`` (or ``promote_full``)."""
+        if self.promote_full_requested:
+            return
+        self.progress.awaiting = "promote"
+        self.set_stage("gate", detail)
+        await workflow.wait_condition(
+            lambda: self._promote or self.promote_full_requested or self._abort is not None)
+        self.progress.awaiting = ""
+        self.take_promote()
+        await self.checkpoint()
+
+    async def interrupted_within(self, period: timedelta) -> bool:
+        """Sleep durably for ``period``; True when a person intervened before it ended."""
+        try:
+            await workflow.wait_condition(
+                lambda: self._promote or self.promote_full_requested or self._paused
+                or self._abort is not None, timeout=period)
+        except TimeoutError:
+            return False
+        return True
+
+    def take_promote(self) -> bool:
+        promoted = self._promote or self.promote_full_requested
+        self._promote = False
+        return promoted
+
+    def push_undo(self, what: str, undo: Undo) -> None:
+        self._undo.append((what, undo))
+
+    def has_undo(self, prefix: str) -> bool:
+        return any(what.startswith(prefix) for what, _undo in self._undo)
+
+    def clear_undo(self) -> None:
+        self._undo.clear()
+
+    def _aborted(self) -> ReleaseEnded:
+        return ReleaseEnded(ReleaseState.ROLLED_BACK, f"aborted: {self._abort}")
 
     async def _notify(self, title: str, text: str) -> None:
         await workflow.execute_activity_method(
@@ -253,16 +295,111 @@ class ReleaseWorkflow:
             start_to_close_timeout=QUICK, retry_policy=RETRY, summary="notify",
         )
 
-    @staticmethod
-    def _ref(plan: ReleasePlan, version: int) -> VersionRef:
-        return VersionRef(app=plan.app, env_key=plan.env_key, cluster=plan.cluster,
-                          version=version)
-
-    def _set_stage(self, stage: str, detail: str) -> None:
-        self._status.stage = stage
+    def set_stage(self, stage: str, detail: str) -> None:
+        self.progress.stage = stage
         workflow.upsert_search_attributes([search.STAGE.value_set(stage)])
         workflow.set_current_details(f"**{stage}**: {detail}")
-        self._event(f"{stage}: {detail}")
+        self.event(f"{stage}: {detail}")
 
-    def _event(self, message: str) -> None:
-        self._status.events.append(ReleaseEvent(at=workflow.now(), message=message))
+    def event(self, message: str) -> None:
+        self.progress.events.append(ReleaseEvent(at=workflow.now(), message=message))
+
+    # -- query and updates ------------------------------------------------------------------
+
+    @workflow.query
+    def status(self) -> ReleaseStatus:
+        """Stage, step i/n, replicas and traffic per version, events with times."""
+        return self.progress
+
+    @workflow.update
+    async def approve(self, data: ApprovalInput) -> str:
+        self._decision = (True, data)
+        return f"{data.user} approved {self._release_name()}"
+
+    @approve.validator
+    def _validate_approve(self, data: ApprovalInput) -> None:
+        self._check_approver(data)
+        if data.user == self.progress.requested_by:
+            raise ValueError(f"four eyes: {data.user} requested this release and cannot approve "
+                             "it; ask another approver")
+
+    @workflow.update
+    async def reject(self, data: ApprovalInput) -> str:
+        self._decision = (False, data)
+        return f"{data.user} rejected {self._release_name()}"
+
+    @reject.validator
+    def _validate_reject(self, data: ApprovalInput) -> None:
+        self._check_approver(data)
+
+    def _check_approver(self, data: ApprovalInput) -> None:
+        if self.progress.awaiting != "approval" or self._decision is not None:
+            raise ValueError(f"the release is not waiting for approval (stage: "
+                             f"{self.progress.stage})")
+        if data.user not in self.progress.approvers:
+            raise ValueError(f"{data.user} is not an approver of {self.progress.app} (approvers: "
+                             f"{', '.join(self.progress.approvers) or 'none'})")
+
+    @workflow.update
+    async def promote(self, data: ControlInput) -> str:
+        self._promote = True
+        return f"promoted by {data.user}"
+
+    @promote.validator
+    def _validate_promote(self, data: ControlInput) -> None:
+        if self.progress.awaiting != "promote" and self.progress.stage != "waiting_stable":
+            raise ValueError(f"nothing to promote: the release is {self.progress.stage}, not at a "
+                             "gate or waiting for stable")
+
+    @workflow.update
+    async def promote_full(self, data: ControlInput) -> str:
+        self.promote_full_requested = True
+        return f"{data.user} promoted the release to 100%: remaining steps and waits skipped"
+
+    @promote_full.validator
+    def _validate_promote_full(self, data: ControlInput) -> None:
+        self._check_rolling_out("promote to full")
+        if self.progress.strategy == "recreate":
+            raise ValueError("a recreate release has no steps to skip")
+
+    @workflow.update
+    async def pause(self, data: ControlInput) -> str:
+        self._paused = True
+        return f"paused by {data.user}; resume with `slipway resume`"
+
+    @pause.validator
+    def _validate_pause(self, data: ControlInput) -> None:
+        self._check_rolling_out("pause")
+        if self._paused:
+            raise ValueError("the release is already paused")
+
+    @workflow.update
+    async def resume(self, data: ControlInput) -> str:
+        self._paused = False
+        return f"resumed by {data.user}"
+
+    @resume.validator
+    def _validate_resume(self, data: ControlInput) -> None:
+        if not self._paused:
+            raise ValueError(f"the release is not paused (stage: {self.progress.stage})")
+
+    @workflow.update
+    async def abort(self, data: ControlInput) -> str:
+        self._abort = f"{data.user}" + (f": {data.reason}" if data.reason else "")
+        return f"abort requested by {data.user}: rolling back"
+
+    @abort.validator
+    def _validate_abort(self, data: ControlInput) -> None:
+        if self._compensating or self.progress.stage in ("succeeded", "preparing"):
+            raise ValueError(f"too late or too early to abort: the release is "
+                             f"{self.progress.stage}")
+        if self._abort is not None:
+            raise ValueError(f"abort already requested ({self._abort})")
+
+    def _check_rolling_out(self, what: str) -> None:
+        if self.progress.stage not in ROLLOUT_STAGES or self._compensating:
+            raise ValueError(f"cannot {what}: the release is {self.progress.stage}, "
+                             "not rolling out")
+
+    def _release_name(self) -> str:
+        return f"{self.progress.app}@{self.progress.env} v{self.progress.to_version}"

@@ -2,165 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from dataclasses import dataclass, field
-from typing import Any
-
 import pytest
-from temporalio import activity
 from temporalio.client import WorkflowFailureError
-from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from schemas.enums import ReleaseState, Strategy
+from schemas.enums import ReleaseState
 from schemas.models import (
-    BuildInput,
-    DrainInput,
-    EnsureFrontendInput,
-    FinishReleaseInput,
-    FinishReleaseResult,
     ImageSpec,
-    Instance,
-    ListVersionsInput,
-    NotifyInput,
-    PrepareReleaseInput,
-    RecordBuildInput,
-    ReleasePlan,
     ReleaseRequest,
-    ResolveImageInput,
-    StartVersionInput,
-    TrafficInput,
-    VersionRef,
-    WaitReadyInput,
 )
-from workflows.release import ReleaseWorkflow
-
-
-@dataclass
-class FakeWorld:
-    """Activities that record what they were asked to do, with switchable failures."""
-
-    current_version: int = 0
-    versions: list[int] = field(default_factory=list)
-    calls: list[str] = field(default_factory=list)
-    finished: list[FinishReleaseInput] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
-    fail_ready_for: int | None = None
-    block_ready_for: int | None = None
-    fail_undo: bool = False
-    ready_started: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def activities(self) -> list[Any]:
-        world = self
-
-        @activity.defn(name="prepare_release")
-        async def prepare_release(data: PrepareReleaseInput) -> ReleasePlan:
-            world.calls.append("prepare")
-            current = world.current_version
-            return ReleasePlan(
-                release_id=7, app=data.request.app, env=data.request.env, env_key="shop-prod",
-                lb_port=18080, cluster="local", strategy=Strategy.RECREATE, replicas=2,
-                ports=[8080], source="/src/shop", from_version=current,
-                to_version=current + 1,
-                current=ImageSpec(image="slipway/shop:v1", digest="sha256:v1") if current else None,
-                current_replicas=2 if current else 0,
-                target=ImageSpec(image=data.request.image) if data.request.image else None,
-            )
-
-        @activity.defn(name="build_image")
-        async def build_image(data: BuildInput) -> ImageSpec:
-            world.calls.append(f"build {data.version_label}")
-            return ImageSpec(image=f"slipway/{data.app}:{data.version_label}", digest="sha256:new")
-
-        @activity.defn(name="record_build")
-        async def record_build(data: RecordBuildInput) -> int:
-            world.calls.append("record_build")
-            return 1
-
-        @activity.defn(name="resolve_image")
-        async def resolve_image(data: ResolveImageInput) -> ImageSpec:
-            world.calls.append(f"resolve {data.image}")
-            return ImageSpec(image=data.image, digest="sha256:given")
-
-        @activity.defn(name="ensure_frontend")
-        async def ensure_frontend(data: EnsureFrontendInput) -> None:
-            world.calls.append(f"frontend {data.lb_port}")
-
-        @activity.defn(name="list_versions")
-        async def list_versions(data: ListVersionsInput) -> list[int]:
-            return list(world.versions)
-
-        @activity.defn(name="drain")
-        async def drain(data: DrainInput) -> None:
-            world.calls.append(f"drain v{data.version}")
-
-        @activity.defn(name="remove_from_lb")
-        async def remove_from_lb(data: DrainInput) -> None:
-            world.calls.append(f"unroute v{data.version}")
-
-        @activity.defn(name="add_to_lb")
-        async def add_to_lb(data: TrafficInput) -> None:
-            if world.fail_undo and data.instances[0].version == world.current_version:
-                raise ApplicationError("haproxy socket gone", non_retryable=True)
-            world.calls.append("route " + ",".join(i.name for i in data.instances))
-
-        @activity.defn(name="stop_version")
-        async def stop_version(data: VersionRef) -> None:
-            world.calls.append(f"stop v{data.version}")
-
-        @activity.defn(name="remove_version")
-        async def remove_version(data: VersionRef) -> None:
-            world.calls.append(f"remove v{data.version}")
-
-        @activity.defn(name="start_version")
-        async def start_version(data: StartVersionInput) -> None:
-            world.calls.append(f"start v{data.version.version} {data.image} x{data.replicas}")
-
-        @activity.defn(name="wait_ready")
-        async def wait_ready(data: WaitReadyInput) -> list[Instance]:
-            version = data.version.version
-            if version == world.block_ready_for:
-                world.ready_started.set()
-                await asyncio.sleep(3600)  # until the workflow cancels us
-            if version == world.fail_ready_for:
-                raise ApplicationError("v2-0 exited: boom", type="NotReadyError",
-                                       non_retryable=True)
-            world.calls.append(f"ready v{version}")
-            return [Instance(name=f"v{version}-{i}", version=version, address="127.0.0.1",
-                             port=30000 + i) for i in range(data.replicas)]
-
-        @activity.defn(name="finish_release")
-        async def finish_release(data: FinishReleaseInput) -> FinishReleaseResult:
-            world.finished.append(data)
-            ok = data.state == ReleaseState.SUCCEEDED
-            return FinishReleaseResult(baseline_version=world.current_version + 1 if ok else None)
-
-        @activity.defn(name="notify")
-        async def notify(data: NotifyInput) -> None:
-            world.notices.append(data.title)
-
-        return [prepare_release, build_image, record_build, resolve_image, ensure_frontend,
-                list_versions, drain, remove_from_lb, add_to_lb, stop_version, remove_version,
-                start_version, wait_ready, finish_release, notify]
-
-
-async def run_release(env: WorkflowEnvironment, world: FakeWorld, request: ReleaseRequest,
-                      cancel_when_blocked: bool = False) -> Any:
-    queue = f"q-{uuid.uuid4()}"
-    async with Worker(env.client, task_queue=queue, workflows=[ReleaseWorkflow],
-                      activities=world.activities()):
-        handle = await env.client.start_workflow(
-            ReleaseWorkflow.run, request, id=f"release:{request.app}:{uuid.uuid4()}",
-            task_queue=queue,
-        )
-        if cancel_when_blocked:
-            await asyncio.wait_for(world.ready_started.wait(), timeout=30)
-            await handle.cancel()
-        outcome = await handle.result()
-        # Queries need a worker: ask for the final status before it stops.
-        return await handle.query(ReleaseWorkflow.status), outcome
+from tests.workflows.fakes import FakeWorld, run_release
 
 
 async def test_first_release_builds_and_writes_baseline_1(env: WorkflowEnvironment) -> None:

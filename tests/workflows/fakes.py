@@ -1,0 +1,219 @@
+"""Recorded fake activities for ReleaseWorkflow tests on the time-skipping server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from schemas.enums import ReleaseState, Strategy
+from schemas.models import (
+    BuildInput,
+    DrainInput,
+    EnsureFrontendInput,
+    FinishReleaseInput,
+    FinishReleaseResult,
+    HealthCheckInput,
+    ImageSpec,
+    Instance,
+    ListVersionsInput,
+    NoteApprovalInput,
+    NotifyInput,
+    PrepareReleaseInput,
+    RecordBuildInput,
+    ReleasePlan,
+    ReleaseRequest,
+    ResolveImageInput,
+    StartVersionInput,
+    TrafficInput,
+    VersionRef,
+    WaitReadyInput,
+)
+from workflows.release import ReleaseWorkflow
+
+
+@dataclass
+class FakeWorld:
+    """Activities that record what they were asked to do, with switchable failures."""
+
+    current_version: int = 0
+    versions: list[int] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    finished: list[FinishReleaseInput] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    fail_ready_for: int | None = None
+    block_ready_for: int | None = None
+    fail_undo: bool = False
+    ready_started: asyncio.Event = field(default_factory=asyncio.Event)
+    strategy: Strategy = Strategy.RECREATE
+    replicas: int = 2
+    gray_steps: list[str] = field(default_factory=lambda: ["1", "50%", "100%"])
+    stable_seconds: int = 0
+    approval_required: bool = False
+    approvers: list[str] = field(default_factory=lambda: ["lead", "ana"])
+    unhealthy_version: int | None = None
+    health_checks: int = 0
+    approvals: list[str] = field(default_factory=list)
+
+    def activities(self) -> list[Any]:
+        world = self
+
+        @activity.defn(name="prepare_release")
+        async def prepare_release(data: PrepareReleaseInput) -> ReleasePlan:
+            world.calls.append("prepare")
+            current = world.current_version
+            target = ImageSpec(image=data.request.image) if data.request.image else None
+            if data.request.rollback_to is not None:
+                target = ImageSpec(image=f"slipway/shop:v{data.request.rollback_to}",
+                                   digest=f"sha256:v{data.request.rollback_to}")
+            return ReleasePlan(
+                release_id=7, app=data.request.app, env=data.request.env, env_key="shop-prod",
+                lb_port=18080, cluster="local", strategy=world.strategy,
+                replicas=world.replicas, ports=[8080], source="/src/shop",
+                from_version=current, to_version=current + 1,
+                current=ImageSpec(image="slipway/shop:v1", digest="sha256:v1") if current else None,
+                current_replicas=world.replicas if current else 0,
+                target=target, gray_steps=world.gray_steps, stable_seconds=world.stable_seconds,
+                approval_required=world.approval_required, approvers=world.approvers,
+                requested_by=data.request.requested_by, rollback_to=data.request.rollback_to,
+                approval_timeout_seconds=86400,
+            )
+
+        @activity.defn(name="build_image")
+        async def build_image(data: BuildInput) -> ImageSpec:
+            world.calls.append(f"build {data.version_label}")
+            return ImageSpec(image=f"slipway/{data.app}:{data.version_label}", digest="sha256:new")
+
+        @activity.defn(name="record_build")
+        async def record_build(data: RecordBuildInput) -> int:
+            world.calls.append("record_build")
+            return 1
+
+        @activity.defn(name="resolve_image")
+        async def resolve_image(data: ResolveImageInput) -> ImageSpec:
+            world.calls.append(f"resolve {data.image}")
+            return ImageSpec(image=data.image, digest="sha256:given")
+
+        @activity.defn(name="ensure_frontend")
+        async def ensure_frontend(data: EnsureFrontendInput) -> None:
+            world.calls.append(f"frontend {data.lb_port}")
+
+        @activity.defn(name="list_versions")
+        async def list_versions(data: ListVersionsInput) -> list[int]:
+            return list(world.versions)
+
+        @activity.defn(name="drain")
+        async def drain(data: DrainInput) -> None:
+            world.calls.append(f"drain v{data.version}" + (f" keep {data.keep}"
+                                                          if data.keep else ""))
+
+        @activity.defn(name="check_health")
+        async def check_health(data: HealthCheckInput) -> list[str]:
+            world.health_checks += 1
+            if data.version.version == world.unhealthy_version:
+                return [f"v{data.version.version}-0 failed /healthz"]
+            return []
+
+        @activity.defn(name="note_approval")
+        async def note_approval(data: NoteApprovalInput) -> None:
+            world.approvals.append(data.approver or "awaiting")
+
+        @activity.defn(name="remove_from_lb")
+        async def remove_from_lb(data: DrainInput) -> None:
+            world.calls.append(f"unroute v{data.version}")
+
+        @activity.defn(name="add_to_lb")
+        async def add_to_lb(data: TrafficInput) -> None:
+            if world.fail_undo and data.instances[0].version == world.current_version:
+                raise ApplicationError("haproxy socket gone", non_retryable=True)
+            world.calls.append("route " + ",".join(i.name for i in data.instances))
+
+        @activity.defn(name="stop_version")
+        async def stop_version(data: VersionRef) -> None:
+            world.calls.append(f"stop v{data.version}")
+
+        @activity.defn(name="remove_version")
+        async def remove_version(data: VersionRef) -> None:
+            world.calls.append(f"remove v{data.version}")
+
+        @activity.defn(name="start_version")
+        async def start_version(data: StartVersionInput) -> None:
+            world.calls.append(f"start v{data.version.version} {data.image} x{data.replicas}")
+
+        @activity.defn(name="wait_ready")
+        async def wait_ready(data: WaitReadyInput) -> list[Instance]:
+            version = data.version.version
+            if version == world.block_ready_for:
+                world.ready_started.set()
+                await asyncio.sleep(3600)  # until the workflow cancels us
+            if version == world.fail_ready_for:
+                raise ApplicationError("v2-0 exited: boom", type="NotReadyError",
+                                       non_retryable=True)
+            world.calls.append(f"ready v{version}")
+            return [Instance(name=f"v{version}-{i}", version=version, address="127.0.0.1",
+                             port=30000 + i) for i in range(data.replicas)]
+
+        @activity.defn(name="finish_release")
+        async def finish_release(data: FinishReleaseInput) -> FinishReleaseResult:
+            world.finished.append(data)
+            ok = data.state == ReleaseState.SUCCEEDED
+            return FinishReleaseResult(baseline_version=world.current_version + 1 if ok else None)
+
+        @activity.defn(name="notify")
+        async def notify(data: NotifyInput) -> None:
+            world.notices.append(data.title)
+
+        return [prepare_release, build_image, record_build, resolve_image, ensure_frontend,
+                list_versions, drain, remove_from_lb, add_to_lb, stop_version, remove_version,
+                start_version, wait_ready, finish_release, notify, check_health,
+                note_approval]
+
+
+async def run_release(env: WorkflowEnvironment, world: FakeWorld, request: ReleaseRequest,
+                      cancel_when_blocked: bool = False) -> Any:
+    queue = f"q-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[ReleaseWorkflow],
+                      activities=world.activities()):
+        handle = await env.client.start_workflow(
+            ReleaseWorkflow.run, request, id=f"release:{request.app}:{uuid.uuid4()}",
+            task_queue=queue,
+        )
+        if cancel_when_blocked:
+            await asyncio.wait_for(world.ready_started.wait(), timeout=30)
+            await handle.cancel()
+        outcome = await handle.result()
+        # Queries need a worker: ask for the final status before it stops.
+        return await handle.query(ReleaseWorkflow.status), outcome
+
+
+async def start(env: WorkflowEnvironment, world: FakeWorld, request: ReleaseRequest,
+                queue: str) -> WorkflowHandle[Any, Any]:
+    return await env.client.start_workflow(
+        ReleaseWorkflow.run, request, id=f"release:{request.app}:{uuid.uuid4()}",
+        task_queue=queue,
+    )
+
+
+def worker(env: WorkflowEnvironment, world: FakeWorld) -> tuple[Worker, str]:
+    queue = f"q-{uuid.uuid4()}"
+    return Worker(env.client, task_queue=queue, workflows=[ReleaseWorkflow],
+                  activities=world.activities()), queue
+
+
+async def wait_for(handle: WorkflowHandle[Any, Any], predicate: Any, seconds: float = 30) -> Any:
+    """Poll the status query until ``predicate(status)`` holds (real time, bounded)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        status = await handle.query(ReleaseWorkflow.status)
+        if predicate(status):
+            return status
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"status never matched: {status}")
+        await asyncio.sleep(0.05)

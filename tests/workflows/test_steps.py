@@ -1,0 +1,39 @@
+"""Replica plans of grayscale and rolling releases."""
+
+from __future__ import annotations
+
+import pytest
+
+from workflows.steps import Step, gray_plan, parse_step, rolling_plan
+
+
+def pairs(plan: list[Step]) -> list[tuple[int, int] | str]:
+    return ["gate" if s.gate else (s.new, s.old) for s in plan]
+
+
+def test_seed_004_six_steps_for_ten_replicas() -> None:
+    # v1 at 10 → one v2 beside it → v2 up / v1 down → v1 shut.
+    assert pairs(gray_plan(["1", "50%", "100%"], 10, 10)) == [(1, 10), (5, 5), (10, 0)]
+
+
+def test_gate_waits_between_steps_and_plan_always_ends_at_full() -> None:
+    assert pairs(gray_plan(["1", "gate", "50%"], 4, 4)) == [(1, 4), "gate", (2, 2), (4, 0)]
+
+
+def test_first_release_has_nothing_to_shift() -> None:
+    assert pairs(gray_plan(["1", "50%", "100%"], 3, 0)) == [(3, 0)]
+
+
+def test_scale_change_shrinks_old_in_proportion() -> None:
+    assert pairs(gray_plan(["1", "50%", "100%"], 4, 2)) == [(1, 2), (2, 1), (4, 0)]
+
+
+def test_rolling_batches() -> None:
+    assert pairs(rolling_plan(2, 5, 5)) == [(2, 3), (4, 1), (5, 0)]
+    assert pairs(rolling_plan(1, 1, 1)) == [(1, 0)]
+
+
+@pytest.mark.parametrize("text", ["0%x", "-1", "half"])
+def test_bad_steps_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid grayscale step"):
+        parse_step(text, 4)

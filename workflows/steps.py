@@ -1,0 +1,78 @@
+"""Replica plans of the stepped strategies (grayscale, rolling): pure, deterministic arithmetic.
+
+A plan is the list of (new replicas, old replicas) the environment passes through. Equal
+load-balancer weights per replica make traffic follow the replica split, so a step of
+``new=1, old=10`` sends about 1/11 of the requests to the new version.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from pydantic import BaseModel
+
+GATE = "gate"
+_STEP = re.compile(r"^(\d+)(%?)$")
+
+
+class Step(BaseModel):
+    """Replica counts after a step; a gate step changes nothing and waits for ``promote``."""
+
+    new: int
+    old: int
+    gate: bool = False
+
+
+def parse_step(text: str, replicas: int) -> int | None:
+    """New-version replicas for ``"3"`` or ``"50%"``; ``None`` for a gate."""
+    text = text.strip().lower()
+    if text == GATE:
+        return None
+    match = _STEP.match(text)
+    if not match:
+        raise ValueError(f"invalid grayscale step {text!r}: use a count, a percentage or 'gate'")
+    number = int(match.group(1))
+    if match.group(2):
+        return max(1, math.ceil(replicas * number / 100))
+    return min(number, replicas)
+
+
+def _old_after(new: int, replicas: int, old_replicas: int) -> int:
+    # The old version shrinks in proportion as the new one grows.
+    return math.floor(old_replicas * (replicas - new) / replicas)
+
+
+def gray_plan(steps: list[str], replicas: int, old_replicas: int) -> list[Step]:
+    """Seed 004's grayscale: a canary beside the full old version, then shift step by step.
+
+    The first counted step is the canary: the old version keeps all its replicas. Every later
+    step shrinks the old version in proportion; the plan always ends at (replicas, 0).
+    """
+    if old_replicas == 0:
+        return [Step(new=replicas, old=0)]
+    plan: list[Step] = []
+    for text in steps:
+        new = parse_step(text, replicas)
+        if new is None:
+            last = plan[-1] if plan else Step(new=0, old=old_replicas)
+            plan.append(Step(new=last.new, old=last.old, gate=True))
+            continue
+        canary = not any(not step.gate for step in plan)
+        old = old_replicas if canary and new < replicas else _old_after(new, replicas,
+                                                                          old_replicas)
+        if plan and not plan[-1].gate and (plan[-1].new, plan[-1].old) == (new, old):
+            continue
+        plan.append(Step(new=new, old=old))
+    if not plan or plan[-1].gate or (plan[-1].new, plan[-1].old) != (replicas, 0):
+        plan.append(Step(new=replicas, old=0))
+    return plan
+
+
+def rolling_plan(batch_size: int, replicas: int, old_replicas: int) -> list[Step]:
+    """Batches of ``batch_size`` new replicas, the old version shrinking alongside."""
+    batch = max(1, batch_size)
+    plan = [Step(new=new, old=_old_after(new, replicas, old_replicas))
+            for new in range(batch, replicas, batch)]
+    plan.append(Step(new=replicas, old=0))
+    return plan
