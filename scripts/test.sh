@@ -5,12 +5,15 @@
 # server and the dev server don't mix), so unit tests and integration tests run apart.
 # Extra arguments go to both runs (e.g. `scripts/test.sh -x -k release`).
 # Exit code 5 (no tests collected) counts as success; the script fails if either run fails.
+# Each run is capped at SLIPWAY_TEST_TIMEOUT seconds (default 1800) so a hung test fails the
+# run with a clear message instead of using up CI's whole time budget.
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 PYTEST="$REPO/.venv/bin/pytest"
+TIMEOUT="${SLIPWAY_TEST_TIMEOUT:-1800}"
 if [[ ! -x "$PYTEST" ]]; then
     echo "test.sh: error: $PYTEST not found; run 'bash scripts/bootstrap.sh' first" >&2
     exit 2
@@ -24,8 +27,16 @@ run() {
     shift 2
     echo "=== ${name} tests (pytest -m \"${marker}\") ==="
     # Keep the output streaming live, and remember the closing line for the recap below.
-    "$PYTEST" -m "$marker" "$@" 2>&1 | tee "$LOG_DIR/$name.log"
+    # timeout signals pytest's whole process group, so test servers it started go too.
+    timeout --kill-after=30 "$TIMEOUT" "$PYTEST" -m "$marker" "$@" 2>&1 | tee "$LOG_DIR/$name.log"
     rc=${PIPESTATUS[0]}
+    if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+        echo "test.sh: ${name} tests did not finish within ${TIMEOUT}s (SLIPWAY_TEST_TIMEOUT);" \
+            "rerun with -v to see which test hangs" >&2
+        RESULT[$name]="exit $rc: timed out after ${TIMEOUT}s"
+        overall=1
+        return
+    fi
     summary="$(grep -E '(passed|failed|errors?|no tests ran|deselected).* in [0-9.]+s' "$LOG_DIR/$name.log" | tail -n1 | sed -E 's/^=+ //; s/ =+$//')"
     if [[ $rc -eq 5 ]]; then
         summary="${summary:-no tests collected} (exit 5: no tests, counted as success)"
