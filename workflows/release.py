@@ -230,7 +230,11 @@ class ReleaseWorkflow:
         )
         if self._compensating:
             return await handle
-        await workflow.wait_condition(lambda: handle.done() or self._abort is not None)
+        try:
+            await workflow.wait_condition(lambda: handle.done() or self._abort is not None)
+        except asyncio.CancelledError:
+            handle.cancel()  # the release was cancelled: so is the work in flight
+            raise
         if not handle.done():
             handle.cancel()
             with contextlib.suppress(ActivityError, asyncio.CancelledError):
@@ -364,7 +368,7 @@ class ReleaseWorkflow:
 
     @workflow.update
     async def pause(self, data: ControlInput) -> str:
-        self._paused = True
+        self._paused = self.progress.paused = True
         return f"paused by {data.user}; resume with `slipway resume`"
 
     @pause.validator
@@ -375,7 +379,7 @@ class ReleaseWorkflow:
 
     @workflow.update
     async def resume(self, data: ControlInput) -> str:
-        self._paused = False
+        self._paused = self.progress.paused = False
         return f"resumed by {data.user}"
 
     @resume.validator

@@ -120,7 +120,8 @@ class Rollout:
             await self.run_step(number, len(steps), step)
             if self.wf.progress.step == len(steps):
                 break
-        await self.finish([self.old_version] if self.old_version else [])
+        # The last step shut the old version already; only a leftover count remains to clear.
+        await self.finish([self.old_version] if self.old_version and self.old_count else [])
 
     async def run_step(self, number: int, total: int, step: Step) -> None:
         plan = self.plan

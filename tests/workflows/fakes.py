@@ -52,6 +52,7 @@ class FakeWorld:
     block_ready_for: int | None = None
     fail_undo: bool = False
     ready_started: asyncio.Event = field(default_factory=asyncio.Event)
+    unblock: asyncio.Event = field(default_factory=asyncio.Event)
     strategy: Strategy = Strategy.RECREATE
     replicas: int = 2
     gray_steps: list[str] = field(default_factory=lambda: ["1", "50%", "100%"])
@@ -152,7 +153,10 @@ class FakeWorld:
             version = data.version.version
             if version == world.block_ready_for:
                 world.ready_started.set()
-                await asyncio.sleep(3600)  # until the workflow cancels us
+                # Held until the test lets go: an activity still running when the worker
+                # stops would keep the time-skipping server from skipping in later tests.
+                await world.unblock.wait()
+                return []
             if version == world.fail_ready_for:
                 raise ApplicationError("v2-0 exited: boom", type="NotReadyError",
                                        non_retryable=True)
@@ -188,7 +192,10 @@ async def run_release(env: WorkflowEnvironment, world: FakeWorld, request: Relea
         if cancel_when_blocked:
             await asyncio.wait_for(world.ready_started.wait(), timeout=30)
             await handle.cancel()
-        outcome = await handle.result()
+        try:
+            outcome = await handle.result()
+        finally:
+            world.unblock.set()
         # Queries need a worker: ask for the final status before it stops.
         return await handle.query(ReleaseWorkflow.status), outcome
 

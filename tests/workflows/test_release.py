@@ -57,10 +57,10 @@ async def test_unhealthy_new_version_is_rolled_back_to_the_baseline(
     assert "boom" in world.finished[-1].error
 
 
-async def test_cancelled_release_undoes_its_steps(env: WorkflowEnvironment) -> None:
+async def test_cancelled_release_undoes_its_steps(fresh_env: WorkflowEnvironment) -> None:
     world = FakeWorld(current_version=1, versions=[1], block_ready_for=2)
     with pytest.raises(WorkflowFailureError):
-        await run_release(env, world, ReleaseRequest(app="shop", env="prod@local"),
+        await run_release(fresh_env, world, ReleaseRequest(app="shop", env="prod@local"),
                           cancel_when_blocked=True)
     assert world.calls[-3:] == ["start v1 sha256:v1 x2", "ready v1", "route v1-0,v1-1"]
     assert "remove v2" in world.calls
