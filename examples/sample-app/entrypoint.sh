@@ -13,6 +13,11 @@ mkdir -p /www
 printf 'sample-app %s\n' "$VERSION" >/www/index.html
 printf 'ok %s\n' "$VERSION" >/www/healthz
 
+# A deliberately bad build for rollback drills: /healthz starts failing after N seconds.
+if [ -n "${FAIL_HEALTH_AFTER:-}" ]; then
+    (sleep "$FAIL_HEALTH_AFTER" && rm -f /www/healthz) &
+fi
+
 httpd -f -p "$PORT" -h /www &
 HTTPD_PID=$!
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import docker
@@ -22,6 +19,7 @@ from schemas.settings import Settings
 from schemas.tables import Application, Baseline, Build, Environment
 from starter.catalogue import add_env, mark_ready, register_app
 from starter.releases import follow, start_release, validate_release
+from tests.support.load import request_loop
 from tests.support.registry import RegistryServer
 
 pytestmark = pytest.mark.integration
@@ -30,43 +28,15 @@ SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample-app"
 APP = "shop"
 
 
-@contextmanager
-def request_loop(url: str, max_requests: int = 5000,
-                 max_seconds: float = 120) -> Iterator[Counter[str]]:
-    """Send requests to ``url`` (loopback only) until told to stop, bounded in count and time."""
-    outcomes: Counter[str] = Counter()
-    stop = threading.Event()
-
-    def loop() -> None:
-        deadline = time.monotonic() + max_seconds
-        with httpx.Client(timeout=5) as client:
-            while (not stop.is_set() and time.monotonic() < deadline
-                   and outcomes.total() < max_requests):
-                try:
-                    response = client.get(url)
-                    outcomes[f"{response.status_code} {response.text.strip()}"] += 1
-                except httpx.ConnectError:
-                    outcomes["connection refused"] += 1
-                except httpx.HTTPError as error:
-                    outcomes[type(error).__name__] += 1
-                time.sleep(0.01)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield outcomes
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-
-
-def register_shop(store: Store, settings: Settings) -> str:
+def register_shop(store: Store, settings: Settings, strategy: str = "recreate",
+                  stable_seconds: int = 0) -> str:
     register_app(store, APP, category="in-house", tier="core", owners=["ana"],
                  approvers=["lead"], source=str(SAMPLE), description="", actor="ana")
     mark_ready(store, APP, "ana")
     env = add_env(store, APP, "prod", cluster="local", replicas=2, cpu="", memory="64Mi",
                   ports=[8080], env_vars={}, runtime="docker", namespace="default",
-                  health_path="/healthz", settings=settings, actor="ana")
+                  health_path="/healthz", settings=settings, actor="ana", strategy=strategy,
+                  stable_seconds=stable_seconds, approval="none")
     return env.name
 
 
