@@ -23,9 +23,11 @@ from activities.traffic import TrafficActivities
 from integrations.docker_builder import DockerBuilder
 from integrations.docker_runtime import DockerRuntime
 from integrations.haproxy import HaproxyRouter
+from integrations.haproxy_traffic import HaproxyTraffic
 from integrations.notifier import ConsoleNotifier
+from integrations.protocols import Runtime, TrafficRouter
 from integrations.store import Store
-from schemas.settings import Settings, get_settings
+from schemas.settings import Cluster, Settings, get_settings
 from workflows.release import ReleaseWorkflow
 
 WORKFLOWS = [ReleaseWorkflow]
@@ -40,23 +42,35 @@ def registry_auth(settings: Settings) -> dict[str, str] | None:
     return {"username": username, "password": password}
 
 
+def build_cluster(cluster: Cluster, settings: Settings,
+                  auth: dict[str, str] | None) -> tuple[Runtime, TrafficRouter]:
+    """The runtime and the traffic router of one cluster, by its runtime kind."""
+    if cluster.runtime == "kubernetes":
+        from integrations.kubernetes_runtime import KubernetesRuntime, KubernetesTraffic
+
+        runtime = KubernetesRuntime.from_cluster(cluster)
+        return runtime, KubernetesTraffic(runtime)
+    router = HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address)
+    return (DockerRuntime(cluster.engines, cluster.publish_host,
+                          registry_auth=lambda _image: auth), HaproxyTraffic(router))
+
+
 def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     """Every activity function, bound to integrations built from ``settings``."""
     store = Store(settings.resolved_database_url())
     store.migrate()
     auth = registry_auth(settings)
-    runtimes = {
-        name: DockerRuntime(cluster.engines, cluster.publish_host,
-                            registry_auth=lambda _image: auth)
-        for name, cluster in settings.clusters.items()
-    }
-    default_engine = settings.clusters[settings.default_cluster].engines[0]
+    runtimes: dict[str, Runtime] = {}
+    routers: dict[str, TrafficRouter] = {}
+    for name, cluster in settings.clusters.items():
+        runtimes[name], routers[name] = build_cluster(cluster, settings, auth)
+    docker_engines = [c.engines[0] for c in settings.clusters.values() if c.runtime == "docker"]
+    default_engine = docker_engines[0] if docker_engines else "unix:///var/run/docker.sock"
     builder = DockerBuilder(default_engine, settings.registry, settings.base_image, auth)
-    router = HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address)
     catalogue = CatalogueActivities(store, settings.drain_timeout_seconds,
                                     settings.progress_deadline_seconds)
     runtime = RuntimeActivities(runtimes, settings.default_cluster)
-    traffic = TrafficActivities(router)
+    traffic = TrafficActivities(routers, settings.default_cluster)
     return [
         catalogue.prepare_release, catalogue.finish_release, catalogue.record_build,
         catalogue.note_approval, runtime.check_health,

@@ -6,7 +6,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.support import permanent, progress
-from integrations.docker_runtime import DockerRuntime, ImageMissingError, NotReadyError
+from integrations.docker_runtime import ImageMissingError, NotReadyError
+from integrations.protocols import Runtime
 from schemas.models import (
     HealthCheckInput,
     ImageSpec,
@@ -22,13 +23,13 @@ from schemas.models import (
 class RuntimeActivities:
     """Runtime activities; the cluster named in each input picks the runtime."""
 
-    def __init__(self, runtimes: dict[str, DockerRuntime], default_cluster: str) -> None:
+    def __init__(self, runtimes: dict[str, Runtime], default_cluster: str) -> None:
         self.runtimes = runtimes
         self.default_cluster = default_cluster
 
-    def _runtime(self, cluster: str) -> DockerRuntime:
+    def _runtime(self, cluster: str) -> Runtime:
         try:
-            return self.runtimes[cluster]
+            return self.runtimes[cluster or self.default_cluster]
         except KeyError:
             raise ApplicationError(
                 f"cluster {cluster!r} is not configured in SLIPWAY_CLUSTERS",
@@ -66,7 +67,7 @@ class RuntimeActivities:
     @activity.defn
     def list_versions(self, data: ListVersionsInput) -> list[int]:
         """Versions of the app that have containers in the environment."""
-        return self._runtime(data.cluster).versions(data.env_key)
+        return self._runtime(data.cluster).versions(data.env_key, data.namespace)
 
     @activity.defn
     def stop_version(self, data: VersionRef) -> None:

@@ -185,7 +185,7 @@ class DockerRuntime:
             ))
         return result
 
-    def versions(self, env_key: str) -> list[int]:
+    def versions(self, env_key: str, namespace: str = "default") -> list[int]:
         """Every version that has containers (running or not) in the environment."""
         return sorted({int(c.labels[LABEL_VERSION]) for _e, c in self._containers(env_key)})
 

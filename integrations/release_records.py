@@ -14,9 +14,9 @@ from sqlmodel import Session, select
 from integrations.store import CatalogueError, Store, audit, find_app, find_env, latest_baseline
 from schemas.enums import (
     UNRELEASABLE_APP_STATES,
+    ApprovalPolicy,
     AppState,
     AppTier,
-    ApprovalPolicy,
     ChangeState,
     ReleaseState,
 )
@@ -131,7 +131,7 @@ def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_secon
             cluster=env.cluster, strategy=env.strategy,
             replicas=request.replicas or env.replicas, ports=env.ports, env_vars=env.env_vars,
             cpu=request.cpu or env.cpu, memory=request.memory or env.memory,
-            health_path=env.health_path, source=app.source,
+            health_path=env.health_path, source=app.source, namespace=env.namespace,
             from_version=release.from_version, to_version=release.to_version,
             current=ImageSpec(image=current.image, digest=current.digest) if current else None,
             current_replicas=current.replicas if current else 0, target=target,

@@ -84,6 +84,7 @@ class ReleasePlan(BaseModel):
     current: ImageSpec | None = None
     current_replicas: int = 0
     target: ImageSpec | None = None
+    namespace: str = "default"
     drain_timeout_seconds: float = 30.0
     progress_deadline_seconds: float = 600.0
     gray_steps: list[str] = Field(default_factory=lambda: ["1", "50%", "100%"])
@@ -123,6 +124,7 @@ class VersionRef(BaseModel):
     env_key: str
     cluster: str
     version: int
+    namespace: str = "default"
 
 
 class StartVersionInput(BaseModel):
@@ -133,6 +135,7 @@ class StartVersionInput(BaseModel):
     env_vars: dict[str, str] = Field(default_factory=dict)
     cpu: str = ""
     memory: str = ""
+    health_path: str = "/healthz"
 
 
 class Instance(BaseModel):
@@ -153,14 +156,22 @@ class WaitReadyInput(BaseModel):
 
 
 class EnsureFrontendInput(BaseModel):
+    """Make the environment's entry point exist: an HAProxy frontend, or a Service."""
+
     env_key: str
     lb_port: int
     health_path: str = "/healthz"
+    cluster: str = ""
+    app: str = ""
+    namespace: str = "default"
+    ports: list[int] = Field(default_factory=lambda: [8080])
 
 
 class TrafficInput(BaseModel):
     env_key: str
     instances: list[Instance]
+    cluster: str = ""
+    namespace: str = "default"
 
 
 class DrainInput(BaseModel):
@@ -169,6 +180,8 @@ class DrainInput(BaseModel):
     env_key: str
     version: int
     timeout_seconds: float
+    cluster: str = ""
+    namespace: str = "default"
     # Keep the first ``keep`` replicas (v3-0 … v3-<keep-1>) in rotation: scaling down.
     keep: int = 0
 
@@ -177,6 +190,7 @@ class ListVersionsInput(BaseModel):
     app: str
     env_key: str
     cluster: str
+    namespace: str = "default"
 
 
 class FinishReleaseInput(BaseModel):

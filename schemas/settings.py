@@ -18,14 +18,20 @@ def _default_state_dir() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "slipway"
 
 
-class DockerCluster(BaseModel):
-    """A set of Docker engines behind one load balancer (HAProxy runtime API)."""
+class Cluster(BaseModel):
+    """Where environments run: Docker engines behind HAProxy, or a Kubernetes context."""
 
     runtime: str = "docker"
+    # docker: the engines replicas spread over, and the address their ports publish on
+    # (loopback here, so a single-host cluster needs nothing else).
     engines: list[str] = Field(default_factory=lambda: ["unix:///var/run/docker.sock"])
-    # Address the load balancer uses to reach published container ports; containers always
-    # publish on loopback here, so a single-host cluster needs nothing else.
     publish_host: str = "127.0.0.1"
+    # kubernetes: kubeconfig file and context, or the pod's service account when in_cluster.
+    kubeconfig: str = ""
+    context: str = ""
+    in_cluster: bool = False
+    # Names of image pull secrets every Deployment references (never their contents).
+    image_pull_secrets: list[str] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):
@@ -42,7 +48,7 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     task_queue: str = "slipway"
 
-    clusters: dict[str, DockerCluster] = Field(default_factory=lambda: {"local": DockerCluster()})
+    clusters: dict[str, Cluster] = Field(default_factory=lambda: {"local": Cluster()})
     default_cluster: str = "local"
 
     haproxy_bin: str = "haproxy"

@@ -58,17 +58,21 @@ class Rollout:
 
     def ref(self, version: int) -> VersionRef:
         return VersionRef(app=self.plan.app, env_key=self.plan.env_key,
-                          cluster=self.plan.cluster, version=version)
+                          cluster=self.plan.cluster, version=version,
+                          namespace=self.plan.namespace)
 
     async def run(self) -> None:
         plan = self.plan
         await self.wf.act(TrafficActivities.ensure_frontend,
                           EnsureFrontendInput(env_key=plan.env_key, lb_port=plan.lb_port,
-                                              health_path=plan.health_path),
+                                              health_path=plan.health_path,
+                                              cluster=plan.cluster, app=plan.app,
+                                              namespace=plan.namespace, ports=plan.ports),
                           f"load balancer on port {plan.lb_port}")
         versions: list[int] = await self.wf.act(
             RuntimeActivities.list_versions,
-            ListVersionsInput(app=plan.app, env_key=plan.env_key, cluster=plan.cluster),
+            ListVersionsInput(app=plan.app, env_key=plan.env_key, cluster=plan.cluster,
+                              namespace=plan.namespace),
             "list running versions",
         )
         if plan.current is not None and plan.from_version in versions:
@@ -199,7 +203,8 @@ class Rollout:
                           StartVersionInput(version=self.ref(version), image=image.run_ref,
                                             replicas=replicas, ports=plan.ports,
                                             env_vars=plan.env_vars, cpu=plan.cpu,
-                                            memory=plan.memory),
+                                            memory=plan.memory,
+                                            health_path=plan.health_path),
                           f"run {replicas}× v{version}", timeout=timedelta(minutes=10))
 
     async def bring_up(self, version: int, image: ImageSpec, replicas: int) -> None:
@@ -215,14 +220,16 @@ class Rollout:
             timeout=timedelta(seconds=plan.progress_deadline_seconds + 60), heartbeat=True,
         )
         await self.wf.act(TrafficActivities.add_to_lb,
-                          TrafficInput(env_key=plan.env_key, instances=instances),
+                          TrafficInput(env_key=plan.env_key, instances=instances,
+                                       cluster=plan.cluster, namespace=plan.namespace),
                           f"put v{version} in rotation")
 
     async def drain(self, version: int, keep: int) -> None:
         plan = self.plan
         await self.wf.act(TrafficActivities.drain,
                           DrainInput(env_key=plan.env_key, version=version, keep=keep,
-                                     timeout_seconds=plan.drain_timeout_seconds),
+                                     timeout_seconds=plan.drain_timeout_seconds,
+                                     cluster=plan.cluster, namespace=plan.namespace),
                           f"drain v{version}" + (f" down to {keep}" if keep else ""),
                           timeout=timedelta(seconds=plan.drain_timeout_seconds + 60))
 
@@ -235,7 +242,8 @@ class Rollout:
         version = self.plan.to_version
         await self.wf.act(TrafficActivities.remove_from_lb,
                           DrainInput(env_key=self.plan.env_key, version=version,
-                                     timeout_seconds=0),
+                                     timeout_seconds=0, cluster=self.plan.cluster,
+                                     namespace=self.plan.namespace),
                           f"take v{version} out of rotation")
         await self.remove(version)
 
