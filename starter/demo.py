@@ -1,8 +1,9 @@
 """``slipway demo``: a real release of the sample app, twice, on the embedded stack.
 
 Starts what is missing (Temporal dev server + worker), registers ``examples/sample-app`` as
-application ``sample`` with environment ``demo@local`` (2 replicas behind HAProxy), releases
-it twice from source, and shows what the load balancer serves after each release.
+application ``sample`` with environment ``demo@local`` (2 replicas behind HAProxy, grayscale
+steps 1 → 50% → 100% with a short wait-for-stable), releases it twice from source, and shows
+what the load balancer serves after each release.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ SAMPLE_SOURCE = REPO_ROOT / "examples" / "sample-app"
 DEMO_APP = "sample"
 DEMO_ENV_TYPE = "demo"
 RELEASES = 2
+# Short, so the demo ends soon; production environments default to 60 s.
+DEMO_STABLE_SECONDS = 3
 
 
 class DemoError(Exception):
@@ -63,7 +66,8 @@ def ensure_catalogue(store: Store, settings: Settings) -> Environment:
         return add_env(store, DEMO_APP, DEMO_ENV_TYPE, cluster=settings.default_cluster,
                        replicas=2, cpu="", memory="", ports=[8080], env_vars={},
                        runtime="docker", namespace="default", health_path="/healthz",
-                       settings=settings, actor=actor)
+                       settings=settings, actor=actor, strategy="gray",
+                       gray_steps=["1", "50%", "100%"], stable_seconds=DEMO_STABLE_SECONDS)
     with store.session() as session:
         env = session.exec(select(Environment).where(Environment.app_id == app.id)).first()
     if env is None:
@@ -90,7 +94,7 @@ def run_demo(settings: Settings, store: Store) -> list[ReleaseOutcome]:
                   f"({env.replicas} replicas), source {SAMPLE_SOURCE}", highlight=False)
     outcomes: list[ReleaseOutcome] = []
     for number in range(1, RELEASES + 1):
-        console.print(f"[bold]3/3[/] release {number} of {RELEASES} (build from source, recreate)")
+        console.print(f"[bold]3/3[/] release {number} of {RELEASES} (build from source, grayscale)")
         request = ReleaseRequest(app=DEMO_APP, env=env.name, requested_by=current_user())
         outcome = asyncio.run(run_release(request, wait=True))
         assert outcome is not None  # wait=True always returns the outcome
