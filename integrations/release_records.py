@@ -112,6 +112,12 @@ def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_secon
                     f"application {app.name!r} has no build source: pass --image REF, or "
                     f"register it with --source DIR"
                 )
+            if approval_required(app, env, request) and not app.approvers:
+                raise CatalogueError(
+                    f"releases of {app.name} on {env.name} need approval, but {app.name} has "
+                    f"no approvers: register approvers, or set the environment's approval "
+                    f"policy to none"
+                )
             from_version = current.version if current else 0
             release = Release(
                 app_id=app.id or 0, env_id=env.id or 0, change_id=request.change_id,
