@@ -15,7 +15,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from integrations.release_records import check_releasable
+from integrations.release_records import approval_required, check_releasable
 from integrations.store import CatalogueError, Store, find_app, find_env, latest_baseline
 from schemas.models import ReleaseOutcome, ReleaseRequest, ReleaseStatus
 from schemas.settings import Settings
@@ -44,7 +44,10 @@ def validate_release(store: Store, request: ReleaseRequest) -> tuple[ReleaseRequ
         app = find_app(session, request.app)
         env = find_env(session, app, request.env)
         check_releasable(app)
-        if not request.image and not app.source:
+        if approval_required(app, env, request) and not app.approvers:
+            raise CatalogueError(f"releases of {app.name} on {env.name} need approval, but "
+                                 f"{app.name} has no approvers")
+        if not request.image and not app.source and request.rollback_to is None:
             raise CatalogueError(f"application {app.name!r} has no build source: pass --image "
                                  "REF, or register it with --source DIR")
         current = latest_baseline(session, env.id or 0)
