@@ -18,20 +18,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from integrations.store import CatalogueError, Store, audit, find_app, find_env, latest_baseline
-from schemas.enums import AppCategory, AppState, AppTier, RuntimeKind
+from schemas.enums import AppCategory, ApprovalPolicy, AppState, AppTier, RuntimeKind, Strategy
 from schemas.settings import Settings
 from schemas.tables import Application, Baseline, Environment
+from starter.validation import check_cpu, check_memory, check_replicas, check_rollout, policy_text
 
 APP_NAME_MAX = 40
 ENV_TYPE_MAX = 20
-REPLICAS_MIN, REPLICAS_MAX = 1, 24
 DEFAULT_PORTS = [8080]
 
 _APP_NAME = re.compile(r"[a-z](?:[a-z0-9-]*[a-z0-9])?")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
-_CPU = re.compile(r"(?:\d+(?:\.\d{1,3})?|\.\d{1,3}|\d+m)")
-# Kubernetes quantities with a unit: a bare number would mean bytes and is always a mistake here.
-_MEMORY = re.compile(r"(\d+(?:\.\d+)?)(?:Ki|Mi|Gi|Ti|k|M|G|T)")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _GIT_URL_PREFIXES = ("https://", "git@", "ssh://")
 
@@ -139,24 +136,24 @@ def show_app(store: Store, name: str) -> AppOverview:
 def add_env(store: Store, app: str, env_type: str, *, cluster: str, replicas: int,
             cpu: str, memory: str, ports: list[int], env_vars: list[str] | dict[str, str],
             runtime: RuntimeKind | str, namespace: str, health_path: str, settings: Settings,
-            actor: str) -> Environment:
+            actor: str, strategy: Strategy | str | None = None,
+            gray_steps: list[str] | None = None, stable_seconds: int = 60, batch_size: int = 1,
+            approval: ApprovalPolicy | str = ApprovalPolicy.AUTO,
+            approval_timeout_seconds: int = 86400) -> Environment:
     """Add an environment (``env_type@cluster``) to an application and give it a load-balancer
-    port. Nothing is deployed: the first release does that."""
+    port. Nothing is deployed: the first release does that.
+
+    ``strategy`` defaults to gray in prod (two versions side by side, step by step) and to
+    recreate elsewhere; ``gray_steps`` is only meaningful for gray."""
     _check_label(env_type, "environment type", ENV_TYPE_MAX, "e.g. dev, test, staging, prod")
     _check_cluster(cluster, settings)
     runtime = _check_runtime(runtime, cluster, settings)
-    if not REPLICAS_MIN <= replicas <= REPLICAS_MAX:
-        raise CatalogueError(
-            f"replicas must be between {REPLICAS_MIN} and {REPLICAS_MAX}, got {replicas}"
-        )
-    if cpu and (not _CPU.fullmatch(cpu) or _cpu_value(cpu) <= 0):
-        raise CatalogueError(f"cpu must be cores like 0.5 or millicores like 500m, got {cpu!r}")
-    memory_match = _MEMORY.fullmatch(memory)
-    if memory and (memory_match is None or float(memory_match.group(1)) <= 0):
-        raise CatalogueError(
-            f"memory must be a quantity like 256Mi or 1Gi (units Ki, Mi, Gi, Ti, k, M, G, T), "
-            f"got {memory!r}"
-        )
+    check_replicas(replicas)
+    check_cpu(cpu)
+    check_memory(memory)
+    rollout = check_rollout(env_type, replicas, strategy=strategy, gray_steps=gray_steps,
+                            stable_seconds=stable_seconds, batch_size=batch_size,
+                            approval=approval, approval_timeout_seconds=approval_timeout_seconds)
     port_list = _check_ports(ports)
     variables = _parse_env_vars(env_vars)
     _check_label(namespace, "namespace", 63, "lowercase letters, digits and '-'")
@@ -183,12 +180,13 @@ def add_env(store: Store, app: str, env_type: str, *, cluster: str, replicas: in
         env = Environment(app_id=owner.id or 0, env_type=env_type, cluster=cluster,
                           replicas=replicas, cpu=cpu, memory=memory, ports=port_list,
                           env_vars=variables, runtime=runtime, namespace=namespace,
-                          health_path=health_path, lb_port=lb_port)
+                          health_path=health_path, lb_port=lb_port, **rollout)
         session.add(env)
         # Values of env vars may be sensitive: the audit trail keeps only their names.
         audit(session, "env.added", actor=actor, app=app, env=env_name, replicas=replicas,
               cpu=cpu, memory=memory, ports=port_list, env_var_names=sorted(variables),
-              runtime=str(runtime), namespace=namespace, lb_port=lb_port)
+              runtime=str(runtime), namespace=namespace, lb_port=lb_port,
+              **policy_text(rollout))
         _commit(session, f"the catalogue changed while adding {app} {env_name} (another "
                          f"command took the same environment or port); run the command again")
         return env
@@ -341,10 +339,6 @@ def _check_runtime(runtime: RuntimeKind | str, cluster: str, settings: Settings)
         raise CatalogueError(f"cluster {cluster!r} runs {configured}, not {kind}: "
                              f"pick a {kind} cluster or --runtime {configured}")
     return kind
-
-
-def _cpu_value(cpu: str) -> float:
-    return int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
 
 
 def _check_ports(ports: list[int]) -> list[int]:

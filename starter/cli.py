@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from starter import cli_release, cli_stack
+from starter import cli_controls, cli_release, cli_stack
 from starter.cli_catalogue import app_cli, env_cli
+from starter.cli_changes import baseline_cli, change_cli
+from starter.cli_release import release_cli
 
 cli = typer.Typer(
     name="slipway",
@@ -15,8 +17,17 @@ cli = typer.Typer(
 )
 cli.add_typer(app_cli, name="app", help="Register, inspect and retire applications.")
 cli.add_typer(env_cli, name="env", help="Add and inspect an application's environments.")
-cli.command()(cli_release.release)
+cli.add_typer(change_cli, name="change",
+              help="Create, submit and close changes (what a release carries out).")
+cli.add_typer(baseline_cli, name="baseline", help="List and compare an environment's baselines.")
+cli.add_typer(release_cli, name="release",
+              help="Release APP ENV (`slipway release APP ENV [OPTIONS]`), or `release history`.")
 cli.command()(cli_release.status)
+for control in (cli_controls.approve, cli_controls.reject, cli_controls.promote,
+                cli_controls.promote_full, cli_controls.pause, cli_controls.resume,
+                cli_controls.abort, cli_controls.rollback):
+    # promote_full → promote-full
+    cli.command(control.__name__.replace("_", "-"))(control)
 cli.command()(cli_stack.demo)
 cli.command()(cli_stack.dev)
 cli.command()(cli_stack.up)

@@ -13,12 +13,13 @@ import typer
 from rich.table import Table
 
 from integrations.store import Store
-from schemas.enums import AppCategory, AppState, AppTier, RuntimeKind
+from schemas.enums import AppCategory, AppState, AppTier, RuntimeKind, Strategy
 from schemas.settings import get_settings
 from schemas.tables import Application, Baseline, Environment
 from starter import catalogue
 from starter.console import catalogue_errors, console, open_store
 from starter.identity import current_user
+from starter.validation import format_duration, parse_duration
 
 app_cli = typer.Typer(no_args_is_help=True, help="Register, inspect and retire applications.")
 env_cli = typer.Typer(no_args_is_help=True, help="Add and inspect an application's environments.")
@@ -202,6 +203,31 @@ def env_add(
         = "default",
     health_path: Annotated[str, typer.Option(
         help="HTTP path that answers 2xx when an instance is healthy.")] = "/healthz",
+    strategy: Annotated[str | None, typer.Option(
+        metavar="gray|rolling|recreate", show_default=False,
+        help="How releases roll out. gray: the new version beside the old, step by step, "
+             "waiting until stable; rolling: replace replicas in batches; recreate: drain all, "
+             "stop, start, enable (apps that cannot run two versions). Default: gray for "
+             "prod, recreate otherwise.")] = None,
+    steps: Annotated[str | None, typer.Option(
+        "--steps", metavar="STEPS", show_default=False,
+        help="gray only: comma-separated steps, each a replica count (1), a percentage (50%) "
+             "or gate (wait for `slipway promote`); the last must be 100% or the replica "
+             "count. Default: 1,50%,100%.")] = None,
+    stable: Annotated[str, typer.Option(
+        "--stable", metavar="DURATION",
+        help="gray/rolling: how long each step must stay healthy (checked throughout) "
+             "before the next: seconds, or with s/m/h/d; 0 skips the wait.")] = "60",
+    batch_size: Annotated[int, typer.Option(
+        help="rolling: replicas replaced per batch, 1 to --replicas.")] = 1,
+    approval: Annotated[str, typer.Option(
+        metavar="auto|required|none",
+        help="auto: releases of core apps in prod wait for an approver (rollbacks do not); "
+             "required: every release waits; none: never.")] = "auto",
+    approval_timeout: Annotated[str, typer.Option(
+        metavar="DURATION",
+        help="How long a release waits for approval before it expires (at least 60s): "
+             "seconds, or with s/m/h/d.")] = "24h",
 ) -> None:
     """Add an environment (ENV_TYPE@CLUSTER) to an application.
 
@@ -213,8 +239,23 @@ def env_add(
             store, app, env_type, cluster=cluster, replicas=replicas, cpu=cpu, memory=memory,
             ports=port or [], env_vars=env or [], runtime=runtime, namespace=namespace,
             health_path=health_path, settings=settings, actor=current_user(),
+            strategy=strategy, gray_steps=steps.split(",") if steps is not None else None,
+            stable_seconds=parse_duration(stable, "--stable"), batch_size=batch_size,
+            approval=approval,
+            approval_timeout_seconds=parse_duration(approval_timeout, "--approval-timeout"),
         )
-    console.print(f"added {app} {added.name}, load balancer {_lb_url(added)}", highlight=False)
+    console.print(f"added {app} {added.name} ({_rollout_text(added)}), load balancer "
+                  f"{_lb_url(added)}", highlight=False)
+
+
+def _rollout_text(env: Environment) -> str:
+    """One line of rollout policy, e.g. ``gray 1,50%,100%, stable 60s, approval auto``."""
+    how = str(env.strategy)
+    if env.strategy == Strategy.GRAY:
+        how += f" {','.join(env.gray_steps)}, stable {format_duration(env.stable_seconds)}"
+    elif env.strategy == Strategy.ROLLING:
+        how += f" by {env.batch_size}, stable {format_duration(env.stable_seconds)}"
+    return f"{how}, approval {env.approval}"
 
 
 @env_cli.command("list")
@@ -256,6 +297,10 @@ def env_show(
         ("cpu", found.cpu or "-"), ("memory", found.memory or "-"),
         ("ports", ",".join(map(str, found.ports))), ("env vars", env_vars),
         ("health path", found.health_path), ("strategy", found.strategy),
+        ("gray steps", ",".join(found.gray_steps)),
+        ("stable", format_duration(found.stable_seconds)),
+        ("batch size", str(found.batch_size)), ("approval", found.approval),
+        ("approval timeout", format_duration(found.approval_timeout_seconds)),
         ("load balancer", _lb_url(found)),
     ])
     if not detail.baselines:
