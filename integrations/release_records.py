@@ -105,6 +105,9 @@ def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_secon
         target = ImageSpec(image=request.image) if request.image else None
         if request.rollback_to is not None:
             target = _rollback_target(session, env, request.rollback_to)
+        elif target and current and target.image == current.image and not target.digest:
+            # A scale or resources change runs what the baseline recorded, by digest.
+            target = ImageSpec(image=current.image, digest=current.digest)
         if release is None:
             check_releasable(app)
             if target is None and not app.source:
@@ -157,7 +160,8 @@ def _move_change(session: Session, change_id: int | None, state: ChangeState) ->
     if change is not None and change.state != state:
         change.state = state
         session.add(change)
-        audit(session, f"change.{state}", app=str(change.app_id), change_id=change.id)
+        app = session.get(Application, change.app_id)
+        audit(session, f"change.{state}", app=app.name if app else "", change_id=change.id)
 
 
 def note_approval(store: Store, data: NoteApprovalInput) -> None:
