@@ -7,6 +7,7 @@ from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
 import schemas.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+import schemas.tokens  # noqa: F401  (the receiver's tables)
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from starter import cli_controls, cli_release, cli_stack
+from starter import cli_controls, cli_release, cli_serve, cli_stack
 from starter.cli_catalogue import app_cli, env_cli
 from starter.cli_changes import baseline_cli, change_cli
 from starter.cli_release import release_cli
@@ -32,6 +32,7 @@ cli.command()(cli_stack.demo)
 cli.command()(cli_stack.dev)
 cli.command()(cli_stack.up)
 cli.command()(cli_stack.down)
+cli.command()(cli_serve.serve)
 
 
 def main() -> None:

@@ -1,0 +1,289 @@
+"""The HTTP receiver (``python -m starter serve``): approvals, webhooks and read-only views.
+
+* ``POST /api/releases/{app}/{env}/approve|reject`` — bearer token → user; the workflow's
+  Update validator decides (403 with its reason when it refuses).
+* ``POST /hooks/gitlab`` — push and tag push events; rules in ``SLIPWAY_HOOK_RULES`` start
+  releases through the same validation as the CLI.
+* ``POST /hooks/registry`` — docker distribution notifications and Harbor webhooks, recorded
+  as audit events.
+* ``GET /api/releases/{app}/{env}``, ``GET /api/baselines/{app}/{env}``.
+
+Redelivered webhooks (same event id) are no-ops. Neither tokens nor webhook secrets are
+logged: log lines name the event and its outcome only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, delete, select
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from integrations.store import CatalogueError, Store, audit, find_app, find_env
+from schemas.models import ApprovalInput
+from schemas.settings import Settings, get_settings
+from schemas.tables import Application, Baseline
+from schemas.tokens import HookDelivery
+from starter.api_tokens import user_for_token
+from starter.receiver_hooks import (
+    parse_gitlab,
+    parse_registry,
+    payload_id,
+    requests_for,
+    secret_matches,
+)
+from starter.receiver_settings import ReceiverSettings
+from starter.releases import release_status, start_release, validate_release
+from starter.temporal_client import connect
+from workflows.release import ReleaseWorkflow, release_workflow_id
+
+log = logging.getLogger("slipway.receiver")
+bearer = HTTPBearer(auto_error=False, description="API token from `slipway token create`")
+
+
+class ApprovalBody(BaseModel):
+    """Body of approve / reject: an optional comment for the release's history."""
+
+    comment: str = ""
+
+
+# ------------------------------------------------------------------ dependencies
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+async def get_client(request: Request) -> Client:
+    """The Temporal client, connected on first use; tests override this dependency."""
+    state = request.app.state
+    if getattr(state, "client", None) is None:
+        try:
+            state.client = await connect(state.settings)
+        except CatalogueError as error:
+            raise HTTPException(503, str(error)) from error
+    return state.client  # type: ignore[no-any-return]
+
+
+def current_user(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    store: Annotated[Store, Depends(get_store)],
+) -> str:
+    """The user behind the bearer token; 401 when it is missing, unknown or revoked."""
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(401, "missing bearer token", headers=challenge)
+    user = user_for_token(store, credentials.credentials)
+    if user is None:
+        raise HTTPException(401, "invalid or revoked token", headers=challenge)
+    return user
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+ClientDep = Annotated[Client, Depends(get_client)]
+
+
+def canonical_env(store: Store, app: str, env: str) -> str:
+    """``type@cluster`` of the environment; 404 with the catalogue's message when unknown."""
+    try:
+        with store.session() as session:
+            return find_env(session, find_app(session, app), env).name
+    except CatalogueError as error:
+        raise HTTPException(404, str(error)) from error
+
+
+def claim_delivery(store: Store, source: str, event_id: str, kind: str) -> bool:
+    """Record a delivery; False when it was seen before (the unique key refuses it)."""
+    with store.session() as session:
+        session.add(HookDelivery(source=source, event_id=event_id, kind=kind))
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            return False
+    return True
+
+
+def forget_delivery(store: Store, source: str, event_id: str) -> None:
+    """Undo a claim when handling failed transiently, so the sender's retry is handled."""
+    with store.session() as session:
+        session.exec(delete(HookDelivery).where(  # type: ignore[call-overload]
+            col(HookDelivery.source) == source, col(HookDelivery.event_id) == event_id))
+        session.commit()
+
+
+async def json_body(request: Request) -> tuple[bytes, dict[str, Any]]:
+    body = await request.body()
+    try:
+        payload = json.loads(body)
+    except ValueError as error:
+        raise HTTPException(422, "body is not JSON") from error
+    if not isinstance(payload, dict):
+        raise HTTPException(422, "body must be a JSON object")
+    return body, payload
+
+
+# ------------------------------------------------------------------ the application
+
+
+def create_app(settings: Settings | None = None,
+               receiver_settings: ReceiverSettings | None = None,
+               store: Store | None = None) -> FastAPI:
+    """The receiver; every argument defaults to what the environment variables say."""
+    settings = settings or get_settings()
+    api = FastAPI(title="Slipway receiver", version="0.1.0",
+                  description="Approvals, webhooks and release views of Slipway.")
+    api.state.settings = settings
+    api.state.receiver_settings = receiver_settings or ReceiverSettings()
+    api.state.store = store or Store(settings.resolved_database_url())
+    api.state.client = None
+
+    async def decide(app: str, env: str, approve: bool, body: ApprovalBody | None,
+                     user: str, store: Store, client: Client) -> dict[str, str]:
+        env_name = await run_in_threadpool(canonical_env, store, app, env)
+        handle = client.get_workflow_handle(release_workflow_id(app, env_name))
+        update = ReleaseWorkflow.approve if approve else ReleaseWorkflow.reject
+        data = ApprovalInput(user=user, comment=body.comment if body else "")
+        try:
+            answer = await handle.execute_update(update, data)
+        except WorkflowUpdateFailedError as error:
+            # The validator refused: its message is the reason a person can act on.
+            reason = getattr(error.cause, "message", None) or str(error.cause or error)
+            raise HTTPException(403, reason) from error
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                raise HTTPException(409, f"no release of {app} on {env_name} is running") \
+                    from error
+            raise HTTPException(503, f"Temporal refused the update: {error.message}") \
+                from error
+        log.info("%s %s %s@%s", user, "approved" if approve else "rejected", app, env_name)
+        return {"result": str(answer), "user": user}
+
+    @api.post("/api/releases/{app}/{env}/approve", tags=["releases"])
+    async def approve(app: str, env: str, user: Annotated[str, Depends(current_user)],
+                      store: StoreDep, client: ClientDep,
+                      body: ApprovalBody | None = None) -> dict[str, str]:
+        """Approve the running release as the token's user (the workflow checks who)."""
+        return await decide(app, env, True, body, user, store, client)
+
+    @api.post("/api/releases/{app}/{env}/reject", tags=["releases"])
+    async def reject(app: str, env: str, user: Annotated[str, Depends(current_user)],
+                     store: StoreDep, client: ClientDep,
+                     body: ApprovalBody | None = None) -> dict[str, str]:
+        """Reject the running release as the token's user."""
+        return await decide(app, env, False, body, user, store, client)
+
+    @api.get("/api/releases/{app}/{env}", tags=["releases"])
+    async def release(app: str, env: str, store: StoreDep, client: ClientDep) -> dict[str, Any]:
+        """The latest release of the environment: execution status and progress."""
+        env_name = await run_in_threadpool(canonical_env, store, app, env)
+        try:
+            status, progress = await release_status(client, app, env_name)
+        except CatalogueError as error:
+            raise HTTPException(404, str(error)) from error
+        return {"workflow_id": release_workflow_id(app, env_name), "status": status,
+                "progress": progress.model_dump(mode="json") if progress else None}
+
+    @api.get("/api/baselines/{app}/{env}", tags=["releases"])
+    def baselines(app: str, env: str, store: StoreDep) -> list[dict[str, Any]]:
+        """Every baseline of the environment, newest first."""
+        try:
+            with store.session() as session:
+                environment = find_env(session, find_app(session, app), env)
+                rows = session.exec(select(Baseline).where(Baseline.env_id == environment.id)
+                                    .order_by(col(Baseline.version).desc())).all()
+        except CatalogueError as error:
+            raise HTTPException(404, str(error)) from error
+        return [row.model_dump(mode="json") for row in rows]
+
+    @api.post("/hooks/gitlab", tags=["hooks"])
+    async def gitlab_hook(request: Request, store: StoreDep, client: ClientDep) -> dict[str, Any]:
+        """GitLab push / tag push: start the releases the hook rules ask for."""
+        config: ReceiverSettings = request.app.state.receiver_settings
+        secret = settings.credential(config.gitlab_hook_credential)
+        if not secret_matches(request.headers.get("X-Gitlab-Token"), secret):
+            raise HTTPException(401, "wrong or missing X-Gitlab-Token")
+        body, payload = await json_body(request)
+        kind = request.headers.get("X-Gitlab-Event", "")
+        event_id = request.headers.get("X-Gitlab-Event-UUID") or payload_id(body)
+        event = parse_gitlab(kind, payload)
+        if event is None:
+            return {"status": "ignored", "event": kind}
+        wanted = requests_for(event, config.hook_rules)
+        if not wanted:
+            return {"status": "no matching rule", "project": event.project, "ref": event.name}
+        if not await run_in_threadpool(claim_delivery, store, "gitlab", event_id, kind):
+            log.info("gitlab event %s redelivered: ignored", event_id)
+            return {"status": "duplicate", "event_id": event_id}
+        started: list[dict[str, str]] = []
+        try:
+            for wanted_request in wanted:
+                try:
+                    checked, summary = await run_in_threadpool(
+                        validate_release, store, wanted_request)
+                    run = await start_release(client, settings, checked, summary)
+                except CatalogueError as error:
+                    # Refused for good (unknown app, release running…): say so, don't retry.
+                    started.append({"app": wanted_request.app, "env": wanted_request.env,
+                                    "refused": str(error)})
+                    continue
+                started.append({"app": checked.app, "env": checked.env,
+                                "workflow_id": run.handle.id, "run_id": run.run_id})
+        except RPCError as error:
+            await run_in_threadpool(forget_delivery, store, "gitlab", event_id)
+            raise HTTPException(503, f"Temporal unavailable: {error.message}") from error
+        await run_in_threadpool(_audit_hook, store, "hook.gitlab", event.user,
+                                {"event_id": event_id, "project": event.project,
+                                 "ref": event.name, "sha": event.sha, "releases": started})
+        log.info("gitlab event %s on %s %s: %d release(s)", event_id, event.project,
+                 event.name, len(started))
+        return {"status": "handled", "event_id": event_id, "releases": started}
+
+    @api.post("/hooks/registry", tags=["hooks"])
+    async def registry_hook(request: Request, store: StoreDep) -> dict[str, Any]:
+        """A pushed image (distribution envelope or Harbor webhook): record it for the audit."""
+        config: ReceiverSettings = request.app.state.receiver_settings
+        secret = settings.credential(config.registry_hook_credential)
+        header = request.headers.get("Authorization", "")
+        if not (secret_matches(header, secret)
+                or secret_matches(header.removeprefix("Bearer "), secret)):
+            raise HTTPException(401, "wrong or missing Authorization header")
+        body, payload = await json_body(request)
+        recorded, duplicates = 0, 0
+        for push in parse_registry(body, payload):
+            if not await run_in_threadpool(claim_delivery, store, "registry", push.event_id,
+                                           push.source):
+                duplicates += 1
+                continue
+            await run_in_threadpool(_record_push, store, push.repository, push.tag,
+                                    push.digest, push.source, push.actor, push.event_id)
+            recorded += 1
+        return {"recorded": recorded, "duplicates": duplicates}
+
+    return api
+
+
+def _audit_hook(store: Store, action: str, actor: str, detail: dict[str, Any]) -> None:
+    with store.session() as session:
+        audit(session, action, actor=actor, **detail)
+        session.commit()
+
+
+def _record_push(store: Store, repository: str, tag: str, digest: str, source: str,
+                 actor: str, event_id: str) -> None:
+    """Audit event ``registry.push``, attributed to the application named like the
+    repository's last component when there is one."""
+    name = repository.rsplit("/", 1)[-1]
+    with store.session() as session:
+        known = session.exec(select(Application).where(Application.name == name)).first()
+        audit(session, "registry.push", actor=actor, app=name if known else "",
+              repository=repository, tag=tag, digest=digest, source=source, event_id=event_id)
+        session.commit()

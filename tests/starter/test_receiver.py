@@ -1,0 +1,242 @@
+"""The HTTP receiver against ReleaseWorkflow on Temporal's time-skipping test server.
+
+The workflow runs with the recorded fake activities of tests/workflows; the receiver runs
+in-process through httpx's ASGI transport (TestClient would block the event loop the worker
+needs), with the test server's client injected through the ``get_client`` dependency.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlmodel import select
+from temporalio.client import WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
+
+from integrations.store import Store
+from schemas.enums import AppState, AppTier, ReleaseState
+from schemas.models import ReleaseRequest
+from schemas.settings import Settings
+from schemas.tables import Application, AuditEvent, Environment
+from starter.api_tokens import create_token, revoke_token
+from starter.receiver import create_app, get_client
+from starter.receiver_settings import HookRule, ReceiverSettings
+from tests.workflows.fakes import FakeWorld, wait_for, worker
+from workflows.release import ReleaseWorkflow, release_workflow_id
+
+ENV = "prod@local"
+GITLAB_SECRET = "gitlab-s3cret"
+REGISTRY_SECRET = "registry-s3cret"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    catalogue = Store(f"sqlite:///{tmp_path / 'catalogue.db'}")
+    yield catalogue
+    catalogue.engine.dispose()
+
+
+def register(store: Store, approvers: list[str] | None = None) -> str:
+    """A fresh core application with a prod environment; its name is unique per test."""
+    name = f"shop-{uuid.uuid4().hex[:8]}"
+    with store.session() as session:
+        app = Application(name=name, state=AppState.READY, tier=AppTier.CORE, source="/src/shop",
+                          approvers=approvers if approvers is not None else ["lead", "ana"])
+        session.add(app)
+        session.flush()
+        session.add(Environment(app_id=app.id or 0, env_type="prod", cluster="local",
+                                lb_port=20000 + uuid.uuid4().int % 20000))
+        session.commit()
+    return name
+
+
+def settings(tmp_path: Path, queue: str) -> Settings:
+    return Settings(state_dir=tmp_path, task_queue=queue,
+                    credentials={"gitlab-hook": SecretStr(GITLAB_SECRET),
+                                 "registry-hook": SecretStr(REGISTRY_SECRET)})
+
+
+def receiver(env: WorkflowEnvironment, store: Store, tmp_path: Path, queue: str = "unused",
+             rules: list[HookRule] | None = None) -> httpx.AsyncClient:
+    api = create_app(settings(tmp_path, queue), ReceiverSettings(hook_rules=rules or []), store)
+    api.dependency_overrides[get_client] = lambda: env.client
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://receiver")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_approval_tokens_and_the_validator_decide(env: WorkflowEnvironment, store: Store,
+                                                        tmp_path: Path) -> None:
+    app = register(store)
+    world = FakeWorld(current_version=1, versions=[1], approval_required=True)
+    _, lead = create_token(store, "lead")
+    _, mallory = create_token(store, "mallory")
+    _, ana = create_token(store, "ana")
+    runner, queue = worker(env, world)
+    async with runner, receiver(env, store, tmp_path) as http:
+        handle = await env.client.start_workflow(
+            ReleaseWorkflow.run, ReleaseRequest(app=app, env=ENV, requested_by="ana"),
+            id=release_workflow_id(app, ENV), task_queue=queue)
+        await wait_for(handle, lambda s: s.awaiting == "approval")
+        url = f"/api/releases/{app}/prod/approve"
+
+        missing = await http.post(url, json={})
+        assert missing.status_code == 401
+        assert missing.headers["WWW-Authenticate"] == "Bearer"
+        assert (await http.post(url, json={}, headers=bearer("slw_wrong"))).status_code == 401
+
+        refused = await http.post(url, json={}, headers=bearer(mallory))
+        assert refused.status_code == 403
+        assert refused.json()["detail"] == (
+            f"mallory is not an approver of {app} (approvers: lead, ana)")
+        four_eyes = await http.post(url, json={}, headers=bearer(ana))
+        assert four_eyes.status_code == 403
+        assert four_eyes.json()["detail"].startswith("four eyes: ana requested this release")
+
+        malformed = await http.post(url, content=b"{not json", headers={
+            **bearer(lead), "Content-Type": "application/json"})
+        assert malformed.status_code == 422
+
+        unknown = await http.post(f"/api/releases/{app}/staging/approve", json={},
+                                  headers=bearer(lead))
+        assert unknown.status_code == 404
+        assert f"application {app!r} has no environment 'staging'" in unknown.json()["detail"]
+
+        revoke_token(store, "lead")
+        assert (await http.post(url, json={}, headers=bearer(lead))).status_code == 401
+        _, lead = create_token(store, "lead")
+        approved = await http.post(url, json={"comment": "go"}, headers=bearer(lead))
+        assert approved.status_code == 200, approved.text
+        assert approved.json() == {"result": f"lead approved {app}@{ENV} v2", "user": "lead"}
+        outcome = await handle.result()
+        assert outcome.state == ReleaseState.SUCCEEDED
+        assert world.approvals == ["awaiting", "lead"]
+
+        status = await http.get(f"/api/releases/{app}/prod")
+        assert status.status_code == 200
+        assert status.json()["status"] == "completed"
+        assert status.json()["progress"]["stage"] == "succeeded"
+        late = await http.post(url, json={}, headers=bearer(lead))
+        assert late.status_code in (403, 409)
+
+
+async def test_reject_ends_the_release(env: WorkflowEnvironment, store: Store,
+                                       tmp_path: Path) -> None:
+    app = register(store)
+    world = FakeWorld(current_version=1, versions=[1], approval_required=True)
+    _, lead = create_token(store, "lead")
+    runner, queue = worker(env, world)
+    async with runner, receiver(env, store, tmp_path) as http:
+        handle = await env.client.start_workflow(
+            ReleaseWorkflow.run, ReleaseRequest(app=app, env=ENV, requested_by="ana"),
+            id=release_workflow_id(app, ENV), task_queue=queue)
+        await wait_for(handle, lambda s: s.awaiting == "approval")
+        answer = await http.post(f"/api/releases/{app}/prod/reject",
+                                 json={"comment": "not today"}, headers=bearer(lead))
+        assert answer.status_code == 200, answer.text
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+    assert "rejected by lead: not today" in str(failure.value.cause)
+    assert world.finished[-1].state == ReleaseState.REJECTED
+
+
+def tag_push(project: str, tag: str, sha: str = "a" * 40) -> dict[str, Any]:
+    return {"object_kind": "tag_push", "ref": f"refs/tags/{tag}", "checkout_sha": sha,
+            "after": sha, "user_username": "dev", "project": {"path_with_namespace": project}}
+
+
+def gitlab_headers(event_id: str, token: str = GITLAB_SECRET) -> dict[str, str]:
+    return {"X-Gitlab-Token": token, "X-Gitlab-Event": "Tag Push Hook",
+            "X-Gitlab-Event-UUID": event_id}
+
+
+async def test_tag_push_releases_once(env: WorkflowEnvironment, store: Store,
+                                      tmp_path: Path) -> None:
+    app = register(store)
+    world = FakeWorld(current_version=1, versions=[1])
+    rules = [HookRule(project="team/shop", tag_pattern="v*", app=app, env="prod")]
+    runner, queue = worker(env, world)
+    async with runner, receiver(env, store, tmp_path, queue, rules) as http:
+        payload = tag_push("team/shop", "v1.2.0")
+        wrong = await http.post("/hooks/gitlab", json=payload,
+                                headers=gitlab_headers("e-1", token="guess"))
+        assert wrong.status_code == 401
+        first = await http.post("/hooks/gitlab", json=payload, headers=gitlab_headers("e-1"))
+        assert first.status_code == 200, first.text
+        [started] = first.json()["releases"]
+        assert started["workflow_id"] == release_workflow_id(app, ENV)
+
+        handle = env.client.get_workflow_handle_for(ReleaseWorkflow.run,
+                                                    release_workflow_id(app, ENV))
+        description = await handle.describe()
+        assert description.run_id == started["run_id"]
+        outcome = await handle.result()
+        assert outcome.state == ReleaseState.SUCCEEDED
+        assert "build v1.2.0" in world.calls
+
+        replay = await http.post("/hooks/gitlab", json=payload, headers=gitlab_headers("e-1"))
+        assert replay.json() == {"status": "duplicate", "event_id": "e-1"}
+        assert world.calls.count("prepare") == 1
+        assert (await handle.describe()).run_id == started["run_id"]
+
+        other = await http.post("/hooks/gitlab", json=tag_push("team/other", "v9"),
+                                headers=gitlab_headers("e-2"))
+        assert other.json()["status"] == "no matching rule"
+    with store.session() as session:
+        events = session.exec(select(AuditEvent).where(AuditEvent.action == "hook.gitlab")).all()
+    assert [e.detail["ref"] for e in events] == ["v1.2.0"]
+    assert GITLAB_SECRET not in json.dumps([e.detail for e in events])
+
+
+async def test_registry_pushes_are_audited_once(env: WorkflowEnvironment, store: Store,
+                                                tmp_path: Path) -> None:
+    app = register(store)
+    distribution = {"events": [
+        {"id": "evt-1", "action": "push", "actor": {"name": "ci"},
+         "target": {"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                    "repository": f"team/{app}", "tag": "1.0", "digest": "sha256:" + "1" * 64}},
+        {"id": "evt-2", "action": "push",
+         "target": {"mediaType": "application/octet-stream", "repository": f"team/{app}",
+                    "digest": "sha256:" + "2" * 64}},
+    ]}
+    harbor = {"type": "PUSH_ARTIFACT", "occur_at": 1700000000, "operator": "admin",
+              "event_data": {"resources": [{"digest": "sha256:" + "3" * 64, "tag": "1.1"}],
+                             "repository": {"repo_full_name": f"library/{app}"}}}
+    async with receiver(env, store, tmp_path) as http:
+        assert (await http.post("/hooks/registry", json=harbor)).status_code == 401
+        auth = {"Authorization": f"Bearer {REGISTRY_SECRET}"}
+        for _ in range(2):  # the second round is a redelivery of both
+            await http.post("/hooks/registry", json=distribution, headers=auth)
+            answer = await http.post("/hooks/registry", json=harbor,
+                                     headers={"Authorization": REGISTRY_SECRET})
+        assert answer.json() == {"recorded": 0, "duplicates": 1}
+    with store.session() as session:
+        events = session.exec(select(AuditEvent).where(
+            AuditEvent.action == "registry.push")).all()
+    assert sorted((e.app, e.detail["tag"], e.detail["source"]) for e in events) == [
+        (app, "1.0", "distribution"), (app, "1.1", "harbor")]
+
+
+def test_openapi_baselines_and_malformed_hook(store: Store, tmp_path: Path) -> None:
+    app = register(store)
+    api = create_app(settings(tmp_path, "unused"), ReceiverSettings(), store)
+    # No Temporal here: nothing in this test may reach it.
+    api.dependency_overrides[get_client] = lambda: None
+    with TestClient(api) as http:
+        paths = http.get("/openapi.json").json()["paths"]
+        assert {"/api/releases/{app}/{env}/approve", "/hooks/gitlab",
+                "/api/baselines/{app}/{env}"} <= set(paths)
+        assert http.get(f"/api/baselines/{app}/prod").json() == []
+        assert http.get("/api/baselines/nope/prod").status_code == 404
+        malformed = http.post("/hooks/gitlab", content=b"{", headers=gitlab_headers("x"))
+        assert malformed.status_code == 422
