@@ -1,0 +1,365 @@
+"""A Kubernetes API for tests: kmock's emulator with the gaps filled, plus a tiny "kubelet".
+
+No Kubernetes API server can run on this machine, so tests talk HTTP to ``kmock`` 0.8's
+``KubernetesEmulator`` with the official client, exactly as production does. The emulator
+stores objects and serves create/read/patch/delete; :class:`KubeEmulator` adds what the
+runtime relies on and kmock lacks:
+
+- lists honour ``labelSelector`` (kmock ignores it);
+- namespaces exist only when created (``POST /api/v1/namespaces`` fails to parse in kmock, and
+  kmock serves any namespace): a create in a missing namespace answers 404 like the API
+  server, ``GET /api/v1/namespaces/<ns>`` answers from :attr:`KubeEmulator.namespaces`;
+- ``metadata.generation`` starts at 1 and grows with every spec change;
+- namespaces can be made forbidden (403 for everything in them);
+- invalid resource quantities are rejected with 422, as the API server's validation does.
+
+:class:`Kubelet` plays the Deployment controller and the kubelets: it creates and deletes pod
+objects to match ``spec.replicas`` (drained pods, with the lowest deletion cost, go first),
+marks them ready after a short delay and writes the Deployment's status. It runs as a task on
+the test's event loop, concurrently with the worker's activities, and can make a version's
+pods crash on cue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp.web
+import kmock
+import pytest_asyncio
+
+DEPLOYMENTS = kmock.resource("apps", "v1", "deployments")
+PODS = kmock.resource("", "v1", "pods")
+SERVICES = kmock.resource("", "v1", "services")
+_NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)$")
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+COST = "controller.kubernetes.io/pod-deletion-cost"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
+    return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Status", "metadata": {},
+                                      "status": "Failure", "code": code, "reason": reason,
+                                      "message": message}, status=code)
+
+
+def selector_matches(selector: str, labels: dict[str, str]) -> bool:
+    """Equality-based label selectors: ``a=b``, ``a==b``, ``a!=b``, ``a``, ``!a``."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key.strip()) == value.strip():
+                return False
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            if labels.get(key.strip()) != value.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+class KubeEmulator(kmock.KubernetesEmulator):
+    """kmock's emulator with selectors, namespaces, generations, 403s and quantity checks."""
+
+    def __init__(self, namespaces: set[str] | None = None) -> None:
+        super().__init__()
+        self.namespaces: set[str] = set(namespaces or ())
+        self.forbidden: set[str] = set()
+        # What happened, in order: ("scale", deployment, replicas), ("delete", deployment),
+        # ("traffic", pod, on|off) — the test's record of every step of a rollout.
+        self.log: list[tuple[str, str, Any]] = []
+        for resource in (DEPLOYMENTS, PODS, SERVICES):
+            self.resources[resource] = kmock.ResourceInfo()
+
+    def create_namespace(self, name: str) -> None:
+        self.namespaces.add(name)
+
+    # -- reading state from tests -----------------------------------------------------------
+
+    def live(self, resource: kmock.resource, namespace: str | None = None
+             ) -> dict[str, dict[str, Any]]:
+        """Objects of a resource that exist now, by name."""
+        return {name: obj.raw for (res, ns, name), obj in list(self.objects.items())
+                if res == resource and not obj.deleted
+                and (namespace is None or ns == namespace)}
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.live(DEPLOYMENTS, namespace).get(name)
+
+    def pods_of(self, namespace: str, deployment: str) -> list[dict[str, Any]]:
+        return [p for p in self.live(PODS, namespace).values()
+                if p["metadata"].get("annotations", {}).get("kubelet/owner") == deployment]
+
+    # -- the API ----------------------------------------------------------------------------
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        path = request.url.path
+        match = _NAMESPACE_PATH.match(path)
+        if match and request.method == kmock.method.GET:
+            return self._namespace(match.group(1))
+        namespace = request.namespace
+        if namespace in self.forbidden:
+            return _status(403, "Forbidden",
+                           f'{request.resource.plural if request.resource else "resource"} is '
+                           f'forbidden: User "system:serviceaccount:slipway:slipway-worker" '
+                           f'cannot {request.action} resource in the namespace "{namespace}"')
+        if request.resource is None or namespace is None:
+            return await super()._handle(request)
+        if request.action == kmock.action.CREATE:
+            if namespace not in self.namespaces:
+                return _status(404, "NotFound", f'namespaces "{namespace}" not found')
+            return await self._create(request, namespace)
+        if request.action == kmock.action.LIST and namespace not in self.namespaces:
+            return aiohttp.web.json_response({"metadata": {"resourceVersion": "1"}, "items": []})
+        if request.action == kmock.action.LIST and request.params.get("labelSelector"):
+            return self._list(request, namespace)
+        if request.action == kmock.action.UPDATE and request.name:
+            return await self._update(request, namespace, request.name)
+        if request.action == kmock.action.DELETE and request.name and \
+                request.resource == DEPLOYMENTS:
+            self.log.append(("delete", request.name, None))
+        return await super()._handle(request)
+
+    def _namespace(self, name: str) -> aiohttp.web.Response:
+        if name in self.forbidden:
+            return _status(403, "Forbidden", f'namespaces "{name}" is forbidden: User '
+                           '"system:serviceaccount:slipway:slipway-worker" cannot get resource '
+                           f'"namespaces" in API group "" in the namespace "{name}"')
+        if name not in self.namespaces:
+            return _status(404, "NotFound", f'namespaces "{name}" not found')
+        return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Namespace",
+                                          "metadata": {"name": name},
+                                          "status": {"phase": "Active"}})
+
+    def _list(self, request: kmock.Request, namespace: str) -> aiohttp.web.Response:
+        assert request.resource is not None
+        selector = request.params["labelSelector"]
+        items = [obj for obj in self.live(request.resource, namespace).values()
+                 if selector_matches(selector, obj.get("metadata", {}).get("labels") or {})]
+        return aiohttp.web.json_response({"metadata": {"resourceVersion": "1"}, "items": items})
+
+    @staticmethod
+    def _invalid(kind: str, name: str, body: dict[str, Any]) -> aiohttp.web.Response | None:
+        containers = (body.get("spec", {}).get("template", {}).get("spec", {})
+                      .get("containers") or [])
+        for index, container in enumerate(containers):
+            for part in ("requests", "limits"):
+                for key, value in ((container.get("resources") or {}).get(part) or {}).items():
+                    if not _QUANTITY.match(str(value)):
+                        return _status(422, "Invalid", (
+                            f'{kind} "{name}" is invalid: spec.template.spec.containers'
+                            f'[{index}].resources.{part}[{key}]: Invalid value: "{value}": '
+                            "quantities must match the regular expression "
+                            "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"))
+        replicas = body.get("spec", {}).get("replicas")
+        if isinstance(replicas, int) and replicas < 0:
+            return _status(422, "Invalid", f'{kind} "{name}" is invalid: spec.replicas: '
+                           f"Invalid value: {replicas}: must be greater than or equal to 0")
+        return None
+
+    async def _create(self, request: kmock.Request, namespace: str) -> aiohttp.web.StreamResponse:
+        data = request.data
+        meta = data.setdefault("metadata", {})
+        if request.resource == DEPLOYMENTS:
+            invalid = self._invalid("Deployment.apps", meta.get("name", ""), data)
+            if invalid is not None:
+                return invalid
+        meta.update(namespace=namespace, generation=1, uid=str(uuid.uuid4()),
+                    creationTimestamp=_now(), resourceVersion="1")
+        response = await super()._handle(request)
+        if request.resource == DEPLOYMENTS and response.status < 300:
+            self.log.append(("scale", meta["name"], data.get("spec", {}).get("replicas", 1)))
+        return response
+
+    async def _update(self, request: kmock.Request, namespace: str,
+                      name: str) -> aiohttp.web.StreamResponse:
+        assert request.resource is not None
+        before = self.live(request.resource, namespace).get(name)
+        if request.resource == DEPLOYMENTS and request.subresource != "status" and before:
+            merged = copy.deepcopy(before)
+            _merge(merged, request.data or {})
+            invalid = self._invalid("Deployment.apps", name, merged)
+            if invalid is not None:
+                return invalid
+        response = await super()._handle(request)
+        after = self.live(request.resource, namespace).get(name)
+        if before is None or after is None or response.status >= 300:
+            return response
+        if request.resource == DEPLOYMENTS and before.get("spec") != after.get("spec"):
+            generation = int(before["metadata"].get("generation", 1)) + 1
+            self.objects[request.resource, namespace, name].patch(
+                {"metadata": {"generation": generation}})
+            if before["spec"].get("replicas") != after["spec"].get("replicas"):
+                self.log.append(("scale", name, after["spec"].get("replicas")))
+        if request.resource == PODS:
+            old = before["metadata"].get("labels", {}).get("traffic")
+            new = after["metadata"].get("labels", {}).get("traffic")
+            if old != new:
+                self.log.append(("traffic", name, new))
+        return response
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        elif value is None:
+            target.pop(key, None)
+        else:
+            target[key] = value
+
+
+@dataclass
+class Kubelet:
+    """Reconciles Deployments into pod objects and status, like the controllers would."""
+
+    emulator: KubeEmulator
+    ready_after: float = 0.2
+    interval: float = 0.05
+    # Deployment name → condition; while it holds, that Deployment's pods crash-loop.
+    failing: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    _born: dict[str, float] = field(default_factory=dict)
+
+    def fail_health(self, deployment: str, when: Callable[[], bool] = lambda: True) -> None:
+        self.failing[deployment] = when
+
+    async def run(self) -> None:
+        while True:
+            self.sync()
+            await asyncio.sleep(self.interval)
+
+    def sync(self) -> None:
+        now = asyncio.get_running_loop().time()
+        deployments = [(ns, name, obj.raw) for (res, ns, name), obj
+                       in list(self.emulator.objects.items())
+                       if res == DEPLOYMENTS and not obj.deleted]
+        for namespace, name, deployment in deployments:
+            self._reconcile(namespace or "", name, deployment, now)
+        owners = {(ns, name) for ns, name, _ in deployments}
+        for (res, ns, _name), obj in list(self.emulator.objects.items()):
+            owner = (obj.raw["metadata"].get("annotations", {}).get("kubelet/owner")
+                     if res == PODS and not obj.deleted else None)
+            if owner and (ns, owner) not in owners:
+                obj.delete()  # garbage collection of a deleted Deployment's pods
+
+    def _reconcile(self, namespace: str, name: str, deployment: dict[str, Any],
+                   now: float) -> None:
+        spec = deployment.get("spec", {})
+        desired = int(spec.get("replicas", 1))
+        pods = self.emulator.pods_of(namespace, name)
+        if len(pods) > desired:
+            # The ReplicaSet controller: lowest pod-deletion-cost first, then the newest.
+            doomed = sorted(pods, key=lambda p: (
+                int(p["metadata"].get("annotations", {}).get(COST, "0")),
+                -self._born.get(p["metadata"]["name"], 0.0)))[:len(pods) - desired]
+            for pod in doomed:
+                self.emulator.objects[PODS, namespace, pod["metadata"]["name"]].delete()
+            pods = [p for p in pods if p not in doomed]
+        template = spec.get("template", {})
+        for _ in range(desired - len(pods)):
+            pod_name = f"{name}-{uuid.uuid4().hex[:5]}"
+            meta = template.get("metadata", {})
+            self.emulator.objects[PODS, namespace, pod_name] = {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": pod_name, "namespace": namespace,
+                             "labels": dict(meta.get("labels", {})),
+                             "annotations": {**meta.get("annotations", {}),
+                                             "kubelet/owner": name},
+                             "creationTimestamp": _now(), "uid": str(uuid.uuid4())},
+                "spec": copy.deepcopy(template.get("spec", {})),
+                "status": self._pod_status(template, ready=False, crashing=False),
+            }
+            self._born[pod_name] = now
+        crashing = name in self.failing and self.failing[name]()
+        ready = 0
+        for pod in self.emulator.pods_of(namespace, name):
+            pod_name = pod["metadata"]["name"]
+            is_ready = not crashing and now - self._born.get(pod_name, now) >= self.ready_after
+            ready += is_ready
+            status = self._pod_status(template, is_ready, crashing)
+            if pod.get("status") != status:
+                self.emulator.objects[PODS, namespace, pod_name].patch({"status": status})
+        count = len(self.emulator.pods_of(namespace, name))
+        status = {"observedGeneration": deployment["metadata"].get("generation", 1),
+                  "replicas": count, "updatedReplicas": count, "readyReplicas": ready,
+                  "availableReplicas": ready}
+        if deployment.get("status") != status:
+            self.emulator.objects[DEPLOYMENTS, namespace, name].patch({"status": status})
+
+    @staticmethod
+    def _pod_status(template: dict[str, Any], ready: bool, crashing: bool) -> dict[str, Any]:
+        containers = template.get("spec", {}).get("containers", [])
+        state: dict[str, Any] = (
+            {"waiting": {"reason": "CrashLoopBackOff",
+                         "message": "back-off 10s restarting failed container"}}
+            if crashing else {"running": {"startedAt": "2026-01-01T00:00:00Z"}})
+        return {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [{"name": c.get("name", "app"), "image": c.get("image", ""),
+                                   "imageID": "", "ready": ready,
+                                   "restartCount": 3 if crashing else 0, "state": state}
+                                  for c in containers],
+        }
+
+
+@dataclass
+class KubeCluster:
+    """A running emulator, its kubelet and a kubeconfig file pointing at it."""
+
+    emulator: KubeEmulator
+    kubelet: Kubelet
+    url: str
+    kubeconfig: Path
+
+
+def write_kubeconfig(path: Path, url: str, context: str = "kmock") -> Path:
+    """A kubeconfig (JSON is YAML) with one context for the emulator and a dummy token."""
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": context,
+        "clusters": [{"name": "kmock", "cluster": {"server": url}}],
+        "users": [{"name": "slipway", "user": {"token": "test-token"}}],
+        "contexts": [{"name": context, "context": {"cluster": "kmock", "user": "slipway"}}],
+    }))
+    return path
+
+
+@contextlib.asynccontextmanager
+async def kube_cluster(directory: Path, namespaces: set[str]) -> AsyncIterator[KubeCluster]:
+    """Serve a :class:`KubeEmulator` over HTTP with its :class:`Kubelet` running."""
+    emulator = KubeEmulator(namespaces)
+    async with emulator, kmock.Server(emulator) as server:
+        kubelet = Kubelet(emulator)
+        task = asyncio.create_task(kubelet.run())
+        url = str(server.url).rstrip("/")
+        try:
+            yield KubeCluster(emulator, kubelet, url,
+                              write_kubeconfig(directory / "kubeconfig", url))
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@pytest_asyncio.fixture(name="kube")
+async def kube_fixture(tmp_path: Path) -> AsyncIterator[KubeCluster]:
+    """An emulated cluster with the namespace ``shop-prod``."""
+    async with kube_cluster(tmp_path, {"shop-prod"}) as cluster:
+        yield cluster
