@@ -42,8 +42,8 @@ def validate_release(store: Store, request: ReleaseRequest) -> tuple[ReleaseRequ
                              "(build from source), not both")
     with store.session() as session:
         app = find_app(session, request.app)
-        env = find_env(session, app, request.env)
         check_releasable(app)
+        env = find_env(session, app, request.env)
         if approval_required(app, env, request) and not app.approvers:
             raise CatalogueError(f"releases of {app.name} on {env.name} need approval, but "
                                  f"{app.name} has no approvers")

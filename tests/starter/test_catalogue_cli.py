@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,24 +18,6 @@ from starter.catalogue import allocate_lb_port, port_is_free
 from starter.cli import cli
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    """A fresh catalogue in tmp_path; settings re-read so every command uses it."""
-    # Settings from the developer's shell (clusters, ports, …) must not leak into the tests.
-    for key in list(os.environ):
-        if key.startswith("SLIPWAY_"):
-            monkeypatch.delenv(key)
-    url = f"sqlite:///{tmp_path / 'catalogue.db'}"
-    monkeypatch.setenv("SLIPWAY_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("SLIPWAY_DATABASE_URL", url)
-    monkeypatch.setenv("SLIPWAY_USER", "tester")
-    get_settings.cache_clear()
-    catalogue = Store(url)
-    yield catalogue
-    catalogue.engine.dispose()
-    get_settings.cache_clear()
 
 
 def run(command: str) -> Result:
@@ -108,16 +88,6 @@ def test_env_add_allocates_distinct_lb_ports(store: Store) -> None:
     shown = ok("env show shop prod").stdout
     assert "prod@local" in shown and "256Mi" in shown and "no baselines yet" in shown
     assert "prod@local" in ok("app show shop").stdout
-
-
-@pytest.fixture
-def populated(store: Store) -> Store:
-    """shop (ready) with prod@local; gone (offline)."""
-    ok("app register shop --ready")
-    ok("env add shop prod")
-    ok("app register gone")
-    ok("app retire gone")
-    return store
 
 
 BAD_INPUT = [

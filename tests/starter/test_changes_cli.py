@@ -29,7 +29,6 @@ from schemas.tables import (
 from starter import changes
 from starter.cli import cli
 from starter.console import console
-from tests.starter.test_catalogue_cli import store  # noqa: F401  (fixture: fresh catalogue)
 
 runner = CliRunner()
 

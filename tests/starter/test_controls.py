@@ -22,7 +22,7 @@ from schemas.models import ApprovalInput, ControlInput, ReleaseRequest, ReleaseS
 from schemas.settings import get_settings
 from starter.cli import cli
 from starter.controls import control_input, send_update, watch
-from tests.starter.test_catalogue_cli import ok, runner, store  # noqa: F401  (fixture)
+from tests.starter.test_catalogue_cli import ok, runner
 from tests.workflows.fakes import FakeWorld, wait_for, worker
 from workflows.release import ReleaseWorkflow, release_workflow_id
 
