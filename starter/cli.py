@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from starter import cli_controls, cli_release, cli_serve, cli_stack
+from starter.cli_builds import build_cli, token_cli
 from starter.cli_catalogue import app_cli, env_cli
 from starter.cli_changes import baseline_cli, change_cli
 from starter.cli_release import release_cli
@@ -33,6 +34,9 @@ cli.command()(cli_stack.dev)
 cli.command()(cli_stack.up)
 cli.command()(cli_stack.down)
 cli.command()(cli_serve.serve)
+cli.add_typer(token_cli, name="token", help="Create and revoke API tokens for the HTTP receiver.")
+cli.add_typer(build_cli, name="build",
+              help="List, show and delete builds (deleting removes the image).")
 
 
 def main() -> None:
