@@ -5,17 +5,14 @@ Thin typer + rich layer; the rules live in :mod:`starter.api_tokens` and :mod:`s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from integrations.store import Store
 from schemas.settings import get_settings
 from starter import api_tokens, builds
-from starter.console import catalogue_errors, console, open_store
+from starter.console import command_store, console
 from starter.identity import current_user
 
 token_cli = typer.Typer(no_args_is_help=True,
@@ -27,17 +24,6 @@ BuildId = Annotated[int, typer.Argument(metavar="ID", help="Build id (see `build
                                         show_default=False)]
 
 
-@contextmanager
-def _store() -> Iterator[Store]:
-    """The catalogue store for one command, with CatalogueError as the one-line error exit."""
-    with catalogue_errors():
-        store = open_store()
-        try:
-            yield store
-        finally:
-            store.engine.dispose()
-
-
 @token_cli.command("create")
 def token_create(
     user: Annotated[str, typer.Argument(metavar="USER", help="Who the token acts as.",
@@ -45,7 +31,7 @@ def token_create(
     name: Annotated[str, typer.Option(help="Token name (default: the user).")] = "",
 ) -> None:
     """Create a token for USER and print it once: it is stored only as a hash."""
-    with _store() as store:
+    with command_store() as store:
         token_name, token = api_tokens.create_token(store, user, name, actor=current_user())
     console.print(f"token {token_name} for {user} (shown once, keep it safe):", highlight=False)
     # Plain print: no markup or wrapping may alter the secret.
@@ -57,7 +43,7 @@ def token_revoke(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Token name.", show_default=False)],
 ) -> None:
     """Revoke the active token NAME; requests with it get 401 from now on."""
-    with _store() as store:
+    with command_store() as store:
         api_tokens.revoke_token(store, name, actor=current_user())
     console.print(f"revoked token {name}", highlight=False)
 
@@ -67,7 +53,7 @@ def build_list(
     app: Annotated[str, typer.Argument(metavar="APP", help="Application.", show_default=False)],
 ) -> None:
     """List an application's builds, newest first."""
-    with _store() as store:
+    with command_store() as store:
         rows = builds.list_builds(store, app)
     if not rows:
         console.print(f"{app} has no builds", highlight=False)
@@ -89,7 +75,7 @@ def build_list(
 @build_cli.command("show")
 def build_show(build_id: BuildId) -> None:
     """Show one build: image, digest, source ref and the baselines that run it."""
-    with _store() as store:
+    with command_store() as store:
         view = builds.show_build(store, build_id)
     build = view.build
     grid = Table.grid(padding=(0, 2))
@@ -109,6 +95,6 @@ def build_show(build_id: BuildId) -> None:
 def build_delete(build_id: BuildId) -> None:
     """Delete a build: its manifest in the registry, then its record. Refused while a
     baseline references it."""
-    with _store() as store:
+    with command_store() as store:
         done = builds.delete_build(store, get_settings(), build_id, actor=current_user())
     console.print(f"build {build_id}: {done}", highlight=False, soft_wrap=True)

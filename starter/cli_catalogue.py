@@ -5,19 +5,16 @@ Thin typer + rich layer: parsing and printing only; the rules live in :mod:`star
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from integrations.store import Store
 from schemas.enums import AppCategory, AppState, AppTier, RuntimeKind, Strategy
 from schemas.settings import get_settings
 from schemas.tables import Application, Baseline, Environment
 from starter import catalogue
-from starter.console import catalogue_errors, console, open_store
+from starter.console import command_store, console
 from starter.identity import current_user
 from starter.validation import format_duration, parse_duration
 
@@ -26,16 +23,6 @@ env_cli = typer.Typer(no_args_is_help=True, help="Add and inspect an application
 
 AppName = Annotated[str, typer.Argument(help="Application name, e.g. shop.", metavar="APP",
                                         show_default=False)]
-
-
-@contextmanager
-def _store() -> Iterator[Store]:
-    """The catalogue store for one command; its connections are closed when the command ends."""
-    store = open_store()
-    try:
-        yield store
-    finally:
-        store.engine.dispose()
 
 
 def _lb_url(env: Environment) -> str:
@@ -81,7 +68,7 @@ def app_register(
 ) -> None:
     """Register a new application. It starts pending_review until `slipway app ready`."""
     actor = current_user()
-    with catalogue_errors(), _store() as store:
+    with command_store() as store:
         registered = catalogue.register_app(
             store, name, category=category, tier=tier, owners=owner or [actor],
             approvers=approver or [], source=source, description=description, actor=actor,
@@ -96,7 +83,7 @@ def app_register(
 @app_cli.command("ready")
 def app_ready(name: AppName) -> None:
     """Mark an application reviewed: pending_review → ready, so it can be released."""
-    with catalogue_errors(), _store() as store:
+    with command_store() as store:
         marked = catalogue.mark_ready(store, name, current_user())
     console.print(f"{marked.name}: {AppState.PENDING_REVIEW} → {marked.state}", highlight=False)
 
@@ -104,7 +91,7 @@ def app_ready(name: AppName) -> None:
 @app_cli.command("list")
 def app_list() -> None:
     """List every application with its state, tier, category and environments."""
-    with catalogue_errors(), _store() as store:
+    with command_store() as store:
         overviews = catalogue.list_apps(store)
     if not overviews:
         console.print("no applications yet: slipway app register NAME", highlight=False)
@@ -123,7 +110,7 @@ def app_list() -> None:
 @app_cli.command("show")
 def app_show(name: AppName) -> None:
     """Show one application, its environments and the baseline running in each."""
-    with catalogue_errors(), _store() as store:
+    with command_store() as store:
         overview = catalogue.show_app(store, name)
     _print_app(overview.app)
     if not overview.envs:
@@ -145,7 +132,7 @@ def app_retire(name: AppName) -> None:
 
     An application still pending review goes straight to offline. Offline is final.
     """
-    with catalogue_errors(), _store() as store:
+    with command_store() as store:
         before = catalogue.show_app(store, name).app.state
         retired = catalogue.retire_app(store, name, current_user())
     console.print(f"{retired.name}: {before} → {retired.state}", highlight=False)
@@ -234,7 +221,7 @@ def env_add(
     It gets its own load-balancer port; nothing is deployed until its first release.
     """
     settings = get_settings()
-    with catalogue_errors(), _store() as store:
+    with command_store() as store:
         added = catalogue.add_env(
             store, app, env_type, cluster=cluster, replicas=replicas, cpu=cpu, memory=memory,
             ports=port or [], env_vars=env or [], runtime=runtime, namespace=namespace,
@@ -261,7 +248,7 @@ def _rollout_text(env: Environment) -> str:
 @env_cli.command("list")
 def env_list(app: AppName) -> None:
     """List an application's environments with their resources and current baseline."""
-    with catalogue_errors(), _store() as store:
+    with command_store() as store:
         overviews = catalogue.list_envs(store, app)
     if not overviews:
         console.print(f"{app} has no environments: slipway env add {app} ENV_TYPE",
@@ -287,7 +274,7 @@ def env_show(
         metavar="ENV", show_default=False)],
 ) -> None:
     """Show one environment: its resources and every baseline, newest first."""
-    with catalogue_errors(), _store() as store:
+    with command_store() as store:
         detail = catalogue.show_env(store, app, env)
     found = detail.env
     env_vars = " ".join(f"{key}=…" for key in sorted(found.env_vars)) or "-"

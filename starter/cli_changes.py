@@ -5,18 +5,15 @@ Thin typer + rich layer: parsing and printing only; the rules live in :mod:`star
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from integrations.store import Store
 from schemas.enums import ChangeKind, ChangeState
 from schemas.tables import Change
 from starter import changes
-from starter.console import catalogue_errors, console, open_store
+from starter.console import command_store, console
 from starter.identity import current_user
 
 change_cli = typer.Typer(no_args_is_help=True,
@@ -29,17 +26,6 @@ EnvArg = Annotated[str, typer.Argument(metavar="ENV", show_default=False,
                                        help="Environment: type@cluster, or type alone.")]
 ChangeId = Annotated[int, typer.Argument(metavar="ID", help="Change id (see `change list`).",
                                          show_default=False)]
-
-
-@contextmanager
-def _store() -> Iterator[Store]:
-    """The catalogue store for one command, with CatalogueError as the one-line error exit."""
-    with catalogue_errors():
-        store = open_store()
-        try:
-            yield store
-        finally:
-            store.engine.dispose()
 
 
 def _what(change: Change) -> str:
@@ -77,7 +63,7 @@ def change_create(
 ) -> None:
     """Create a change of APP on ENV. It starts developing; `change submit` makes it
     ready to release."""
-    with _store() as store:
+    with command_store() as store:
         view = changes.create_change(store, app, env, kind=kind, image=image, ref=ref,
                                      replicas=replicas, cpu=cpu, memory=memory, note=note,
                                      actor=current_user())
@@ -90,7 +76,7 @@ def change_create(
 @change_cli.command("list")
 def change_list(app: AppArg) -> None:
     """List an application's changes, newest first (`change show ID` for details)."""
-    with _store() as store:
+    with command_store() as store:
         views = changes.list_changes(store, app)
     if not views:
         console.print(f"{app} has no changes: slipway change create {app} ENV", highlight=False)
@@ -111,7 +97,7 @@ def change_list(app: AppArg) -> None:
 @change_cli.command("show")
 def change_show(change_id: ChangeId) -> None:
     """Show one change: what it does, its state and the release that carried it out."""
-    with _store() as store:
+    with command_store() as store:
         view = changes.show_change(store, change_id)
     change = view.change
     grid = Table.grid(padding=(0, 2))
@@ -135,7 +121,7 @@ def change_show(change_id: ChangeId) -> None:
 @change_cli.command("submit")
 def change_submit(change_id: ChangeId) -> None:
     """Mark a change done: developing → ready_to_release."""
-    with _store() as store:
+    with command_store() as store:
         view = changes.submit_change(store, change_id, current_user())
     console.print(f"change {change_id}: {ChangeState.DEVELOPING} → {view.change.state}",
                   highlight=False)
@@ -146,7 +132,7 @@ def change_submit(change_id: ChangeId) -> None:
 @change_cli.command("close")
 def change_close(change_id: ChangeId) -> None:
     """Abandon a change never released: developing or ready_to_release → closed."""
-    with _store() as store:
+    with command_store() as store:
         before = changes.show_change(store, change_id).change.state
         view = changes.close_change(store, change_id, current_user())
     console.print(f"change {change_id}: {before} → {view.change.state}", highlight=False)
@@ -158,7 +144,7 @@ def change_close(change_id: ChangeId) -> None:
 @baseline_cli.command("list")
 def baseline_list(app: AppArg, env: EnvArg) -> None:
     """List the baselines of APP on ENV, newest first (the first row runs now)."""
-    with _store() as store:
+    with command_store() as store:
         baselines = changes.list_baselines(store, app, env)
     if not baselines:
         console.print(f"no baselines yet: nothing has been released to {app} {env}",
@@ -191,7 +177,7 @@ def baseline_diff(
         metavar="[B]", show_default=False, help="Newer version. Default: the current.")] = None,
 ) -> None:
     """Show what differs between two baselines of APP on ENV (image, digest, resources)."""
-    with _store() as store:
+    with command_store() as store:
         diff = changes.diff_baselines(store, app, env, a, b)
         old, new = changes.diff_versions(store, app, env, a, b)
     if not diff:

@@ -33,3 +33,14 @@ def catalogue_errors() -> Iterator[None]:
         yield
     except CatalogueError as error:
         fail(str(error))
+
+
+@contextmanager
+def command_store() -> Iterator[Store]:
+    """The catalogue store for one command, with CatalogueError as the one-line error exit."""
+    with catalogue_errors():
+        store = open_store()
+        try:
+            yield store
+        finally:
+            store.engine.dispose()

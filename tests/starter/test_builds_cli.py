@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -23,23 +20,6 @@ from tests.integrations.test_registry import push_image
 from tests.support.registry import RegistryServer
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    """A fresh catalogue; settings re-read so every command uses it."""
-    for key in list(os.environ):
-        if key.startswith("SLIPWAY_"):
-            monkeypatch.delenv(key)
-    url = f"sqlite:///{tmp_path / 'catalogue.db'}"
-    monkeypatch.setenv("SLIPWAY_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("SLIPWAY_DATABASE_URL", url)
-    monkeypatch.setenv("SLIPWAY_USER", "tester")
-    get_settings.cache_clear()
-    catalogue = Store(url)
-    yield catalogue
-    catalogue.engine.dispose()
-    get_settings.cache_clear()
 
 
 def test_token_create_prints_once_and_stores_only_the_hash(store: Store) -> None:
