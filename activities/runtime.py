@@ -6,7 +6,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.support import permanent, progress
-from integrations.docker_runtime import ImageMissingError, NotReadyError
+from integrations.errors import PermanentRuntimeError
 from integrations.protocols import Runtime
 from schemas.models import (
     HealthCheckInput,
@@ -39,19 +39,19 @@ class RuntimeActivities:
     @activity.defn
     def resolve_image(self, data: ResolveImageInput) -> ImageSpec:
         """Check the image exists (pulling it if needed) and return its digest."""
-        with permanent(ImageMissingError):
+        with permanent(PermanentRuntimeError):
             return self._runtime(self.default_cluster).inspect_image(data.image)
 
     @activity.defn
     def start_version(self, data: StartVersionInput) -> None:
         """Ensure the version's replicas exist and run (idempotent)."""
-        with permanent(ImageMissingError):
+        with permanent(PermanentRuntimeError):
             self._runtime(data.version.cluster).start_version(data, progress=progress)
 
     @activity.defn
     def wait_ready(self, data: WaitReadyInput) -> list[Instance]:
         """Wait until the version's replicas answer their health check, or the deadline."""
-        with permanent(NotReadyError):
+        with permanent(PermanentRuntimeError):
             return self._runtime(data.version.cluster).wait_ready(
                 data.version, data.replicas, data.port, data.health_path,
                 data.deadline_seconds, progress=progress,
@@ -60,22 +60,26 @@ class RuntimeActivities:
     @activity.defn
     def check_health(self, data: HealthCheckInput) -> list[str]:
         """Probe a running version once; an empty list means healthy."""
-        return self._runtime(data.version.cluster).check_health(
-            data.version, data.replicas, data.port, data.health_path
-        )
+        with permanent(PermanentRuntimeError):
+            return self._runtime(data.version.cluster).check_health(
+                data.version, data.replicas, data.port, data.health_path
+            )
 
     @activity.defn
     def list_versions(self, data: ListVersionsInput) -> list[int]:
         """Versions of the app that have containers in the environment."""
-        return self._runtime(data.cluster).versions(data.env_key, data.namespace)
+        with permanent(PermanentRuntimeError):
+            return self._runtime(data.cluster).versions(data.env_key, data.namespace)
 
     @activity.defn
     def stop_version(self, data: VersionRef) -> None:
         """Stop the version's containers, keeping them so a rollback can start them again."""
-        self._runtime(data.cluster).stop_version(data)
+        with permanent(PermanentRuntimeError):
+            self._runtime(data.cluster).stop_version(data)
 
     @activity.defn
     def remove_version(self, data: VersionRef) -> None:
         """Remove the version's containers (already gone is fine)."""
-        self._runtime(data.cluster).remove_version(data)
+        with permanent(PermanentRuntimeError):
+            self._runtime(data.cluster).remove_version(data)
 

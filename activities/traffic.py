@@ -5,7 +5,8 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.support import progress
+from activities.support import permanent, progress
+from integrations.errors import PermanentRuntimeError
 from integrations.protocols import TrafficRouter
 from schemas.models import DrainInput, EnsureFrontendInput, TrafficInput
 
@@ -27,20 +28,24 @@ class TrafficActivities:
     @activity.defn
     def ensure_frontend(self, data: EnsureFrontendInput) -> None:
         """Make sure the environment's entry point exists (idempotent)."""
-        self._router(data.cluster).ensure_frontend(data)
+        with permanent(PermanentRuntimeError):
+            self._router(data.cluster).ensure_frontend(data)
 
     @activity.defn
     def add_to_lb(self, data: TrafficInput) -> None:
         """Put instances in rotation at full weight (idempotent)."""
-        self._router(data.cluster).add(data)
+        with permanent(PermanentRuntimeError):
+            self._router(data.cluster).add(data)
 
     @activity.defn
     def drain(self, data: DrainInput) -> None:
         """Stop new requests to a version's replicas from index ``keep`` on, let in-flight
         requests finish (bounded by the drain timeout), then take those replicas out."""
-        self._router(data.cluster).drain(data, progress=progress)
+        with permanent(PermanentRuntimeError):
+            self._router(data.cluster).drain(data, progress=progress)
 
     @activity.defn
     def remove_from_lb(self, data: DrainInput) -> None:
         """Take a version's replicas out of rotation at once (used when undoing a release)."""
-        self._router(data.cluster).remove(data)
+        with permanent(PermanentRuntimeError):
+            self._router(data.cluster).remove(data)

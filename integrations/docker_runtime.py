@@ -18,6 +18,7 @@ import httpx
 from docker.errors import APIError, ImageNotFound, NotFound
 from docker.models.containers import Container
 
+from integrations.errors import PermanentRuntimeError
 from schemas.models import ImageSpec, Instance, StartVersionInput, VersionRef
 
 LABEL_APP = "slipway.app"
@@ -32,11 +33,11 @@ class EngineError(Exception):
     """An engine failure worth retrying (engine unreachable, container did not start)."""
 
 
-class ImageMissingError(Exception):
+class ImageMissingError(PermanentRuntimeError):
     """The image does not exist locally nor in its registry: retrying won't help."""
 
 
-class NotReadyError(Exception):
+class NotReadyError(PermanentRuntimeError):
     """Replicas did not become healthy before the progress deadline."""
 
 
