@@ -1,0 +1,193 @@
+"""An HTTP fake of the Jenkins REST API, at the level ``python-jenkins`` uses it.
+
+`running_jenkins()` serves on 127.0.0.1:<free port> from a thread and records every request.
+Builds are scripted per job with :class:`JobScript`: how long the item stays queued, how many
+polls the build runs for, its result, description and console text. ``/stop`` aborts a build.
+
+Paths served (those python-jenkins 1.8.3 requests):
+
+* ``GET  /crumbIssuer/api/json`` → 404 (no CSRF protection, so no crumb header)
+* ``POST /job/<name>/buildWithParameters?K=V`` → 201 with ``Location: <url>/queue/item/<n>/``
+* ``GET  /queue/item/<n>/api/json?depth=0`` → ``why`` while queued, then ``executable``
+* ``POST /queue/cancelItem?id=<n>``
+* ``GET  /job/<name>/<num>/api/json?depth=0`` → ``building``/``result``/``description``/``url``
+* ``GET  /job/<name>/<num>/consoleText``
+* ``POST /job/<name>/<num>/stop``
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request the fake received."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    authorization: str = ""
+
+
+@dataclass
+class JobScript:
+    """How builds of one job behave."""
+
+    result: str = "SUCCESS"
+    queued_polls: int = 1  # queue item polls answered with "why" before the build starts
+    running_polls: int = 2  # build info polls answered with building=true
+    description: str = "IMAGE=registry.test/app:v1\nDIGEST=sha256:" + "ab" * 32
+    console: str = "Started by user slipway\nBuilding...\nFinished: SUCCESS\n"
+
+
+@dataclass
+class _Build:
+    job: str
+    number: int
+    script: JobScript
+    polls: int = 0
+    stopped: bool = False
+
+
+@dataclass
+class JenkinsFake:
+    """State and call log of one fake Jenkins."""
+
+    url: str = ""
+    jobs: dict[str, JobScript] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    queue: dict[int, dict[str, Any]] = field(default_factory=dict)
+    builds: dict[tuple[str, int], _Build] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def paths(self, method: str | None = None) -> list[str]:
+        return [c.path for c in self.calls if method is None or c.method == method]
+
+    def handle(self, method: str, raw_path: str, auth: str) -> tuple[int, dict[str, str], bytes]:
+        split = urlsplit(raw_path)
+        query = dict(parse_qsl(split.query, keep_blank_values=True))
+        path = unquote(split.path)
+        with self.lock:
+            self.calls.append(Call(method, path, query, auth))
+            parts = [p for p in path.split("/") if p]
+            return self._route(method, parts, query)
+
+    def _route(self, method: str, parts: list[str],
+               query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        if parts == ["crumbIssuer", "api", "json"]:
+            return 404, {}, b"no crumbs here"
+        if method == "POST" and len(parts) == 3 and parts[0] == "job" \
+                and parts[2] == "buildWithParameters":
+            return self._trigger(parts[1])
+        if method == "GET" and parts[:2] == ["queue", "item"] and len(parts) == 5:
+            return self._queue_item(int(parts[2]))
+        if method == "POST" and parts == ["queue", "cancelItem"]:
+            self.queue.get(int(query["id"]), {})["cancelled"] = True
+            return 302, {"Location": f"{self.url}/queue/"}, b""
+        if len(parts) >= 4 and parts[0] == "job" and parts[2].isdigit():
+            build = self.builds.get((parts[1], int(parts[2])))
+            if build is None:
+                return 404, {}, b"no such build"
+            rest = parts[3:]
+            if method == "GET" and rest == ["api", "json"]:
+                return self._build_info(build)
+            if method == "GET" and rest == ["consoleText"]:
+                return 200, {"Content-Type": "text/plain"}, build.script.console.encode()
+            if method == "POST" and rest == ["stop"]:
+                build.stopped = True
+                return 200, {}, b""
+        return 404, {}, b"not found"
+
+    def _trigger(self, job: str) -> tuple[int, dict[str, str], bytes]:
+        script = self.jobs.get(job)
+        if script is None:
+            return 404, {}, b"no such job"
+        number = len(self.queue) + 1
+        self.queue[number] = {"job": job, "polls": 0, "build": None, "cancelled": False}
+        return 201, {"Location": f"{self.url}/queue/item/{number}/"}, b""
+
+    def _queue_item(self, number: int) -> tuple[int, dict[str, str], bytes]:
+        item = self.queue.get(number)
+        if item is None:
+            return 404, {}, b"no such queue item"
+        job = item["job"]
+        body: dict[str, Any] = {"id": number, "task": {"name": job}, "cancelled": item["cancelled"]}
+        if item["build"] is None and not item["cancelled"]:
+            if item["polls"] < self.jobs[job].queued_polls:
+                item["polls"] += 1
+                body["why"] = "Waiting for next available executor"
+                return _json(body)
+            build_number = sum(1 for key in self.builds if key[0] == job) + 1
+            self.builds[(job, build_number)] = _Build(job, build_number, self.jobs[job])
+            item["build"] = build_number
+        if item["build"] is not None:
+            body["executable"] = {"number": item["build"],
+                                  "url": f"{self.url}/job/{job}/{item['build']}/"}
+        return _json(body)
+
+    def _build_info(self, build: _Build) -> tuple[int, dict[str, str], bytes]:
+        running = not build.stopped and build.polls < build.script.running_polls
+        build.polls += 1
+        if running:
+            result, description = None, None
+        elif build.stopped:
+            result, description = "ABORTED", None
+        else:
+            result = build.script.result
+            description = build.script.description if result == "SUCCESS" else None
+        return _json({"number": build.number, "building": running, "result": result,
+                      "description": description,
+                      "url": f"{self.url}/job/{build.job}/{build.number}/",
+                      "fullDisplayName": f"{build.job} #{build.number}"})
+
+
+def _json(body: Any) -> tuple[int, dict[str, str], bytes]:
+    return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+
+def serve(handle: Any) -> tuple[ThreadingHTTPServer, str]:
+    """Serve ``handle(method, path, authorization, headers, body)`` on a free loopback port."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _any(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            status, headers, payload = handle(self.command, self.path,
+                                              self.headers.get("Authorization", ""),
+                                              dict(self.headers), body)
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _any
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@contextmanager
+def running_jenkins(jobs: dict[str, JobScript] | None = None) -> Iterator[JenkinsFake]:
+    """A fake Jenkins serving the given jobs until the block ends."""
+    fake = JenkinsFake(jobs=dict(jobs or {}))
+    server, fake.url = serve(
+        lambda method, path, auth, _headers, _body: fake.handle(method, path, auth))
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
