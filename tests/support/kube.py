@@ -83,7 +83,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
         self.namespaces: set[str] = set(namespaces or ())
         self.forbidden: set[str] = set()
         # What happened, in order: ("scale", deployment, replicas), ("delete", deployment),
-        # ("traffic", pod, on|off) — the test's record of every step of a rollout.
+        # ("traffic", pod, on|off), ("evict", pod, its traffic label) when the kubelet removes
+        # a pod on scale-down — the test's record of every step of a rollout.
         self.log: list[tuple[str, str, Any]] = []
         for resource in (DEPLOYMENTS, PODS, SERVICES):
             self.resources[resource] = kmock.ResourceInfo()
@@ -271,6 +272,8 @@ class Kubelet:
                 -self._born.get(p["metadata"]["name"], 0.0)))[:len(pods) - desired]
             for pod in doomed:
                 self.emulator.objects[PODS, namespace, pod["metadata"]["name"]].delete()
+                self.emulator.log.append(("evict", pod["metadata"]["name"],
+                                          pod["metadata"]["labels"].get("traffic")))
             pods = [p for p in pods if p not in doomed]
         template = spec.get("template", {})
         for _ in range(desired - len(pods)):
