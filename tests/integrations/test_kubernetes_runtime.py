@@ -278,3 +278,33 @@ def test_inspect_image_keeps_a_digest_reference() -> None:
     digest = "sha256:" + "a" * 64
     assert runtime.inspect_image(f"reg.test/shop@{digest}").digest == digest
     assert runtime.inspect_image("reg.test/shop:1.0").digest == ""
+
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
+
+
+def test_the_manifests_grant_the_least_rights_and_configure_an_in_cluster_runtime(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    from schemas.settings import Settings
+
+    role = next(yaml.safe_load_all((DEPLOY / "rbac.yaml").read_text()))
+    rules = {(group, resource): sorted(rule["verbs"])
+             for rule in role["rules"] for group in rule["apiGroups"]
+             for resource in rule["resources"]}
+    assert rules == {
+        ("apps", "deployments"): ["create", "delete", "get", "list", "patch"],
+        ("apps", "deployments/scale"): ["get", "patch"],
+        ("", "services"): ["create", "get", "patch"],
+        ("", "pods"): ["get", "list", "patch"],
+        ("", "namespaces"): ["get"],
+    }
+    config_map = yaml.safe_load((DEPLOY / "configmap.yaml").read_text())
+    for key, value in config_map["data"].items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    cluster = settings.clusters[settings.default_cluster]
+    assert cluster.runtime == "kubernetes" and cluster.in_cluster
+    worker = yaml.safe_load((DEPLOY / "worker.yaml").read_text())
+    assert worker["spec"]["template"]["spec"]["serviceAccountName"] == "slipway-worker"
