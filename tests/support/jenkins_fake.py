@@ -162,7 +162,7 @@ def serve(handle: Any) -> tuple[ThreadingHTTPServer, str]:
             body = self.rfile.read(length) if length else b""
             status, headers, payload = handle(self.command, self.path,
                                               self.headers.get("Authorization", ""),
-                                              dict(self.headers), body)
+                                              self.headers, body)
             self.send_response(status)
             for key, value in headers.items():
                 self.send_header(key, value)
@@ -176,7 +176,8 @@ def serve(handle: Any) -> tuple[ThreadingHTTPServer, str]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
