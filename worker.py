@@ -20,6 +20,7 @@ from activities.catalogue import CatalogueActivities
 from activities.notify import NotifyActivities
 from activities.runtime import RuntimeActivities
 from activities.traffic import TrafficActivities
+from integrations.builders import BuilderRouter, BuilderSettings
 from integrations.docker_builder import DockerBuilder
 from integrations.docker_runtime import DockerRuntime
 from integrations.haproxy import HaproxyRouter
@@ -66,7 +67,11 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
         runtimes[name], routers[name] = build_cluster(cluster, settings, auth)
     docker_engines = [c.engines[0] for c in settings.clusters.values() if c.runtime == "docker"]
     default_engine = docker_engines[0] if docker_engines else "unix:///var/run/docker.sock"
-    builder = DockerBuilder(default_engine, settings.registry, settings.base_image, auth)
+    # Docker builds apps without a builder rule; Jenkins/GitLab credentials are read by name
+    # from settings when a build starts.
+    builder = BuilderRouter(
+        DockerBuilder(default_engine, settings.registry, settings.base_image, auth),
+        BuilderSettings(), settings.credential)
     catalogue = CatalogueActivities(store, settings.drain_timeout_seconds,
                                     settings.progress_deadline_seconds)
     runtime = RuntimeActivities(runtimes, settings.default_cluster)

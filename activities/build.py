@@ -1,21 +1,29 @@
-"""Activity that builds (and pushes) an image: long-running, heartbeats, cancellable."""
+"""Activity that builds (and pushes) an image: long-running, heartbeats, cancellable.
+
+The build runs on whichever builder the application's rule names (Docker engine, Jenkins job
+or GitLab CI pipeline, see :mod:`integrations.builders`). Every builder reports progress
+through :func:`activities.support.progress`, whose heartbeat is also how a cancelled activity
+learns it must stop; remote builders then stop the Jenkins build or cancel the pipeline.
+"""
 
 from __future__ import annotations
 
 from temporalio import activity
 
 from activities.support import permanent, progress
-from integrations.docker_builder import BuildFailedError, DockerBuilder, SourceError
+from integrations.builders import BuilderConfigError, BuilderRouter
+from integrations.docker_builder import BuildFailedError, SourceError
 from schemas.models import BuildInput, ImageSpec
 
 
 class BuildActivities:
-    def __init__(self, builder: DockerBuilder) -> None:
+    def __init__(self, builder: BuilderRouter) -> None:
         self.builder = builder
 
     @activity.defn
     def build_image(self, data: BuildInput) -> ImageSpec:
         """Build the app's source at the ref with the version label; return image + digest."""
-        with permanent(BuildFailedError, SourceError):
-            return self.builder.build(data.app, data.source, data.ref, data.version_label,
-                                      progress=progress)
+        # A failed build, a missing source or a misconfigured builder fail the same way on a
+        # retry: end the release with the message (build URL and log tail) instead.
+        with permanent(BuildFailedError, SourceError, BuilderConfigError):
+            return self.builder.build(data, progress)

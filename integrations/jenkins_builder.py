@@ -81,7 +81,8 @@ class JenkinsBuilder:
         queue_id = self.server.build_job(job, parameters)
         number = self._wait_for_start(job, queue_id, app, progress)
         info = self._wait_for_end(job, number, progress)
-        build_url = str(info.get("url") or f"{self.url.rstrip('/')}/job/{job}/{number}/")
+        job_path = "/".join(f"job/{name}" for name in job.split("/"))  # folders: job/a/job/b
+        build_url = str(info.get("url") or f"{self.url.rstrip('/')}/{job_path}/{number}/")
         result = info.get("result")
         if result != "SUCCESS":
             raise BuildFailedError(self._failure(job, number, build_url, f"ended {result}"))

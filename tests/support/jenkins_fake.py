@@ -13,6 +13,8 @@ Paths served (those python-jenkins 1.8.3 requests):
 * ``GET  /job/<name>/<num>/api/json?depth=0`` → ``building``/``result``/``description``/``url``
 * ``GET  /job/<name>/<num>/consoleText``
 * ``POST /job/<name>/<num>/stop``
+
+A job in folders (``shop/cart``) is served under ``/job/shop/job/cart/...``, as Jenkins does.
 """
 
 from __future__ import annotations
@@ -84,24 +86,23 @@ class JenkinsFake:
                query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         if parts == ["crumbIssuer", "api", "json"]:
             return 404, {}, b"no crumbs here"
-        if method == "POST" and len(parts) == 3 and parts[0] == "job" \
-                and parts[2] == "buildWithParameters":
-            return self._trigger(parts[1])
         if method == "GET" and parts[:2] == ["queue", "item"] and len(parts) == 5:
             return self._queue_item(int(parts[2]))
         if method == "POST" and parts == ["queue", "cancelItem"]:
             self.queue.get(int(query["id"]), {})["cancelled"] = True
             return 302, {"Location": f"{self.url}/queue/"}, b""
-        if len(parts) >= 4 and parts[0] == "job" and parts[2].isdigit():
-            build = self.builds.get((parts[1], int(parts[2])))
+        job, rest = _job_name(parts)
+        if job and method == "POST" and rest == ["buildWithParameters"]:
+            return self._trigger(job)
+        if job and rest and rest[0].isdigit():
+            build = self.builds.get((job, int(rest[0])))
             if build is None:
                 return 404, {}, b"no such build"
-            rest = parts[3:]
-            if method == "GET" and rest == ["api", "json"]:
+            if method == "GET" and rest[1:] == ["api", "json"]:
                 return self._build_info(build)
-            if method == "GET" and rest == ["consoleText"]:
+            if method == "GET" and rest[1:] == ["consoleText"]:
                 return 200, {"Content-Type": "text/plain"}, build.script.console.encode()
-            if method == "POST" and rest == ["stop"]:
+            if method == "POST" and rest[1:] == ["stop"]:
                 build.stopped = True
                 return 200, {}, b""
         return 404, {}, b"not found"
@@ -130,7 +131,7 @@ class JenkinsFake:
             item["build"] = build_number
         if item["build"] is not None:
             body["executable"] = {"number": item["build"],
-                                  "url": f"{self.url}/job/{job}/{item['build']}/"}
+                                  "url": f"{self.url}/{_job_path(job)}/{item['build']}/"}
         return _json(body)
 
     def _build_info(self, build: _Build) -> tuple[int, dict[str, str], bytes]:
@@ -145,8 +146,21 @@ class JenkinsFake:
             description = build.script.description if result == "SUCCESS" else None
         return _json({"number": build.number, "building": running, "result": result,
                       "description": description,
-                      "url": f"{self.url}/job/{build.job}/{build.number}/",
+                      "url": f"{self.url}/{_job_path(build.job)}/{build.number}/",
                       "fullDisplayName": f"{build.job} #{build.number}"})
+
+
+def _job_name(parts: list[str]) -> tuple[str, list[str]]:
+    """Split ``job/a/job/b/<rest>`` (folders) into the full name ``a/b`` and ``rest``."""
+    names: list[str] = []
+    while len(parts) >= 2 and parts[0] == "job":
+        names.append(parts[1])
+        parts = parts[2:]
+    return "/".join(names), parts
+
+
+def _job_path(job: str) -> str:
+    return "/".join(f"job/{name}" for name in job.split("/"))
 
 
 def _json(body: Any) -> tuple[int, dict[str, str], bytes]:
