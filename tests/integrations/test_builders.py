@@ -6,7 +6,10 @@ import base64
 
 import pytest
 from pydantic import ValidationError
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.testing import ActivityEnvironment
 
+from activities.build import BuildActivities
 from integrations.builders import BuilderConfigError, BuilderRouter, BuilderRule, BuilderSettings
 from integrations.docker_builder import DockerBuilder, Progress
 from schemas.models import BuildInput, ImageSpec
@@ -105,3 +108,32 @@ def test_rules_must_name_their_job_or_project() -> None:
         BuilderRule(kind="jenkins")
     with pytest.raises(ValidationError, match="needs a project"):
         BuilderRule(kind="gitlab")
+
+
+def test_activity_cancellation_stops_the_jenkins_build_and_failures_are_permanent() -> None:
+    """Through the real activity: heartbeat → cancelled → /stop; a failed build → non-retryable."""
+    with running_jenkins({"cart": JobScript(running_polls=1000),
+                          "broken": JobScript(result="FAILURE")}) as fake:
+        settings = BuilderSettings(
+            builders={"cart": BuilderRule(kind="jenkins", job="cart"),
+                      "broken": BuilderRule(kind="jenkins", job="broken")},
+            jenkins_url=fake.url, build_poll_seconds=0.01)
+        activities = BuildActivities(BuilderRouter(RecordingDocker(), settings, Credentials({})))
+        env = ActivityEnvironment()
+        beats: list[object] = []
+
+        def on_heartbeat(*details: object) -> None:
+            beats.append(details)
+            if len(beats) == 3:
+                env.cancel()
+
+        env.on_heartbeat = on_heartbeat
+        with pytest.raises(CancelledError):
+            env.run(activities.build_image, data("cart"))
+        assert fake.paths("POST")[-1] == "/job/cart/1/stop"
+
+        with pytest.raises(ApplicationError) as caught:
+            ActivityEnvironment().run(activities.build_image, data("broken"))
+    assert caught.value.non_retryable
+    assert caught.value.type == "BuildFailedError"
+    assert f"{fake.url}/job/broken/1/" in caught.value.message
