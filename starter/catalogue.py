@@ -135,7 +135,8 @@ def show_app(store: Store, name: str) -> AppOverview:
 
 def add_env(store: Store, app: str, env_type: str, *, cluster: str, replicas: int,
             cpu: str, memory: str, ports: list[int], env_vars: list[str] | dict[str, str],
-            runtime: RuntimeKind | str, namespace: str, health_path: str, settings: Settings,
+            runtime: RuntimeKind | str | None, namespace: str, health_path: str,
+            settings: Settings,
             actor: str, strategy: Strategy | str | None = None,
             gray_steps: list[str] | None = None, stable_seconds: int = 60, batch_size: int = 1,
             approval: ApprovalPolicy | str = ApprovalPolicy.AUTO,
@@ -147,7 +148,8 @@ def add_env(store: Store, app: str, env_type: str, *, cluster: str, replicas: in
     recreate elsewhere; ``gray_steps`` is only meaningful for gray."""
     _check_label(env_type, "environment type", ENV_TYPE_MAX, "e.g. dev, test, staging, prod")
     _check_cluster(cluster, settings)
-    runtime = _check_runtime(runtime, cluster, settings)
+    # No runtime named: the cluster's own (docker engines, or a Kubernetes context).
+    runtime = _check_runtime(runtime or settings.clusters[cluster].runtime, cluster, settings)
     check_replicas(replicas)
     check_cpu(cpu)
     check_memory(memory)
@@ -330,10 +332,6 @@ def _check_runtime(runtime: RuntimeKind | str, cluster: str, settings: Settings)
     except ValueError:
         known = ", ".join(member.value for member in RuntimeKind)
         raise CatalogueError(f"unknown runtime {runtime!r}: use one of {known}") from None
-    if kind == RuntimeKind.KUBERNETES:
-        raise CatalogueError(
-            "runtime kubernetes is not implemented yet: use --runtime docker"
-        )
     configured = settings.clusters[cluster].runtime
     if configured != kind:
         raise CatalogueError(f"cluster {cluster!r} runs {configured}, not {kind}: "

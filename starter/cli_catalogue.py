@@ -184,8 +184,9 @@ def env_add(
     env: Annotated[list[str] | None, typer.Option(
         "--env", help="Environment variable for the instances as KEY=VALUE; repeat for several.",
         metavar="KEY=VALUE", show_default=False)] = None,
-    runtime: Annotated[RuntimeKind, typer.Option(
-        help="Where instances run. Only docker is implemented so far.")] = RuntimeKind.DOCKER,
+    runtime: Annotated[RuntimeKind | None, typer.Option(
+        help="Where instances run: docker or kubernetes (default: the cluster's runtime).",
+        show_default=False)] = None,
     namespace: Annotated[str, typer.Option(help="Namespace the instances belong to.")]
         = "default",
     health_path: Annotated[str, typer.Option(

@@ -74,22 +74,17 @@ async def k8s_worker(temporal: WorkflowEnvironment, k8s_settings: Settings) -> A
 
 
 def register_shop(store: Store, settings: Settings, **env_row: Any) -> None:
-    """Register shop with a gray prod environment on cluster k8s.
-
-    The catalogue does not accept runtime kubernetes yet, so the environment is added as
-    docker (against a docker view of the cluster) and its row switched to kubernetes.
-    """
+    """Register shop with a gray prod environment on cluster k8s (``env_row`` overrides)."""
     register_app(store, APP, category="in-house", tier="core", owners=["ana"],
                  approvers=["lead"], source="", description="", actor="ana")
     mark_ready(store, APP, "ana")
-    docker_view = settings.model_copy(update={"clusters": {"k8s": Cluster(runtime="docker")}})
     add_env(store, APP, "prod", cluster="k8s", replicas=REPLICAS, cpu="250m", memory="64Mi",
-            ports=[8080], env_vars={"MODE": "prod"}, runtime="docker", namespace=NS,
-            health_path="/healthz", settings=docker_view, actor="ana", strategy="gray",
+            ports=[8080], env_vars={"MODE": "prod"}, runtime=None, namespace=NS,
+            health_path="/healthz", settings=settings, actor="ana", strategy="gray",
             gray_steps=["1", "50%", "100%"], stable_seconds=1, approval="none")
     with store.session() as session:
         env = session.exec(select(Environment)).one()
-        env.runtime = RuntimeKind.KUBERNETES
+        assert env.runtime == RuntimeKind.KUBERNETES
         for key, value in env_row.items():
             setattr(env, key, value)
         session.add(env)

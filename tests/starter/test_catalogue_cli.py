@@ -110,7 +110,7 @@ BAD_INPUT = [
     pytest.param("env add shop dev --port 70000", ["port", "65535"], id="bad-port"),
     pytest.param("env add shop dev --env 1X=y", ["env var name"], id="bad-env-var"),
     pytest.param("env add shop dev --runtime kubernetes",
-                 ["kubernetes is not implemented"], id="kubernetes-runtime"),
+                 ["cluster 'local' runs docker, not kubernetes"], id="runtime-not-cluster's"),
     pytest.param("env add gone dev", ["offline"], id="env-on-offline-app"),
     pytest.param("app retire gone", ["already offline"], id="retire-offline"),
     pytest.param("app ready shop", ["is ready", "pending_review"], id="ready-twice"),
