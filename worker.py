@@ -43,13 +43,14 @@ def registry_auth(settings: Settings) -> dict[str, str] | None:
     return {"username": username, "password": password}
 
 
-def build_cluster(cluster: Cluster, settings: Settings,
+def build_cluster(name: str, cluster: Cluster, settings: Settings,
                   auth: dict[str, str] | None) -> tuple[Runtime, TrafficRouter]:
     """The runtime and the traffic router of one cluster, by its runtime kind."""
     if cluster.runtime == "kubernetes":
+        # Imported here: Docker-only installations never load the Kubernetes client.
         from integrations.kubernetes_runtime import KubernetesRuntime, KubernetesTraffic
 
-        runtime = KubernetesRuntime.from_cluster(cluster)
+        runtime = KubernetesRuntime.from_cluster(cluster, name=name)
         return runtime, KubernetesTraffic(runtime)
     router = HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address)
     return (DockerRuntime(cluster.engines, cluster.publish_host,
@@ -64,7 +65,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     runtimes: dict[str, Runtime] = {}
     routers: dict[str, TrafficRouter] = {}
     for name, cluster in settings.clusters.items():
-        runtimes[name], routers[name] = build_cluster(cluster, settings, auth)
+        runtimes[name], routers[name] = build_cluster(name, cluster, settings, auth)
     docker_engines = [c.engines[0] for c in settings.clusters.values() if c.runtime == "docker"]
     default_engine = docker_engines[0] if docker_engines else "unix:///var/run/docker.sock"
     # Docker builds apps without a builder rule; Jenkins/GitLab credentials are read by name
