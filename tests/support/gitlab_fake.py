@@ -12,6 +12,12 @@ Paths served (those python-gitlab 8.6.0 requests):
 * ``POST /api/v4/projects/<id>/pipelines/<pid>/cancel``
 * ``GET  /api/v4/projects/<id>/pipelines/<pid>/jobs``
 * ``GET  /api/v4/projects/<id>/jobs/<jid>/trace``
+
+and for the code host (state per project in :class:`FakeRepo`):
+
+* ``GET|DELETE /api/v4/projects/<id>/repository/branches/<name>``, ``POST …/branches``
+* ``GET|POST   /api/v4/projects/<id>/repository/tags``
+* ``GET|POST   /api/v4/projects/<id>/hooks``, ``PUT|DELETE …/hooks/<hid>``
 """
 
 from __future__ import annotations
@@ -60,6 +66,15 @@ class PipelineScript:
 
 
 @dataclass
+class FakeRepo:
+    """Branches (name → sha), tags (name → sha) and webhooks of one project."""
+
+    branches: dict[str, str] = field(default_factory=lambda: {"main": "c" * 40})
+    tags: dict[str, str] = field(default_factory=dict)
+    hooks: dict[int, dict[str, Any]] = field(default_factory=dict)  # id → body (with token)
+
+
+@dataclass
 class _Pipeline:
     id: int
     project_id: int
@@ -80,6 +95,8 @@ class GitlabFake:
     calls: list[Call] = field(default_factory=list)
     pipelines: dict[int, _Pipeline] = field(default_factory=dict)
     jobs: dict[int, FakeJob] = field(default_factory=dict)
+    repos: dict[str, FakeRepo] = field(default_factory=dict)  # path → repository state
+    next_hook_id: int = 1
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def project_id(self, path: str) -> int:
@@ -134,6 +151,84 @@ class GitlabFake:
             if job is None:
                 return _json(404, {"message": "404 Not found"})
             return 200, {"Content-Type": "text/plain"}, job.trace.encode()
+        if rest and rest[0] in ("repository", "hooks"):
+            repo = self.repos.setdefault(path, FakeRepo())
+            return self._repository(method, project_id, repo, rest, payload or {})
+        return _json(404, {"message": "404 Not Found"})
+
+    def _repository(self, method: str, project_id: int, repo: FakeRepo, rest: list[str],
+                    payload: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        def branch(name: str) -> dict[str, Any]:
+            return {"name": name, "commit": {"id": repo.branches[name]}, "protected": False,
+                    "merged": False, "default": name == "main"}
+
+        def tag(name: str) -> dict[str, Any]:
+            return {"name": name, "commit": {"id": repo.tags[name]}, "target": repo.tags[name],
+                    "message": None, "protected": False}
+
+        def hook(hook_id: int) -> dict[str, Any]:
+            body = {k: v for k, v in repo.hooks[hook_id].items() if k != "token"}
+            return {"id": hook_id, "project_id": project_id, **body}
+
+        if rest[:2] == ["repository", "branches"]:
+            if len(rest) == 3:
+                name = rest[2]
+                if name not in repo.branches:
+                    return _json(404, {"message": "404 Branch Not Found"})
+                if method == "GET":
+                    return _json(200, branch(name))
+                if method == "DELETE":
+                    del repo.branches[name]
+                    return 204, {}, b""
+            if len(rest) == 2 and method == "GET":
+                return _json(200, [branch(name) for name in repo.branches])
+            if len(rest) == 2 and method == "POST":
+                name, ref = str(payload.get("branch", "")), str(payload.get("ref", ""))
+                if name in repo.branches:
+                    return _json(400, {"message": "Branch already exists"})
+                sha = repo.branches.get(ref) or repo.tags.get(ref) or (
+                    ref if len(ref) == 40 else "")
+                if not name or not sha:
+                    return _json(400, {"message": "Invalid reference name"})
+                repo.branches[name] = sha
+                return _json(201, branch(name))
+        if rest[:2] == ["repository", "tags"] and len(rest) == 2:
+            if method == "GET":
+                return _json(200, [tag(name) for name in repo.tags])
+            if method == "POST":
+                name, ref = str(payload.get("tag_name", "")), str(payload.get("ref", ""))
+                if name in repo.tags:
+                    return _json(400, {"message": f"Tag {name} already exists"})
+                sha = repo.branches.get(ref) or repo.tags.get(ref) or (
+                    ref if len(ref) == 40 else "")
+                if not name or not sha:
+                    return _json(400, {"message": "Target " + ref + " is invalid"})
+                repo.tags[name] = sha
+                return _json(201, tag(name))
+        if rest[0] == "hooks" and len(rest) == 1:
+            if method == "GET":
+                return _json(200, [hook(hid) for hid in repo.hooks])
+            if method == "POST":
+                if not payload.get("url"):
+                    return _json(400, {"message": "url is missing"})
+                hook_id, self.next_hook_id = self.next_hook_id, self.next_hook_id + 1
+                repo.hooks[hook_id] = {"url": payload["url"], "token": payload.get("token", ""),
+                                       "push_events": payload.get("push_events", True),
+                                       "tag_push_events": payload.get("tag_push_events", False)}
+                return _json(201, hook(hook_id))
+        if rest[0] == "hooks" and len(rest) == 2 and rest[1].isdigit():
+            hook_id = int(rest[1])
+            if hook_id not in repo.hooks:
+                return _json(404, {"message": "404 Not found"})
+            if method == "GET":
+                return _json(200, hook(hook_id))
+            if method == "PUT":
+                repo.hooks[hook_id].update({k: v for k, v in payload.items() if k in (
+                    "url", "token", "push_events", "tag_push_events")})
+                return _json(200, hook(hook_id))
+            if method == "DELETE":
+                del repo.hooks[hook_id]
+                return 204, {}, b""
         return _json(404, {"message": "404 Not Found"})
 
     def _create(self, project_id: int, path: str,
@@ -177,9 +272,13 @@ def _json(status: int, body: Any) -> tuple[int, dict[str, str], bytes]:
 
 
 @contextmanager
-def running_gitlab(projects: dict[str, PipelineScript] | None = None) -> Iterator[GitlabFake]:
-    """A fake GitLab serving the given projects (path → pipeline script) until the block ends."""
-    fake = GitlabFake(projects=dict(projects or {}))
+def running_gitlab(projects: dict[str, PipelineScript] | None = None,
+                   repos: dict[str, FakeRepo] | None = None) -> Iterator[GitlabFake]:
+    """A fake GitLab serving the given projects (path → pipeline script) and repositories
+    (path → branches, tags, hooks) until the block ends."""
+    fake = GitlabFake(projects=dict(projects or {}), repos=dict(repos or {}))
+    for path in fake.repos:
+        fake.projects.setdefault(path, PipelineScript())
     server, fake.url = serve(
         lambda method, path, _auth, headers, body: fake.handle(method, path, headers, body))
     try:
