@@ -2,8 +2,10 @@
 
 * ``POST /api/releases/{app}/{env}/approve|reject`` — bearer token → user; the workflow's
   Update validator decides (403 with its reason when it refuses).
-* ``POST /hooks/gitlab`` — push and tag push events; rules in ``SLIPWAY_HOOK_RULES`` start
-  releases through the same validation as the CLI.
+* ``POST /hooks/gitlab`` — push and tag push events; rules in ``SLIPWAY_HOOK_RULES`` record a
+  code change per matching rule (ref = the tag, or the pushed commit for a branch), submit it
+  and release it through the same validation as ``slipway release --change``. A ref already
+  carried by a change of that environment is not released again.
 * ``POST /hooks/registry`` — docker distribution notifications and Harbor webhooks, recorded
   as audit events.
 * ``GET /api/releases/{app}/{env}``, ``GET /api/baselines/{app}/{env}``.
@@ -28,12 +30,15 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from integrations.store import CatalogueError, Store, audit, find_app, find_env
-from schemas.models import ApprovalInput
+from schemas.enums import ChangeKind, ChangeState
+from schemas.models import ApprovalInput, ReleaseRequest
 from schemas.settings import Settings, get_settings
-from schemas.tables import Application, Baseline
+from schemas.tables import Application, Baseline, Change
 from schemas.tokens import HookDelivery
 from starter.api_tokens import user_for_token
+from starter.changes import change_release_request, create_change, submit_change
 from starter.receiver_hooks import (
+    GitEvent,
     parse_gitlab,
     parse_registry,
     payload_id,
@@ -228,14 +233,18 @@ def create_app(settings: Settings | None = None,
             for wanted_request in wanted:
                 try:
                     checked, summary = await run_in_threadpool(
-                        validate_release, store, wanted_request)
+                        change_for_push, store, wanted_request, event)
                     run = await start_release(client, settings, checked, summary)
                 except CatalogueError as error:
                     # Refused for good (unknown app, release running…): say so, don't retry.
                     started.append({"app": wanted_request.app, "env": wanted_request.env,
                                     "refused": str(error)})
                     continue
+                assert checked.change_id is not None  # change_for_push always records one
+                await run_in_threadpool(mark_releasing, store, checked.change_id,
+                                        checked.requested_by)
                 started.append({"app": checked.app, "env": checked.env,
+                                "change_id": str(checked.change_id),
                                 "workflow_id": run.handle.id, "run_id": run.run_id})
         except RPCError as error:
             await run_in_threadpool(forget_delivery, store, "gitlab", event_id)
@@ -269,6 +278,58 @@ def create_app(settings: Settings | None = None,
         return {"recorded": recorded, "duplicates": duplicates}
 
     return api
+
+
+def change_for_push(store: Store, wanted: ReleaseRequest,
+                    event: GitEvent) -> tuple[ReleaseRequest, str]:
+    """The validated release of the change that carries a pushed tag or branch commit.
+
+    The change (kind code, ref = ``wanted.ref``) is created and submitted, or reused when a
+    change of the environment with that ref is still ready to release (its release failed to
+    start before). A ref whose change is releasing or was released is refused: a change is
+    released at most once, and the same commit is not released twice by a push.
+    """
+    checked, _ = validate_release(store, wanted)  # refuse before recording anything
+    actor = wanted.requested_by
+    with store.session() as session:
+        application = find_app(session, checked.app)
+        environment = find_env(session, application, checked.env)
+        existing = session.exec(select(Change).where(
+            Change.app_id == application.id, Change.env_id == environment.id,
+            Change.kind == ChangeKind.CODE, Change.ref == (checked.ref or ""),
+            col(Change.state) != ChangeState.CLOSED).order_by(col(Change.id).desc())).first()
+    if existing is not None and existing.state != ChangeState.READY_TO_RELEASE:
+        raise CatalogueError(f"{event.kind} {event.name} ({checked.ref}) is already carried by "
+                             f"change {existing.id} ({existing.state}) of {checked.app} "
+                             f"{checked.env}: a change is released at most once")
+    if existing is not None:
+        change_id = existing.id or 0
+    else:
+        if event.kind == "tag":
+            note = f"tag {event.name} pushed by {event.user}"
+        else:
+            note = f"branch {event.name} at {event.sha[:12]} pushed by {event.user}"
+        created = create_change(store, checked.app, checked.env, kind=ChangeKind.CODE,
+                                ref=checked.ref, note=note, actor=actor)
+        change_id = created.change.id or 0
+        submit_change(store, change_id, actor)
+    request = change_release_request(store, change_id, actor).model_copy(
+        update={"version_label": wanted.version_label})
+    return validate_release(store, request)
+
+
+def mark_releasing(store: Store, change_id: int, actor: str) -> None:
+    """ready_to_release → releasing once its release started (the workflow may be first)."""
+    with store.session() as session:
+        change = session.get(Change, change_id)
+        if change is None or change.state != ChangeState.READY_TO_RELEASE:
+            return
+        change.state = ChangeState.RELEASING
+        session.add(change)
+        owner = session.get(Application, change.app_id)
+        audit(session, "change.releasing", actor=actor, app=owner.name if owner else "",
+              change_id=change_id)
+        session.commit()
 
 
 def _audit_hook(store: Store, action: str, actor: str, detail: dict[str, Any]) -> None:

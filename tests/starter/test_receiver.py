@@ -22,10 +22,10 @@ from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from integrations.store import Store
-from schemas.enums import AppState, AppTier, ReleaseState
+from schemas.enums import AppState, AppTier, ChangeKind, ChangeState, ReleaseState
 from schemas.models import ReleaseRequest
 from schemas.settings import Settings
-from schemas.tables import Application, AuditEvent, Environment
+from schemas.tables import Application, AuditEvent, Change, Environment
 from starter.api_tokens import create_token, revoke_token
 from starter.receiver import create_app, get_client
 from starter.receiver_settings import HookRule, ReceiverSettings
@@ -44,7 +44,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
     catalogue.engine.dispose()
 
 
-def register(store: Store, approvers: list[str] | None = None) -> str:
+def register(store: Store, approvers: list[str] | None = None,
+             env_types: tuple[str, ...] = ("prod",)) -> str:
     """A fresh core application with a prod environment; its name is unique per test."""
     name = f"shop-{uuid.uuid4().hex[:8]}"
     with store.session() as session:
@@ -52,8 +53,9 @@ def register(store: Store, approvers: list[str] | None = None) -> str:
                           approvers=approvers if approvers is not None else ["lead", "ana"])
         session.add(app)
         session.flush()
-        session.add(Environment(app_id=app.id or 0, env_type="prod", cluster="local",
-                                lb_port=20000 + uuid.uuid4().int % 20000))
+        for env_type in env_types:
+            session.add(Environment(app_id=app.id or 0, env_type=env_type, cluster="local",
+                                    lb_port=20000 + uuid.uuid4().int % 20000))
         session.commit()
     return name
 
@@ -155,9 +157,21 @@ def tag_push(project: str, tag: str, sha: str = "a" * 40) -> dict[str, Any]:
             "after": sha, "user_username": "dev", "project": {"path_with_namespace": project}}
 
 
-def gitlab_headers(event_id: str, token: str = GITLAB_SECRET) -> dict[str, str]:
-    return {"X-Gitlab-Token": token, "X-Gitlab-Event": "Tag Push Hook",
-            "X-Gitlab-Event-UUID": event_id}
+def branch_push(project: str, branch: str, sha: str) -> dict[str, Any]:
+    return {"object_kind": "push", "ref": f"refs/heads/{branch}", "checkout_sha": sha,
+            "after": sha, "user_username": "dev", "project": {"path_with_namespace": project}}
+
+
+def gitlab_headers(event_id: str, token: str = GITLAB_SECRET,
+                   event: str = "Tag Push Hook") -> dict[str, str]:
+    return {"X-Gitlab-Token": token, "X-Gitlab-Event": event, "X-Gitlab-Event-UUID": event_id}
+
+
+def changes_of(store: Store, app: str) -> list[Change]:
+    with store.session() as session:
+        owner = session.exec(select(Application).where(Application.name == app)).one()
+        return list(session.exec(select(Change).where(Change.app_id == owner.id)
+                                 .order_by(Change.id)).all())  # type: ignore[arg-type]
 
 
 async def test_tag_push_releases_once(env: WorkflowEnvironment, store: Store,
@@ -175,6 +189,12 @@ async def test_tag_push_releases_once(env: WorkflowEnvironment, store: Store,
         assert first.status_code == 200, first.text
         [started] = first.json()["releases"]
         assert started["workflow_id"] == release_workflow_id(app, ENV)
+        [change] = changes_of(store, app)
+        assert started["change_id"] == str(change.id)
+        assert (change.kind, change.ref, change.note, change.requested_by) == (
+            ChangeKind.CODE, "v1.2.0", "tag v1.2.0 pushed by dev", "gitlab:dev")
+        # The fake activities don't write the catalogue: the receiver marked it releasing.
+        assert change.state in (ChangeState.RELEASING, ChangeState.RELEASED)
 
         handle = env.client.get_workflow_handle_for(ReleaseWorkflow.run,
                                                     release_workflow_id(app, ENV))
@@ -188,14 +208,45 @@ async def test_tag_push_releases_once(env: WorkflowEnvironment, store: Store,
         assert replay.json() == {"status": "duplicate", "event_id": "e-1"}
         assert world.calls.count("prepare") == 1
         assert (await handle.describe()).run_id == started["run_id"]
+        # The same tag redelivered under a new event id: its change is not released again.
+        again = await http.post("/hooks/gitlab", json=payload, headers=gitlab_headers("e-3"))
+        [refused] = again.json()["releases"]
+        assert f"already carried by change {change.id}" in refused["refused"]
+        assert [c.id for c in changes_of(store, app)] == [change.id]
+        assert world.calls.count("prepare") == 1
 
         other = await http.post("/hooks/gitlab", json=tag_push("team/other", "v9"),
                                 headers=gitlab_headers("e-2"))
         assert other.json()["status"] == "no matching rule"
     with store.session() as session:
         events = session.exec(select(AuditEvent).where(AuditEvent.action == "hook.gitlab")).all()
-    assert [e.detail["ref"] for e in events] == ["v1.2.0"]
+    assert [e.detail["ref"] for e in events] == ["v1.2.0", "v1.2.0"]
     assert GITLAB_SECRET not in json.dumps([e.detail for e in events])
+
+
+async def test_branch_rules_release_the_pushed_commit(env: WorkflowEnvironment, store: Store,
+                                                      tmp_path: Path) -> None:
+    app = register(store, env_types=("test", "prod"))
+    world = FakeWorld(current_version=1, versions=[1])
+    rules = [HookRule(project="team/shop", branch="develop", app=app, env="test"),
+             HookRule(project="team/shop", branch="master", app=app, env="prod")]
+    sha = "b" * 40
+    runner, queue = worker(env, world)
+    async with runner, receiver(env, store, tmp_path, queue, rules) as http:
+        answer = await http.post("/hooks/gitlab", json=branch_push("team/shop", "develop", sha),
+                                 headers=gitlab_headers("p-1", event="Push Hook"))
+        assert answer.status_code == 200, answer.text
+        [started] = answer.json()["releases"]
+        assert started["workflow_id"] == release_workflow_id(app, "test@local")
+        handle = env.client.get_workflow_handle_for(ReleaseWorkflow.run, started["workflow_id"])
+        assert (await handle.result()).state == ReleaseState.SUCCEEDED
+        ignored = await http.post("/hooks/gitlab", json=branch_push("team/shop", "feature", sha),
+                                  headers=gitlab_headers("p-2", event="Push Hook"))
+        assert ignored.json()["status"] == "no matching rule"
+    [change] = changes_of(store, app)
+    assert (change.ref, change.note) == (sha, f"branch develop at {sha[:12]} pushed by dev")
+    assert change.state in (ChangeState.RELEASING, ChangeState.RELEASED)
+    assert world.calls.count("prepare") == 1
 
 
 async def test_registry_pushes_are_audited_once(env: WorkflowEnvironment, store: Store,
