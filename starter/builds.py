@@ -3,6 +3,8 @@
 Deleting a build deletes its manifest from the registry first (credential resolved by name
 from settings), then the record, so a failed registry call leaves the record to retry with.
 A build that a baseline still references is never deleted: it is what a rollback runs.
+With ``SLIPWAY_REGISTRY_KIND=harbor`` the artifact is deleted through Harbor's API (by digest
+when the build recorded one, else by its tag), so Harbor removes its tags with it.
 """
 
 from __future__ import annotations
@@ -12,16 +14,29 @@ from dataclasses import dataclass
 
 from sqlmodel import col, or_, select
 
-from integrations.registry import RegistryClient, RegistryError, is_digest, split_image_ref
+from integrations.registry import (
+    HarborClient,
+    RegistryClient,
+    RegistryError,
+    RegistrySettings,
+    is_digest,
+    split_harbor_repository,
+    split_image_ref,
+)
 from integrations.store import CatalogueError, Store, audit, find_app
 from schemas.settings import Settings
 from schemas.tables import Application, Baseline, Build, Environment
 
 RegistryFactory = Callable[[str, str, str], RegistryClient]
+HarborFactory = Callable[[str, str, str], HarborClient]
 
 
 def default_registry(base_url: str, username: str, password: str) -> RegistryClient:
     return RegistryClient(base_url, username, password)
+
+
+def default_harbor(base_url: str, username: str, password: str) -> HarborClient:
+    return HarborClient(base_url, username, password)
 
 
 @dataclass
@@ -59,8 +74,13 @@ def show_build(store: Store, build_id: int) -> BuildView:
 
 
 def delete_build(store: Store, settings: Settings, build_id: int, actor: str = "",
-                 registry: RegistryFactory = default_registry) -> str:
-    """Delete the build's image from the registry, then its record; returns what was done."""
+                 registry: RegistryFactory = default_registry,
+                 harbor: HarborFactory = default_harbor,
+                 registry_kind: str | None = None) -> str:
+    """Delete the build's image from the registry, then its record; returns what was done.
+
+    ``registry_kind`` defaults to ``SLIPWAY_REGISTRY_KIND`` (distribution or harbor).
+    """
     view = show_build(store, build_id)
     build = view.build
     if view.baselines:
@@ -71,15 +91,23 @@ def delete_build(store: Store, settings: Settings, build_id: int, actor: str = "
     if settings.registry and host == settings.registry:
         username, _, password = settings.credential(settings.registry_credential).partition(":")
         scheme = "http" if settings.registry_insecure else "https"
+        kind = registry_kind or RegistrySettings().registry_kind
         try:
-            with registry(f"{scheme}://{host}", username, password) as client:
-                digest = build.digest if is_digest(build.digest) else client.resolve(
-                    repository, reference)
-                gone = client.delete(repository, digest)
-        except RegistryError as error:
+            if kind == "harbor":
+                digest = build.digest if is_digest(build.digest) else reference
+                project, inner = split_harbor_repository(repository)
+                with harbor(f"{scheme}://{host}", username, password) as hub:
+                    gone = hub.delete_artifact(project, inner, digest)
+            else:
+                with registry(f"{scheme}://{host}", username, password) as client:
+                    digest = build.digest if is_digest(build.digest) else client.resolve(
+                        repository, reference)
+                    gone = client.delete(repository, digest)
+        except (RegistryError, ValueError) as error:
             raise CatalogueError(f"build {build_id} not deleted: {error}") from error
-        done = (f"deleted {repository}@{digest} from {host}" if gone else
-                f"{repository}@{digest} was already gone from {host}") + "; record deleted"
+        image = f"{repository}{'@' if is_digest(digest) else ':'}{digest}"
+        done = (f"deleted {image} from {host}" if gone else
+                f"{image} was already gone from {host}") + "; record deleted"
     else:
         # Engine-local builds (no registry configured, or another registry) have nothing
         # Slipway may delete remotely.
