@@ -9,7 +9,7 @@ from pathlib import Path
 import docker
 import httpx
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from integrations.registry import RegistryClient
 from integrations.release_records import env_key
@@ -90,7 +90,7 @@ async def test_release_v1_then_v2_through_haproxy(
     assert sorted(c.labels["slipway.version"] for c in running) == ["2", "2"]
 
     with store.session() as session:
-        baselines = session.exec(select(Baseline).order_by(Baseline.version)).all()
+        baselines = session.exec(select(Baseline).order_by(col(Baseline.version))).all()
         builds = session.exec(select(Build)).all()
         app = session.exec(select(Application)).one()
     assert [b.version for b in baselines] == [1, 2]
