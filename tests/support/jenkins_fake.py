@@ -14,6 +14,15 @@ Paths served (those python-jenkins 1.8.3 requests):
 * ``GET  /job/<name>/<num>/consoleText``
 * ``POST /job/<name>/<num>/stop``
 
+and, for lane folders and jobs (``integrations.jenkins_lanes``):
+
+* ``POST [/job/<folder>]/createItem?name=<n>`` with a config.xml body → 200; 400 when the item
+  exists, 404 when the folder doesn't (as Jenkins). A ``Folder`` root element makes a folder.
+* ``GET|POST /job/<name>/config.xml`` → the stored config / replace it
+* ``POST /job/<name>/doDelete`` → 200 (a folder goes with everything in it); 404 when missing
+* ``GET  /job/<name>/api/json`` → ``name``, ``fullName``, ``_class`` and, for a folder, ``jobs``;
+  404 when missing
+
 A job in folders (``shop/cart``) is served under ``/job/shop/job/cart/...``, as Jenkins does.
 """
 
@@ -37,6 +46,7 @@ class Call:
     path: str
     query: dict[str, str]
     authorization: str = ""
+    body: str = ""  # request body (config.xml of createItem / config.xml POSTs)
 
 
 @dataclass
@@ -69,21 +79,33 @@ class JenkinsFake:
     queue: dict[int, dict[str, Any]] = field(default_factory=dict)
     builds: dict[tuple[str, int], _Build] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Items created through the API: full name ("lane" or "lane/app") -> config.xml.
+    items: dict[str, str] = field(default_factory=dict)
+
+    def is_folder(self, name: str) -> bool:
+        return _FOLDER_CLASS in self.items.get(name, "")
+
+    def children(self, folder: str) -> list[str]:
+        """Full names of the items directly inside ``folder``."""
+        return sorted(name for name in self.items
+                      if name.rpartition("/")[0] == folder and name != folder)
 
     def paths(self, method: str | None = None) -> list[str]:
         return [c.path for c in self.calls if method is None or c.method == method]
 
-    def handle(self, method: str, raw_path: str, auth: str) -> tuple[int, dict[str, str], bytes]:
+    def handle(self, method: str, raw_path: str, auth: str,
+               body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
         split = urlsplit(raw_path)
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         path = unquote(split.path)
+        text = body.decode("utf-8", "replace")
         with self.lock:
-            self.calls.append(Call(method, path, query, auth))
+            self.calls.append(Call(method, path, query, auth, text))
             parts = [p for p in path.split("/") if p]
-            return self._route(method, parts, query)
+            return self._route(method, parts, query, text)
 
-    def _route(self, method: str, parts: list[str],
-               query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    def _route(self, method: str, parts: list[str], query: dict[str, str],
+               body: str = "") -> tuple[int, dict[str, str], bytes]:
         if parts == ["crumbIssuer", "api", "json"]:
             return 404, {}, b"no crumbs here"
         if method == "GET" and parts[:2] == ["queue", "item"] and len(parts) == 5:
@@ -105,6 +127,42 @@ class JenkinsFake:
             if method == "POST" and rest[1:] == ["stop"]:
                 build.stopped = True
                 return 200, {}, b""
+        return self._items(method, job, rest, query, body)
+
+    def _items(self, method: str, job: str, rest: list[str], query: dict[str, str],
+               body: str) -> tuple[int, dict[str, str], bytes]:
+        """Create, read, reconfigure and delete folders and jobs."""
+        if method == "POST" and rest == ["createItem"]:
+            name = f"{job}/{query.get('name', '')}" if job else query.get("name", "")
+            if job and not self.is_folder(job):
+                return 404, {}, b"no such folder"
+            if not query.get("name") or name in self.items or name in self.jobs:
+                return 400, {}, b"A job already exists with the name"
+            self.items[name] = body
+            return 200, {}, b""
+        if not job or (job not in self.items and job not in self.jobs):
+            return 404, {}, b"not found"
+        if rest == ["config.xml"] and method == "GET":
+            return 200, {"Content-Type": "application/xml"}, self.items.get(job, "").encode()
+        if rest == ["config.xml"] and method == "POST":
+            self.items[job] = body
+            return 200, {}, b""
+        if rest == ["doDelete"] and method == "POST":
+            for name in [n for n in self.items if n == job or n.startswith(job + "/")]:
+                del self.items[name]
+            # Jenkins answers 302 to the parent; 200 keeps requests from following it.
+            return 200, {}, b""
+        if rest == ["api", "json"] and method == "GET":
+            info: dict[str, Any] = {"name": job.rpartition("/")[2], "fullName": job,
+                                    "url": f"{self.url}/{_job_path(job)}/"}
+            if self.is_folder(job):
+                info["_class"] = _FOLDER_CLASS
+                info["jobs"] = [{"name": child.rpartition("/")[2],
+                                 "url": f"{self.url}/{_job_path(child)}/"}
+                                for child in self.children(job)]
+            else:
+                info["_class"] = "org.jenkinsci.plugins.workflow.job.WorkflowJob"
+            return _json(info)
         return 404, {}, b"not found"
 
     def _trigger(self, job: str) -> tuple[int, dict[str, str], bytes]:
@@ -148,6 +206,9 @@ class JenkinsFake:
                       "description": description,
                       "url": f"{self.url}/{_job_path(build.job)}/{build.number}/",
                       "fullDisplayName": f"{build.job} #{build.number}"})
+
+
+_FOLDER_CLASS = "com.cloudbees.hudson.plugins.folder.Folder"
 
 
 def _job_name(parts: list[str]) -> tuple[str, list[str]]:
@@ -200,7 +261,7 @@ def running_jenkins(jobs: dict[str, JobScript] | None = None) -> Iterator[Jenkin
     """A fake Jenkins serving the given jobs until the block ends."""
     fake = JenkinsFake(jobs=dict(jobs or {}))
     server, fake.url = serve(
-        lambda method, path, auth, _headers, _body: fake.handle(method, path, auth))
+        lambda method, path, auth, _headers, body: fake.handle(method, path, auth, body))
     try:
         yield fake
     finally:
