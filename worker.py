@@ -17,21 +17,25 @@ from temporalio.worker import Worker
 
 from activities.build import BuildActivities
 from activities.catalogue import CatalogueActivities
+from activities.lanes import LaneActivities
 from activities.notify import NotifyActivities
 from activities.runtime import RuntimeActivities
 from activities.traffic import TrafficActivities
 from integrations.builders import BuilderRouter, BuilderSettings
+from integrations.dns import DnsSettings
 from integrations.docker_builder import DockerBuilder
 from integrations.docker_runtime import DockerRuntime
 from integrations.haproxy import HaproxyRouter
 from integrations.haproxy_traffic import HaproxyTraffic
+from integrations.lane_resources import LaneResources
 from integrations.notifier import ConsoleNotifier
 from integrations.protocols import Runtime, TrafficRouter
 from integrations.store import Store
 from schemas.settings import Cluster, Settings, get_settings
 from workflows.release import ReleaseWorkflow
+from workflows.swimlane import SwimlaneWorkflow
 
-WORKFLOWS = [ReleaseWorkflow]
+WORKFLOWS = [ReleaseWorkflow, SwimlaneWorkflow]
 
 
 def registry_auth(settings: Settings) -> dict[str, str] | None:
@@ -77,6 +81,11 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
                                     settings.progress_deadline_seconds)
     runtime = RuntimeActivities(runtimes, settings.default_cluster)
     traffic = TrafficActivities(routers, settings.default_cluster)
+    # Lanes run on the local Docker engine behind their own HAProxy frontends.
+    lanes = LaneActivities(LaneResources(
+        store, DockerRuntime([default_engine], registry_auth=lambda _image: auth),
+        HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address),
+        settings.credential, DnsSettings().client(), bind_address=settings.lb_bind_address))
     return [
         catalogue.prepare_release, catalogue.finish_release, catalogue.record_build,
         catalogue.note_approval, runtime.check_health,
@@ -85,6 +94,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
         runtime.stop_version, runtime.remove_version,
         traffic.ensure_frontend, traffic.add_to_lb, traffic.drain, traffic.remove_from_lb,
         NotifyActivities(ConsoleNotifier()).notify,
+        lanes.create_lane_resource, lanes.delete_lane_resource,
     ]
 
 

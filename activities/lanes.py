@@ -1,0 +1,32 @@
+"""Activities that create and remove a swimlane's resources, one ledger entry at a time."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.support import permanent, progress
+from integrations.errors import PermanentRuntimeError
+from integrations.lane_resources import LaneResources
+from schemas.lanes import (
+    CREATE_LANE_RESOURCE,
+    DELETE_LANE_RESOURCE,
+    LaneResourceInput,
+    LedgerEntry,
+)
+
+
+class LaneActivities:
+    def __init__(self, resources: LaneResources) -> None:
+        self.resources = resources
+
+    @activity.defn(name=CREATE_LANE_RESOURCE)
+    def create_lane_resource(self, data: LaneResourceInput) -> LedgerEntry:
+        """Create (or adopt) one resource of a lane; the entry says how to remove it."""
+        with permanent(PermanentRuntimeError, ValueError):
+            return self.resources.create(data, progress)
+
+    @activity.defn(name=DELETE_LANE_RESOURCE)
+    def delete_lane_resource(self, entry: LedgerEntry) -> None:
+        """Remove one ledger entry's resource; already gone is fine."""
+        with permanent(PermanentRuntimeError, ValueError):
+            self.resources.delete(entry)

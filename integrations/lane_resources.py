@@ -1,0 +1,248 @@
+"""Creating and removing the resources of a swimlane (泳道), one ledger entry at a time.
+
+Every integration is optional: a system that is not configured yields a ledger entry that
+says so (``skipped``) and nothing to remove, so a lane on the embedded defaults works with
+none of GitLab, Jenkins, Consul or DNS set up. What a lane always gets is a deployment of
+each app on the local Docker engine behind its own HAProxy frontend, dyed with the lane name.
+No Temporal imports: activities/lanes.py wraps this.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlmodel import col, select
+
+from integrations.builders import BuilderSettings
+from integrations.consul_config import ConsulConfig
+from integrations.dns import Rfc2136Dns
+from integrations.docker_runtime import DockerRuntime
+from integrations.errors import PermanentRuntimeError
+from integrations.gitlab_codehost import GitlabCodeHost
+from integrations.haproxy import HaproxyRouter
+from integrations.jenkins_lanes import JenkinsLanes
+from integrations.store import Store
+from schemas.lanes import LaneResourceInput, LedgerEntry, ResourceKind
+from schemas.models import ImageSpec, StartVersionInput, VersionRef
+from schemas.tables import Application, Baseline, Environment
+
+Progress = Callable[[str], None]
+LANE_VERSION = 1  # a lane runs one version of each app; a push replaces it in place
+
+
+class LaneSettings(BaseSettings):
+    """Swimlane knobs, from ``SLIPWAY_``-prefixed variables, each with a working default."""
+
+    model_config = SettingsConfigDict(env_prefix="SLIPWAY_", extra="ignore")
+
+    lane_base_branch: str = "master"  # feature/<lane> branches start here when missing
+    lane_source_env: str = "test"  # the env type whose baseline a lane deploys (QA)
+    lane_topics: list[str] = Field(default_factory=list)  # dyeing: lane consumer groups
+    lane_deadline_seconds: float = 300.0
+    consul_url: str = ""
+    consul_credential: str = "consul"  # name; value is the ACL token
+    config_prefix: str = "config"
+    config_source: str = "it"  # the integration-test config a lane's config forks from
+    receiver_url: str = ""  # push webhooks point at <receiver_url>/hooks/gitlab
+    lane_hook_credential: str = "gitlab-hook"  # name; value is the webhook secret token
+    lane_domain: str = ""  # external names <app>-<lane>.<domain>; empty: the DNS zone
+    lane_dns_target: str = "127.0.0.1"
+
+
+class LaneResourceError(PermanentRuntimeError):
+    """A lane resource cannot be created as asked; the message says what to change."""
+
+
+def gitlab_project(source: str, gitlab_url: str) -> str:
+    """``group/app`` of a git URL on the GitLab host, or "" when the source lives elsewhere."""
+    if not source or not gitlab_url:
+        return ""
+    host = urlparse(gitlab_url).hostname or ""
+    match = re.match(r"^(?:https?://|ssh://git@|git@)([^/:]+)[/:](.+?)(?:\.git)?/?$", source)
+    if not match or match.group(1) != host:
+        return ""
+    return match.group(2)
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+class LaneResources:
+    """Creates and removes one kind of lane resource per call; idempotent by key."""
+
+    def __init__(self, store: Store, runtime: DockerRuntime, router: HaproxyRouter,
+                 credential: Callable[[str], str], dns: Rfc2136Dns | None = None,
+                 lane_settings: LaneSettings | None = None,
+                 builder_settings: BuilderSettings | None = None,
+                 bind_address: str = "127.0.0.1") -> None:
+        self.store = store
+        self.runtime = runtime
+        self.router = router
+        self.credential = credential
+        self.dns = dns
+        self.settings = lane_settings or LaneSettings()
+        self.builders = builder_settings or BuilderSettings()
+        self.bind_address = bind_address
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def create(self, data: LaneResourceInput, progress: Progress | None = None) -> LedgerEntry:
+        creators: dict[ResourceKind, Callable[[LaneResourceInput], dict[str, Any]]] = {
+            ResourceKind.NAMESPACE: self._namespace, ResourceKind.BRANCH: self._branch,
+            ResourceKind.CI_JOB: self._ci_job, ResourceKind.CONFIG: self._config,
+            ResourceKind.DNS: self._dns, ResourceKind.WEBHOOK: self._webhook,
+            ResourceKind.DEPLOYMENT: lambda d: self._deployment(d, progress),
+        }
+        detail = creators[data.kind](data)
+        return LedgerEntry(kind=data.kind, key=data.key, detail=detail, app=data.app)
+
+    def delete(self, entry: LedgerEntry) -> None:
+        """Remove what the entry created; already gone, or never created, is fine."""
+        detail = entry.detail
+        if detail.get("skipped"):
+            return
+        if entry.kind == ResourceKind.BRANCH and detail.get("created"):
+            self._gitlab().delete_branch(detail["project"], entry.key)
+        elif entry.kind == ResourceKind.CI_JOB and detail.get("folder_created"):
+            self._jenkins().delete_folder(detail["folder"])
+        elif entry.kind == ResourceKind.CONFIG:
+            self._consul().delete_prefix(detail["prefix"])
+        elif entry.kind == ResourceKind.DNS and self.dns is not None:
+            for name, rtype in detail.get("records", []):
+                self.dns.delete(name, rtype)
+        elif entry.kind == ResourceKind.WEBHOOK:
+            self._gitlab().delete_project_hook(detail["project"], int(detail["hook_id"]))
+        elif entry.kind == ResourceKind.DEPLOYMENT:
+            self.router.stop(detail["env_key"])
+            self.runtime.remove_version(self._ref(detail["env_key"], entry.app))
+
+    # -- creators ---------------------------------------------------------------------------
+
+    def _namespace(self, data: LaneResourceInput) -> dict[str, Any]:
+        # Docker engines have no namespaces: lane containers are scoped by their labels.
+        return {"runtime": "docker", "created": False, "scope": f"label slipway.lane={data.lane}"}
+
+    def _branch(self, data: LaneResourceInput) -> dict[str, Any]:
+        project = self._project(data.app)
+        if not project:
+            return {"skipped": "GitLab not configured or the app's source is not on it"}
+        created = self._gitlab().ensure_branch(project, data.key, self.settings.lane_base_branch)
+        return {"project": project, "created": created}
+
+    def _ci_job(self, data: LaneResourceInput) -> dict[str, Any]:
+        if not self.builders.jenkins_url:
+            return {"skipped": "Jenkins not configured (SLIPWAY_JENKINS_URL)"}
+        jenkins = self._jenkins()
+        folder_created = jenkins.ensure_folder(data.lane)
+        jenkins.ensure_job(data.lane, data.app)
+        return {"folder": data.lane, "folder_created": folder_created, "job": data.key}
+
+    def _config(self, data: LaneResourceInput) -> dict[str, Any]:
+        if not self.settings.consul_url:
+            return {"skipped": "Consul not configured (SLIPWAY_CONSUL_URL)"}
+        prefix = self.settings.config_prefix
+        source = f"{prefix}/{self.settings.config_source}/{data.app}"
+        target = f"{prefix}/{data.lane}/{data.app}"
+        return {"prefix": target, "keys": self._consul().fork(source, target)}
+
+    def _dns(self, data: LaneResourceInput) -> dict[str, Any]:
+        if self.dns is None:
+            return {"skipped": "DNS not configured (SLIPWAY_DNS_SERVER)"}
+        external = f"{data.app}-{data.lane}"
+        if self.settings.lane_domain:
+            external = f"{external}.{self.settings.lane_domain}."
+        records = [[data.key, "A"], [external, "A"]]
+        for name, rtype in records:
+            self.dns.upsert(name, rtype, self.settings.lane_dns_target)
+        return {"records": records}
+
+    def _webhook(self, data: LaneResourceInput) -> dict[str, Any]:
+        project = self._project(data.app)
+        if not project or not self.settings.receiver_url:
+            return {"skipped": "GitLab or SLIPWAY_RECEIVER_URL not configured"}
+        hook_id = self._gitlab().ensure_project_hook(
+            project, f"{self.settings.receiver_url.rstrip('/')}/hooks/gitlab",
+            self.credential(self.settings.lane_hook_credential))
+        return {"project": project, "hook_id": hook_id}
+
+    def _deployment(self, data: LaneResourceInput, progress: Progress | None) -> dict[str, Any]:
+        """Run the app's QA baseline in the lane, dyed with the lane name, behind HAProxy."""
+        image, env = self._lane_image(data.app)
+        env_key = f"{data.app}-lane-{data.lane}"
+        port = env.ports[0] if env.ports else 8080
+        variables = {**env.env_vars, "SLIPWAY_LANE": data.lane}
+        for topic in self.settings.lane_topics:
+            # Dyeing: lane instances consume from lane consumer groups, not QA's.
+            variables[f"SLIPWAY_CONSUMER_GROUP_{re.sub(r'[^A-Z0-9]', '_', topic.upper())}"] = \
+                f"{topic}-{data.lane}"
+        ref = self._ref(env_key, data.app)
+        self.runtime.start_version(
+            StartVersionInput(version=ref, image=image, replicas=1, ports=env.ports or [port],
+                              env_vars=variables, cpu=env.cpu, memory=env.memory,
+                              health_path=env.health_path), progress)
+        instances = self.runtime.wait_ready(ref, 1, port, env.health_path,
+                                            self.settings.lane_deadline_seconds, progress)
+        lb_port = self._lb_port(env_key)
+        self.router.ensure_frontend(env_key, lb_port, env.health_path)
+        for instance in instances:
+            self.router.add_server(env_key, instance.name, instance.address, instance.port)
+        return {"env_key": env_key, "image": image, "lb_port": lb_port,
+                "url": f"http://{self.bind_address}:{lb_port}/"}
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _lane_image(self, app: str) -> tuple[str, Environment]:
+        """The image of the app's QA baseline (by digest), with that environment's settings."""
+        with self.store.session() as session:
+            found = session.exec(select(Application).where(Application.name == app)).first()
+            if found is None:
+                raise LaneResourceError(f"unknown application {app!r}: register it first")
+            envs = list(session.exec(select(Environment).where(Environment.app_id == found.id)))
+            ordered = sorted(envs, key=lambda e: e.env_type != self.settings.lane_source_env)
+            for env in ordered:
+                baseline = session.exec(select(Baseline).where(Baseline.env_id == env.id)
+                                        .order_by(col(Baseline.version).desc())).first()
+                if baseline is not None:
+                    # Exactly what the baseline ran: by digest, never by a tag that moves.
+                    return ImageSpec(image=baseline.image, digest=baseline.digest).run_ref, env
+        raise LaneResourceError(f"{app} has no baseline to deploy into a lane: release it to "
+                                f"{self.settings.lane_source_env} first")
+
+    def _lb_port(self, env_key: str) -> int:
+        """The frontend's port: the one it already has (a retry), else a free one."""
+        config = self.router.config_path(env_key)
+        if config.exists():
+            match = re.search(r"bind \S+:(\d+)", config.read_text())
+            if match:
+                return int(match.group(1))
+        return free_port(self.bind_address)
+
+    @staticmethod
+    def _ref(env_key: str, app: str) -> VersionRef:
+        return VersionRef(app=app, env_key=env_key, cluster="", version=LANE_VERSION)
+
+    def _project(self, app: str) -> str:
+        with self.store.session() as session:
+            found = session.exec(select(Application).where(Application.name == app)).first()
+        return gitlab_project(found.source if found else "", self.builders.gitlab_url)
+
+    def _gitlab(self) -> GitlabCodeHost:
+        return GitlabCodeHost(self.builders.gitlab_url,
+                              self.credential(self.builders.gitlab_credential))
+
+    def _jenkins(self) -> JenkinsLanes:
+        user, _, token = self.credential(self.builders.jenkins_credential).partition(":")
+        return JenkinsLanes(self.builders.jenkins_url, user, token)
+
+    def _consul(self) -> ConsulConfig:
+        return ConsulConfig(self.settings.consul_url,
+                            self.credential(self.settings.consul_credential))

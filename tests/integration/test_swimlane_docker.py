@@ -1,0 +1,90 @@
+"""A lane with three apps on the embedded stack (real dockerd + HAProxy + Temporal dev server):
+created, serving, then deleted — with no GitLab, Jenkins, Consul or DNS configured."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import docker
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from integrations.store import Store
+from schemas.lanes import DeleteInput, LaneSpec, LaneStage, ResourceKind, lane_workflow_id
+from schemas.models import ReleaseRequest
+from schemas.settings import Settings
+from starter.catalogue import add_env, mark_ready, register_app
+from starter.releases import follow, start_release, validate_release
+from tests.integration.test_release_docker import SAMPLE
+from workflows.swimlane import SwimlaneWorkflow
+
+pytestmark = pytest.mark.integration
+
+APPS = ["cart", "pay", "web"]
+
+
+async def release_to_test(temporal: WorkflowEnvironment, settings: Settings, store: Store,
+                          app: str) -> None:
+    register_app(store, app, category="in-house", tier="non-core", owners=["qa"],
+                 approvers=[], source=str(SAMPLE), description="", actor="qa")
+    mark_ready(store, app, "qa")
+    add_env(store, app, "test", cluster="local", replicas=1, cpu="", memory="", ports=[8080],
+            env_vars={}, runtime=None, namespace="default", health_path="/healthz",
+            settings=settings, actor="qa", strategy="recreate", approval="none")
+    request, summary = validate_release(
+        store, ReleaseRequest(app=app, env="test", version_label=f"{app}-qa"))
+    started = await start_release(temporal.client, settings, request, summary)
+    await follow(started.handle, lambda _status: None)
+
+
+@pytest.fixture
+def cleanup(docker_client: docker.DockerClient) -> object:
+    yield
+    for container in docker_client.containers.list(all=True, filters={"label": "slipway.app"}):
+        if container.labels["slipway.app"] in APPS:
+            container.remove(force=True)
+
+
+async def test_lane_with_three_apps_is_created_and_deleted(
+    temporal: WorkflowEnvironment, running_worker: None, settings: Settings, store: Store,
+    docker_client: docker.DockerClient, cleanup: object,
+) -> None:
+    for app in APPS:
+        await release_to_test(temporal, settings, store, app)
+    lane = f"pay-{uuid.uuid4().hex[:6]}"
+    began = time.monotonic()
+    handle = await temporal.client.start_workflow(
+        SwimlaneWorkflow.run, LaneSpec(name=lane, apps=APPS, requested_by="dev"),
+        id=lane_workflow_id(lane), task_queue=settings.task_queue)
+    deadline = time.monotonic() + 120
+    while (status := await handle.query(SwimlaneWorkflow.status)).stage == LaneStage.CREATING:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    created = time.monotonic() - began
+    assert status.stage == LaneStage.ACTIVE, status
+    deployments = [e for e in status.ledger if e.kind == ResourceKind.DEPLOYMENT]
+    assert [e.app for e in deployments] == APPS
+    for entry in deployments:
+        # Each app answers through its own lane frontend with its QA build.
+        assert httpx.get(entry.detail["url"], timeout=5).text.strip() == \
+            f"sample-app {entry.app}-qa"
+    lane_containers = docker_client.containers.list(filters={"label": "slipway.version=1"})
+    dyed = [c for c in lane_containers if "-lane-" in c.labels["slipway.env"]]
+    assert len(dyed) == 3
+    assert all(f"SLIPWAY_LANE={lane}" in c.attrs["Config"]["Env"] for c in dyed)
+
+    began = time.monotonic()
+    result = await handle.execute_update(SwimlaneWorkflow.delete, DeleteInput(user="dev"))
+    deleted = time.monotonic() - began
+    print(f"\nlane with 3 apps: created in {created:.1f}s, deleted in {deleted:.1f}s")
+    assert [e.kind for e in result.removed][:1] == [ResourceKind.DEPLOYMENT]
+    assert len(result.removed) == len(status.ledger)
+    for entry in deployments:
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(entry.detail["url"], timeout=2)
+    remaining = docker_client.containers.list(all=True)
+    assert not [c for c in remaining if "-lane-" in c.labels.get("slipway.env", "")]
+    # The apps' own test environments are untouched.
+    assert len([c for c in remaining if c.labels.get("slipway.app") in APPS]) == 3

@@ -1,0 +1,61 @@
+"""``slipway lane`` refuses bad names and unknown apps; a colliding name is refused."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from integrations.store import CatalogueError, Store
+from schemas.lanes import LaneSpec
+from schemas.settings import Settings
+from starter.lanes import create_lane, lane_name
+from tests.starter.test_catalogue_cli import ok, run
+from workflows.swimlane import SwimlaneWorkflow
+
+
+@pytest.mark.parametrize(("command", "words"), [
+    ("lane create '***' --apps shop", ["empty after normalising"]),
+    ("lane create pay --apps shop,nope", ["unknown application 'nope'"]),
+    ("lane create pay --apps shop --ttl soon", ["invalid ttl 'soon'"]),
+])
+def test_bad_lane_requests_are_refused(populated: Store, command: str,
+                                       words: list[str]) -> None:
+    result = run(command)
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert line.startswith("error:") and "\n" not in line
+    for word in words:
+        assert word in line
+
+
+def test_names_are_normalised_like_dns_labels() -> None:
+    assert lane_name("Feature/Pay_2") == "feature-pay-2"
+    with pytest.raises(CatalogueError, match="empty after normalising"):
+        lane_name("__")
+
+
+async def test_a_name_that_normalises_onto_a_running_lane_is_refused(
+    fresh_env: WorkflowEnvironment,
+) -> None:
+    env = fresh_env  # a private server: the lane's never-run activity would pin shared time
+    queue = f"lanes-{uuid.uuid4()}"
+    settings = Settings(task_queue=queue)
+    lane = f"pay-{uuid.uuid4().hex[:6]}"
+    # No worker for lane activities: the first lane just sits creating, which is all we need.
+    async with Worker(env.client, task_queue=queue, workflows=[SwimlaneWorkflow]):
+        await create_lane(env.client, settings, LaneSpec(name=lane, apps=["shop"]), lane)
+        with pytest.raises(CatalogueError) as refused:
+            await create_lane(env.client, settings, LaneSpec(name=lane, apps=["shop"]),
+                              lane.upper().replace("-", "_"))
+        assert f"lane {lane!r} already exists" in str(refused.value)
+        assert "normalises to it" in str(refused.value)
+        await env.client.get_workflow_handle(f"swimlane:{lane}").terminate("test done")
+
+
+def test_lane_help_lists_the_commands() -> None:
+    out = ok("lane --help").stdout
+    for command in ("create", "list", "show", "renew", "update", "delete"):
+        assert command in out
