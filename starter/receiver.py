@@ -37,6 +37,7 @@ from schemas.tables import Application, Baseline, Change
 from schemas.tokens import HookDelivery
 from starter.api_tokens import user_for_token
 from starter.changes import change_release_request, create_change, submit_change
+from starter.lanes import lane_name, lane_status, list_lanes
 from starter.receiver_hooks import (
     GitEvent,
     parse_gitlab,
@@ -196,6 +197,20 @@ def create_app(settings: Settings | None = None,
             raise HTTPException(404, str(error)) from error
         return {"workflow_id": release_workflow_id(app, env_name), "status": status,
                 "progress": progress.model_dump(mode="json") if progress else None}
+
+    @api.get("/api/lanes", tags=["lanes"])
+    async def lanes(client: ClientDep) -> list[dict[str, Any]]:
+        """Running swimlanes: stage, apps, expiry."""
+        return [lane.model_dump(mode="json", exclude={"ledger"})
+                for lane in await list_lanes(client)]
+
+    @api.get("/api/lanes/{name}", tags=["lanes"])
+    async def lane(name: str, client: ClientDep) -> dict[str, Any]:
+        """One lane with its ledger of created resources."""
+        try:
+            return (await lane_status(client, lane_name(name))).model_dump(mode="json")
+        except CatalogueError as error:
+            raise HTTPException(404, str(error)) from error
 
     @api.get("/api/baselines/{app}/{env}", tags=["releases"])
     def baselines(app: str, env: str, store: StoreDep) -> list[dict[str, Any]]:

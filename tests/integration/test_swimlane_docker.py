@@ -16,6 +16,8 @@ from schemas.lanes import DeleteInput, LaneSpec, LaneStage, ResourceKind, lane_w
 from schemas.models import ReleaseRequest
 from schemas.settings import Settings
 from starter.catalogue import add_env, mark_ready, register_app
+from starter.receiver import create_app, get_client
+from starter.receiver_settings import ReceiverSettings
 from starter.releases import follow, start_release, validate_release
 from tests.integration.test_release_docker import SAMPLE
 from workflows.swimlane import SwimlaneWorkflow
@@ -74,6 +76,14 @@ async def test_lane_with_three_apps_is_created_and_deleted(
     dyed = [c for c in lane_containers if "-lane-" in c.labels["slipway.env"]]
     assert len(dyed) == 3
     assert all(f"SLIPWAY_LANE={lane}" in c.attrs["Config"]["Env"] for c in dyed)
+
+    api = create_app(settings, ReceiverSettings(), store)
+    api.dependency_overrides[get_client] = lambda: temporal.client
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api),
+                                 base_url="http://receiver") as http:
+        listed = (await http.get("/api/lanes")).json()
+    assert [(item["name"], item["stage"]) for item in listed if item["name"] == lane] == [
+        (lane, "active")]
 
     began = time.monotonic()
     result = await handle.execute_update(SwimlaneWorkflow.delete, DeleteInput(user="dev"))

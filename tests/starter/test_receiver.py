@@ -7,6 +7,7 @@ needs), with the test server's client injected through the ``get_client`` depend
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -18,11 +19,20 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlmodel import select
+from temporalio import activity
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from integrations.store import Store
 from schemas.enums import AppState, AppTier, ChangeKind, ChangeState, ReleaseState
+from schemas.lanes import (
+    CREATE_LANE_RESOURCE,
+    LaneResourceInput,
+    LaneSpec,
+    LedgerEntry,
+    lane_workflow_id,
+)
 from schemas.models import ReleaseRequest
 from schemas.settings import Settings
 from schemas.tables import Application, AuditEvent, Change, Environment
@@ -31,6 +41,7 @@ from starter.receiver import create_app, get_client
 from starter.receiver_settings import HookRule, ReceiverSettings
 from tests.workflows.fakes import FakeWorld, wait_for, worker
 from workflows.release import ReleaseWorkflow, release_workflow_id
+from workflows.swimlane import SwimlaneWorkflow
 
 ENV = "prod@local"
 GITLAB_SECRET = "gitlab-s3cret"
@@ -291,3 +302,34 @@ def test_openapi_baselines_and_malformed_hook(store: Store, tmp_path: Path) -> N
         assert http.get("/api/baselines/nope/prod").status_code == 404
         malformed = http.post("/hooks/gitlab", content=b"{", headers=gitlab_headers("x"))
         assert malformed.status_code == 422
+
+
+async def test_lane_endpoint_shows_a_running_lane(fresh_env: WorkflowEnvironment,
+                                                          store: Store, tmp_path: Path) -> None:
+    queue = f"lanes-{uuid.uuid4()}"
+
+    @activity.defn(name=CREATE_LANE_RESOURCE)
+    async def create(data: LaneResourceInput) -> LedgerEntry:
+        return LedgerEntry(kind=data.kind, key=data.key, app=data.app)
+
+    lane = f"pay-{uuid.uuid4().hex[:6]}"
+    async with Worker(fresh_env.client, task_queue=queue, workflows=[SwimlaneWorkflow],
+                      activities=[create]):
+        handle = await fresh_env.client.start_workflow(
+            SwimlaneWorkflow.run, LaneSpec(name=lane, apps=["shop"]),
+            id=lane_workflow_id(lane), task_queue=queue)
+        await wait_for_stage(handle, "active")
+        async with receiver(fresh_env, store, tmp_path, queue) as http:
+            # GET /api/lanes needs visibility (list workflows): the dev-server lane test has it.
+            shown = (await http.get(f"/api/lanes/{lane.upper()}")).json()
+            assert [entry["kind"] for entry in shown["ledger"]][:2] == ["namespace", "branch"]
+            assert (await http.get("/api/lanes/ghost")).status_code == 404
+        await handle.terminate("test done")
+
+
+async def wait_for_stage(handle: Any, stage: str) -> None:
+    for _ in range(200):
+        if (await handle.query(SwimlaneWorkflow.status)).stage == stage:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"lane never reached {stage}")
