@@ -82,10 +82,12 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     runtime = RuntimeActivities(runtimes, settings.default_cluster)
     traffic = TrafficActivities(routers, settings.default_cluster)
     # Lanes run on the local Docker engine behind their own HAProxy frontends.
+    dns_settings = DnsSettings()
     lanes = LaneActivities(LaneResources(
         store, DockerRuntime([default_engine], registry_auth=lambda _image: auth),
         HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address),
-        settings.credential, DnsSettings().client(), bind_address=settings.lb_bind_address))
+        settings.credential, dns_settings.client(), bind_address=settings.lb_bind_address,
+        dns_target=dns_settings.dns_target))
     return [
         catalogue.prepare_release, catalogue.finish_release, catalogue.record_build,
         catalogue.note_approval, runtime.check_health,

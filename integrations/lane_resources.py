@@ -52,7 +52,6 @@ class LaneSettings(BaseSettings):
     receiver_url: str = ""  # push webhooks point at <receiver_url>/hooks/gitlab
     lane_hook_credential: str = "gitlab-hook"  # name; value is the webhook secret token
     lane_domain: str = ""  # external names <app>-<lane>.<domain>; empty: the DNS zone
-    lane_dns_target: str = "127.0.0.1"
 
 
 class LaneResourceError(PermanentRuntimeError):
@@ -83,7 +82,7 @@ class LaneResources:
                  credential: Callable[[str], str], dns: Rfc2136Dns | None = None,
                  lane_settings: LaneSettings | None = None,
                  builder_settings: BuilderSettings | None = None,
-                 bind_address: str = "127.0.0.1") -> None:
+                 bind_address: str = "127.0.0.1", dns_target: str = "127.0.0.1") -> None:
         self.store = store
         self.runtime = runtime
         self.router = router
@@ -92,6 +91,7 @@ class LaneResources:
         self.settings = lane_settings or LaneSettings()
         self.builders = builder_settings or BuilderSettings()
         self.bind_address = bind_address
+        self.dns_target = dns_target
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -162,7 +162,7 @@ class LaneResources:
             external = f"{external}.{self.settings.lane_domain}."
         records = [[data.key, "A"], [external, "A"]]
         for name, rtype in records:
-            self.dns.upsert(name, rtype, self.settings.lane_dns_target)
+            self.dns.upsert(name, rtype, self.dns_target)
         return {"records": records}
 
     def _webhook(self, data: LaneResourceInput) -> dict[str, Any]:
