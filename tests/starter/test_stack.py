@@ -44,7 +44,13 @@ def fake_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point stack.WORKER_SCRIPT at a script that idles like a worker until killed."""
     script = tmp_path / "bin" / "worker.py"
     script.parent.mkdir()
-    script.write_text("import time\nprint('fake worker up', flush=True)\ntime.sleep(600)\n")
+    # It prints (proving it shares the terminal in `dev`) and leaves a marker file, so tests
+    # know it has started before they signal anything.
+    marker = tmp_path / "bin" / "started"
+    script.write_text(
+        "import pathlib, time\nprint('fake worker up', flush=True)\n"
+        f"pathlib.Path({str(marker)!r}).touch()\ntime.sleep(600)\n"
+    )
     monkeypatch.setattr(stack, "WORKER_SCRIPT", script)
     return script
 
@@ -259,6 +265,7 @@ def test_run_foreground_stops_both_on_sigterm(settings: Settings, fake_worker: P
     )
     try:
         assert wait_until(lambda: stack.stack_status(settings)["worker"], timeout=60)
+        assert wait_until((fake_worker.parent / "started").exists, timeout=30)
         assert stack.port_open("127.0.0.1", port)
         dev.send_signal(signal.SIGTERM)
         assert dev.wait(timeout=30) == 0
