@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 
 from activities.build import BuildActivities
 from activities.catalogue import CatalogueActivities
+from activities.janitor import JanitorActivities
 from activities.lanes import LaneActivities
 from activities.notify import NotifyActivities
 from activities.runtime import RuntimeActivities
@@ -27,15 +28,17 @@ from integrations.docker_builder import DockerBuilder
 from integrations.docker_runtime import DockerRuntime
 from integrations.haproxy import HaproxyRouter
 from integrations.haproxy_traffic import HaproxyTraffic
+from integrations.janitor import LaneJanitor
 from integrations.lane_resources import LaneResources
 from integrations.notifier import ConsoleNotifier
 from integrations.protocols import Runtime, TrafficRouter
 from integrations.store import Store
 from schemas.settings import Cluster, Settings, get_settings
+from workflows.janitor import JanitorWorkflow
 from workflows.release import ReleaseWorkflow
 from workflows.swimlane import SwimlaneWorkflow
 
-WORKFLOWS = [ReleaseWorkflow, SwimlaneWorkflow]
+WORKFLOWS = [ReleaseWorkflow, SwimlaneWorkflow, JanitorWorkflow]
 
 
 def registry_auth(settings: Settings) -> dict[str, str] | None:
@@ -106,8 +109,15 @@ async def connect(settings: Settings) -> Client:
 
 
 def make_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
+    """A worker for every workflow; call it on the event loop the worker will run on."""
+    engines = [c.engines[0] for c in settings.clusters.values() if c.runtime == "docker"]
+    janitor = JanitorActivities(
+        LaneJanitor(engines, HaproxyRouter(settings.state_dir, settings.haproxy_bin,
+                                           settings.lb_bind_address)),
+        client, asyncio.get_running_loop())
     return Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
-                  activities=build_activities(settings), activity_executor=executor)
+                  activities=[*build_activities(settings), janitor.sweep_lane_orphans],
+                  activity_executor=executor)
 
 
 async def main() -> None:

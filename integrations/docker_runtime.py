@@ -153,6 +153,7 @@ class DockerRuntime:
         self._ensure_image(client, spec.image)
         ref = spec.version
         labels = {
+            **spec.labels,
             LABEL_APP: ref.app, LABEL_ENV: ref.env_key, LABEL_VERSION: str(ref.version),
             "slipway.index": str(index), "slipway.image": spec.image,
         }

@@ -34,6 +34,7 @@ from schemas.tables import Application, Baseline, Environment
 
 Progress = Callable[[str], None]
 LANE_VERSION = 1  # a lane runs one version of each app; a push replaces it in place
+LABEL_LANE = "slipway.lane"
 
 
 class LaneSettings(BaseSettings):
@@ -188,7 +189,8 @@ class LaneResources:
         self.runtime.start_version(
             StartVersionInput(version=ref, image=image, replicas=1, ports=env.ports or [port],
                               env_vars=variables, cpu=env.cpu, memory=env.memory,
-                              health_path=env.health_path), progress)
+                              health_path=env.health_path, labels={LABEL_LANE: data.lane}),
+            progress)
         instances = self.runtime.wait_ready(ref, 1, port, env.health_path,
                                             self.settings.lane_deadline_seconds, progress)
         lb_port = self._lb_port(env_key)

@@ -136,6 +136,8 @@ class StartVersionInput(BaseModel):
     cpu: str = ""
     memory: str = ""
     health_path: str = "/healthz"
+    # Extra labels, e.g. ``slipway.lane`` so the janitor can find a lane's containers.
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
 class Instance(BaseModel):

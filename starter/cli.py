@@ -10,6 +10,7 @@ from starter.cli_catalogue import app_cli, env_cli
 from starter.cli_changes import baseline_cli, change_cli
 from starter.cli_lanes import lane_cli
 from starter.cli_release import release_cli
+from starter.cli_schedules import schedules_cli
 
 cli = typer.Typer(
     name="slipway",
@@ -37,6 +38,7 @@ cli.command()(cli_stack.down)
 cli.command()(cli_serve.serve)
 cli.add_typer(lane_cli, name="lane",
               help="Swimlanes: isolated environments for one iteration, with an idle TTL.")
+cli.add_typer(schedules_cli, name="schedules", help="Temporal Schedules (the lane janitor).")
 cli.add_typer(token_cli, name="token", help="Create and revoke API tokens for the HTTP receiver.")
 cli.add_typer(build_cli, name="build",
               help="List, show and delete builds (deleting removes the image).")

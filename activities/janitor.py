@@ -1,0 +1,38 @@
+"""Activity of the janitor: sweep lane resources whose lane has no running workflow."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Future
+
+from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+from integrations.janitor import LaneJanitor
+from schemas.lanes import lane_workflow_id
+
+
+class JanitorActivities:
+    def __init__(self, janitor: LaneJanitor, client: Client,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.janitor = janitor
+        self.client = client
+        self.loop = loop
+
+    async def _running(self, lane: str) -> bool:
+        try:
+            description = await self.client.get_workflow_handle(lane_workflow_id(lane)).describe()
+        except RPCError:
+            return False  # no workflow at all: the lane's resources are orphans
+        return description.status == WorkflowExecutionStatus.RUNNING
+
+    def _alive(self, lane: str) -> bool:
+        # This activity runs in a worker thread; the client lives on the worker's event loop.
+        future: Future[bool] = asyncio.run_coroutine_threadsafe(self._running(lane), self.loop)
+        return future.result(timeout=60)
+
+    @activity.defn
+    def sweep_lane_orphans(self) -> dict[str, list[str]]:
+        """Remove containers and frontends of lanes with no running workflow; say which."""
+        return self.janitor.sweep(self._alive)

@@ -1,0 +1,49 @@
+"""Finding what lanes left behind: containers and load balancers of lanes with no workflow.
+
+No Temporal imports: the caller says which lanes are alive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import docker
+
+from integrations.docker_runtime import LABEL_ENV
+from integrations.haproxy import HaproxyRouter
+from integrations.lane_resources import LABEL_LANE
+
+
+class LaneJanitor:
+    """Removes lane-labelled containers (and their HAProxy frontends) of dead lanes."""
+
+    def __init__(self, engines: list[str], router: HaproxyRouter) -> None:
+        self.engines = engines
+        self.router = router
+
+    def lanes_with_resources(self) -> dict[str, list[str]]:
+        """Lane name → environment keys of its containers, across every engine."""
+        found: dict[str, set[str]] = {}
+        for engine in self.engines:
+            client = docker.DockerClient(base_url=engine, timeout=60)
+            for container in client.containers.list(all=True, filters={"label": LABEL_LANE}):
+                found.setdefault(container.labels[LABEL_LANE], set()).add(
+                    container.labels.get(LABEL_ENV, ""))
+        return {lane: sorted(keys) for lane, keys in found.items()}
+
+    def sweep(self, alive: Callable[[str], bool]) -> dict[str, list[str]]:
+        """Remove the resources of every lane for which ``alive`` is False; return them."""
+        removed: dict[str, list[str]] = {}
+        for lane, env_keys in self.lanes_with_resources().items():
+            if alive(lane):
+                continue
+            for engine in self.engines:
+                client = docker.DockerClient(base_url=engine, timeout=60)
+                for container in client.containers.list(
+                        all=True, filters={"label": f"{LABEL_LANE}={lane}"}):
+                    container.remove(force=True)
+            for key in env_keys:
+                if key:
+                    self.router.stop(key)
+            removed[lane] = env_keys
+        return removed

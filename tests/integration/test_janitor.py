@@ -1,0 +1,60 @@
+"""The janitor on real dockerd + the Temporal dev server; its schedule is applied idempotently."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import docker
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from schemas.lanes import LaneSpec, lane_workflow_id
+from schemas.settings import Settings
+from starter.schedules import apply_schedules
+from workflows.janitor import JANITOR_SCHEDULE_ID, JanitorWorkflow
+from workflows.swimlane import SwimlaneWorkflow
+
+pytestmark = pytest.mark.integration
+
+
+def lane_container(client: docker.DockerClient, settings: Settings, lane: str) -> str:
+    container = client.containers.run(
+        settings.base_image, ["sleep", "600"], detach=True,
+        labels={"slipway.lane": lane, "slipway.env": f"shop-lane-{lane}",
+                "slipway.app": "shop", "slipway.version": "1"})
+    return str(container.id)
+
+
+async def test_janitor_removes_orphans_and_spares_live_lanes(
+    temporal: WorkflowEnvironment, running_worker: None, settings: Settings,
+    docker_client: docker.DockerClient,
+) -> None:
+    orphan, live = f"gone-{uuid.uuid4().hex[:6]}", f"live-{uuid.uuid4().hex[:6]}"
+    lane = await temporal.client.start_workflow(
+        SwimlaneWorkflow.run, LaneSpec(name=live, apps=[]), id=lane_workflow_id(live),
+        task_queue=settings.task_queue)
+    orphan_id = lane_container(docker_client, settings, orphan)
+    live_id = lane_container(docker_client, settings, live)
+    try:
+        removed = await temporal.client.execute_workflow(
+            JanitorWorkflow.run, id=f"janitor-{uuid.uuid4()}", task_queue=settings.task_queue)
+        assert removed == {orphan: [f"shop-lane-{orphan}"]}
+        assert not docker_client.containers.list(all=True, filters={"id": orphan_id})
+        assert docker_client.containers.list(all=True, filters={"id": live_id})
+    finally:
+        await lane.terminate("test done")
+        for container in docker_client.containers.list(
+                all=True, filters={"label": "slipway.lane"}):
+            if container.labels["slipway.lane"] in (orphan, live):
+                container.remove(force=True)
+
+
+async def test_schedules_apply_creates_then_updates(temporal: WorkflowEnvironment,
+                                                    settings: Settings) -> None:
+    client = temporal.client
+    assert await apply_schedules(client, settings, timedelta(hours=1)) == "created"
+    assert await apply_schedules(client, settings, timedelta(minutes=30)) == "updated"
+    description = await client.get_schedule_handle(JANITOR_SCHEDULE_ID).describe()
+    assert description.schedule.spec.intervals[0].every == timedelta(minutes=30)
+    await client.get_schedule_handle(JANITOR_SCHEDULE_ID).delete()
