@@ -30,7 +30,7 @@ from integrations.haproxy import HaproxyRouter
 from integrations.haproxy_traffic import HaproxyTraffic
 from integrations.janitor import LaneJanitor
 from integrations.lane_resources import LaneResources
-from integrations.notifier import ConsoleNotifier
+from integrations.notifier import NotifierSettings, build_notifier
 from integrations.protocols import Runtime, TrafficRouter
 from integrations.store import Store
 from schemas.settings import Cluster, Settings, get_settings
@@ -98,7 +98,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
         runtime.resolve_image, runtime.start_version, runtime.wait_ready, runtime.list_versions,
         runtime.stop_version, runtime.remove_version,
         traffic.ensure_frontend, traffic.add_to_lb, traffic.drain, traffic.remove_from_lb,
-        NotifyActivities(ConsoleNotifier()).notify,
+        NotifyActivities(build_notifier(NotifierSettings(), settings.credential)).notify,
         lanes.create_lane_resource, lanes.delete_lane_resource,
     ]
 
