@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,9 @@ from typing import Any
 import docker
 from docker.errors import APIError
 
+from integrations.protocols import Progress
 from schemas.models import ImageSpec
 
-Progress = Callable[[str], None]
 LOG_TAIL_LINES = 20
 
 

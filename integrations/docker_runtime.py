@@ -19,6 +19,7 @@ from docker.errors import APIError, ImageNotFound, NotFound
 from docker.models.containers import Container
 
 from integrations.errors import PermanentRuntimeError
+from integrations.protocols import Progress
 from schemas.models import ImageSpec, Instance, StartVersionInput, VersionRef
 
 LABEL_APP = "slipway.app"
@@ -26,7 +27,6 @@ LABEL_ENV = "slipway.env"
 LABEL_VERSION = "slipway.version"
 STOP_TIMEOUT_SECONDS = 10
 
-Progress = Callable[[str], None]
 
 
 class EngineError(Exception):

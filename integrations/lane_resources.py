@@ -27,12 +27,12 @@ from integrations.errors import PermanentRuntimeError
 from integrations.gitlab_codehost import GitlabCodeHost
 from integrations.haproxy import HaproxyRouter
 from integrations.jenkins_lanes import JenkinsLanes
+from integrations.protocols import Progress
 from integrations.store import Store
 from schemas.lanes import LaneResourceInput, LedgerEntry, ResourceKind
 from schemas.models import ImageSpec, StartVersionInput, VersionRef
 from schemas.tables import Application, Baseline, Environment
 
-Progress = Callable[[str], None]
 LANE_VERSION = 1  # a lane runs one version of each app; a push replaces it in place
 LABEL_LANE = "slipway.lane"
 
