@@ -29,7 +29,9 @@ from integrations.docker_runtime import DockerRuntime
 from integrations.haproxy import HaproxyRouter
 from integrations.haproxy_traffic import HaproxyTraffic
 from integrations.janitor import LaneJanitor
-from integrations.lane_resources import LaneResources
+from integrations.lane_docker import DockerLaneTarget
+from integrations.lane_resources import LaneResources, LaneSettings
+from integrations.lane_target import LaneTarget
 from integrations.notifier import NotifierSettings, build_notifier
 from integrations.protocols import Runtime, TrafficRouter
 from integrations.store import Store
@@ -64,6 +66,29 @@ def build_cluster(name: str, cluster: Cluster, settings: Settings,
                           registry_auth=lambda _image: auth), HaproxyTraffic(router))
 
 
+def lane_target(settings: Settings, lane_settings: LaneSettings,
+                auth: dict[str, str] | None) -> LaneTarget:
+    """Where lanes run: ``SLIPWAY_LANE_CLUSTER`` (default: the default cluster). A Docker
+    cluster runs lane apps on its first engine behind their own HAProxy frontends; a
+    Kubernetes cluster gives every lane a namespace of its own."""
+    name = lane_settings.lane_cluster or settings.default_cluster
+    cluster = settings.clusters.get(name)
+    if cluster is None:
+        raise ValueError(f"SLIPWAY_LANE_CLUSTER={name!r} is not a configured cluster "
+                         f"({', '.join(settings.clusters)})")
+    if cluster.runtime == "kubernetes":
+        from integrations.kubernetes_runtime import KubernetesRuntime
+        from integrations.lane_kubernetes import KubernetesLaneTarget
+
+        return KubernetesLaneTarget(KubernetesRuntime.from_cluster(cluster, name=name),
+                                    deadline_seconds=lane_settings.lane_deadline_seconds)
+    return DockerLaneTarget(
+        DockerRuntime(cluster.engines[:1], cluster.publish_host,
+                      registry_auth=lambda _image: auth),
+        HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address),
+        settings.lb_bind_address, lane_settings.lane_deadline_seconds)
+
+
 def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     """Every activity function, bound to integrations built from ``settings``."""
     store = Store(settings.resolved_database_url())
@@ -84,13 +109,11 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
                                     settings.progress_deadline_seconds)
     runtime = RuntimeActivities(runtimes, settings.default_cluster)
     traffic = TrafficActivities(routers, settings.default_cluster)
-    # Lanes run on the local Docker engine behind their own HAProxy frontends.
     dns_settings = DnsSettings()
+    lane_settings = LaneSettings()
     lanes = LaneActivities(LaneResources(
-        store, DockerRuntime([default_engine], registry_auth=lambda _image: auth),
-        HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address),
-        settings.credential, dns_settings.client(), bind_address=settings.lb_bind_address,
-        dns_target=dns_settings.dns_target))
+        store, lane_target(settings, lane_settings, auth), settings.credential,
+        dns_settings.client(), lane_settings, dns_target=dns_settings.dns_target))
     return [
         catalogue.prepare_release, catalogue.finish_release, catalogue.record_build,
         catalogue.note_approval, runtime.check_health,
@@ -99,7 +122,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
         runtime.stop_version, runtime.remove_version,
         traffic.ensure_frontend, traffic.add_to_lb, traffic.drain, traffic.remove_from_lb,
         NotifyActivities(build_notifier(NotifierSettings(), settings.credential)).notify,
-        lanes.create_lane_resource, lanes.delete_lane_resource,
+        lanes.create_lane_resource, lanes.delete_lane_resource, lanes.deploy_lane_build,
     ]
 
 

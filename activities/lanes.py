@@ -10,6 +10,8 @@ from integrations.lane_resources import LaneResources
 from schemas.lanes import (
     CREATE_LANE_RESOURCE,
     DELETE_LANE_RESOURCE,
+    DEPLOY_LANE_BUILD,
+    LaneDeployInput,
     LaneResourceInput,
     LedgerEntry,
 )
@@ -30,3 +32,9 @@ class LaneActivities:
         """Remove one ledger entry's resource; already gone is fine."""
         with permanent(PermanentRuntimeError, ValueError):
             self.resources.delete(entry)
+
+    @activity.defn(name=DEPLOY_LANE_BUILD)
+    def deploy_lane_build(self, data: LaneDeployInput) -> LedgerEntry:
+        """Swap a lane app to a freshly built image; the entry returned replaces the old one."""
+        with permanent(PermanentRuntimeError, ValueError):
+            return self.resources.redeploy(data, progress)

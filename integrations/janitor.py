@@ -11,7 +11,7 @@ import docker
 
 from integrations.docker_runtime import LABEL_ENV
 from integrations.haproxy import HaproxyRouter
-from integrations.lane_resources import LABEL_LANE
+from integrations.lane_target import LABEL_LANE
 
 
 class LaneJanitor:

@@ -3,14 +3,14 @@
 Every integration is optional: a system that is not configured yields a ledger entry that
 says so (``skipped``) and nothing to remove, so a lane on the embedded defaults works with
 none of GitLab, Jenkins, Consul or DNS set up. What a lane always gets is a deployment of
-each app on the local Docker engine behind its own HAProxy frontend, dyed with the lane name.
+each app, dyed with the lane name, on its lane target: the local Docker engine behind an
+HAProxy frontend per app (the default), or a Kubernetes namespace per lane.
 No Temporal imports: activities/lanes.py wraps this.
 """
 
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
@@ -22,19 +22,15 @@ from sqlmodel import col, select
 from integrations.builders import BuilderSettings
 from integrations.consul_config import ConsulConfig
 from integrations.dns import Rfc2136Dns
-from integrations.docker_runtime import DockerRuntime
 from integrations.errors import PermanentRuntimeError
 from integrations.gitlab_codehost import GitlabCodeHost
-from integrations.haproxy import HaproxyRouter
 from integrations.jenkins_lanes import JenkinsLanes
+from integrations.lane_target import LaneDeployment, LaneTarget
 from integrations.protocols import Progress
 from integrations.store import Store
-from schemas.lanes import LaneResourceInput, LedgerEntry, ResourceKind
-from schemas.models import ImageSpec, StartVersionInput, VersionRef
+from schemas.lanes import LaneDeployInput, LaneResourceInput, LedgerEntry, ResourceKind
+from schemas.models import ImageSpec
 from schemas.tables import Application, Baseline, Environment
-
-LANE_VERSION = 1  # a lane runs one version of each app; a push replaces it in place
-LABEL_LANE = "slipway.lane"
 
 
 class LaneSettings(BaseSettings):
@@ -46,6 +42,7 @@ class LaneSettings(BaseSettings):
     lane_source_env: str = "test"  # the env type whose baseline a lane deploys (QA)
     lane_topics: list[str] = Field(default_factory=list)  # dyeing: lane consumer groups
     lane_deadline_seconds: float = 300.0
+    lane_cluster: str = ""  # the cluster lanes run on (settings.clusters); empty: the default
     consul_url: str = ""
     consul_credential: str = "consul"  # name; value is the ACL token
     config_prefix: str = "config"
@@ -59,39 +56,34 @@ class LaneResourceError(PermanentRuntimeError):
     """A lane resource cannot be created as asked; the message says what to change."""
 
 
+def repository_path(source: str) -> tuple[str, str]:
+    """(host, ``group/app``) of a git URL (https, ssh or scp-like); ("", "") otherwise."""
+    match = re.match(r"^(?:https?://|ssh://git@|git@)([^/:]+)[/:](.+?)(?:\.git)?/?$",
+                     source or "")
+    return (match.group(1), match.group(2)) if match else ("", "")
+
+
 def gitlab_project(source: str, gitlab_url: str) -> str:
     """``group/app`` of a git URL on the GitLab host, or "" when the source lives elsewhere."""
-    if not source or not gitlab_url:
+    host, path = repository_path(source)
+    if not gitlab_url or host != (urlparse(gitlab_url).hostname or ""):
         return ""
-    host = urlparse(gitlab_url).hostname or ""
-    match = re.match(r"^(?:https?://|ssh://git@|git@)([^/:]+)[/:](.+?)(?:\.git)?/?$", source)
-    if not match or match.group(1) != host:
-        return ""
-    return match.group(2)
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+    return path
 
 
 class LaneResources:
     """Creates and removes one kind of lane resource per call; idempotent by key."""
 
-    def __init__(self, store: Store, runtime: DockerRuntime, router: HaproxyRouter,
-                 credential: Callable[[str], str], dns: Rfc2136Dns | None = None,
-                 lane_settings: LaneSettings | None = None,
+    def __init__(self, store: Store, target: LaneTarget, credential: Callable[[str], str],
+                 dns: Rfc2136Dns | None = None, lane_settings: LaneSettings | None = None,
                  builder_settings: BuilderSettings | None = None,
-                 bind_address: str = "127.0.0.1", dns_target: str = "127.0.0.1") -> None:
+                 dns_target: str = "127.0.0.1") -> None:
         self.store = store
-        self.runtime = runtime
-        self.router = router
+        self.target = target
         self.credential = credential
         self.dns = dns
         self.settings = lane_settings or LaneSettings()
         self.builders = builder_settings or BuilderSettings()
-        self.bind_address = bind_address
         self.dns_target = dns_target
 
     # -- dispatch ---------------------------------------------------------------------------
@@ -111,7 +103,9 @@ class LaneResources:
         detail = entry.detail
         if detail.get("skipped"):
             return
-        if entry.kind == ResourceKind.BRANCH and detail.get("created"):
+        if entry.kind == ResourceKind.NAMESPACE:
+            self.target.delete_namespace(detail)
+        elif entry.kind == ResourceKind.BRANCH and detail.get("created"):
             self._gitlab().delete_branch(detail["project"], entry.key)
         elif entry.kind == ResourceKind.CI_JOB and detail.get("folder_created"):
             self._jenkins().delete_folder(detail["folder"])
@@ -123,14 +117,23 @@ class LaneResources:
         elif entry.kind == ResourceKind.WEBHOOK:
             self._gitlab().delete_project_hook(detail["project"], int(detail["hook_id"]))
         elif entry.kind == ResourceKind.DEPLOYMENT:
-            self.router.stop(detail["env_key"])
-            self.runtime.remove_version(self._ref(detail["env_key"], entry.app))
+            self.target.remove(detail, entry.app)
+
+    def redeploy(self, data: LaneDeployInput, progress: Progress | None = None) -> LedgerEntry:
+        """Run ``data.image`` (a push's build) as the app's next lane version, then retire
+        the one the entry names: the app's lane entry point keeps serving throughout."""
+        entry = data.entry
+        current = int(entry.detail.get("version", 1))
+        _, env = self._lane_image(entry.app)
+        detail = self.target.deploy(self._want(data.lane, entry.app, data.image, env,
+                                               current + 1), progress)
+        self.target.retire(entry.detail, entry.app)
+        return entry.model_copy(update={"detail": detail})
 
     # -- creators ---------------------------------------------------------------------------
 
     def _namespace(self, data: LaneResourceInput) -> dict[str, Any]:
-        # Docker engines have no namespaces: lane containers are scoped by their labels.
-        return {"runtime": "docker", "created": False, "scope": f"label slipway.lane={data.lane}"}
+        return self.target.create_namespace(data.lane)
 
     def _branch(self, data: LaneResourceInput) -> dict[str, Any]:
         project = self._project(data.app)
@@ -176,29 +179,21 @@ class LaneResources:
         return {"project": project, "hook_id": hook_id}
 
     def _deployment(self, data: LaneResourceInput, progress: Progress | None) -> dict[str, Any]:
-        """Run the app's QA baseline in the lane, dyed with the lane name, behind HAProxy."""
+        """Run the app's QA baseline in the lane, dyed with the lane name."""
         image, env = self._lane_image(data.app)
-        env_key = f"{data.app}-lane-{data.lane}"
-        port = env.ports[0] if env.ports else 8080
-        variables = {**env.env_vars, "SLIPWAY_LANE": data.lane}
+        return self.target.deploy(self._want(data.lane, data.app, image, env, 1), progress)
+
+    def _want(self, lane: str, app: str, image: str, env: Environment,
+              version: int) -> LaneDeployment:
+        """``image`` run the way the app's QA environment runs it, dyed with the lane."""
+        variables = {**env.env_vars, "SLIPWAY_LANE": lane}
         for topic in self.settings.lane_topics:
             # Dyeing: lane instances consume from lane consumer groups, not QA's.
             variables[f"SLIPWAY_CONSUMER_GROUP_{re.sub(r'[^A-Z0-9]', '_', topic.upper())}"] = \
-                f"{topic}-{data.lane}"
-        ref = self._ref(env_key, data.app)
-        self.runtime.start_version(
-            StartVersionInput(version=ref, image=image, replicas=1, ports=env.ports or [port],
-                              env_vars=variables, cpu=env.cpu, memory=env.memory,
-                              health_path=env.health_path, labels={LABEL_LANE: data.lane}),
-            progress)
-        instances = self.runtime.wait_ready(ref, 1, port, env.health_path,
-                                            self.settings.lane_deadline_seconds, progress)
-        lb_port = self._lb_port(env_key)
-        self.router.ensure_frontend(env_key, lb_port, env.health_path)
-        for instance in instances:
-            self.router.add_server(env_key, instance.name, instance.address, instance.port)
-        return {"env_key": env_key, "image": image, "lb_port": lb_port,
-                "url": f"http://{self.bind_address}:{lb_port}/"}
+                f"{topic}-{lane}"
+        return LaneDeployment(lane=lane, app=app, image=image, version=version,
+                              ports=list(env.ports or [8080]), env_vars=variables, cpu=env.cpu,
+                              memory=env.memory, health_path=env.health_path)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -218,19 +213,6 @@ class LaneResources:
                     return ImageSpec(image=baseline.image, digest=baseline.digest).run_ref, env
         raise LaneResourceError(f"{app} has no baseline to deploy into a lane: release it to "
                                 f"{self.settings.lane_source_env} first")
-
-    def _lb_port(self, env_key: str) -> int:
-        """The frontend's port: the one it already has (a retry), else a free one."""
-        config = self.router.config_path(env_key)
-        if config.exists():
-            match = re.search(r"bind \S+:(\d+)", config.read_text())
-            if match:
-                return int(match.group(1))
-        return free_port(self.bind_address)
-
-    @staticmethod
-    def _ref(env_key: str, app: str) -> VersionRef:
-        return VersionRef(app=app, env_key=env_key, cluster="", version=LANE_VERSION)
 
     def _project(self, app: str) -> str:
         with self.store.session() as session:

@@ -20,6 +20,7 @@ MAX_LANE_NAME = 63  # a DNS-1123 label, so the name fits a namespace and a DNS l
 # ``kind``, so the workflow only knows the generic create/delete contract.
 CREATE_LANE_RESOURCE = "create_lane_resource"
 DELETE_LANE_RESOURCE = "delete_lane_resource"
+DEPLOY_LANE_BUILD = "deploy_lane_build"
 
 
 class ResourceKind(StrEnum):
@@ -110,6 +111,15 @@ class LaneResourceInput(BaseModel):
     app: str = ""
 
 
+class LaneDeployInput(BaseModel):
+    """Input of ``deploy_lane_build``: run ``image`` as the next version of the app whose
+    deployment ``entry`` is, then retire that one."""
+
+    lane: str
+    entry: LedgerEntry
+    image: str
+
+
 class LaneState(BaseModel):
     """Everything the workflow knows, carried across continue-as-new."""
 
@@ -131,6 +141,26 @@ class LaneActivityInput(BaseModel):
 
     source: str
     detail: str = ""
+
+
+class LanePushInput(BaseModel):
+    """A push to ``feature/<lane>`` of an app's repository: build it, deploy it into the lane."""
+
+    app: str
+    source: str  # the app's repository, as the catalogue has it
+    sha: str
+    user: str = ""
+    event_id: str = ""
+
+
+class LanePushResult(BaseModel):
+    """Answer of the ``push`` update: what now runs in the lane for the app."""
+
+    lane: str
+    app: str
+    sha: str
+    image: str
+    url: str = ""
 
 
 class LaneAppsInput(BaseModel):

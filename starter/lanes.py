@@ -1,17 +1,28 @@
-"""Swimlanes from the CLI: validate against the catalogue, then talk to SwimlaneWorkflow."""
+"""Swimlanes from the CLI and the receiver: validate against the catalogue, then talk to
+SwimlaneWorkflow."""
 
 from __future__ import annotations
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from typing import Any
+
+from sqlmodel import select
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
+from integrations.lane_resources import repository_path
 from integrations.store import CatalogueError, Store, find_app
 from schemas.lanes import (
     DeleteInput,
     DeleteResult,
     LaneAppsInput,
+    LanePushInput,
     LaneSpec,
     LaneStatus,
     RenewInput,
@@ -19,7 +30,10 @@ from schemas.lanes import (
     normalise_lane_name,
 )
 from schemas.settings import Settings
+from schemas.tables import Application
 from workflows.swimlane import SwimlaneWorkflow
+
+LANE_BRANCH_PREFIX = "feature/"  # a push here deploys into the lane (SwimlaneWorkflow.push)
 
 
 def lane_name(text: str) -> str:
@@ -100,3 +114,47 @@ async def update_lane(client: Client, name: str, add: list[str], remove: list[st
 
 async def delete_lane(client: Client, name: str, user: str) -> DeleteResult:
     return await _update(client, name, SwimlaneWorkflow.delete, DeleteInput(user=user))  # type: ignore[return-value]
+
+
+def apps_of_project(store: Store, project: str) -> list[tuple[str, str]]:
+    """(app, source) of every registered app whose repository is the project ``group/app``."""
+    with store.session() as session:
+        apps = session.exec(select(Application)).all()
+    return [(app.name, app.source) for app in apps
+            if app.source and repository_path(app.source)[1] == project]
+
+
+async def push_to_lane(client: Client, store: Store, project: str, branch: str, sha: str,
+                       user: str, event_id: str) -> list[dict[str, Any]]:
+    """Hand a push to ``feature/<lane>`` to the lane's workflow, once per app of the project.
+
+    Returns once each lane has accepted (or refused) the push: the build and the deploy run
+    in the workflow, visible in its history. Temporal being unreachable raises RPCError.
+    """
+    lane = lane_name(branch.removeprefix(LANE_BRANCH_PREFIX))
+    apps = apps_of_project(store, project)
+    if not apps:
+        return [{"lane": lane, "refused": f"no registered app has its source in {project}: "
+                 "register it with that repository as --source"}]
+    results: list[dict[str, Any]] = []
+    for app, source in apps:
+        try:
+            # The update id makes a repeated delivery of this push a no-op in the workflow.
+            update = await _handle(client, lane).start_update(
+                SwimlaneWorkflow.push,
+                LanePushInput(app=app, source=source, sha=sha, user=user, event_id=event_id),
+                id=f"push:{app}:{sha}", wait_for_stage=WorkflowUpdateStage.ACCEPTED)
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            results.append({"lane": lane, "app": app, "refused": getattr(
+                cause, "message", None) or str(cause or error)})
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            results.append({"lane": lane, "app": app,
+                             "refused": f"no running lane {lane!r}: create it with "
+                                        f"`slipway lane create {lane} --apps {app}`"})
+        else:
+            results.append({"lane": lane, "app": app, "update_id": update.id,
+                            "workflow_id": lane_workflow_id(lane)})
+    return results

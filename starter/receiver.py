@@ -5,7 +5,9 @@
 * ``POST /hooks/gitlab`` — push and tag push events; rules in ``SLIPWAY_HOOK_RULES`` record a
   code change per matching rule (ref = the tag, or the pushed commit for a branch), submit it
   and release it through the same validation as ``slipway release --change``. A ref already
-  carried by a change of that environment is not released again.
+  carried by a change of that environment is not released again. A push to
+  ``feature/<lane>`` is handed to that lane's workflow, which builds the commit, deploys it
+  into the lane and counts it as use (renews the lane).
 * ``POST /hooks/registry`` — docker distribution notifications and Harbor webhooks, recorded
   as audit events.
 * ``GET /api/releases/{app}/{env}``, ``GET /api/baselines/{app}/{env}``.
@@ -37,7 +39,7 @@ from schemas.tables import Application, Baseline, Change
 from schemas.tokens import HookDelivery
 from starter.api_tokens import user_for_token
 from starter.changes import change_release_request, create_change, submit_change
-from starter.lanes import lane_name, lane_status, list_lanes
+from starter.lanes import LANE_BRANCH_PREFIX, lane_name, lane_status, list_lanes, push_to_lane
 from starter.receiver_hooks import (
     GitEvent,
     parse_gitlab,
@@ -238,7 +240,8 @@ def create_app(settings: Settings | None = None,
         if event is None:
             return {"status": "ignored", "event": kind}
         wanted = requests_for(event, config.hook_rules)
-        if not wanted:
+        to_lane = event.kind == "branch" and event.name.startswith(LANE_BRANCH_PREFIX)
+        if not wanted and not to_lane:
             return {"status": "no matching rule", "project": event.project, "ref": event.name}
         if not await run_in_threadpool(claim_delivery, store, "gitlab", event_id, kind):
             log.info("gitlab event %s redelivered: ignored", event_id)
@@ -261,15 +264,21 @@ def create_app(settings: Settings | None = None,
                 started.append({"app": checked.app, "env": checked.env,
                                 "change_id": str(checked.change_id),
                                 "workflow_id": run.handle.id, "run_id": run.run_id})
+            lanes = await push_to_lane(client, store, event.project, event.name, event.sha,
+                                       event.user, event_id) if to_lane else []
+        except CatalogueError as error:  # a branch name that is no lane name
+            lanes = [{"refused": str(error)}]
         except RPCError as error:
             await run_in_threadpool(forget_delivery, store, "gitlab", event_id)
             raise HTTPException(503, f"Temporal unavailable: {error.message}") from error
         await run_in_threadpool(_audit_hook, store, "hook.gitlab", event.user,
                                 {"event_id": event_id, "project": event.project,
-                                 "ref": event.name, "sha": event.sha, "releases": started})
-        log.info("gitlab event %s on %s %s: %d release(s)", event_id, event.project,
-                 event.name, len(started))
-        return {"status": "handled", "event_id": event_id, "releases": started}
+                                 "ref": event.name, "sha": event.sha, "releases": started,
+                                 "lanes": lanes})
+        log.info("gitlab event %s on %s %s: %d release(s), %d lane deploy(s)", event_id,
+                 event.project, event.name, len(started),
+                 sum(1 for lane in lanes if "update_id" in lane))
+        return {"status": "handled", "event_id": event_id, "releases": started, "lanes": lanes}
 
     @api.post("/hooks/registry", tags=["hooks"])
     async def registry_hook(request: Request, store: StoreDep) -> dict[str, Any]:

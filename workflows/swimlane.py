@@ -3,8 +3,10 @@
 create (every resource written to the ledger as soon as it exists) → idle with durable TTL
 timers (notice after ``ttl_seconds``, delete after ``grace_seconds`` more) → teardown in
 reverse ledger order. People steer it with Updates (``renew``, ``activity_seen``, ``update``,
-``delete``); the ``status`` query shows it. The resource activities are generic
-(``create_lane_resource`` / ``delete_lane_resource``) and dispatch on the resource kind.
+``delete``), and the receiver sends ``push`` for a push to ``feature/<lane>`` (build the
+commit, swap it into the lane, renew); the ``status`` query shows it. The resource
+activities are generic (``create_lane_resource`` / ``delete_lane_resource``) and dispatch on
+the resource kind.
 """
 
 from __future__ import annotations
@@ -18,15 +20,21 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.build import BuildActivities
+    from activities.catalogue import CatalogueActivities
     from activities.notify import NotifyActivities
     from schemas.lanes import (
         APP_RESOURCE_KINDS,
         CREATE_LANE_RESOURCE,
         DELETE_LANE_RESOURCE,
+        DEPLOY_LANE_BUILD,
         DeleteInput,
         DeleteResult,
         LaneActivityInput,
         LaneAppsInput,
+        LaneDeployInput,
+        LanePushInput,
+        LanePushResult,
         LaneResourceInput,
         LaneSpec,
         LaneStage,
@@ -37,11 +45,12 @@ with workflow.unsafe.imports_passed_through():
         ResourceKind,
         normalise_lane_name,
     )
-    from schemas.models import NotifyInput
+    from schemas.models import BuildInput, ImageSpec, NotifyInput, RecordBuildInput
     from workflows import search
     from workflows.rollout import cause_of
 
 RESOURCE_TIMEOUT = timedelta(minutes=10)  # a deployment waits until the app is ready
+BUILD_TIMEOUT = timedelta(minutes=30)
 QUICK = timedelta(seconds=60)
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
                     maximum_attempts=5)
@@ -307,6 +316,54 @@ class SwimlaneWorkflow:
     @activity_seen.validator
     def _validate_activity_seen(self, data: LaneActivityInput) -> None:
         self._check_alive("record activity on")
+
+    @workflow.update
+    async def push(self, data: LanePushInput) -> LanePushResult:
+        """A push to ``feature/<lane>``: build the commit, run it as the app's next lane
+        version (the old one serves until the new one is ready), and renew the lane."""
+        state = self._state
+        name = state.spec.name
+        label = f"{name}-{data.sha[:12]}"
+        async with self._lock:  # after create, an update or an earlier push
+            if self._delete_by is not None or state.stage in GONE:
+                raise ApplicationError(f"lane {name} is being deleted")
+            current = next(entry for entry in state.ledger
+                           if entry.kind == ResourceKind.DEPLOYMENT and entry.app == data.app)
+            this_run = workflow.info().workflow_id
+            try:
+                image: ImageSpec = await workflow.execute_activity_method(
+                    BuildActivities.build_image,
+                    BuildInput(app=data.app, source=data.source, ref=data.sha,
+                               version_label=label, workflow_id=this_run),
+                    start_to_close_timeout=BUILD_TIMEOUT, heartbeat_timeout=timedelta(seconds=60),
+                    retry_policy=RETRY, summary=f"build {data.app}:{label}")
+                await workflow.execute_activity_method(
+                    CatalogueActivities.record_build,
+                    RecordBuildInput(app=data.app, ref=data.sha, version_label=label,
+                                     image=image, workflow_id=this_run),
+                    start_to_close_timeout=QUICK, retry_policy=RETRY, summary="record the build")
+                deployed: LedgerEntry = await workflow.execute_activity(
+                    DEPLOY_LANE_BUILD, LaneDeployInput(lane=name, entry=current,
+                                                       image=image.run_ref),
+                    result_type=LedgerEntry, start_to_close_timeout=RESOURCE_TIMEOUT,
+                    retry_policy=RETRY, summary=f"deploy {data.app}:{label} into the lane")
+            except ActivityError as error:
+                raise ApplicationError(f"push {data.sha[:12]} of {data.app} to lane {name}: "
+                                       f"{cause_of(error)}") from error
+            state.ledger[state.ledger.index(current)] = deployed
+        self._touch()
+        return LanePushResult(lane=name, app=data.app, sha=data.sha, image=image.run_ref,
+                              url=str(deployed.detail.get("url", "")))
+
+    @push.validator
+    def _validate_push(self, data: LanePushInput) -> None:
+        self._check_alive("deploy into")
+        if data.app not in self._state.spec.apps:
+            raise ValueError(f"{data.app} is not in lane {self._state.spec.name}: add it with "
+                             f"`slipway lane update {self._state.spec.name} --add {data.app}`")
+        if self._state.stage == LaneStage.CREATING:
+            raise ValueError(f"lane {self._state.spec.name} is still being created: push again "
+                             "once it is active")
 
     @workflow.update
     async def update(self, data: LaneAppsInput) -> LaneStatus:

@@ -28,8 +28,10 @@ from integrations.store import Store
 from schemas.enums import AppState, AppTier, ChangeKind, ChangeState, ReleaseState
 from schemas.lanes import (
     CREATE_LANE_RESOURCE,
+    DeleteInput,
     LaneResourceInput,
     LaneSpec,
+    LaneStatus,
     LedgerEntry,
     lane_workflow_id,
 )
@@ -40,6 +42,7 @@ from starter.api_tokens import create_token, revoke_token
 from starter.receiver import create_app, get_client
 from starter.receiver_settings import HookRule, ReceiverSettings
 from tests.workflows.fakes import FakeWorld, wait_for, worker
+from tests.workflows.lane_fakes import LaneWorld
 from workflows.release import ReleaseWorkflow, release_workflow_id
 from workflows.swimlane import SwimlaneWorkflow
 
@@ -333,3 +336,57 @@ async def wait_for_stage(handle: Any, stage: str) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"lane never reached {stage}")
+
+
+async def test_a_push_to_a_lane_branch_builds_and_deploys_into_the_lane(
+        env: WorkflowEnvironment, store: Store, tmp_path: Path) -> None:
+    queue, world = f"lanes-{uuid.uuid4()}", LaneWorld()
+    app = register(store)
+    with store.session() as session:
+        row = session.exec(select(Application).where(Application.name == app)).one()
+        row.source = f"git@gitlab.example:shop/{app}.git"
+        session.add(row)
+        session.commit()
+    lane = f"pay-{uuid.uuid4().hex[:6]}"
+    async with Worker(env.client, task_queue=queue, workflows=[SwimlaneWorkflow],
+                      activities=world.activities()):
+        handle = await env.client.start_workflow(
+            SwimlaneWorkflow.run, LaneSpec(name=lane, apps=[app]), id=lane_workflow_id(lane),
+            task_queue=queue)
+        await wait_for_stage(handle, "active")
+        created: LaneStatus = await handle.query(SwimlaneWorkflow.status)
+        async with receiver(env, store, tmp_path, queue) as http:
+            sha = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
+            push = branch_push(f"shop/{app}", f"feature/{lane}", sha)
+            answer = await http.post("/hooks/gitlab", json=push,
+                                     headers=gitlab_headers("p-1", event="Push Hook"))
+            assert answer.status_code == 200, answer.text
+            [accepted] = answer.json()["lanes"]
+            assert accepted["update_id"] == f"push:{app}:{sha}" and accepted["lane"] == lane
+            # The build and the deploy run in the lane's workflow; the push renews the lane.
+            for _ in range(200):
+                if world.deploys:
+                    break
+                await asyncio.sleep(0.05)
+            assert world.builds == [f"{app} {sha} {lane}-{sha[:12]}"]
+            assert world.deploys == [f"{app} reg.local/{app}@sha256:{sha} (was v1)"]
+            status: LaneStatus = await handle.query(SwimlaneWorkflow.status)
+            assert status.last_activity > created.last_activity
+            again = await http.post("/hooks/gitlab", json=push,
+                                    headers=gitlab_headers("p-1", event="Push Hook"))
+            assert again.json()["status"] == "duplicate" and len(world.builds) == 1
+            # A lane that does not exist, and a repository no app builds from, are refused.
+            ghost = (await http.post("/hooks/gitlab", json=branch_push(
+                f"shop/{app}", "feature/ghost", sha), headers=gitlab_headers(
+                "p-2", event="Push Hook"))).json()
+            assert "no running lane 'ghost'" in ghost["lanes"][0]["refused"]
+            stray = (await http.post("/hooks/gitlab", json=branch_push(
+                "shop/other", f"feature/{lane}", sha), headers=gitlab_headers(
+                "p-3", event="Push Hook"))).json()
+            assert "no registered app has its source in shop/other" in stray["lanes"][0][
+                "refused"]
+            wrong = await http.post("/hooks/gitlab", json=push, headers=gitlab_headers(
+                "p-4", token="nope", event="Push Hook"))
+            assert wrong.status_code == 401 and len(world.builds) == 1
+        await handle.execute_update(SwimlaneWorkflow.delete, DeleteInput(user="qa"))
+        await handle.result()

@@ -8,31 +8,27 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from temporalio import activity
 from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
     WorkflowUpdateStage,
 )
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from schemas.lanes import (
-    CREATE_LANE_RESOURCE,
-    DELETE_LANE_RESOURCE,
     DeleteInput,
     LaneActivityInput,
     LaneAppsInput,
-    LaneResourceInput,
+    LanePushInput,
+    LanePushResult,
     LaneSpec,
     LaneStage,
     LaneState,
@@ -43,8 +39,8 @@ from schemas.lanes import (
     lane_workflow_id,
     normalise_lane_name,
 )
-from schemas.models import NotifyInput
 from tests.conftest import _start_env
+from tests.workflows.lane_fakes import KINDS, LaneWorld
 from workflows.swimlane import SwimlaneWorkflow
 
 DAY = timedelta(days=1)
@@ -59,44 +55,6 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         yield environment
     finally:
         await environment.shutdown()
-KINDS = ["branch", "ci_job", "config", "dns", "webhook", "deployment"]
-
-
-@dataclass
-class LaneWorld:
-    """Fake resource activities: record every create/delete, fail or block on request."""
-
-    created: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
-    fail_on: str | None = None  # "kind app", e.g. "dns b"
-    block_on: str | None = None
-    blocked: asyncio.Event = field(default_factory=asyncio.Event)
-    release: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def activities(self) -> list[Any]:
-        world = self
-
-        @activity.defn(name=CREATE_LANE_RESOURCE)
-        async def create_lane_resource(data: LaneResourceInput) -> LedgerEntry:
-            step = f"{data.kind} {data.app or data.key}"
-            if step == world.block_on:
-                world.blocked.set()
-                await world.release.wait()
-            if step == world.fail_on:
-                raise ApplicationError(f"{step} refused", non_retryable=True)
-            world.created.append(step)
-            return LedgerEntry(kind=data.kind, key=data.key, detail={"lane": data.lane})
-
-        @activity.defn(name=DELETE_LANE_RESOURCE)
-        async def delete_lane_resource(entry: LedgerEntry) -> None:
-            world.deleted.append(f"{entry.kind} {entry.app or entry.key}")
-
-        @activity.defn(name="notify")
-        async def notify(data: NotifyInput) -> None:
-            world.notices.append(f"{data.title}: {data.text}")
-
-        return [create_lane_resource, delete_lane_resource, notify]
 
 
 def created_for(lane: str, apps: list[str]) -> list[str]:
@@ -192,18 +150,52 @@ async def test_renew_on_day_6_5_keeps_the_lane_alive_at_day_8(env: WorkflowEnvir
 
 async def test_a_push_deploy_resets_the_idle_clock(env: WorkflowEnvironment) -> None:
     world, name = LaneWorld(), lane_name()
-    async with lane(env, world, LaneSpec(name=name, apps=["shop"])) as handle:
+    async with lane(env, world, LaneSpec(name=name, apps=["shop", "cart"])) as handle:
         await wait_for(handle, stage_is(LaneStage.ACTIVE))
         await env.sleep(5 * DAY)
-        seen: LaneStatus = await handle.execute_update(
-            SwimlaneWorkflow.activity_seen,
-            LaneActivityInput(source="push", detail="shop feature/x deployed"))
+        pushed: LanePushResult = await handle.execute_update(
+            SwimlaneWorkflow.push, LanePushInput(app="shop", source="git@gl:s/shop.git",
+                                                 sha="c0ffee1234567890", user="dev"))
+        assert world.builds == [f"shop c0ffee1234567890 {name}-c0ffee123456"]
+        image = "reg.local/shop@sha256:c0ffee1234567890"  # by digest, never by tag
+        assert pushed.image == image and world.deploys == [f"shop {image} (was v1)"]
+        status: LaneStatus = await handle.query(SwimlaneWorkflow.status)
+        deployment = next(e for e in status.ledger
+                          if e.kind == ResourceKind.DEPLOYMENT and e.app == "shop")
+        assert deployment.detail["version"] == 2 and deployment.detail["image"] == image
         await env.sleep(2 * DAY)  # day 7: six idle days have not passed since the push
         status = await handle.query(SwimlaneWorkflow.status)
         assert status.stage == LaneStage.ACTIVE and not world.notices
-        assert status.last_activity == seen.last_activity
-        await env.sleep(4 * DAY + timedelta(hours=1))  # six days after the push
-        await wait_for(handle, stage_is(LaneStage.PENDING_DELETION))
+        # A second push swaps the version the first one deployed, not the QA one.
+        await handle.execute_update(SwimlaneWorkflow.push, LanePushInput(
+            app="shop", source="git@gl:s/shop.git", sha="beef", user="dev"))
+        assert world.deploys[-1].endswith("(was v2)")
+        pushed_at = (await handle.query(SwimlaneWorkflow.status)).last_activity
+        await env.sleep(6 * DAY + timedelta(hours=1))  # six days after the last push
+        status = await wait_for(handle, stage_is(LaneStage.PENDING_DELETION))
+        assert status.last_activity == pushed_at
+        await handle.execute_update(SwimlaneWorkflow.delete, DeleteInput(user="ana"))
+
+
+async def test_a_failed_push_changes_nothing_and_bad_pushes_are_refused(
+        env: WorkflowEnvironment) -> None:
+    world, name = LaneWorld(fail_on="build shop"), lane_name()
+    async with lane(env, world, LaneSpec(name=name, apps=["shop"])) as handle:
+        before = await wait_for(handle, stage_is(LaneStage.ACTIVE))
+        with pytest.raises(WorkflowUpdateFailedError) as failed:
+            await handle.execute_update(SwimlaneWorkflow.push, LanePushInput(
+                app="shop", source="git@gl:s/shop.git", sha="bad", user="dev"))
+        assert "does not compile" in str(failed.value.cause)
+        after: LaneStatus = await handle.query(SwimlaneWorkflow.status)
+        assert after.ledger == before.ledger and world.deploys == []
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(SwimlaneWorkflow.push, LanePushInput(
+                app="cart", source="git@gl:s/cart.git", sha="abc", user="dev"))
+        assert "cart is not in lane" in str(refused.value.cause)
+        # The activity_seen update still renews for other kinds of use.
+        seen: LaneStatus = await handle.execute_update(
+            SwimlaneWorkflow.activity_seen, LaneActivityInput(source="qa", detail="smoke test"))
+        assert seen.last_activity > before.last_activity
         await handle.execute_update(SwimlaneWorkflow.delete, DeleteInput(user="ana"))
 
 
