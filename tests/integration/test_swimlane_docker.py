@@ -1,10 +1,14 @@
 """A lane with three apps on the embedded stack (real dockerd + HAProxy + Temporal dev server):
-created, serving, then deleted — with no GitLab, Jenkins, Consul or DNS configured."""
+created, serving, one app replaced by a push's build, then deleted — with no GitLab, Jenkins,
+Consul or DNS configured."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import docker
 import httpx
@@ -12,7 +16,14 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from integrations.store import Store
-from schemas.lanes import DeleteInput, LaneSpec, LaneStage, ResourceKind, lane_workflow_id
+from schemas.lanes import (
+    DeleteInput,
+    LanePushInput,
+    LaneSpec,
+    LaneStage,
+    ResourceKind,
+    lane_workflow_id,
+)
 from schemas.models import ReleaseRequest
 from schemas.settings import Settings
 from starter.catalogue import add_env, mark_ready, register_app
@@ -20,6 +31,7 @@ from starter.receiver import create_app, get_client
 from starter.receiver_settings import ReceiverSettings
 from starter.releases import follow, start_release, validate_release
 from tests.integration.test_release_docker import SAMPLE
+from tests.support.load import failures, request_loop
 from workflows.swimlane import SwimlaneWorkflow
 
 pytestmark = pytest.mark.integration
@@ -49,9 +61,20 @@ def cleanup(docker_client: docker.DockerClient) -> object:
             container.remove(force=True)
 
 
+def commit_sample(repo: Path) -> str:
+    """A git repository holding the sample app, one commit; its sha."""
+    shutil.copytree(SAMPLE, repo)
+    git = ["git", "-C", str(repo), "-c", "user.name=dev", "-c", "user.email=dev@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "lane work"], check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
 async def test_lane_with_three_apps_is_created_and_deleted(
     temporal: WorkflowEnvironment, running_worker: None, settings: Settings, store: Store,
-    docker_client: docker.DockerClient, cleanup: object,
+    docker_client: docker.DockerClient, cleanup: object, tmp_path: Path,
 ) -> None:
     for app in APPS:
         await release_to_test(temporal, settings, store, app)
@@ -72,10 +95,27 @@ async def test_lane_with_three_apps_is_created_and_deleted(
         # Each app answers through its own lane frontend with its QA build.
         assert httpx.get(entry.detail["url"], timeout=5).text.strip() == \
             f"sample-app {entry.app}-qa"
-    lane_containers = docker_client.containers.list(filters={"label": "slipway.version=1"})
-    dyed = [c for c in lane_containers if "-lane-" in c.labels["slipway.env"]]
+    dyed = docker_client.containers.list(filters={"label": f"slipway.lane={lane}"})
     assert len(dyed) == 3
     assert all(f"SLIPWAY_LANE={lane}" in c.attrs["Config"]["Env"] for c in dyed)
+
+    # A push to feature/<lane> of pay: built from the pushed commit, swapped in while its
+    # lane frontend keeps answering, the QA version's container removed.
+    sha = commit_sample(tmp_path / "pay-repo")
+    pay = next(entry for entry in deployments if entry.app == "pay")
+    with request_loop(pay.detail["url"], max_requests=2000, max_seconds=120) as outcomes:
+        pushed = await handle.execute_update(SwimlaneWorkflow.push, LanePushInput(
+            app="pay", source=str(tmp_path / "pay-repo"), sha=sha, user="dev"))
+        time.sleep(0.5)
+    assert failures(outcomes) == {}, outcomes
+    pushed_text = f"sample-app {lane}-{sha[:12]}"
+    assert outcomes["200 sample-app pay-qa"] > 0 and outcomes[f"200 {pushed_text}"] > 0
+    assert pushed.url == pay.detail["url"]
+    assert httpx.get(pushed.url, timeout=5).text.strip() == pushed_text
+    pay_lane = docker_client.containers.list(
+        all=True, filters={"label": f"slipway.env=pay-lane-{lane}"})
+    assert [c.labels["slipway.version"] for c in pay_lane] == ["2"]
+    status = await handle.query(SwimlaneWorkflow.status)
 
     api = create_app(settings, ReceiverSettings(), store)
     api.dependency_overrides[get_client] = lambda: temporal.client
@@ -95,6 +135,6 @@ async def test_lane_with_three_apps_is_created_and_deleted(
         with pytest.raises(httpx.ConnectError):
             httpx.get(entry.detail["url"], timeout=2)
     remaining = docker_client.containers.list(all=True)
-    assert not [c for c in remaining if "-lane-" in c.labels.get("slipway.env", "")]
+    assert not [c for c in remaining if c.labels.get("slipway.lane") == lane]
     # The apps' own test environments are untouched.
     assert len([c for c in remaining if c.labels.get("slipway.app") in APPS]) == 3
