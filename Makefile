@@ -2,8 +2,8 @@
 # Debian 12 machine needs nothing but `make demo` (as root).
 PY       := .venv/bin/python
 PACKAGES := workflows activities integrations schemas starter
-# worker.py sits at the repo root; lint it too once it exists.
-LINT_PATHS := $(PACKAGES) $(wildcard worker.py)
+# The product, its tests and benches (migrations are alembic's generated shape).
+LINT_PATHS := $(PACKAGES) worker.py tests bench
 
 .PHONY: help bootstrap demo test lint up down
 

@@ -123,6 +123,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
         traffic.ensure_frontend, traffic.add_to_lb, traffic.drain, traffic.remove_from_lb,
         NotifyActivities(build_notifier(NotifierSettings(), settings.credential)).notify,
         lanes.create_lane_resource, lanes.delete_lane_resource, lanes.deploy_lane_build,
+        lanes.record_lane,
     ]
 
 
@@ -137,9 +138,10 @@ def make_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor
     janitor = JanitorActivities(
         LaneJanitor(engines, HaproxyRouter(settings.state_dir, settings.haproxy_bin,
                                            settings.lb_bind_address)),
-        client, asyncio.get_running_loop())
+        Store(settings.resolved_database_url()), client, asyncio.get_running_loop())
     return Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
-                  activities=[*build_activities(settings), janitor.sweep_lane_orphans],
+                  activities=[*build_activities(settings), janitor.sweep_lane_orphans,
+                              janitor.report_lost_lanes],
                   activity_executor=executor)
 
 

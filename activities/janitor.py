@@ -1,4 +1,5 @@
-"""Activity of the janitor: sweep lane resources whose lane has no running workflow."""
+"""Activities of the janitor: sweep lane resources whose lane has no running workflow, and
+report catalogue rows of lanes whose workflow is gone."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from integrations.janitor import LaneJanitor
+from integrations.lane_records import mark_lost
+from integrations.store import Store
 from schemas.lanes import lane_workflow_id
 
 
 class JanitorActivities:
-    def __init__(self, janitor: LaneJanitor, client: Client,
+    def __init__(self, janitor: LaneJanitor, store: Store, client: Client,
                  loop: asyncio.AbstractEventLoop) -> None:
         self.janitor = janitor
+        self.store = store
         self.client = client
         self.loop = loop
 
@@ -36,3 +40,8 @@ class JanitorActivities:
     def sweep_lane_orphans(self) -> dict[str, list[str]]:
         """Remove containers and frontends of lanes with no running workflow; say which."""
         return self.janitor.sweep(self._alive)
+
+    @activity.defn
+    def report_lost_lanes(self) -> list[str]:
+        """Lanes the catalogue still lists whose workflow is gone: marked lost, named here."""
+        return mark_lost(self.store, self._alive)

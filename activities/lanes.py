@@ -5,13 +5,16 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.support import permanent, progress
+from integrations import lane_records
 from integrations.errors import PermanentRuntimeError
 from integrations.lane_resources import LaneResources
 from schemas.lanes import (
     CREATE_LANE_RESOURCE,
     DELETE_LANE_RESOURCE,
     DEPLOY_LANE_BUILD,
+    RECORD_LANE,
     LaneDeployInput,
+    LaneRecordInput,
     LaneResourceInput,
     LedgerEntry,
 )
@@ -38,3 +41,8 @@ class LaneActivities:
         """Swap a lane app to a freshly built image; the entry returned replaces the old one."""
         with permanent(PermanentRuntimeError, ValueError):
             return self.resources.redeploy(data, progress)
+
+    @activity.defn(name=RECORD_LANE)
+    def record_lane(self, data: LaneRecordInput) -> None:
+        """Keep the lane's catalogue row current (stage, apps, expiry)."""
+        lane_records.record_lane(self.resources.store, data)

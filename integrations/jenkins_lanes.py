@@ -194,6 +194,19 @@ class JenkinsLanes:
             return False  # deleted between the check and the request: the goal is reached
         return True
 
+    def delete_job(self, lane: str, app: str) -> bool:
+        """Delete job ``<lane>/<app>``; return whether there was one to delete."""
+        _check_name("folder", lane)
+        _check_name("job", app)
+        name = f"{lane}/{app}"
+        if not self.server.job_exists(name):
+            return False
+        try:
+            self.server.delete_job(name)
+        except jenkins.NotFoundException:
+            return False
+        return True
+
     def jobs(self, lane: str) -> list[str]:
         """Short names of the jobs in folder ``<lane>`` (empty when the folder is missing)."""
         _check_name("folder", lane)

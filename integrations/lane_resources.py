@@ -57,10 +57,20 @@ class LaneResourceError(PermanentRuntimeError):
 
 
 def repository_path(source: str) -> tuple[str, str]:
-    """(host, ``group/app``) of a git URL (https, ssh or scp-like); ("", "") otherwise."""
-    match = re.match(r"^(?:https?://|ssh://git@|git@)([^/:]+)[/:](.+?)(?:\.git)?/?$",
-                     source or "")
-    return (match.group(1), match.group(2)) if match else ("", "")
+    """(host, ``group/app``) of a git URL: ``https://host[:port]/group/app.git``,
+    ``ssh://git@host[:port]/group/app.git`` or scp-like ``git@host:group/app.git``;
+    ("", "") for anything else (a local directory)."""
+    source = (source or "").strip()
+    if "://" in source:
+        parsed = urlparse(source)
+        host, path = parsed.hostname or "", parsed.path
+    else:
+        match = re.match(r"^[^@/\s]+@([^:/\s]+):(.+)$", source)
+        if not match:
+            return ("", "")
+        host, path = match.group(1), match.group(2)
+    path = path.strip("/").removesuffix(".git")
+    return (host, path) if host and path else ("", "")
 
 
 def gitlab_project(source: str, gitlab_url: str) -> str:
@@ -109,6 +119,9 @@ class LaneResources:
             self._gitlab().delete_branch(detail["project"], entry.key)
         elif entry.kind == ResourceKind.CI_JOB and detail.get("folder_created"):
             self._jenkins().delete_folder(detail["folder"])
+        elif entry.kind == ResourceKind.CI_JOB and detail.get("job_created"):
+            # The folder was there before the lane: remove only the job the lane made.
+            self._jenkins().delete_job(detail["folder"], entry.app)
         elif entry.kind == ResourceKind.CONFIG:
             self._consul().delete_prefix(detail["prefix"])
         elif entry.kind == ResourceKind.DNS and self.dns is not None:
@@ -147,8 +160,9 @@ class LaneResources:
             return {"skipped": "Jenkins not configured (SLIPWAY_JENKINS_URL)"}
         jenkins = self._jenkins()
         folder_created = jenkins.ensure_folder(data.lane)
-        jenkins.ensure_job(data.lane, data.app)
-        return {"folder": data.lane, "folder_created": folder_created, "job": data.key}
+        job_created = jenkins.ensure_job(data.lane, data.app)
+        return {"folder": data.lane, "folder_created": folder_created, "job": data.key,
+                "job_created": job_created}
 
     def _config(self, data: LaneResourceInput) -> dict[str, Any]:
         if not self.settings.consul_url:
@@ -173,10 +187,12 @@ class LaneResources:
         project = self._project(data.app)
         if not project or not self.settings.receiver_url:
             return {"skipped": "GitLab or SLIPWAY_RECEIVER_URL not configured"}
+        # One hook per lane (its URL names the lane): deleting a lane never removes a hook
+        # another lane, or the release hook rules, rely on.
+        url = f"{self.settings.receiver_url.rstrip('/')}/hooks/gitlab?lane={data.lane}"
         hook_id = self._gitlab().ensure_project_hook(
-            project, f"{self.settings.receiver_url.rstrip('/')}/hooks/gitlab",
-            self.credential(self.settings.lane_hook_credential))
-        return {"project": project, "hook_id": hook_id}
+            project, url, self.credential(self.settings.lane_hook_credential), tag_push=False)
+        return {"project": project, "hook_id": hook_id, "url": url}
 
     def _deployment(self, data: LaneResourceInput, progress: Progress | None) -> dict[str, Any]:
         """Run the app's QA baseline in the lane, dyed with the lane name."""

@@ -21,6 +21,7 @@ MAX_LANE_NAME = 63  # a DNS-1123 label, so the name fits a namespace and a DNS l
 CREATE_LANE_RESOURCE = "create_lane_resource"
 DELETE_LANE_RESOURCE = "delete_lane_resource"
 DEPLOY_LANE_BUILD = "deploy_lane_build"
+RECORD_LANE = "record_lane"
 
 
 class ResourceKind(StrEnum):
@@ -56,6 +57,12 @@ class LaneStage(StrEnum):
     FAILED = "failed"
     # A teardown step failed after its retries: the rest is kept in the ledger, delete re-runs.
     TEARDOWN_FAILED = "teardown_failed"
+    # Catalogue only: the janitor found the lane's workflow gone before its teardown finished.
+    LOST = "lost"
+
+
+# Stages after which a lane's catalogue row needs no more attention.
+FINISHED_STAGES = (LaneStage.DELETED, LaneStage.FAILED, LaneStage.LOST)
 
 
 def normalise_lane_name(text: str) -> str:
@@ -118,6 +125,20 @@ class LaneDeployInput(BaseModel):
     lane: str
     entry: LedgerEntry
     image: str
+
+
+class LaneRecordInput(BaseModel):
+    """Input of ``record_lane``: the lane as the catalogue should show it now."""
+
+    name: str
+    workflow_id: str
+    apps: list[str]
+    stage: LaneStage
+    expires_at: datetime | None = None
+    ticket: str = ""
+    description: str = ""
+    requested_by: str = ""
+    actor: str = ""  # who caused this change (empty: the lane's own timers)
 
 
 class LaneState(BaseModel):
@@ -192,3 +213,10 @@ class LaneStatus(BaseModel):
     notice_sent: bool = False
     ticket: str = ""
     description: str = ""
+
+
+class JanitorReport(BaseModel):
+    """Result of JanitorWorkflow: what it swept per dead lane, and lanes found lost."""
+
+    removed: dict[str, list[str]] = Field(default_factory=dict)
+    lost: list[str] = Field(default_factory=list)

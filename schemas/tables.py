@@ -159,3 +159,25 @@ class AuditEvent(SQLModel, table=True):
     app: str = Field(default="", index=True)
     env: str = ""
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class LaneRecord(SQLModel, table=True):
+    """The catalogue's view of a swimlane, written by its workflow at each stage change.
+
+    The workflow is the truth (``slipway lane show``); this row is what reports and the
+    janitor read: a lane whose row is not finished but whose workflow is gone is ``lost``.
+    """
+
+    __tablename__ = "lane"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    workflow_id: str
+    apps: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    stage: str = Field(default="creating", sa_type=String(32))
+    ticket: str = ""
+    description: str = ""
+    requested_by: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None

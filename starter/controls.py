@@ -54,7 +54,7 @@ async def send_update(client: Client, app: str, env: str, name: str,
     if name not in UPDATES:
         raise CatalogueError(f"unknown control {name!r}: use one of {', '.join(UPDATES)}")
     update, _ = UPDATES[name]
-    handle = client.get_workflow_handle_for(ReleaseWorkflow.run, release_workflow_id(app, env))
+    handle = client.get_workflow_handle(release_workflow_id(app, env))
     try:
         result: str = await handle.execute_update(update, arg)
         return result

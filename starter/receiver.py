@@ -7,7 +7,8 @@
   and release it through the same validation as ``slipway release --change``. A ref already
   carried by a change of that environment is not released again. A push to
   ``feature/<lane>`` is handed to that lane's workflow, which builds the commit, deploys it
-  into the lane and counts it as use (renews the lane).
+  into the lane and counts it as use (renews the lane). A lane's own hook
+  (``/hooks/gitlab?lane=<name>``) acts on pushes to its branch only.
 * ``POST /hooks/registry`` — docker distribution notifications and Harbor webhooks, recorded
   as audit events.
 * ``GET /api/releases/{app}/{env}``, ``GET /api/baselines/{app}/{env}``.
@@ -239,8 +240,12 @@ def create_app(settings: Settings | None = None,
         event = parse_gitlab(kind, payload)
         if event is None:
             return {"status": "ignored", "event": kind}
-        wanted = requests_for(event, config.hook_rules)
-        to_lane = event.kind == "branch" and event.name.startswith(LANE_BRANCH_PREFIX)
+        # A lane's own hook (``?lane=<name>``, set up by the lane) deploys into that lane only;
+        # the release rules belong to the project's release hook.
+        only_lane = request.query_params.get("lane")
+        wanted = [] if only_lane else requests_for(event, config.hook_rules)
+        to_lane = event.kind == "branch" and event.name.startswith(LANE_BRANCH_PREFIX) and (
+            not only_lane or event.name == f"{LANE_BRANCH_PREFIX}{only_lane}")
         if not wanted and not to_lane:
             return {"status": "no matching rule", "project": event.project, "ref": event.name}
         if not await run_in_threadpool(claim_delivery, store, "gitlab", event_id, kind):

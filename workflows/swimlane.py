@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         CREATE_LANE_RESOURCE,
         DELETE_LANE_RESOURCE,
         DEPLOY_LANE_BUILD,
+        RECORD_LANE,
         DeleteInput,
         DeleteResult,
         LaneActivityInput,
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         LaneDeployInput,
         LanePushInput,
         LanePushResult,
+        LaneRecordInput,
         LaneResourceInput,
         LaneSpec,
         LaneStage,
@@ -104,6 +106,7 @@ class SwimlaneWorkflow:
         self.set_stage(self.state.stage, "resumed" if isinstance(start, LaneState)
                        else f"creating apps {', '.join(self.state.spec.apps)}")
         if self.state.stage == LaneStage.CREATING:
+            await self._record(self.state.spec.requested_by)
             await self._create()
         while True:
             if not await self._idle():
@@ -131,6 +134,7 @@ class SwimlaneWorkflow:
             complete = await self._remove(list(state.ledger))
             self._teardowns += 1
             self.set_stage(LaneStage.FAILED, str(failure))
+            await self._record()
             await workflow.wait_condition(workflow.all_handlers_finished)
             left = "" if complete else f"; teardown stopped: {self._teardown_error}"
             await self._notify(f"lane {state.spec.name} could not be created",
@@ -141,6 +145,7 @@ class SwimlaneWorkflow:
         if self._delete_by is None:
             self._touch()
             self.set_stage(LaneStage.ACTIVE, f"{len(state.ledger)} resources created")
+            await self._record()
 
     async def _create_app(self, app: str) -> None:
         for kind in APP_RESOURCE_KINDS:
@@ -207,6 +212,7 @@ class SwimlaneWorkflow:
             text += f" Ticket: {state.spec.ticket}."
         await self._notify(f"lane {name} will be deleted", text)
         state.notice_sent = True
+        await self._record()
 
     async def _teardown(self) -> bool:
         """Remove the ledger, newest first; True when nothing is left."""
@@ -217,11 +223,13 @@ class SwimlaneWorkflow:
             self._teardowns += 1
         if complete:
             self.set_stage(LaneStage.DELETED, f"{len(self._removed)} resources removed")
+            await self._record(self._delete_by or "")
             await self._notify(f"lane {state.spec.name} deleted",
                                f"{len(self._removed)} resources removed ({self._delete_by})")
             return True
         self._delete_by = None  # a later delete re-runs the teardown from what is left
         self.set_stage(LaneStage.TEARDOWN_FAILED, self._teardown_error)
+        await self._record()
         await self._notify(f"ALERT: lane {state.spec.name} teardown stopped",
                            f"{self._teardown_error}; run `slipway lane delete {state.spec.name}` "
                            "again once it is fixed")
@@ -276,6 +284,23 @@ class SwimlaneWorkflow:
         if state.stage == LaneStage.PENDING_DELETION:
             self.set_stage(LaneStage.ACTIVE, "renewed")
 
+    async def _record(self, actor: str = "") -> None:
+        """Bring the lane's catalogue row up to date. Bookkeeping only: a catalogue that
+        stays unreachable after the retries is logged, never a reason to fail the lane."""
+        state = self._state
+        spec = state.spec
+        try:
+            await workflow.execute_activity(
+                RECORD_LANE, LaneRecordInput(
+                    name=spec.name, workflow_id=workflow.info().workflow_id, apps=spec.apps,
+                    stage=state.stage, expires_at=state.expires_at, ticket=spec.ticket,
+                    description=spec.description, requested_by=spec.requested_by,
+                    actor=actor),
+                start_to_close_timeout=QUICK, retry_policy=RETRY,
+                summary=f"record lane {state.stage}")
+        except ActivityError as error:
+            workflow.logger.warning("lane %s not recorded: %s", spec.name, cause_of(error))
+
     async def _notify(self, title: str, text: str) -> None:
         await workflow.execute_activity_method(
             NotifyActivities.notify, NotifyInput(title=title, text=text),
@@ -301,6 +326,7 @@ class SwimlaneWorkflow:
     @workflow.update
     async def renew(self, data: RenewInput) -> LaneStatus:
         self._touch()
+        await self._record(data.user)
         return self.status()
 
     @renew.validator
@@ -309,8 +335,9 @@ class SwimlaneWorkflow:
 
     @workflow.update
     async def activity_seen(self, data: LaneActivityInput) -> LaneStatus:
-        """A push deployed into the lane: that is use, so it renews like ``renew``."""
+        """Something used the lane (a test run, a deploy from elsewhere): renews like ``renew``."""
         self._touch()
+        await self._record(data.source)
         return self.status()
 
     @activity_seen.validator
@@ -352,6 +379,7 @@ class SwimlaneWorkflow:
                                        f"{cause_of(error)}") from error
             state.ledger[state.ledger.index(current)] = deployed
         self._touch()
+        await self._record(data.user)
         return LanePushResult(lane=name, app=data.app, sha=data.sha, image=image.run_ref,
                               url=str(deployed.detail.get("url", "")))
 
@@ -389,6 +417,7 @@ class SwimlaneWorkflow:
                     raise ApplicationError(f"adding {app}: {failure}") from failure
                 state.spec.apps.append(app)
         self._touch()
+        await self._record(data.user)
         return self.status()
 
     @update.validator

@@ -7,10 +7,14 @@ from datetime import timedelta
 
 import docker
 import pytest
+from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 
-from schemas.lanes import LaneSpec, lane_workflow_id
+from integrations.lane_records import record_lane
+from integrations.store import Store
+from schemas.lanes import LaneRecordInput, LaneSpec, LaneStage, lane_workflow_id
 from schemas.settings import Settings
+from schemas.tables import LaneRecord
 from starter.schedules import apply_schedules
 from workflows.janitor import JANITOR_SCHEDULE_ID, JanitorWorkflow
 from workflows.swimlane import SwimlaneWorkflow
@@ -26,22 +30,44 @@ def lane_container(client: docker.DockerClient, settings: Settings, lane: str) -
     return str(container.id)
 
 
+def lane_row(store: Store, lane: str, stage: LaneStage) -> None:
+    record_lane(store, LaneRecordInput(name=lane, workflow_id=lane_workflow_id(lane),
+                                       apps=["shop"], stage=stage))
+
+
+def stage_of(store: Store, lane: str) -> str:
+    with store.session() as session:
+        return session.exec(select(LaneRecord).where(LaneRecord.name == lane)).one().stage
+
+
 async def test_janitor_removes_orphans_and_spares_live_lanes(
-    temporal: WorkflowEnvironment, running_worker: None, settings: Settings,
+    temporal: WorkflowEnvironment, running_worker: None, settings: Settings, store: Store,
     docker_client: docker.DockerClient,
 ) -> None:
     orphan, live = f"gone-{uuid.uuid4().hex[:6]}", f"live-{uuid.uuid4().hex[:6]}"
+    finished = f"done-{uuid.uuid4().hex[:6]}"
     lane = await temporal.client.start_workflow(
         SwimlaneWorkflow.run, LaneSpec(name=live, apps=[]), id=lane_workflow_id(live),
         task_queue=settings.task_queue)
     orphan_id = lane_container(docker_client, settings, orphan)
     live_id = lane_container(docker_client, settings, live)
+    # The catalogue lists the orphan as active (its workflow was terminated, say) and a
+    # deleted lane as deleted: only the first is lost.
+    lane_row(store, orphan, LaneStage.ACTIVE)
+    lane_row(store, finished, LaneStage.DELETED)
     try:
-        removed = await temporal.client.execute_workflow(
+        report = await temporal.client.execute_workflow(
             JanitorWorkflow.run, id=f"janitor-{uuid.uuid4()}", task_queue=settings.task_queue)
-        assert removed == {orphan: [f"shop-lane-{orphan}"]}
+        assert report.removed == {orphan: [f"shop-lane-{orphan}"]}
         assert not docker_client.containers.list(all=True, filters={"id": orphan_id})
         assert docker_client.containers.list(all=True, filters={"id": live_id})
+        assert report.lost == [orphan]
+        assert (stage_of(store, orphan), stage_of(store, finished)) == ("lost", "deleted")
+        assert stage_of(store, live) in ("creating", "active")  # written by its workflow
+        # Reported once: the next run finds nothing new.
+        again = await temporal.client.execute_workflow(
+            JanitorWorkflow.run, id=f"janitor-{uuid.uuid4()}", task_queue=settings.task_queue)
+        assert again.lost == [] and again.removed == {}
     finally:
         await lane.terminate("test done")
         for container in docker_client.containers.list(

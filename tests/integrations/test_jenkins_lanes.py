@@ -102,6 +102,20 @@ def test_delete_folder_twice_is_fine() -> None:
         assert lanes.jobs("pay-42") == []
 
 
+def test_delete_job_leaves_a_folder_the_lane_did_not_create() -> None:
+    with running_jenkins() as fake:
+        lanes = JenkinsLanes(fake.url, "slipway", "api-token")
+        lanes.ensure_folder("pay-42")
+        lanes.ensure_job("pay-42", "cart", MINIMAL_TEMPLATE)
+        lanes.ensure_job("pay-42", "web", MINIMAL_TEMPLATE)
+        fake.calls.clear()
+
+        assert lanes.delete_job("pay-42", "cart") is True
+        assert lanes.delete_job("pay-42", "cart") is False
+        assert _writes(fake) == [("POST", "/job/pay-42/job/cart/doDelete")]
+        assert lanes.jobs("pay-42") == ["web"]
+
+
 def test_job_in_missing_folder_is_an_error() -> None:
     with running_jenkins() as fake:
         lanes = JenkinsLanes(fake.url, "slipway", "api-token")

@@ -19,7 +19,6 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlmodel import select
-from temporalio import activity
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -27,15 +26,12 @@ from temporalio.worker import Worker
 from integrations.store import Store
 from schemas.enums import AppState, AppTier, ChangeKind, ChangeState, ReleaseState
 from schemas.lanes import (
-    CREATE_LANE_RESOURCE,
     DeleteInput,
-    LaneResourceInput,
     LaneSpec,
     LaneStatus,
-    LedgerEntry,
     lane_workflow_id,
 )
-from schemas.models import ReleaseRequest
+from schemas.models import ReleaseOutcome, ReleaseRequest
 from schemas.settings import Settings
 from schemas.tables import Application, AuditEvent, Change, Environment
 from starter.api_tokens import create_token, revoke_token
@@ -210,8 +206,7 @@ async def test_tag_push_releases_once(env: WorkflowEnvironment, store: Store,
         # The fake activities don't write the catalogue: the receiver marked it releasing.
         assert change.state in (ChangeState.RELEASING, ChangeState.RELEASED)
 
-        handle = env.client.get_workflow_handle_for(ReleaseWorkflow.run,
-                                                    release_workflow_id(app, ENV))
+        handle = env.client.get_workflow_handle(release_workflow_id(app, ENV))
         description = await handle.describe()
         assert description.run_id == started["run_id"]
         outcome = await handle.result()
@@ -252,7 +247,8 @@ async def test_branch_rules_release_the_pushed_commit(env: WorkflowEnvironment, 
         assert answer.status_code == 200, answer.text
         [started] = answer.json()["releases"]
         assert started["workflow_id"] == release_workflow_id(app, "test@local")
-        handle = env.client.get_workflow_handle_for(ReleaseWorkflow.run, started["workflow_id"])
+        handle = env.client.get_workflow_handle(started["workflow_id"],
+                                                result_type=ReleaseOutcome)
         assert (await handle.result()).state == ReleaseState.SUCCEEDED
         ignored = await http.post("/hooks/gitlab", json=branch_push("team/shop", "feature", sha),
                                   headers=gitlab_headers("p-2", event="Push Hook"))
@@ -311,13 +307,9 @@ async def test_lane_endpoint_shows_a_running_lane(fresh_env: WorkflowEnvironment
                                                           store: Store, tmp_path: Path) -> None:
     queue = f"lanes-{uuid.uuid4()}"
 
-    @activity.defn(name=CREATE_LANE_RESOURCE)
-    async def create(data: LaneResourceInput) -> LedgerEntry:
-        return LedgerEntry(kind=data.kind, key=data.key, app=data.app)
-
     lane = f"pay-{uuid.uuid4().hex[:6]}"
     async with Worker(fresh_env.client, task_queue=queue, workflows=[SwimlaneWorkflow],
-                      activities=[create]):
+                      activities=LaneWorld().activities()):
         handle = await fresh_env.client.start_workflow(
             SwimlaneWorkflow.run, LaneSpec(name=lane, apps=["shop"]),
             id=lane_workflow_id(lane), task_queue=queue)
@@ -371,6 +363,7 @@ async def test_a_push_to_a_lane_branch_builds_and_deploys_into_the_lane(
             assert world.builds == [f"{app} {sha} {lane}-{sha[:12]}"]
             assert world.deploys == [f"{app} reg.local/{app}@sha256:{sha} (was v1)"]
             status: LaneStatus = await handle.query(SwimlaneWorkflow.status)
+            assert status.last_activity and created.last_activity
             assert status.last_activity > created.last_activity
             again = await http.post("/hooks/gitlab", json=push,
                                     headers=gitlab_headers("p-1", event="Push Hook"))
@@ -388,5 +381,9 @@ async def test_a_push_to_a_lane_branch_builds_and_deploys_into_the_lane(
             wrong = await http.post("/hooks/gitlab", json=push, headers=gitlab_headers(
                 "p-4", token="nope", event="Push Hook"))
             assert wrong.status_code == 401 and len(world.builds) == 1
+            # Another lane's hook sees this push too: it leaves it to this lane's hook.
+            other = (await http.post("/hooks/gitlab?lane=other", json=push, headers=(
+                gitlab_headers("p-5", event="Push Hook")))).json()
+            assert other["status"] == "no matching rule" and len(world.builds) == 1
         await handle.execute_update(SwimlaneWorkflow.delete, DeleteInput(user="qa"))
         await handle.result()

@@ -14,7 +14,9 @@ from schemas.lanes import (
     CREATE_LANE_RESOURCE,
     DELETE_LANE_RESOURCE,
     DEPLOY_LANE_BUILD,
+    RECORD_LANE,
     LaneDeployInput,
+    LaneRecordInput,
     LaneResourceInput,
     LedgerEntry,
 )
@@ -32,6 +34,7 @@ class LaneWorld:
     notices: list[str] = field(default_factory=list)
     builds: list[str] = field(default_factory=list)  # "app ref label"
     deploys: list[str] = field(default_factory=list)  # "app image (was vN)"
+    records: list[LaneRecordInput] = field(default_factory=list)  # catalogue rows written
     fail_on: str | None = None  # "kind app", e.g. "dns b"; "build app" fails its build
     block_on: str | None = None
     blocked: asyncio.Event = field(default_factory=asyncio.Event)
@@ -79,5 +82,9 @@ class LaneWorld:
             return data.entry.model_copy(update={"detail": {
                 "version": version + 1, "image": data.image, "url": "http://127.0.0.1:1/"}})
 
+        @activity.defn(name=RECORD_LANE)
+        async def record_lane(data: LaneRecordInput) -> None:
+            world.records.append(data)
+
         return [create_lane_resource, delete_lane_resource, notify, build_image, record_build,
-                deploy_lane_build]
+                deploy_lane_build, record_lane]

@@ -128,6 +128,11 @@ async def test_idle_lane_gets_a_notice_at_day_6_and_is_deleted_at_day_7(
         assert final.stage == LaneStage.DELETED and final.ledger == []
         assert world.deleted == list(reversed(created_for(name, ["shop"])))
         assert world.notices[-1].startswith(f"lane {name} deleted")
+        # The catalogue row followed every stage, with the ticket and the expiry.
+        assert [record.stage for record in world.records] == [
+            "creating", "active", "pending_deletion", "deleted"]
+        assert {record.ticket for record in world.records} == {"PAY-7"}
+        assert world.records[2].expires_at == status.expires_at
 
 
 async def test_renew_on_day_6_5_keeps_the_lane_alive_at_day_8(env: WorkflowEnvironment) -> None:
@@ -195,6 +200,7 @@ async def test_a_failed_push_changes_nothing_and_bad_pushes_are_refused(
         # The activity_seen update still renews for other kinds of use.
         seen: LaneStatus = await handle.execute_update(
             SwimlaneWorkflow.activity_seen, LaneActivityInput(source="qa", detail="smoke test"))
+        assert seen.last_activity and before.last_activity
         assert seen.last_activity > before.last_activity
         await handle.execute_update(SwimlaneWorkflow.delete, DeleteInput(user="ana"))
 

@@ -1,0 +1,209 @@
+"""Benchmark: how long a swimlane takes to create and to delete on the embedded stack.
+
+Runs against a throw-away state directory (its own SQLite file, Temporal dev server on a free
+port, HAProxy) and the local Docker engine, with none of GitLab, Jenkins, Consul or DNS
+configured, so a lane is its dyed Docker deployments behind per-app HAProxy frontends. It
+registers three sample apps and releases each to ``test`` (their QA baseline), then per
+round creates a lane with the three apps, times create (workflow start → stage ``active``),
+checks each lane frontend answers over loopback (a bounded number of requests), and times
+the ``delete`` Update. Usage: ``.venv/bin/python bench/lane_bench.py [--rounds 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import docker  # noqa: E402
+import httpx  # noqa: E402
+from temporalio.client import Client  # noqa: E402
+
+from integrations.store import Store  # noqa: E402
+from schemas.lanes import (  # noqa: E402
+    DeleteInput,
+    LaneSpec,
+    LaneStage,
+    ResourceKind,
+    lane_workflow_id,
+)
+from schemas.models import ReleaseRequest  # noqa: E402
+from schemas.settings import Settings, get_settings  # noqa: E402
+from starter import stack  # noqa: E402
+from starter.catalogue import add_env, mark_ready, register_app  # noqa: E402
+from starter.console import open_store  # noqa: E402
+from starter.releases import follow, start_release, validate_release  # noqa: E402
+from starter.temporal_client import connect  # noqa: E402
+from workflows.swimlane import SwimlaneWorkflow  # noqa: E402
+
+SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sample-app"
+PREFIX = "lanebench-"
+APPS = [f"{PREFIX}cart", f"{PREFIX}pay", f"{PREFIX}web"]
+# Variables that would switch on a lane integration: the bench runs on the embedded defaults.
+INTEGRATIONS = ("SLIPWAY_GITLAB_URL", "SLIPWAY_JENKINS_URL", "SLIPWAY_CONSUL_URL",
+                "SLIPWAY_DNS_SERVER", "SLIPWAY_RECEIVER_URL", "SLIPWAY_REGISTRY",
+                "SLIPWAY_LANE_CLUSTER")
+CREATE_DEADLINE = 300.0  # seconds a lane may take to become active
+DELETE_DEADLINE = 300.0
+REQUESTS_PER_APP = 20  # loopback requests to each lane frontend per round
+REQUEST_SECONDS = 15.0  # and at most this long for all of them
+SEED_004 = "seed 004: 10–30 s per delete; goal < 5 s"
+GOAL_SECONDS = 5.0
+
+
+@dataclass
+class Round:
+    lane: str
+    create: float
+    delete: float
+    answered: int  # requests answered 200 with the app's QA build
+    sent: int
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def release_to_test(client: Client, settings: Settings, store: Store, app: str) -> float:
+    """Register ``app`` from the sample and release it to ``test``: the lane's baseline."""
+    register_app(store, app, category="in-house", tier="non-core", owners=["bench"],
+                 approvers=[], source=str(SAMPLE), description="", actor="bench")
+    mark_ready(store, app, "bench")
+    add_env(store, app, "test", cluster="local", replicas=1, cpu="", memory="", ports=[8080],
+            env_vars={}, runtime="docker", namespace="default", health_path="/healthz",
+            settings=settings, actor="bench", strategy="recreate", approval="none")
+    request, summary = validate_release(
+        store, ReleaseRequest(app=app, env="test", version_label=f"{app}-qa"))
+    began = time.monotonic()
+    started = await start_release(client, settings, request, summary)
+    await follow(started.handle, lambda _status: None)
+    return time.monotonic() - began
+
+
+async def probe(urls: dict[str, str]) -> tuple[int, int]:
+    """Requests to each app's lane frontend, bounded in count and time; (answered, sent)."""
+    answered = sent = 0
+    deadline = time.monotonic() + REQUEST_SECONDS
+    async with httpx.AsyncClient(timeout=5) as http:
+        for _ in range(REQUESTS_PER_APP):
+            for app, url in urls.items():
+                if time.monotonic() > deadline:
+                    return answered, sent
+                sent += 1
+                try:
+                    response = await http.get(url)
+                except httpx.HTTPError:
+                    continue
+                if response.status_code == 200 and response.text.strip() == \
+                        f"sample-app {app}-qa":
+                    answered += 1
+    return answered, sent
+
+
+async def one_round(client: Client, settings: Settings, number: int) -> Round:
+    lane = f"lb{number}-{uuid.uuid4().hex[:6]}"
+    began = time.monotonic()
+    handle = await client.start_workflow(
+        SwimlaneWorkflow.run, LaneSpec(name=lane, apps=APPS, requested_by="bench"),
+        id=lane_workflow_id(lane), task_queue=settings.task_queue)
+    while (status := await handle.query(SwimlaneWorkflow.status)).stage == LaneStage.CREATING:
+        if time.monotonic() - began > CREATE_DEADLINE:
+            raise RuntimeError(f"lane {lane} still creating after {CREATE_DEADLINE:.0f}s")
+        await asyncio.sleep(0.05)
+    created = time.monotonic() - began
+    if status.stage != LaneStage.ACTIVE:
+        raise RuntimeError(f"lane {lane} ended {status.stage}: {status}")
+    urls = {entry.app: str(entry.detail["url"]) for entry in status.ledger
+            if entry.kind == ResourceKind.DEPLOYMENT}
+    if not all(url.startswith("http://127.") for url in urls.values()):
+        raise RuntimeError(f"lane frontends are not on loopback: {urls}")
+    answered, sent = await probe(urls)
+
+    began = time.monotonic()
+    result = await asyncio.wait_for(
+        handle.execute_update(SwimlaneWorkflow.delete, DeleteInput(user="bench")),
+        DELETE_DEADLINE)
+    deleted = time.monotonic() - began
+    if len(result.removed) != len(status.ledger):
+        raise RuntimeError(f"lane {lane}: {len(result.removed)} of {len(status.ledger)} "
+                           "resources removed")
+    return Round(lane, created, deleted, answered, sent)
+
+
+def spread(values: list[float]) -> str:
+    return (f"median {statistics.median(values):.1f} s (min {min(values):.1f}, "
+            f"max {max(values):.1f})")
+
+
+async def run(settings: Settings, store: Store, rounds: int) -> None:
+    client = await connect(settings)
+    seconds = await asyncio.gather(*(release_to_test(client, settings, store, app)
+                                     for app in APPS))
+    print(f"released {', '.join(APPS)} to test in "
+          f"{', '.join(f'{s:.1f}' for s in seconds)} s (concurrently)")
+    print(f"{'round':<6} {'lane':<12} {'create s':>9} {'delete s':>9}  lane frontends")
+    results: list[Round] = []
+    for number in range(1, rounds + 1):
+        result = await one_round(client, settings, number)
+        results.append(result)
+        print(f"{number:<6} {result.lane:<12} {result.create:>9.1f} {result.delete:>9.1f}  "
+              f"{result.answered}/{result.sent} requests answered by the QA build")
+    creates = [r.create for r in results]
+    deletes = [r.delete for r in results]
+    print(f"create (start → active), {len(APPS)} apps: {spread(creates)}")
+    print(f"delete (Update round trip), {len(APPS)} apps: {spread(deletes)}")
+    verdict = "meets" if max(deletes) < GOAL_SECONDS else "misses"
+    print(f"{SEED_004}; this run {verdict} the goal (slowest delete {max(deletes):.1f} s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3, help="lanes created and deleted")
+    args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    state = Path(tempfile.mkdtemp(prefix="slipway-lane-bench-"))
+    for name in INTEGRATIONS:
+        os.environ.pop(name, None)
+    os.environ.update(SLIPWAY_STATE_DIR=str(state), SLIPWAY_TASK_QUEUE="lane-bench",
+                      SLIPWAY_DATABASE_URL="", SLIPWAY_NOTIFIER="console",
+                      SLIPWAY_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
+                      SLIPWAY_TEMPORAL_UI_PORT=str(free_port()),
+                      SLIPWAY_LB_PORT_START=str(free_port()))
+    get_settings.cache_clear()
+    settings = get_settings()
+    store = open_store()
+    finished = False
+    try:
+        stack.start_temporal(settings, background=True)
+        stack.start_worker(settings, background=True)
+        asyncio.run(run(settings, store, args.rounds))
+        finished = True
+    finally:
+        for line in stack.stop_stack(settings):
+            print(f"stopped {line}")
+        engine = docker.from_env()
+        for container in engine.containers.list(all=True, filters={"label": "slipway.app"}):
+            if container.labels["slipway.app"].startswith(PREFIX):
+                container.remove(force=True)
+        if finished:
+            shutil.rmtree(state, ignore_errors=True)
+        else:
+            print(f"kept {state} (worker and Temporal logs under logs/)")
+
+
+if __name__ == "__main__":
+    main()

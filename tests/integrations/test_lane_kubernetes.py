@@ -1,0 +1,349 @@
+"""KubernetesLaneTarget against the kmock API emulator, over HTTP with the official client:
+a namespace per lane, a Deployment per version and a Service per app inside it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp.web
+import kmock
+import pytest
+import pytest_asyncio
+
+from integrations.errors import (
+    ClusterUnavailableError,
+    NamespaceMissingError,
+    PermanentRuntimeError,
+)
+from integrations.kubernetes_runtime import KubernetesRuntime
+from integrations.lane_kubernetes import ForeignNamespaceError, KubernetesLaneTarget
+from integrations.lane_target import LaneDeployment
+from schemas.settings import Cluster
+from tests.support.kube import (
+    DEPLOYMENTS,
+    PODS,
+    SERVICES,
+    KubeEmulator,
+    Kubelet,
+    selector_matches,
+    write_kubeconfig,
+)
+
+T = TypeVar("T")
+LANE = "feat-pay"
+ENV_KEY = f"shop-lane-{LANE}"
+MANAGED = "app.kubernetes.io/managed-by"
+NAMESPACES = "/api/v1/namespaces"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
+    return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Status", "metadata": {},
+                                      "status": "Failure", "code": code, "reason": reason,
+                                      "message": message}, status=code)
+
+
+class LaneEmulator(KubeEmulator):
+    """The shared emulator plus namespace objects: create, read (with labels) and delete.
+
+    kmock cannot parse ``POST /api/v1/namespaces`` and the shared emulator only knows
+    namespace names, so namespace requests are answered here before kmock sees them. A
+    deleted namespace is ``Terminating`` for ``finalize_after`` seconds (forever if None),
+    then gone together with every object in it, as the namespace controller does.
+    """
+
+    def __init__(self, namespaces: set[str] | None = None) -> None:
+        super().__init__(namespaces)
+        self.namespace_objects: dict[str, dict[str, Any]] = {
+            name: self._namespace_object(name, {}) for name in self.namespaces}
+        self.finalize_after: float | None = 0.2
+        self._gone_at: dict[str, float] = {}
+
+    @staticmethod
+    def _namespace_object(name: str, labels: dict[str, str]) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": name, "labels": dict(labels), "uid": name,
+                             "creationTimestamp": _now(), "resourceVersion": "1"},
+                "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+
+    def add_namespace(self, name: str, labels: dict[str, str]) -> None:
+        """A namespace someone (or an earlier Slipway attempt) created beforehand."""
+        self.namespaces.add(name)
+        self.namespace_objects[name] = self._namespace_object(name, labels)
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        path, method = raw_request.path.rstrip("/"), raw_request.method
+        if path == NAMESPACES and method == "POST":
+            return self._create_namespace(await raw_request.json())
+        name = path[len(NAMESPACES) + 1:] if path.startswith(NAMESPACES + "/") else ""
+        if name and "/" not in name and method in ("GET", "DELETE"):
+            if name in self.forbidden:
+                return _status(403, "Forbidden", f'namespaces "{name}" is forbidden')
+            self._finalize_due()
+            if name not in self.namespace_objects:
+                return _status(404, "NotFound", f'namespaces "{name}" not found')
+            if method == "DELETE":
+                self._delete_namespace(name)
+            return aiohttp.web.json_response(self.namespace_objects[name])
+        return await super().__call__(raw_request)
+
+    def _create_namespace(self, body: dict[str, Any]) -> aiohttp.web.Response:
+        meta = body.get("metadata") or {}
+        name = str(meta.get("name", ""))
+        self._finalize_due()
+        if name in self.namespace_objects:
+            return _status(409, "AlreadyExists", f'namespaces "{name}" already exists')
+        self.add_namespace(name, meta.get("labels") or {})
+        self.log.append(("namespace", name, "create"))
+        return aiohttp.web.json_response(self.namespace_objects[name], status=201)
+
+    def _delete_namespace(self, name: str) -> None:
+        obj = self.namespace_objects[name]
+        if obj["metadata"].get("deletionTimestamp"):
+            return
+        obj["metadata"]["deletionTimestamp"] = _now()
+        obj["status"]["phase"] = "Terminating"
+        self.log.append(("namespace", name, "delete"))
+        if self.finalize_after is not None:
+            self._gone_at[name] = time.monotonic() + self.finalize_after
+
+    def _finalize_due(self) -> None:
+        now = time.monotonic()
+        for name, when in list(self._gone_at.items()):
+            if now < when:
+                continue
+            del self._gone_at[name]
+            self.namespace_objects.pop(name, None)
+            self.namespaces.discard(name)
+            for (_res, ns, _name), obj in list(self.objects.items()):
+                if ns == name and not obj.deleted:
+                    obj.delete()
+            self.log.append(("namespace", name, "gone"))
+
+
+@dataclass
+class LaneCluster:
+    emulator: LaneEmulator
+    kubelet: Kubelet
+    kubeconfig: Path
+
+
+@pytest_asyncio.fixture(name="kube")
+async def lane_cluster_fixture(tmp_path: Path) -> AsyncIterator[LaneCluster]:
+    """An emulated cluster with a production namespace a lane must never touch."""
+    emulator = LaneEmulator({"shop-prod"})
+    async with emulator, kmock.Server(emulator) as server:
+        kubelet = Kubelet(emulator)
+        task = asyncio.create_task(kubelet.run())
+        url = str(server.url).rstrip("/")
+        try:
+            yield LaneCluster(emulator, kubelet, write_kubeconfig(tmp_path / "kubeconfig", url))
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """The client is synchronous and the emulator serves on this loop: call from a thread,
+    bounded so a hang fails the test instead of stalling the run."""
+    return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs), 20)
+
+
+def target_for(kube: LaneCluster, **options: Any) -> KubernetesLaneTarget:
+    """Built as worker.lane_target builds it, with short waits for the tests."""
+    runtime = KubernetesRuntime.from_cluster(
+        Cluster(runtime="kubernetes", kubeconfig=str(kube.kubeconfig)), name="k8s")
+    runtime.poll_seconds = 0.05
+    return KubernetesLaneTarget(runtime, deadline_seconds=10,
+                                **{"drain_seconds": 0.1, **options})
+
+
+def want(version: int, lane: str = LANE) -> LaneDeployment:
+    return LaneDeployment(lane=lane, app="shop", image=f"reg.test/shop:{version}.0",
+                          version=version, ports=[8080],
+                          env_vars={"MODE": "qa", "SLIPWAY_LANE": lane}, memory="64Mi",
+                          health_path="/ready")
+
+
+def served_versions(kube: LaneCluster, namespace: str = LANE) -> list[str]:
+    """The versions of the pods the app's Service selects right now."""
+    service = kube.emulator.live(SERVICES, namespace)["shop"]
+    return sorted(p["metadata"]["labels"]["version"]
+                  for p in kube.emulator.live(PODS, namespace).values()
+                  if selector_matches(",".join(f"{k}={v}" for k, v in
+                                               service["spec"]["selector"].items()),
+                                      p["metadata"]["labels"]))
+
+
+def namespace_log(kube: LaneCluster) -> list[tuple[str, str, Any]]:
+    return [entry for entry in kube.emulator.log if entry[0] == "namespace"]
+
+
+async def test_the_lane_namespace_is_created_labelled_adopted_and_deleted(
+        kube: LaneCluster) -> None:
+    target = target_for(kube)
+    detail = await run(target.create_namespace, LANE)
+
+    assert detail == {"runtime": "kubernetes", "cluster": "k8s", "namespace": LANE,
+                      "created": True}
+    labels = kube.emulator.namespace_objects[LANE]["metadata"]["labels"]
+    assert labels == {"slipway.lane": LANE, MANAGED: "slipway"}
+    # A retry adopts the namespace it made: still ours, still deleted with the lane.
+    assert await run(target.create_namespace, LANE) == detail
+    assert namespace_log(kube) == [("namespace", LANE, "create")]
+
+    await run(target.delete_namespace, detail)
+    assert LANE not in kube.emulator.namespace_objects  # waited until it was gone
+    await run(target.delete_namespace, detail)  # already gone is fine
+    assert namespace_log(kube) == [("namespace", LANE, "create"), ("namespace", LANE, "delete"),
+                                   ("namespace", LANE, "gone")]
+    assert "shop-prod" in kube.emulator.namespaces
+
+
+async def test_deleting_waits_a_bounded_time_then_accepts_terminating(
+        kube: LaneCluster) -> None:
+    target = target_for(kube, namespace_timeout_seconds=0.3)
+    detail = await run(target.create_namespace, LANE)
+    kube.emulator.finalize_after = None  # a finalizer that never finishes
+    started = time.monotonic()
+    await run(target.delete_namespace, detail)
+    assert 0.3 <= time.monotonic() - started < 5
+    assert kube.emulator.namespace_objects[LANE]["status"]["phase"] == "Terminating"
+
+    # A lane of the same name must wait for it: retryable, not permanent.
+    with pytest.raises(ClusterUnavailableError, match="still terminating") as waiting:
+        await run(target.create_namespace, LANE)
+    assert not isinstance(waiting.value, PermanentRuntimeError)
+
+
+@pytest.mark.parametrize("labels", [{"team": "payments"}, {"slipway.lane": "other-lane",
+                                                           MANAGED: "slipway"}])
+async def test_a_namespace_that_is_not_the_lanes_is_refused_and_left_alone(
+        kube: LaneCluster, labels: dict[str, str]) -> None:
+    kube.emulator.add_namespace(LANE, labels)
+    target = target_for(kube)
+    with pytest.raises(ForeignNamespaceError) as refused:
+        await run(target.create_namespace, LANE)
+    assert isinstance(refused.value, PermanentRuntimeError)
+    assert f"namespace '{LANE}'" in str(refused.value)
+    assert "cluster 'k8s'" in str(refused.value)
+
+    # Even a ledger saying we created it does not get someone else's namespace deleted.
+    with pytest.raises(ForeignNamespaceError):
+        await run(target.delete_namespace, {"runtime": "kubernetes", "cluster": "k8s",
+                                            "namespace": LANE, "created": True})
+    assert kube.emulator.namespace_objects[LANE]["metadata"]["labels"] == labels
+    assert kube.emulator.namespace_objects[LANE]["status"]["phase"] == "Active"
+    assert namespace_log(kube) == []
+
+
+async def test_deploy_runs_the_version_in_the_lane_namespace_behind_a_service(
+        kube: LaneCluster) -> None:
+    target = target_for(kube)
+    await run(target.create_namespace, LANE)
+    messages: list[str] = []
+    detail = await run(target.deploy, want(1), messages.append)
+
+    assert detail == {"runtime": "kubernetes", "cluster": "k8s", "namespace": LANE,
+                      "env_key": ENV_KEY, "image": "reg.test/shop:1.0", "version": 1,
+                      "service": "shop", "port": 8080,
+                      "url": f"http://shop.{LANE}.svc:8080/"}
+    assert any("1/1 replicas of v1 ready" in m for m in messages)
+    deployment = kube.emulator.deployment(LANE, "shop-v1")
+    assert deployment is not None
+    assert deployment["metadata"]["labels"]["slipway.env"] == ENV_KEY
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "reg.test/shop:1.0"
+    assert {"name": "SLIPWAY_LANE", "value": LANE} in container["env"]
+    assert {"name": "MODE", "value": "qa"} in container["env"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 8080}
+    assert deployment["spec"]["replicas"] == 1
+    service = kube.emulator.live(SERVICES, LANE)["shop"]
+    assert service["spec"]["selector"] == {"app": "shop", "traffic": "on"}
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(8080, 8080)]
+    assert served_versions(kube) == ["1"]
+    # Nothing outside the lane's namespace.
+    assert kube.emulator.live(DEPLOYMENTS, "shop-prod") == {}
+    assert kube.emulator.live(SERVICES, "shop-prod") == {}
+
+    # Idempotent: a retried deploy changes nothing.
+    assert await run(target.deploy, want(1)) == detail
+    assert kube.emulator.deployment(LANE, "shop-v1")["metadata"]["generation"] == 1  # type: ignore[index]
+
+
+async def test_a_newer_version_takes_over_and_retire_removes_the_old_one(
+        kube: LaneCluster) -> None:
+    target = target_for(kube)
+    await run(target.create_namespace, LANE)
+    first = await run(target.deploy, want(1))
+    second = await run(target.deploy, want(2))
+    assert served_versions(kube) == ["1", "2"]  # both serve until the old one is retired
+
+    await run(target.retire, first, "shop")
+    assert set(kube.emulator.live(DEPLOYMENTS, LANE)) == {"shop-v2"}
+    assert served_versions(kube) == ["2"]
+    old_pods = [e for e in kube.emulator.log if e[0] == "traffic" and e[1].startswith("shop-v1")]
+    # The old pod left the Service before its Deployment was deleted.
+    assert old_pods == [("traffic", old_pods[0][1], "off")]
+    assert kube.emulator.log.index(old_pods[0]) < kube.emulator.log.index(
+        ("delete", "shop-v1", None))
+    assert second["version"] == 2 and second["url"] == first["url"]
+    await run(target.retire, first, "shop")  # already retired is fine
+    await asyncio.sleep(0.2)
+    assert kube.emulator.pods_of(LANE, "shop-v1") == []
+
+
+async def test_remove_deletes_the_service_and_every_version_of_the_app(
+        kube: LaneCluster) -> None:
+    target = target_for(kube)
+    namespace = await run(target.create_namespace, LANE)
+    first = await run(target.deploy, want(1))
+    # A redeploy that stopped before retiring v1: the ledger still names v1 only.
+    await run(target.deploy, want(2))
+
+    await run(target.remove, first, "shop")
+    assert kube.emulator.live(DEPLOYMENTS, LANE) == {}
+    assert kube.emulator.live(SERVICES, LANE) == {}
+    await asyncio.sleep(0.2)
+    assert kube.emulator.live(PODS, LANE) == {}
+    await run(target.remove, first, "shop")  # already gone is fine
+    assert LANE in kube.emulator.namespaces  # the namespace goes with delete_namespace
+
+    await run(target.delete_namespace, namespace)
+    await run(target.remove, first, "shop")  # and after the namespace went, too
+    await run(target.retire, first, "shop")
+
+
+async def test_deploying_into_a_lane_without_its_namespace_is_permanent(
+        kube: LaneCluster) -> None:
+    target = target_for(kube)
+    with pytest.raises(NamespaceMissingError, match=f"'{LANE}'"):
+        await run(target.deploy, want(1))
+    assert LANE not in kube.emulator.namespaces
+
+
+def test_the_lane_manifest_grants_what_lanes_use() -> None:
+    import yaml
+
+    manifest = Path(__file__).parents[2] / "deploy" / "kubernetes" / "rbac-lanes.yaml"
+    role, binding = yaml.safe_load_all(manifest.read_text())
+    rules = {(group, resource): sorted(rule["verbs"])
+             for rule in role["rules"] for group in rule["apiGroups"]
+             for resource in rule["resources"]}
+    assert role["kind"] == "ClusterRole" and binding["kind"] == "ClusterRoleBinding"
+    assert rules[("", "namespaces")] == ["create", "delete", "get"]
+    assert rules[("", "services")] == ["create", "delete", "get", "patch"]
+    assert rules[("apps", "deployments")] == ["create", "delete", "get", "list", "patch"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "slipway-worker",
+                                    "namespace": "slipway"}]
