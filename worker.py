@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -31,7 +31,6 @@ from integrations.haproxy_traffic import HaproxyTraffic
 from integrations.janitor import LaneJanitor
 from integrations.lane_docker import DockerLaneTarget
 from integrations.lane_resources import LaneResources, LaneSettings
-from integrations.lane_target import LaneTarget
 from integrations.notifier import NotifierSettings, build_notifier
 from integrations.protocols import Runtime, TrafficRouter
 from integrations.store import Store
@@ -39,6 +38,9 @@ from schemas.settings import Cluster, Settings, get_settings
 from workflows.janitor import JanitorWorkflow
 from workflows.release import ReleaseWorkflow
 from workflows.swimlane import SwimlaneWorkflow
+
+if TYPE_CHECKING:  # imported where needed: Docker-only installations never load it
+    from integrations.lane_kubernetes import KubernetesLaneTarget
 
 WORKFLOWS = [ReleaseWorkflow, SwimlaneWorkflow, JanitorWorkflow]
 
@@ -67,7 +69,7 @@ def build_cluster(name: str, cluster: Cluster, settings: Settings,
 
 
 def lane_target(settings: Settings, lane_settings: LaneSettings,
-                auth: dict[str, str] | None) -> LaneTarget:
+                auth: dict[str, str] | None) -> DockerLaneTarget | KubernetesLaneTarget:
     """Where lanes run: ``SLIPWAY_LANE_CLUSTER`` (default: the default cluster). A Docker
     cluster runs lane apps on its first engine behind their own HAProxy frontends; a
     Kubernetes cluster gives every lane a namespace of its own."""
@@ -135,9 +137,12 @@ async def connect(settings: Settings) -> Client:
 def make_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
     """A worker for every workflow; call it on the event loop the worker will run on."""
     engines = [c.engines[0] for c in settings.clusters.values() if c.runtime == "docker"]
+    target = lane_target(settings, LaneSettings(), registry_auth(settings))
+    # Lanes on Kubernetes leave namespaces behind, not containers: the janitor sweeps those.
+    kube_lanes = [] if isinstance(target, DockerLaneTarget) else [target]
     janitor = JanitorActivities(
         LaneJanitor(engines, HaproxyRouter(settings.state_dir, settings.haproxy_bin,
-                                           settings.lb_bind_address)),
+                                           settings.lb_bind_address), kube_lanes),
         Store(settings.resolved_database_url()), client, asyncio.get_running_loop())
     return Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
                   activities=[*build_activities(settings), janitor.sweep_lane_orphans,

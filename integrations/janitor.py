@@ -1,4 +1,5 @@
-"""Finding what lanes left behind: containers and load balancers of lanes with no workflow.
+"""Finding what lanes left behind: containers and load balancers of lanes with no workflow
+on Docker, lane namespaces on Kubernetes.
 
 No Temporal imports: the caller says which lanes are alive.
 """
@@ -6,6 +7,7 @@ No Temporal imports: the caller says which lanes are alive.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import docker
 
@@ -13,13 +15,19 @@ from integrations.docker_runtime import LABEL_ENV
 from integrations.haproxy import HaproxyRouter
 from integrations.lane_target import LABEL_LANE
 
+if TYPE_CHECKING:  # Docker-only installations never load the Kubernetes client
+    from integrations.lane_kubernetes import KubernetesLaneTarget
+
 
 class LaneJanitor:
-    """Removes lane-labelled containers (and their HAProxy frontends) of dead lanes."""
+    """Removes lane-labelled containers (and their HAProxy frontends) and lane namespaces of
+    dead lanes."""
 
-    def __init__(self, engines: list[str], router: HaproxyRouter) -> None:
+    def __init__(self, engines: list[str], router: HaproxyRouter,
+                 kubernetes: list[KubernetesLaneTarget] | None = None) -> None:
         self.engines = engines
         self.router = router
+        self.kubernetes = list(kubernetes or [])
 
     def lanes_with_resources(self) -> dict[str, list[str]]:
         """Lane name → environment keys of its containers, across every engine."""
@@ -46,4 +54,11 @@ class LaneJanitor:
                 if key:
                     self.router.stop(key)
             removed[lane] = env_keys
+        for target in self.kubernetes:
+            for lane in target.lane_namespaces():
+                if alive(lane):
+                    continue
+                # Our label is on it (lane_namespaces checked): deleting takes its apps along.
+                target.delete_namespace({"namespace": lane, "created": True})
+                removed.setdefault(lane, []).append(f"namespace {lane}@{target.cluster}")
         return removed

@@ -138,6 +138,15 @@ class KubernetesLaneTarget:
                     f"{self.namespace_timeout_seconds:.0f}s after it was deleted")
             time.sleep(self.runtime.poll_seconds)
 
+    def lane_namespaces(self) -> list[str]:
+        """Lanes that have a namespace on this cluster (by its ``slipway.lane`` label)."""
+        found: client.V1NamespaceList = self.kube.call(
+            "list lane namespaces", "", lambda: self.kube.core.list_namespace(
+                label_selector=LABEL_LANE, _request_timeout=REQUEST_TIMEOUT), self.cluster)
+        return sorted(_labels(item)[LABEL_LANE] for item in found.items
+                      if _labels(item).get(LABEL_LANE) == (item.metadata.name
+                                                           if item.metadata else None))
+
     # -- apps -------------------------------------------------------------------------------
 
     def deploy(self, want: LaneDeployment, progress: Progress | None = None) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from integrations.errors import (
     NamespaceMissingError,
     PermanentRuntimeError,
 )
+from integrations.haproxy import HaproxyRouter
+from integrations.janitor import LaneJanitor
 from integrations.kubernetes_runtime import KubernetesRuntime
 from integrations.lane_kubernetes import ForeignNamespaceError, KubernetesLaneTarget
 from integrations.lane_target import LaneDeployment
@@ -85,6 +87,14 @@ class LaneEmulator(KubeEmulator):
         path, method = raw_request.path.rstrip("/"), raw_request.method
         if path == NAMESPACES and method == "POST":
             return self._create_namespace(await raw_request.json())
+        if path == NAMESPACES and method == "GET":
+            # Only the existence selector the janitor sends ("slipway.lane") is understood.
+            self._finalize_due()
+            wanted = raw_request.query.get("labelSelector", "")
+            items = [obj for obj in self.namespace_objects.values()
+                     if not wanted or wanted in obj["metadata"]["labels"]]
+            return aiohttp.web.json_response({"apiVersion": "v1", "kind": "NamespaceList",
+                                              "metadata": {}, "items": items})
         name = path[len(NAMESPACES) + 1:] if path.startswith(NAMESPACES + "/") else ""
         if name and "/" not in name and method in ("GET", "DELETE"):
             if name in self.forbidden:
@@ -347,3 +357,18 @@ def test_the_lane_manifest_grants_what_lanes_use() -> None:
     assert rules[("apps", "deployments")] == ["create", "delete", "get", "list", "patch"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "slipway-worker",
                                     "namespace": "slipway"}]
+
+
+async def test_the_janitor_deletes_namespaces_of_dead_lanes_only(kube: LaneCluster) -> None:
+    target = target_for(kube)
+    for lane in ("live-lane", "dead-lane"):
+        await run(target.create_namespace, lane)
+    # Labelled for a lane, but not named after it: not a lane namespace, never touched.
+    kube.emulator.add_namespace("impostor", {"slipway.lane": "dead-lane"})
+    janitor = LaneJanitor([], HaproxyRouter(kube.kubeconfig.parent / "lb"), [target])
+
+    assert await run(target.lane_namespaces) == ["dead-lane", "live-lane"]
+    removed = await run(janitor.sweep, lambda lane: lane == "live-lane")
+
+    assert removed == {"dead-lane": ["namespace dead-lane@k8s"]}
+    assert set(kube.emulator.namespace_objects) == {"shop-prod", "live-lane", "impostor"}
