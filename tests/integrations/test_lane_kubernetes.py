@@ -8,7 +8,6 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +33,8 @@ from tests.support.kube import (
     SERVICES,
     KubeEmulator,
     Kubelet,
+    _now,
+    _status,
     selector_matches,
     write_kubeconfig,
 )
@@ -43,16 +44,6 @@ LANE = "feat-pay"
 ENV_KEY = f"shop-lane-{LANE}"
 MANAGED = "app.kubernetes.io/managed-by"
 NAMESPACES = "/api/v1/namespaces"
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
-    return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Status", "metadata": {},
-                                      "status": "Failure", "code": code, "reason": reason,
-                                      "message": message}, status=code)
 
 
 class LaneEmulator(KubeEmulator):
