@@ -69,6 +69,17 @@ class GitlabCodeHost:
                                 f"from {base} failed: {error.error_message}") from error
         return True
 
+    def branch_head(self, project: str | int, branch: str) -> str | None:
+        """The commit ``branch`` points at, or None when there is no such branch."""
+        try:
+            found: Any = self._project(project).branches.get(branch)
+        except GitlabGetError as error:
+            if error.response_code == 404:
+                return None
+            raise CodeHostError(f"GitLab {self.url}: reading branch {branch} of {project} "
+                                f"failed: {error.error_message}") from error
+        return str(found.commit["id"])
+
     def delete_branch(self, project: str | int, branch: str) -> bool:
         """Delete ``branch``; False when it did not exist."""
         try:

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from integrations.builders import BuilderSettings
 from integrations.consul_config import ConsulConfig
@@ -30,7 +30,7 @@ from integrations.protocols import Progress
 from integrations.store import Store
 from schemas.lanes import LaneDeployInput, LaneResourceInput, LedgerEntry, ResourceKind
 from schemas.models import ImageSpec
-from schemas.tables import Application, Baseline, Environment
+from schemas.tables import Application, Baseline, Build, Environment
 
 
 class LaneSettings(BaseSettings):
@@ -137,11 +137,12 @@ class LaneResources:
         the one the entry names: the app's lane entry point keeps serving throughout."""
         entry = data.entry
         current = int(entry.detail.get("version", 1))
-        _, env = self._lane_image(entry.app)
-        detail = self.target.deploy(self._want(data.lane, entry.app, data.image, env,
+        with self.store.session() as session:
+            _, envs = self._app_envs(session, entry.app)
+        detail = self.target.deploy(self._want(data.lane, entry.app, data.image, envs[0],
                                                current + 1), progress)
         self.target.retire(entry.detail, entry.app)
-        return entry.model_copy(update={"detail": detail})
+        return entry.model_copy(update={"detail": {**detail, "from": "push"}})
 
     # -- creators ---------------------------------------------------------------------------
 
@@ -195,9 +196,12 @@ class LaneResources:
         return {"project": project, "hook_id": hook_id, "url": url}
 
     def _deployment(self, data: LaneResourceInput, progress: Progress | None) -> dict[str, Any]:
-        """Run the app's QA baseline in the lane, dyed with the lane name."""
-        image, env = self._lane_image(data.app)
-        return self.target.deploy(self._want(data.lane, data.app, image, env, 1), progress)
+        """Run the app in the lane, dyed with the lane name: the newest build of the lane's
+        branch head when there is one (a lane re-created for a branch with pushes), else the
+        app's QA baseline."""
+        image, env, what = self._lane_image(data.app, data.lane)
+        detail = self.target.deploy(self._want(data.lane, data.app, image, env, 1), progress)
+        return {**detail, "from": what}
 
     def _want(self, lane: str, app: str, image: str, env: Environment,
               version: int) -> LaneDeployment:
@@ -213,22 +217,48 @@ class LaneResources:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _lane_image(self, app: str) -> tuple[str, Environment]:
-        """The image of the app's QA baseline (by digest), with that environment's settings."""
+    def _lane_image(self, app: str, lane: str) -> tuple[str, Environment, str]:
+        """What the lane runs for ``app`` (by digest, never by a tag that moves), the
+        environment whose settings it runs with (the QA one first), and where it came from."""
         with self.store.session() as session:
-            found = session.exec(select(Application).where(Application.name == app)).first()
-            if found is None:
-                raise LaneResourceError(f"unknown application {app!r}: register it first")
-            envs = list(session.exec(select(Environment).where(Environment.app_id == found.id)))
-            ordered = sorted(envs, key=lambda e: e.env_type != self.settings.lane_source_env)
+            found, ordered = self._app_envs(session, app)
+            build = self._branch_build(found, lane)
+            if build is not None:
+                image = ImageSpec(image=build.image, digest=build.digest).run_ref
+                return image, ordered[0], f"build of feature/{lane} at {build.ref[:12]}"
             for env in ordered:
                 baseline = session.exec(select(Baseline).where(Baseline.env_id == env.id)
                                         .order_by(col(Baseline.version).desc())).first()
                 if baseline is not None:
-                    # Exactly what the baseline ran: by digest, never by a tag that moves.
-                    return ImageSpec(image=baseline.image, digest=baseline.digest).run_ref, env
+                    image = ImageSpec(image=baseline.image, digest=baseline.digest).run_ref
+                    return image, env, f"baseline {baseline.version} of {env.name}"
         raise LaneResourceError(f"{app} has no baseline to deploy into a lane: release it to "
                                 f"{self.settings.lane_source_env} first")
+
+    def _app_envs(self, session: Session, app: str) -> tuple[Application, list[Environment]]:
+        """The app and its environments, the one lanes copy (QA) first."""
+        found = session.exec(select(Application).where(Application.name == app)).first()
+        if found is None:
+            raise LaneResourceError(f"unknown application {app!r}: register it first")
+        envs = list(session.exec(select(Environment).where(Environment.app_id == found.id)))
+        if not envs:
+            raise LaneResourceError(f"{app} has no environment whose settings a lane could "
+                                    f"run it with: add a {self.settings.lane_source_env} "
+                                    "environment first")
+        return found, sorted(envs, key=lambda e: e.env_type != self.settings.lane_source_env)
+
+    def _branch_build(self, app: Application, lane: str) -> Build | None:
+        """The newest build of the commit ``feature/<lane>`` points at, if GitLab knows the
+        branch and something (a push to an earlier lane of this name, CI) built that commit."""
+        project = gitlab_project(app.source, self.builders.gitlab_url)
+        if not project:
+            return None
+        head = self._gitlab().branch_head(project, f"feature/{lane}")
+        if not head:
+            return None
+        with self.store.session() as session:
+            return session.exec(select(Build).where(Build.app_id == app.id, Build.ref == head)
+                                .order_by(col(Build.id).desc())).first()
 
     def _project(self, app: str) -> str:
         with self.store.session() as session:

@@ -50,7 +50,7 @@ from schemas.lanes import (
     lane_workflow_id,
 )
 from schemas.settings import Settings
-from schemas.tables import Application
+from schemas.tables import Application, Build
 from tests.integration import test_swimlane_docker as swimlane_docker
 from tests.integration.conftest import free_port
 from tests.support.bind9 import Bind9Server, bind9_server  # noqa: F401  (module fixture)
@@ -161,6 +161,20 @@ async def lane_queue(temporal: WorkflowEnvironment, settings: Settings, store: S
             yield queue
 
 
+def build_branch_head(docker_client: docker.DockerClient, settings: Settings,
+                      store: Store) -> None:
+    """What CI (or a push to an earlier lane of the name) built from orders' lane branch head:
+    an image of its own, recorded as the build of WORK_SHA."""
+    image, _ = docker_client.images.build(
+        path=str(swimlane_docker.SAMPLE), tag="lane-it/orders:feature", rm=True,
+        buildargs={"VERSION": "orders-feature", "BASE_IMAGE": settings.base_image})
+    with store.session() as session:
+        app = session.exec(select(Application).where(Application.name == ADOPTED)).one()
+        session.add(Build(app_id=app.id or 0, ref=WORK_SHA, version_label="orders-feature",
+                          image="lane-it/orders:feature", digest=str(image.id)))
+        session.commit()
+
+
 def point_sources_at_gitlab(store: Store, gitlab_url: str) -> None:
     """The apps were built from the sample directory; from now on their source is a GitLab
     repository, so the lane's branch, job and webhook find a project."""
@@ -210,12 +224,13 @@ async def finish(handle: WorkflowHandle[SwimlaneWorkflow, LaneStatus]) -> None:
 
 async def test_lane_creates_and_deletes_branch_job_config_dns_webhook_and_deployments(
     temporal: WorkflowEnvironment, running_worker: None, settings: Settings, store: Store,
-    systems: Systems, lane_queue: str, cleanup: None,
+    systems: Systems, lane_queue: str, cleanup: None, docker_client: docker.DockerClient,
 ) -> None:
     for app in APPS:
         await asyncio.wait_for(
             swimlane_docker.release_to_test(temporal, settings, store, app), 180)
     point_sources_at_gitlab(store, systems.gitlab.url)
+    build_branch_head(docker_client, settings, store)
     lane, gitlab, jenkins, consul = systems.lane, systems.gitlab, systems.jenkins, systems.consul
     for app in APPS:
         assert [resolve(systems.bind9, name)[0] for name in dns_names(systems, app)] == [
@@ -305,12 +320,16 @@ async def check_created(systems: Systems, status: LaneStatus) -> None:
         assert [resolve(systems.bind9, name) for name in dns_names(systems, app)] == [
             ("NOERROR", ["127.0.0.1"])] * 2
 
-    # Each app serves its QA build through its own lane frontend.
+    # Each app serves through its own lane frontend: orders the build of its lane branch's
+    # head (the branch existed, with work on it), billing its QA baseline.
+    served = {ADOPTED: ("orders-feature", f"build of feature/{lane} at {WORK_SHA[:12]}"),
+              CREATED: ("billing-qa", "baseline 1 of test@local")}
     async with httpx.AsyncClient(timeout=5) as http:
         for app in APPS:
             url = by_kind[(ResourceKind.DEPLOYMENT, app)]["url"]
             assert url.startswith("http://127.0.0.1:")
-            assert (await http.get(url)).text.strip() == f"sample-app {app}-qa"
+            assert (await http.get(url)).text.strip() == f"sample-app {served[app][0]}"
+            assert by_kind[(ResourceKind.DEPLOYMENT, app)]["from"] == served[app][1]
 
 
 def check_deleted(systems: Systems, status: LaneStatus) -> None:

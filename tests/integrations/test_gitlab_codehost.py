@@ -49,6 +49,16 @@ def test_branch_names_with_slashes_and_delete_twice() -> None:
     assert "lane/feature-x" not in fake.repos[PROJECT].branches
 
 
+def test_branch_head_names_the_commit_or_none() -> None:
+    with running_gitlab(repos={PROJECT: FakeRepo(branches={"feature/pay": SHA})}) as fake:
+        code_host = host(fake.url)
+        assert code_host.branch_head(PROJECT, "feature/pay") == SHA
+        assert code_host.branch_head(PROJECT, "feature/none") is None
+    assert [(c.method, c.path) for c in fake.calls] == [
+        ("GET", f"{BASE}/repository/branches/feature/pay"),
+        ("GET", f"{BASE}/repository/branches/feature/none")]
+
+
 def test_ensure_branch_from_unknown_base_fails() -> None:
     with running_gitlab(repos={PROJECT: FakeRepo()}) as fake, \
             pytest.raises(CodeHostError, match="Invalid reference name") as error:

@@ -206,7 +206,8 @@ async def test_tag_push_releases_once(env: WorkflowEnvironment, store: Store,
         # The fake activities don't write the catalogue: the receiver marked it releasing.
         assert change.state in (ChangeState.RELEASING, ChangeState.RELEASED)
 
-        handle = env.client.get_workflow_handle(release_workflow_id(app, ENV))
+        handle = env.client.get_workflow_handle(release_workflow_id(app, ENV),
+                                                result_type=ReleaseOutcome)
         description = await handle.describe()
         assert description.run_id == started["run_id"]
         outcome = await handle.result()
