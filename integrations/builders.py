@@ -81,11 +81,12 @@ class BuilderRouter:
         return self.settings.builders.get(app) or BuilderRule()
 
     def build(self, data: BuildInput, progress: Progress | None = None) -> ImageSpec:
-        """Build ``data.app`` at ``data.ref`` with the builder its rule names."""
+        """Build ``data.app`` at ``data.ref`` with the builder its rule names (or with the
+        Jenkins job ``data.jenkins_job`` names, when a lane asks for its own)."""
         rule = self.rule(data.app)
         # Without a rule-level note, the workflow id tells a CI user which release asked.
         note = rule.note or f"slipway {data.workflow_id}"
-        if rule.kind == "jenkins":
+        if rule.kind == "jenkins" or data.jenkins_job:
             if not self.settings.jenkins_url:
                 raise BuilderConfigError(f"{data.app} builds on Jenkins but SLIPWAY_JENKINS_URL "
                                          "is not set")
@@ -93,7 +94,7 @@ class BuilderRouter:
             jenkins = JenkinsBuilder(self.settings.jenkins_url, username, token,
                                      poll_interval=self.settings.build_poll_seconds)
             return jenkins.build(data.app, data.source, data.ref, data.version_label, progress,
-                                 job=rule.job, note=note)
+                                 job=data.jenkins_job or rule.job, note=note)
         if rule.kind == "gitlab":
             if not self.settings.gitlab_url:
                 raise BuilderConfigError(f"{data.app} builds on GitLab CI but SLIPWAY_GITLAB_URL "

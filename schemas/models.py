@@ -103,6 +103,8 @@ class BuildInput(BaseModel):
     ref: str | None = None
     version_label: str
     workflow_id: str
+    # A Jenkins job to build with instead of the app's builder rule: a lane's own job.
+    jenkins_job: str = ""
 
 
 class RecordBuildInput(BaseModel):

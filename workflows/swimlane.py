@@ -356,12 +356,16 @@ class SwimlaneWorkflow:
                 raise ApplicationError(f"lane {name} is being deleted")
             current = next(entry for entry in state.ledger
                            if entry.kind == ResourceKind.DEPLOYMENT and entry.app == data.app)
+            # With Jenkins set up, the lane has a job of its own for the app: build there.
+            lane_job = next((str(entry.detail["job"]) for entry in state.ledger
+                             if entry.kind == ResourceKind.CI_JOB and entry.app == data.app
+                             and entry.detail.get("job")), "")
             this_run = workflow.info().workflow_id
             try:
                 image: ImageSpec = await workflow.execute_activity_method(
                     BuildActivities.build_image,
                     BuildInput(app=data.app, source=data.source, ref=data.sha,
-                               version_label=label, workflow_id=this_run),
+                               version_label=label, workflow_id=this_run, jenkins_job=lane_job),
                     start_to_close_timeout=BUILD_TIMEOUT, heartbeat_timeout=timedelta(seconds=60),
                     retry_policy=RETRY, summary=f"build {data.app}:{label}")
                 await workflow.execute_activity_method(

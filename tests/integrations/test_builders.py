@@ -64,6 +64,20 @@ def test_rule_sends_the_build_to_jenkins_with_named_credentials() -> None:
     assert trigger.authorization == "Basic " + base64.b64encode(b"robot:tok3n").decode()
 
 
+def test_a_lane_job_overrides_the_rule() -> None:
+    docker = RecordingDocker()
+    with running_jenkins({"pay-42/cart": JobScript()}) as fake:
+        settings = BuilderSettings(jenkins_url=fake.url, build_poll_seconds=0.01)
+        lane_build = data("cart").model_copy(update={"jenkins_job": "pay-42/cart",
+                                                     "ref": "feature/pay-42"})
+        image = BuilderRouter(docker, settings, Credentials({"jenkins": "robot:t"})).build(
+            lane_build, None)
+    assert image.image == "registry.test/app:v1" and docker.builds == []
+    trigger = next(c for c in fake.calls if c.path.endswith("/buildWithParameters"))
+    assert trigger.path == "/job/pay-42/job/cart/buildWithParameters"
+    assert trigger.query["REF"] == "feature/pay-42"
+
+
 def test_rule_sends_the_build_to_gitlab_with_named_credentials() -> None:
     credentials = Credentials({"gitlab": "glpat-xyz"})
     with running_gitlab({"shop/web": PipelineScript(running_polls=0)}) as fake:

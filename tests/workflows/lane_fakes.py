@@ -33,6 +33,7 @@ class LaneWorld:
     deleted: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     builds: list[str] = field(default_factory=list)  # "app ref label"
+    build_jobs: list[str] = field(default_factory=list)  # the Jenkins job each build asked for
     deploys: list[str] = field(default_factory=list)  # "app image (was vN)"
     records: list[LaneRecordInput] = field(default_factory=list)  # catalogue rows written
     fail_on: str | None = None  # "kind app", e.g. "dns b"; "build app" fails its build
@@ -52,8 +53,9 @@ class LaneWorld:
             if step == world.fail_on:
                 raise ApplicationError(f"{step} refused", non_retryable=True)
             world.created.append(step)
-            return LedgerEntry(kind=data.kind, key=data.key, detail={"lane": data.lane},
-                               app=data.app)
+            # As with Jenkins set up: the CI job entry names the lane's job.
+            detail = {"lane": data.lane, **({"job": data.key} if data.kind == "ci_job" else {})}
+            return LedgerEntry(kind=data.kind, key=data.key, detail=detail, app=data.app)
 
         @activity.defn(name=DELETE_LANE_RESOURCE)
         async def delete_lane_resource(entry: LedgerEntry) -> None:
@@ -68,6 +70,7 @@ class LaneWorld:
             if f"build {data.app}" == world.fail_on:
                 raise ApplicationError(f"{data.app} does not compile", non_retryable=True)
             world.builds.append(f"{data.app} {data.ref} {data.version_label}")
+            world.build_jobs.append(data.jenkins_job)
             return ImageSpec(image=f"reg.local/{data.app}:{data.version_label}",
                              digest=f"sha256:{data.ref}")
 

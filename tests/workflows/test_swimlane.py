@@ -162,6 +162,7 @@ async def test_a_push_deploy_resets_the_idle_clock(env: WorkflowEnvironment) -> 
             SwimlaneWorkflow.push, LanePushInput(app="shop", source="git@gl:s/shop.git",
                                                  sha="c0ffee1234567890", user="dev"))
         assert world.builds == [f"shop c0ffee1234567890 {name}-c0ffee123456"]
+        assert world.build_jobs == [f"{name}/shop"]  # the lane's own Jenkins job
         image = "reg.local/shop@sha256:c0ffee1234567890"  # by digest, never by tag
         assert pushed.image == image and world.deploys == [f"shop {image} (was v1)"]
         status: LaneStatus = await handle.query(SwimlaneWorkflow.status)
