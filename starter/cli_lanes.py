@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
+from integrations.store import CatalogueError
 from schemas.lanes import LaneSpec, LaneStatus
 from schemas.settings import get_settings
 from starter.console import catalogue_errors, command_store, console
@@ -18,6 +19,7 @@ from starter.lanes import (
     create_lane,
     delete_lane,
     lane_name,
+    lane_records,
     lane_status,
     list_lanes,
     renew_lane,
@@ -81,14 +83,25 @@ def create(
 
 
 @lane_cli.command("list")
-def list_() -> None:
+def list_(
+    all_: Annotated[bool, typer.Option("--all", help="Also lanes that are gone (deleted, "
+                                       "failed, lost), from the catalogue.")] = False,
+) -> None:
     """Running lanes with their state and expiry."""
     with catalogue_errors():
         lanes = _with_client(list_lanes)
-    table = Table("lane", "stage", "apps", "expires (UTC)", "ticket")
+        gone = []
+        if all_:
+            with command_store() as store:
+                running = {lane.name for lane in lanes}
+                gone = [row for row in lane_records(store) if row.name not in running]
+    table = Table("lane", "stage", "apps", "expires / ended (UTC)", "ticket")
     for lane in lanes:
         table.add_row(lane.name, str(lane.stage), ", ".join(lane.apps),
                       f"{lane.expires_at:%Y-%m-%d %H:%M}", lane.ticket)
+    for row in gone:
+        table.add_row(row.name, row.stage, ", ".join(row.apps),
+                      f"{row.updated_at:%Y-%m-%d %H:%M}", row.ticket)
     console.print(table)
 
 
@@ -97,7 +110,19 @@ def show(name: Name) -> None:
     """A lane's state, expiry and every resource in its ledger."""
     with catalogue_errors():
         lane = lane_name(name)
-        _show(_with_client(lambda client: lane_status(client, lane)))
+        with command_store() as store:
+            known = lane_records(store, lane)
+        try:
+            _show(_with_client(lambda client: lane_status(client, lane)))
+        except CatalogueError:
+            if not known:
+                raise
+            # Its workflow has left Temporal's retention: the catalogue still knows it.
+            row = known[0]
+            since = f"{row.updated_at:%Y-%m-%d %H:%M}"
+            console.print(f"[bold]{row.name}[/] {row.stage} since {since} UTC  apps: "
+                          f"{', '.join(row.apps)}  ticket: {row.ticket or '-'}  (workflow "
+                          f"{row.workflow_id} no longer in Temporal)", highlight=False)
 
 
 @lane_cli.command("renew")

@@ -30,7 +30,7 @@ from schemas.lanes import (
     normalise_lane_name,
 )
 from schemas.settings import Settings
-from schemas.tables import Application
+from schemas.tables import Application, LaneRecord
 from workflows.swimlane import SwimlaneWorkflow
 
 LANE_BRANCH_PREFIX = "feature/"  # a push here deploys into the lane (SwimlaneWorkflow.push)
@@ -158,3 +158,14 @@ async def push_to_lane(client: Client, store: Store, project: str, branch: str, 
             results.append({"lane": lane, "app": app, "update_id": update.id,
                             "workflow_id": lane_workflow_id(lane)})
     return results
+
+
+def lane_records(store: Store, name: str | None = None) -> list[LaneRecord]:
+    """The catalogue's lane rows (all, or the one named), newest change first: what is known
+    of lanes whose workflows have ended and left Temporal's retention."""
+    with store.session() as session:
+        query = select(LaneRecord)
+        if name is not None:
+            query = query.where(LaneRecord.name == name)
+        rows = session.exec(query).all()
+    return sorted(rows, key=lambda row: row.updated_at, reverse=True)

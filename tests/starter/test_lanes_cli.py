@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from integrations.lane_records import record_lane
 from integrations.store import CatalogueError, Store
-from schemas.lanes import LaneSpec
-from schemas.settings import Settings
-from starter.lanes import create_lane, lane_name
+from schemas.lanes import LaneRecordInput, LaneSpec, LaneStage
+from schemas.settings import Settings, get_settings
+from starter.lanes import create_lane, lane_name, lane_records
 from tests.starter.test_catalogue_cli import ok, run
 from workflows.swimlane import SwimlaneWorkflow
 
@@ -59,3 +61,23 @@ def test_lane_help_lists_the_commands() -> None:
     out = ok("lane --help").stdout
     for command in ("create", "list", "show", "renew", "update", "delete"):
         assert command in out
+
+
+async def test_show_falls_back_to_the_catalogue_once_the_workflow_is_gone(
+        populated: Store, env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch) -> None:
+    record_lane(populated, LaneRecordInput(
+        name="old-lane", workflow_id="swimlane:old-lane", apps=["shop"],
+        stage=LaneStage.DELETED, ticket="PAY-9"))
+    monkeypatch.setenv("SLIPWAY_TEMPORAL_ADDRESS", env.client.service_client.config.target_host)
+    get_settings.cache_clear()
+    try:
+        # The CLI runs its own event loop: off this one.
+        shown = await asyncio.to_thread(run, "lane show Old_Lane")
+        ghost = await asyncio.to_thread(run, "lane show ghost")
+    finally:
+        get_settings.cache_clear()
+    assert shown.exit_code == 0, shown.stderr
+    assert "old-lane deleted since" in shown.stdout and "ticket: PAY-9" in shown.stdout
+    assert "no longer in Temporal" in shown.stdout
+    assert ghost.exit_code == 1 and "no lane 'ghost'" in ghost.stderr
+    assert [row.name for row in lane_records(populated)] == ["old-lane"]
