@@ -5,8 +5,10 @@ port, HAProxy) and the local Docker engine, with none of GitLab, Jenkins, Consul
 configured, so a lane is its dyed Docker deployments behind per-app HAProxy frontends. It
 registers three sample apps and releases each to ``test`` (their QA baseline), then per
 round creates a lane with the three apps, times create (workflow start → stage ``active``),
-checks each lane frontend answers over loopback (a bounded number of requests), and times
-the ``delete`` Update. Usage: ``.venv/bin/python bench/lane_bench.py [--rounds 3]``.
+checks each lane frontend answers over loopback (a bounded number of requests), times a push
+deploy (the ``push`` Update a push to ``feature/<lane>`` sends: build the commit from a local
+git repository, swap it in behind the app's lane frontend) under a bounded request loop, and
+times the ``delete`` Update. Usage: ``.venv/bin/python bench/lane_bench.py [--rounds 3]``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +36,7 @@ from temporalio.client import Client  # noqa: E402
 from integrations.store import Store  # noqa: E402
 from schemas.lanes import (  # noqa: E402
     DeleteInput,
+    LanePushInput,
     LaneSpec,
     LaneStage,
     ResourceKind,
@@ -45,6 +49,7 @@ from starter.catalogue import add_env, mark_ready, register_app  # noqa: E402
 from starter.console import open_store  # noqa: E402
 from starter.releases import follow, start_release, validate_release  # noqa: E402
 from starter.temporal_client import connect  # noqa: E402
+from tests.support.load import failures, request_loop  # noqa: E402
 from workflows.swimlane import SwimlaneWorkflow  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sample-app"
@@ -69,6 +74,9 @@ class Round:
     delete: float
     answered: int  # requests answered 200 with the app's QA build
     sent: int
+    push: float  # push Update round trip: build + swap of one app
+    push_requests: int  # requests to that app's frontend during the push
+    push_failed: int  # of which not 200
 
 
 def free_port() -> int:
@@ -113,7 +121,18 @@ async def probe(urls: dict[str, str]) -> tuple[int, int]:
     return answered, sent
 
 
-async def one_round(client: Client, settings: Settings, number: int) -> Round:
+def sample_repository(path: Path) -> str:
+    """The sample app as a git repository with one commit (what a push would carry); its sha."""
+    shutil.copytree(SAMPLE, path)
+    git = ["git", "-C", str(path), "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    for command in (["init", "-q"], ["add", "."], ["commit", "-qm", "lane work"]):
+        subprocess.run([*git, *command], check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+async def one_round(client: Client, settings: Settings, number: int,
+                    repository: Path, sha: str) -> Round:
     lane = f"lb{number}-{uuid.uuid4().hex[:6]}"
     began = time.monotonic()
     handle = await client.start_workflow(
@@ -132,6 +151,15 @@ async def one_round(client: Client, settings: Settings, number: int) -> Round:
         raise RuntimeError(f"lane frontends are not on loopback: {urls}")
     answered, sent = await probe(urls)
 
+    pushed_app = APPS[1]
+    with request_loop(urls[pushed_app], max_requests=5000, max_seconds=DELETE_DEADLINE) as seen:
+        began = time.monotonic()
+        await handle.execute_update(SwimlaneWorkflow.push, LanePushInput(
+            app=pushed_app, source=str(repository), sha=sha, user="bench"))
+        pushed = time.monotonic() - began
+    if seen[f"200 sample-app {lane}-{sha[:12]}"] == 0:
+        raise RuntimeError(f"lane {lane}: {pushed_app} never served the pushed build: {seen}")
+
     began = time.monotonic()
     result = await asyncio.wait_for(
         handle.execute_update(SwimlaneWorkflow.delete, DeleteInput(user="bench")),
@@ -140,7 +168,8 @@ async def one_round(client: Client, settings: Settings, number: int) -> Round:
     if len(result.removed) != len(status.ledger):
         raise RuntimeError(f"lane {lane}: {len(result.removed)} of {len(status.ledger)} "
                            "resources removed")
-    return Round(lane, created, deleted, answered, sent)
+    return Round(lane, created, deleted, answered, sent, pushed, seen.total(),
+                 sum(failures(seen).values()))
 
 
 def spread(values: list[float]) -> str:
@@ -150,20 +179,26 @@ def spread(values: list[float]) -> str:
 
 async def run(settings: Settings, store: Store, rounds: int) -> None:
     client = await connect(settings)
+    repository = settings.state_dir / "pushed-repository"
+    sha = sample_repository(repository)
     seconds = await asyncio.gather(*(release_to_test(client, settings, store, app)
                                      for app in APPS))
     print(f"released {', '.join(APPS)} to test in "
           f"{', '.join(f'{s:.1f}' for s in seconds)} s (concurrently)")
-    print(f"{'round':<6} {'lane':<12} {'create s':>9} {'delete s':>9}  lane frontends")
+    print(f"{'round':<6} {'lane':<12} {'create s':>9} {'push s':>7} {'delete s':>9}  "
+          "lane frontends; requests during the push")
     results: list[Round] = []
     for number in range(1, rounds + 1):
-        result = await one_round(client, settings, number)
+        result = await one_round(client, settings, number, repository, sha)
         results.append(result)
-        print(f"{number:<6} {result.lane:<12} {result.create:>9.1f} {result.delete:>9.1f}  "
-              f"{result.answered}/{result.sent} requests answered by the QA build")
+        print(f"{number:<6} {result.lane:<12} {result.create:>9.1f} {result.push:>7.1f} "
+              f"{result.delete:>9.1f}  {result.answered}/{result.sent} answered by the QA "
+              f"build; {result.push_failed}/{result.push_requests} failed")
     creates = [r.create for r in results]
     deletes = [r.delete for r in results]
     print(f"create (start → active), {len(APPS)} apps: {spread(creates)}")
+    print(f"push deploy (build + swap, one app): {spread([r.push for r in results])}, "
+          f"{sum(r.push_failed for r in results)} failed requests during pushes")
     print(f"delete (Update round trip), {len(APPS)} apps: {spread(deletes)}")
     verdict = "meets" if max(deletes) < GOAL_SECONDS else "misses"
     print(f"{SEED_004}; this run {verdict} the goal (slowest delete {max(deletes):.1f} s)")
