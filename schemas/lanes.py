@@ -169,7 +169,7 @@ class LanePushInput(BaseModel):
 
     app: str
     source: str  # the app's repository, as the catalogue has it
-    sha: str
+    sha: str  # the pushed commit ("" from `slipway lane deploy`: a local source as it is)
     user: str = ""
     event_id: str = ""
 

@@ -18,6 +18,8 @@ from starter.lanes import (
     check_apps,
     create_lane,
     delete_lane,
+    deploy_to_lane,
+    lane_deploy_input,
     lane_name,
     lane_records,
     lane_status,
@@ -47,6 +49,10 @@ def _with_client(call: Callable[[Any], Awaitable[T]]) -> T:
 
 
 def _show(status: LaneStatus) -> None:
+    if not status.ledger:
+        console.print(f"[bold]{status.name}[/] {status.stage}  apps: {', '.join(status.apps)}"
+                      "  (no resources left)", highlight=False)
+        return
     console.print(f"[bold]{status.name}[/] {status.stage}  apps: {', '.join(status.apps)}  "
                   f"expires {status.expires_at:%Y-%m-%d %H:%M} UTC", highlight=False)
     table = Table("kind", "key", "app", "detail")
@@ -148,6 +154,26 @@ def update(
         status = _with_client(
             lambda client: update_lane(client, lane, added, _apps(remove), current_user()))
     console.print(f"{lane}: apps now {', '.join(status.apps)}")
+
+
+@lane_cli.command("deploy")
+def deploy(
+    name: Name,
+    app: Annotated[str, typer.Option(help="The lane's application to build and deploy.")],
+    ref: Annotated[str | None, typer.Option(
+        help="Branch, tag or commit to build. Default: feature/<lane> for a git URL source, "
+             "the working tree as it is for a local directory.")] = None,
+) -> None:
+    """Build an app and swap it into the lane, as a push to feature/<lane> does; renews."""
+    with catalogue_errors():
+        lane = lane_name(name)
+        with command_store() as store:
+            data = lane_deploy_input(store, lane, app, ref, current_user())
+        console.print(f"building {app} at {data.sha or 'its working tree'} for lane {lane}…",
+                      highlight=False)
+        result = _with_client(lambda client: deploy_to_lane(client, lane, data))
+    console.print(f"{app} in lane {lane} now runs {result.image} at {result.url}",
+                  highlight=False, soft_wrap=True)
 
 
 @lane_cli.command("delete")

@@ -23,6 +23,7 @@ from schemas.lanes import (
     DeleteResult,
     LaneAppsInput,
     LanePushInput,
+    LanePushResult,
     LaneSpec,
     LaneStatus,
     RenewInput,
@@ -110,6 +111,24 @@ async def update_lane(client: Client, name: str, add: list[str], remove: list[st
                       user: str) -> LaneStatus:
     return await _update(client, name, SwimlaneWorkflow.update,  # type: ignore[return-value]
                          LaneAppsInput(add=add, remove=remove, user=user))
+
+
+def lane_deploy_input(store: Store, lane: str, app: str, ref: str | None,
+                      user: str) -> LanePushInput:
+    """What ``slipway lane deploy`` sends: the app's source at ``ref`` — by default the lane's
+    branch for a git URL, the working tree as it is for a local directory."""
+    with store.session() as session:
+        source = find_app(session, app).source
+    if not source:
+        raise CatalogueError(f"{app} was registered without --source: there is nothing to "
+                             "build for the lane")
+    if ref is None:
+        ref = f"{LANE_BRANCH_PREFIX}{lane}" if repository_path(source)[0] else ""
+    return LanePushInput(app=app, source=source, sha=ref, user=user)
+
+
+async def deploy_to_lane(client: Client, name: str, data: LanePushInput) -> LanePushResult:
+    return await _update(client, name, SwimlaneWorkflow.push, data)  # type: ignore[return-value]
 
 
 async def delete_lane(client: Client, name: str, user: str) -> DeleteResult:

@@ -12,6 +12,7 @@ the resource kind.
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 from functools import partial
 
@@ -350,7 +351,8 @@ class SwimlaneWorkflow:
         version (the old one serves until the new one is ready), and renew the lane."""
         state = self._state
         name = state.spec.name
-        label = f"{name}-{data.sha[:12]}"
+        # A tag-safe label: a sha's first 12 characters, or a branch name with "/" replaced.
+        label = f"{name}-{re.sub(r'[^A-Za-z0-9_.-]', '-', data.sha[:12]) or 'worktree'}"
         async with self._lock:  # after create, an update or an earlier push
             if self._delete_by is not None or state.stage in GONE:
                 raise ApplicationError(f"lane {name} is being deleted")
@@ -379,7 +381,8 @@ class SwimlaneWorkflow:
                     result_type=LedgerEntry, start_to_close_timeout=RESOURCE_TIMEOUT,
                     retry_policy=RETRY, summary=f"deploy {data.app}:{label} into the lane")
             except ActivityError as error:
-                raise ApplicationError(f"push {data.sha[:12]} of {data.app} to lane {name}: "
+                raise ApplicationError(f"push {data.sha[:12] or 'of the worktree'} of {data.app} "
+                                       f"to lane {name}: "
                                        f"{cause_of(error)}") from error
             state.ledger[state.ledger.index(current)] = deployed
         self._touch()

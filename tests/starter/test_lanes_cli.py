@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import pytest
+from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -13,7 +14,8 @@ from integrations.lane_records import record_lane
 from integrations.store import CatalogueError, Store
 from schemas.lanes import LaneRecordInput, LaneSpec, LaneStage
 from schemas.settings import Settings, get_settings
-from starter.lanes import create_lane, lane_name, lane_records
+from schemas.tables import Application
+from starter.lanes import create_lane, lane_deploy_input, lane_name, lane_records
 from tests.starter.test_catalogue_cli import ok, run
 from workflows.swimlane import SwimlaneWorkflow
 
@@ -59,7 +61,7 @@ async def test_a_name_that_normalises_onto_a_running_lane_is_refused(
 
 def test_lane_help_lists_the_commands() -> None:
     out = ok("lane --help").stdout
-    for command in ("create", "list", "show", "renew", "update", "delete"):
+    for command in ("create", "list", "show", "renew", "update", "deploy", "delete"):
         assert command in out
 
 
@@ -81,3 +83,23 @@ async def test_show_falls_back_to_the_catalogue_once_the_workflow_is_gone(
     assert "no longer in Temporal" in shown.stdout
     assert ghost.exit_code == 1 and "no lane 'ghost'" in ghost.stderr
     assert [row.name for row in lane_records(populated)] == ["old-lane"]
+
+
+def test_lane_deploy_builds_the_lane_branch_of_a_git_source(populated: Store) -> None:
+    with populated.session() as session:
+        app = session.exec(select(Application).where(Application.name == "shop")).one()
+        local_source = app.source
+        app.source = "git@gitlab.example.com:team/shop.git"
+        session.add(app)
+        session.commit()
+    asked = lane_deploy_input(populated, "pay-42", "shop", None, "dev")
+    assert (asked.source, asked.sha) == ("git@gitlab.example.com:team/shop.git", "feature/pay-42")
+    assert lane_deploy_input(populated, "pay-42", "shop", "abc123", "dev").sha == "abc123"
+    with populated.session() as session:
+        app = session.exec(select(Application).where(Application.name == "shop")).one()
+        app.source = local_source or "/srv/shop"
+        session.add(app)
+        session.commit()
+    assert lane_deploy_input(populated, "pay-42", "shop", None, "dev").sha == ""
+    with pytest.raises(CatalogueError, match="unknown application 'nope'"):
+        lane_deploy_input(populated, "pay-42", "nope", None, "dev")
