@@ -68,7 +68,11 @@ class DockerLaneTarget:
 
     def remove(self, detail: dict[str, Any], app: str) -> None:
         self.router.stop(detail["env_key"])
-        self.runtime.remove_version(self._ref(detail, app))
+        ref = self._ref(detail, app)
+        # Every version, not only the ledger's: a redeploy that failed between starting the
+        # new version and retiring the old one leaves containers the ledger does not name.
+        for version in sorted(set(self.runtime.versions(ref.env_key)) | {ref.version}):
+            self.runtime.remove_version(ref.model_copy(update={"version": version}))
 
     def _lb_port(self, env_key: str) -> int:
         """The frontend's port: the one it already has (a retry, a newer version), else a
