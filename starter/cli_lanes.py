@@ -78,11 +78,12 @@ def create(
         lane = lane_name(name)
         if not _apps(apps):
             raise typer.BadParameter("name at least one application", param_hint="--apps")
+        ttl_seconds, grace_seconds = parse_duration(ttl, "ttl"), parse_duration(grace, "grace")
         with command_store() as store:
             app_list = check_apps(store, _apps(apps))
-        spec = LaneSpec(name=lane, apps=app_list, ttl_seconds=parse_duration(ttl, "ttl"),
-                        grace_seconds=parse_duration(grace, "grace"), ticket=ticket,
-                        description=desc, requested_by=current_user())
+        spec = LaneSpec(name=lane, apps=app_list, ttl_seconds=ttl_seconds,
+                        grace_seconds=grace_seconds, ticket=ticket, description=desc,
+                        requested_by=current_user())
         link = _with_client(lambda client: create_lane(client, get_settings(), spec, name))
     console.print(f"creating lane [bold]{lane}[/] with {', '.join(app_list)}; follow it with "
                   f"`slipway lane show {lane}` or {link}", highlight=False, soft_wrap=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 from temporalio.client import (
     Client,
     WorkflowHandle,
@@ -31,7 +31,7 @@ from schemas.lanes import (
     normalise_lane_name,
 )
 from schemas.settings import Settings
-from schemas.tables import Application, LaneRecord
+from schemas.tables import Application, Baseline, Build, Environment, LaneRecord
 from workflows.swimlane import SwimlaneWorkflow
 
 LANE_BRANCH_PREFIX = "feature/"  # a push here deploys into the lane (SwimlaneWorkflow.push)
@@ -45,10 +45,22 @@ def lane_name(text: str) -> str:
 
 
 def check_apps(store: Store, apps: list[str]) -> list[str]:
-    """Every app must be registered; duplicates are dropped, order kept."""
+    """Every app must be registered and have something a lane can run (a baseline, or at
+    least a build); duplicates are dropped, order kept. Refusing here beats a lane that
+    fails half-way through its create."""
     with store.session() as session:
         for app in apps:
-            find_app(session, app)
+            found = find_app(session, app)
+            envs = session.exec(select(Environment).where(Environment.app_id == found.id)).all()
+            if not envs:
+                raise CatalogueError(f"{app} has no environment a lane could copy: add its QA "
+                                     f"one with `slipway env add {app} test`")
+            ran = session.exec(select(Baseline).where(
+                col(Baseline.env_id).in_([env.id for env in envs]))).first()
+            built = session.exec(select(Build).where(Build.app_id == found.id)).first()
+            if ran is None and built is None:
+                raise CatalogueError(f"{app} has never been released or built, so a lane has "
+                                     f"nothing to run: release it to test first")
     return list(dict.fromkeys(apps))
 
 

@@ -22,7 +22,10 @@ from workflows.swimlane import SwimlaneWorkflow
 
 @pytest.mark.parametrize(("command", "words"), [
     ("lane create '***' --apps shop", ["empty after normalising"]),
-    ("lane create pay --apps shop,nope", ["unknown application 'nope'"]),
+    ("lane create pay --apps nope,shop", ["unknown application 'nope'"]),
+    ("lane create pay --apps shop", ["shop has never been released or built",
+                                     "release it to test first"]),
+    ("lane create pay --apps gone", ["gone has no environment a lane could copy"]),
     ("lane create pay --apps shop --ttl soon", ["invalid ttl 'soon'"]),
 ])
 def test_bad_lane_requests_are_refused(populated: Store, command: str,
