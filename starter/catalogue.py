@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlparse
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -307,6 +308,12 @@ def _check_source(source: str) -> str:
     if not source:
         return ""
     if source.startswith(_GIT_URL_PREFIXES) or source.endswith(".git"):
+        if "://" in source and urlparse(source).password:
+            # The source travels into build inputs, i.e. workflow history: no secrets in it.
+            raise CatalogueError(
+                "source URL carries a password or token: register it without one and let git "
+                "authenticate (credential helper, deploy key); secrets never go into the "
+                "catalogue or workflow history")
         return source
     path = Path(source).expanduser()
     if path.is_dir():

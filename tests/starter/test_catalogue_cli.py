@@ -116,6 +116,9 @@ BAD_INPUT = [
     pytest.param("app ready shop", ["is ready", "pending_review"], id="ready-twice"),
     pytest.param("app register x --source /no/such/dir",
                  ["neither an existing directory nor a git URL"], id="bad-source"),
+    pytest.param("app register x --source https://ci:glpat-s3cret@gitlab.example.com/t/x.git",
+                 ["carries a password or token", "never go into the catalogue"],
+                 id="secret-in-source"),
 ]
 
 
