@@ -83,12 +83,14 @@ def lane_target(settings: Settings, lane_settings: LaneSettings,
         from integrations.lane_kubernetes import KubernetesLaneTarget
 
         return KubernetesLaneTarget(KubernetesRuntime.from_cluster(cluster, name=name),
-                                    deadline_seconds=lane_settings.lane_deadline_seconds)
+                                    deadline_seconds=lane_settings.lane_deadline_seconds,
+                                    drain_seconds=settings.drain_timeout_seconds)
     return DockerLaneTarget(
         DockerRuntime(cluster.engines[:1], cluster.publish_host,
                       registry_auth=lambda _image: auth),
         HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address),
-        settings.lb_bind_address, lane_settings.lane_deadline_seconds)
+        settings.lb_bind_address, lane_settings.lane_deadline_seconds,
+        settings.drain_timeout_seconds)
 
 
 def build_activities(settings: Settings) -> list[Callable[..., Any]]:

@@ -25,11 +25,14 @@ class DockerLaneTarget:
     """Lane apps as containers labelled ``slipway.lane`` behind their own HAProxy frontend."""
 
     def __init__(self, runtime: DockerRuntime, router: HaproxyRouter,
-                 bind_address: str = "127.0.0.1", deadline_seconds: float = 300.0) -> None:
+                 bind_address: str = "127.0.0.1", deadline_seconds: float = 300.0,
+                 drain_seconds: float = 10.0) -> None:
         self.runtime = runtime
         self.router = router
         self.bind_address = bind_address
         self.deadline_seconds = deadline_seconds
+        # How long a retired version may take to finish the requests it is serving.
+        self.drain_seconds = drain_seconds
 
     def create_namespace(self, lane: str) -> dict[str, Any]:
         # Docker engines have no namespaces: lane containers are scoped by their labels.
@@ -62,7 +65,7 @@ class DockerLaneTarget:
         # Servers are named v<version>-<index>; a lane runs one replica per version.
         with contextlib.suppress(HaproxyError):  # frontend already gone: nothing routes to it
             self.router.drain(ref.env_key, f"v{ref.version}-0")
-            self.router.wait_idle(ref.env_key, f"v{ref.version}-0", timeout=10.0)
+            self.router.wait_idle(ref.env_key, f"v{ref.version}-0", timeout=self.drain_seconds)
         self.router.remove_server(ref.env_key, f"v{ref.version}-0")
         self.runtime.remove_version(ref)
 
