@@ -356,8 +356,11 @@ class SwimlaneWorkflow:
         async with self._lock:  # after create, an update or an earlier push
             if self._delete_by is not None or state.stage in GONE:
                 raise ApplicationError(f"lane {name} is being deleted")
-            current = next(entry for entry in state.ledger
-                           if entry.kind == ResourceKind.DEPLOYMENT and entry.app == data.app)
+            current = next((entry for entry in state.ledger
+                            if entry.kind == ResourceKind.DEPLOYMENT and entry.app == data.app),
+                           None)
+            if current is None:  # an update removed the app after this push was accepted
+                raise ApplicationError(f"{data.app} is no longer in lane {name}")
             # With Jenkins set up, the lane has a job of its own for the app: build there.
             lane_job = next((str(entry.detail["job"]) for entry in state.ledger
                              if entry.kind == ResourceKind.CI_JOB and entry.app == data.app
@@ -381,9 +384,9 @@ class SwimlaneWorkflow:
                     result_type=LedgerEntry, start_to_close_timeout=RESOURCE_TIMEOUT,
                     retry_policy=RETRY, summary=f"deploy {data.app}:{label} into the lane")
             except ActivityError as error:
-                raise ApplicationError(f"push {data.sha[:12] or 'of the worktree'} of {data.app} "
-                                       f"to lane {name}: "
-                                       f"{cause_of(error)}") from error
+                what = data.sha[:12] or "the worktree"
+                raise ApplicationError(f"deploying {what} of {data.app} into lane {name} "
+                                       f"failed: {cause_of(error)}") from error
             state.ledger[state.ledger.index(current)] = deployed
         self._touch()
         await self._record(data.user)
