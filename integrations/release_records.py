@@ -61,7 +61,7 @@ def approval_required(app: Application, env: Environment, request: ReleaseReques
     (an emergency rollback must not wait for a second person unless policy says so)."""
     if env.approval == ApprovalPolicy.REQUIRED:
         return True
-    if env.approval == ApprovalPolicy.NONE or request.rollback_to is not None:
+    if env.approval == ApprovalPolicy.NONE or request.is_rollback:
         return False
     return app.tier == AppTier.CORE and env.env_type == "prod"
 
@@ -127,12 +127,13 @@ def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_secon
                 workflow_id=data.workflow_id, run_id=data.run_id, from_version=from_version,
                 to_version=from_version + 1, image=target.image if target else "",
                 requested_by=request.requested_by, rollback_to=request.rollback_to,
+                rollback=request.is_rollback,
             )
             session.add(release)
             _move_change(session, request.change_id, ChangeState.RELEASING)
             audit(session, "release.started", actor=request.requested_by, app=app.name,
                   env=env.name, workflow_id=data.workflow_id, to_version=release.to_version,
-                  rollback_to=request.rollback_to)
+                  rollback_to=request.rollback_to, rollback=request.is_rollback)
             session.commit()
         return ReleasePlan(
             release_id=release.id or 0, app=app.name, env=env.name,
@@ -224,10 +225,10 @@ def _write_baseline(session: Session, app: Application, env: Environment, releas
         env_id=env.id or 0, version=release.to_version, image=data.image.image,
         digest=data.image.digest, replicas=env.replicas, cpu=env.cpu, memory=env.memory,
         release_id=release.id,
-        rolled_back_from=release.from_version if release.rollback_to is not None else None,
+        rolled_back_from=release.from_version if release.rollback else None,
     )
     session.add(baseline)
-    if release.rollback_to is not None:
+    if release.rollback:
         _count_rollback(session, env, release.from_version)
     if app.state == AppState.READY:
         app.state = AppState.ONLINE  # the first successful release brings it online

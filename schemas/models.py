@@ -29,6 +29,13 @@ class ReleaseRequest(BaseModel):
     memory: str | None = None
     # Roll back: run baseline N's image again (it rolls forward as N+1).
     rollback_to: int | None = None
+    # Roll back the current baseline with ``image`` instead (fix forward); implied by
+    # rollback_to. Either way the release is recorded, counted and approved as a rollback.
+    rollback: bool = False
+
+    @property
+    def is_rollback(self) -> bool:
+        return self.rollback or self.rollback_to is not None
 
 
 class PrepareReleaseInput(BaseModel):

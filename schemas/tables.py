@@ -125,6 +125,8 @@ class Release(SQLModel, table=True):
     approved_by: str = ""
     # A rollback release targets an older baseline; it still rolls forward as N+1.
     rollback_to: int | None = None
+    # It rolls back the baseline it started from (to an older one, or to a fix-forward image).
+    rollback: bool = False
     error: str = ""
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None

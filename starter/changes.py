@@ -221,8 +221,8 @@ def rollback_request(store: Store, app: str, env: str, *, to: int | None = None,
     """A release that puts an older baseline (default: the one before the current) back.
 
     It rolls forward as baseline N+1 running baseline N's image (by digest). With ``image``
-    it releases that image instead (the fix-forward kind of rollback); until ReleaseRequest
-    can say so, that release is recorded as a plain image release.
+    it releases that image instead (the fix-forward kind of rollback), recorded as a rollback
+    of the current baseline all the same.
     """
     if to is not None and image:
         raise CatalogueError("pass either --to N (an older baseline) or --image REF, not both")
@@ -235,11 +235,8 @@ def rollback_request(store: Store, app: str, env: str, *, to: int | None = None,
             raise CatalogueError(f"nothing has been released to {app} {found.name}: "
                                  "there is nothing to roll back")
         if image:
-            # ReleaseRequest has no field yet for "roll back vN with another image":
-            # rollback_to would make the workflow run baseline N's image instead. So this is
-            # a plain image release for now; the caller says which baseline it replaces.
             return ReleaseRequest(app=owner.name, env=found.name, image=image,
-                                  requested_by=actor)
+                                  requested_by=actor, rollback=True)
         target = _rollback_target(baselines, to, f"{app} {found.name}")
         # The workflow takes image and digest from baseline N (rollback_to); the image here
         # only lets the request validate for applications without a build source.

@@ -165,6 +165,8 @@ def history(app: AppArg, env: EnvArg) -> None:
         versions = f"v{item.from_version} → v{item.to_version}"
         if item.rollback_to is not None:
             versions += f"\n(rollback to v{item.rollback_to})"
+        elif item.rollback:
+            versions += f"\n(rollback of v{item.from_version})"
         by = (item.requested_by or "-") + (f" / {item.approved_by}" if item.approved_by else "")
         note = "; ".join(text for text in (f"change {item.change_id}" if item.change_id else "",
                                            item.error) if text)

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import col, select
 from typer.testing import CliRunner, Result
 
+from integrations.release_records import finish_release, open_release
 from integrations.store import CatalogueError, Store
 from schemas.enums import ChangeState, ReleaseState
-from schemas.models import ReleaseRequest
+from schemas.models import FinishReleaseInput, ImageSpec, PrepareReleaseInput, ReleaseRequest
 from schemas.tables import (
     Application,
     AuditEvent,
@@ -232,6 +233,35 @@ def test_rollback_targets_the_previous_baseline(shop: Store,
     assert [(r.rollback_to, r.image) for r in started] == [
         (2, "reg/shop:2"), (1, "reg/shop:1"), (None, "reg/shop:hotfix")]
     assert started[0].env == "prod@local"
+
+
+def test_rollbacks_are_recorded_counted_and_skip_approval(
+        shop: Store, started: list[ReleaseRequest]) -> None:
+    """What the release workflow's prepare and finish activities write for both kinds."""
+    ok("change create shop prod --image reg/shop:4")
+    ok("change submit 1")
+    seed_release(shop, "prod", 4, change_id=1)  # v4 came from change 1
+    ok("rollback shop prod --image reg/shop:hotfix")
+    ok("rollback shop prod --to 2")
+    for number, request in enumerate(started):
+        assert request.is_rollback
+        plan = open_release(shop, PrepareReleaseInput(
+            request=request, workflow_id="release:shop:prod@local", run_id=f"rollback-{number}"),
+            drain_timeout_seconds=1, progress_deadline_seconds=1)
+        # shop is core in prod (approval auto): an emergency rollback does not wait.
+        assert not plan.approval_required
+        target = plan.target or ImageSpec(image="reg/shop:hotfix")
+        finish_release(shop, FinishReleaseInput(
+            release_id=plan.release_id, state=ReleaseState.SUCCEEDED,
+            image=ImageSpec(image=target.image, digest=target.digest or "sha256:" + "f" * 64)))
+    with shop.session() as session:
+        newest = session.exec(select(Baseline).order_by(col(Baseline.version).desc())).all()
+        change = session.get(Change, 1)
+    assert [(b.version, b.image, b.rolled_back_from) for b in newest[:2]] == [
+        (6, "reg/shop:2", 5), (5, "reg/shop:hotfix", 4)]
+    assert change is not None and change.rollback_count == 1  # v4's change, once
+    history = ok("release history shop prod").stdout
+    assert "(rollback of v4)" in history and "(rollback to v2)" in history
 
 
 def test_rollback_with_one_baseline(shop: Store) -> None:
