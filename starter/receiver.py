@@ -12,6 +12,8 @@
 * ``POST /hooks/registry`` — docker distribution notifications and Harbor webhooks, recorded
   as audit events.
 * ``GET /api/releases/{app}/{env}``, ``GET /api/baselines/{app}/{env}``.
+* ``GET /api/lanes[/{name}]``, ``POST /api/lanes/{name}/renew``, ``DELETE /api/lanes/{name}``
+  (starter/receiver_lanes.py; renew and delete as the bearer token's user).
 
 Redelivered webhooks (same event id) are no-ops. Neither tokens nor webhook secrets are
 logged: log lines name the event and its outcome only.
@@ -24,7 +26,6 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select
@@ -38,9 +39,9 @@ from schemas.models import ApprovalInput, ReleaseRequest
 from schemas.settings import Settings, get_settings
 from schemas.tables import Application, Baseline, Change
 from schemas.tokens import HookDelivery
-from starter.api_tokens import user_for_token
 from starter.changes import change_release_request, create_change, submit_change
-from starter.lanes import LANE_BRANCH_PREFIX, lane_name, lane_status, list_lanes, push_to_lane
+from starter.lanes import LANE_BRANCH_PREFIX, push_to_lane
+from starter.receiver_deps import ClientDep, StoreDep, current_user
 from starter.receiver_hooks import (
     GitEvent,
     parse_gitlab,
@@ -49,13 +50,12 @@ from starter.receiver_hooks import (
     requests_for,
     secret_matches,
 )
+from starter.receiver_lanes import router as lanes_router
 from starter.receiver_settings import ReceiverSettings
 from starter.releases import release_status, start_release, validate_release
-from starter.temporal_client import connect
 from workflows.release import ReleaseWorkflow, release_workflow_id
 
 log = logging.getLogger("slipway.receiver")
-bearer = HTTPBearer(auto_error=False, description="API token from `slipway token create`")
 
 
 class ApprovalBody(BaseModel):
@@ -64,40 +64,6 @@ class ApprovalBody(BaseModel):
     comment: str = ""
 
 
-# ------------------------------------------------------------------ dependencies
-
-
-def get_store(request: Request) -> Store:
-    return request.app.state.store  # type: ignore[no-any-return]
-
-
-async def get_client(request: Request) -> Client:
-    """The Temporal client, connected on first use; tests override this dependency."""
-    state = request.app.state
-    if getattr(state, "client", None) is None:
-        try:
-            state.client = await connect(state.settings)
-        except CatalogueError as error:
-            raise HTTPException(503, str(error)) from error
-    return state.client  # type: ignore[no-any-return]
-
-
-def current_user(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    store: Annotated[Store, Depends(get_store)],
-) -> str:
-    """The user behind the bearer token; 401 when it is missing, unknown or revoked."""
-    challenge = {"WWW-Authenticate": "Bearer"}
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(401, "missing bearer token", headers=challenge)
-    user = user_for_token(store, credentials.credentials)
-    if user is None:
-        raise HTTPException(401, "invalid or revoked token", headers=challenge)
-    return user
-
-
-StoreDep = Annotated[Store, Depends(get_store)]
-ClientDep = Annotated[Client, Depends(get_client)]
 
 
 def canonical_env(store: Store, app: str, env: str) -> str:
@@ -154,6 +120,7 @@ def create_app(settings: Settings | None = None,
     api.state.receiver_settings = receiver_settings or ReceiverSettings()
     api.state.store = store or Store(settings.resolved_database_url())
     api.state.client = None
+    api.include_router(lanes_router)
 
     async def decide(app: str, env: str, approve: bool, body: ApprovalBody | None,
                      user: str, store: Store, client: Client) -> dict[str, str]:
@@ -200,20 +167,6 @@ def create_app(settings: Settings | None = None,
             raise HTTPException(404, str(error)) from error
         return {"workflow_id": release_workflow_id(app, env_name), "status": status,
                 "progress": progress.model_dump(mode="json") if progress else None}
-
-    @api.get("/api/lanes", tags=["lanes"])
-    async def lanes(client: ClientDep) -> list[dict[str, Any]]:
-        """Running swimlanes: stage, apps, expiry."""
-        return [lane.model_dump(mode="json", exclude={"ledger"})
-                for lane in await list_lanes(client)]
-
-    @api.get("/api/lanes/{name}", tags=["lanes"])
-    async def lane(name: str, client: ClientDep) -> dict[str, Any]:
-        """One lane with its ledger of created resources."""
-        try:
-            return (await lane_status(client, lane_name(name))).model_dump(mode="json")
-        except CatalogueError as error:
-            raise HTTPException(404, str(error)) from error
 
     @api.get("/api/baselines/{app}/{env}", tags=["releases"])
     def baselines(app: str, env: str, store: StoreDep) -> list[dict[str, Any]]:

@@ -27,7 +27,8 @@ from schemas.lanes import (
 from schemas.models import ReleaseRequest
 from schemas.settings import Settings
 from starter.catalogue import add_env, mark_ready, register_app
-from starter.receiver import create_app, get_client
+from starter.receiver import create_app
+from starter.receiver_deps import get_client
 from starter.receiver_settings import ReceiverSettings
 from starter.releases import follow, start_release, validate_release
 from tests.integration.test_release_docker import SAMPLE

@@ -35,7 +35,8 @@ from schemas.models import ReleaseOutcome, ReleaseRequest
 from schemas.settings import Settings
 from schemas.tables import Application, AuditEvent, Change, Environment
 from starter.api_tokens import create_token, revoke_token
-from starter.receiver import create_app, get_client
+from starter.receiver import create_app
+from starter.receiver_deps import get_client
 from starter.receiver_settings import HookRule, ReceiverSettings
 from tests.workflows.fakes import FakeWorld, wait_for, worker
 from tests.workflows.lane_fakes import LaneWorld
@@ -304,7 +305,7 @@ def test_openapi_baselines_and_malformed_hook(store: Store, tmp_path: Path) -> N
         assert malformed.status_code == 422
 
 
-async def test_lane_endpoint_shows_a_running_lane(fresh_env: WorkflowEnvironment,
+async def test_lane_endpoints_show_renew_and_delete_a_lane(fresh_env: WorkflowEnvironment,
                                                           store: Store, tmp_path: Path) -> None:
     queue = f"lanes-{uuid.uuid4()}"
 
@@ -315,12 +316,30 @@ async def test_lane_endpoint_shows_a_running_lane(fresh_env: WorkflowEnvironment
             SwimlaneWorkflow.run, LaneSpec(name=lane, apps=["shop"]),
             id=lane_workflow_id(lane), task_queue=queue)
         await wait_for_stage(handle, "active")
+        _, token = create_token(store, "qa")
         async with receiver(fresh_env, store, tmp_path, queue) as http:
             # GET /api/lanes needs visibility (list workflows): the dev-server lane test has it.
             shown = (await http.get(f"/api/lanes/{lane.upper()}")).json()
             assert [entry["kind"] for entry in shown["ledger"]][:2] == ["namespace", "branch"]
             assert (await http.get("/api/lanes/ghost")).status_code == 404
-        await handle.terminate("test done")
+            assert (await http.get("/api/lanes/__")).status_code == 422
+            # Renew and delete act as the token's user; without a token nothing happens.
+            assert (await http.post(f"/api/lanes/{lane}/renew")).status_code == 401
+            renewed = await http.post(f"/api/lanes/{lane}/renew", headers=bearer(token))
+            assert renewed.status_code == 200, renewed.text
+            assert renewed.json()["renewed_by"] == "qa"
+            assert renewed.json()["expires_at"] >= shown["expires_at"]
+            assert (await http.post("/api/lanes/ghost/renew",
+                                    headers=bearer(token))).status_code == 404
+            assert (await http.delete(f"/api/lanes/{lane}")).status_code == 401
+            deleted = await http.delete(f"/api/lanes/{lane}", headers=bearer(token))
+            assert deleted.status_code == 200, deleted.text
+            assert deleted.json()["removed"][-1] == f"namespace {lane}"
+            assert deleted.json()["deleted_by"] == "qa"
+            # A deleted lane takes no renewals: the workflow says why.
+            late = await http.post(f"/api/lanes/{lane}/renew", headers=bearer(token))
+            assert late.status_code in (404, 409) and lane in late.json()["detail"]
+        await handle.result()
 
 
 async def wait_for_stage(handle: Any, stage: str) -> None:
