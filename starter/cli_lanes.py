@@ -94,7 +94,7 @@ def list_(
     all_: Annotated[bool, typer.Option("--all", help="Also lanes that are gone (deleted, "
                                        "failed, lost), from the catalogue.")] = False,
 ) -> None:
-    """Running lanes with their state and expiry."""
+    """Running lanes with their state and expiry (--all: also the ones that are gone)."""
     with catalogue_errors():
         lanes = _with_client(list_lanes)
         gone = []
