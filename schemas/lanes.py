@@ -95,6 +95,8 @@ class LaneSpec(BaseModel):
     ticket: str = ""
     description: str = ""
     requested_by: str = ""
+    # Where the TTL notice tells people they can renew over HTTP (the receiver), if anywhere.
+    renew_url: str = ""
 
 
 class LedgerEntry(BaseModel):

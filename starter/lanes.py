@@ -16,7 +16,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from integrations.lane_resources import repository_path
+from integrations.lane_resources import LaneSettings, repository_path
 from integrations.store import CatalogueError, Store, find_app
 from schemas.lanes import (
     DeleteInput,
@@ -67,6 +67,9 @@ def check_apps(store: Store, apps: list[str]) -> list[str]:
 async def create_lane(client: Client, settings: Settings, spec: LaneSpec, asked: str) -> str:
     """Start the lane's workflow; a name already taken (maybe by another spelling) is refused."""
     workflow_id = lane_workflow_id(spec.name)
+    receiver = LaneSettings().receiver_url.rstrip("/")
+    if receiver and not spec.renew_url:
+        spec = spec.model_copy(update={"renew_url": f"{receiver}/api/lanes/{spec.name}/renew"})
     try:
         await client.start_workflow(
             SwimlaneWorkflow.run, spec, id=workflow_id, task_queue=settings.task_queue,

@@ -208,7 +208,10 @@ class SwimlaneWorkflow:
                        f"idle since {state.last_activity.isoformat()}")
         text = (f"Lane {name} has been idle for {timedelta(seconds=state.spec.ttl_seconds)} and "
                 f"will be deleted at {state.expires_at.isoformat()}. Keep it with "
-                f"`slipway lane renew {name}`.")
+                f"`slipway lane renew {name}`")
+        if state.spec.renew_url:
+            text += f" or POST {state.spec.renew_url} with your API token"
+        text += "."
         if state.spec.ticket:
             text += f" Ticket: {state.spec.ticket}."
         await self._notify(f"lane {name} will be deleted", text)

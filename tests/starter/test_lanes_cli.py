@@ -45,9 +45,10 @@ def test_names_are_normalised_like_dns_labels() -> None:
 
 
 async def test_a_name_that_normalises_onto_a_running_lane_is_refused(
-    fresh_env: WorkflowEnvironment,
+    fresh_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     env = fresh_env  # a private server: the lane's never-run activity would pin shared time
+    monkeypatch.setenv("SLIPWAY_RECEIVER_URL", "https://slipway.example.com/")
     queue = f"lanes-{uuid.uuid4()}"
     settings = Settings(task_queue=queue)
     lane = f"pay-{uuid.uuid4().hex[:6]}"
@@ -59,7 +60,13 @@ async def test_a_name_that_normalises_onto_a_running_lane_is_refused(
                               lane.upper().replace("-", "_"))
         assert f"lane {lane!r} already exists" in str(refused.value)
         assert "normalises to it" in str(refused.value)
-        await env.client.get_workflow_handle(f"swimlane:{lane}").terminate("test done")
+        handle = env.client.get_workflow_handle(f"swimlane:{lane}")
+        # The lane's notice will offer the receiver's renew endpoint (SLIPWAY_RECEIVER_URL).
+        started = (await handle.fetch_history()).events[0]
+        [spec] = await env.client.data_converter.decode(
+            started.workflow_execution_started_event_attributes.input.payloads, [LaneSpec])
+        assert spec.renew_url == f"https://slipway.example.com/api/lanes/{lane}/renew"
+        await handle.terminate("test done")
 
 
 def test_lane_help_lists_the_commands() -> None:

@@ -108,7 +108,9 @@ def stage_is(stage: LaneStage) -> Any:
 async def test_idle_lane_gets_a_notice_at_day_6_and_is_deleted_at_day_7(
         env: WorkflowEnvironment) -> None:
     world, name = LaneWorld(), lane_name()
-    async with lane(env, world, LaneSpec(name=name, apps=["shop"], ticket="PAY-7")) as handle:
+    renew_url = f"http://slipway.test/api/lanes/{name}/renew"
+    async with lane(env, world, LaneSpec(name=name, apps=["shop"], ticket="PAY-7",
+                                         renew_url=renew_url)) as handle:
         await wait_for(handle, stage_is(LaneStage.ACTIVE))
         assert world.created == created_for(name, ["shop"])
         await env.sleep(6 * DAY - timedelta(hours=1))
@@ -118,7 +120,7 @@ async def test_idle_lane_gets_a_notice_at_day_6_and_is_deleted_at_day_7(
         status = await wait_for(handle, stage_is(LaneStage.PENDING_DELETION))
         assert status.notice_sent
         assert len(world.notices) == 1
-        assert f"`slipway lane renew {name}`" in world.notices[0]
+        assert f"`slipway lane renew {name}` or POST {renew_url}" in world.notices[0]
         assert "PAY-7" in world.notices[0]
         await env.sleep(DAY - timedelta(hours=2))  # day 6.95: still there
         assert (await handle.query(SwimlaneWorkflow.status)).stage == LaneStage.PENDING_DELETION
