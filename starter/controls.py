@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from integrations.store import CatalogueError
 from schemas.models import ApprovalInput, ControlInput, ReleaseStatus
 from starter.releases import release_status
+from starter.temporal_client import update_refusal
 from workflows.release import ReleaseWorkflow, release_workflow_id
 
 # CLI command name → (Update, argument model). The Update methods carry their names.
@@ -59,7 +60,7 @@ async def send_update(client: Client, app: str, env: str, name: str,
         result: str = await handle.execute_update(update, arg)
         return result
     except WorkflowUpdateFailedError as error:
-        raise CatalogueError(f"{name} refused: {_reason(error)}") from error
+        raise CatalogueError(f"{name} refused: {update_refusal(error)}") from error
     except RPCError as error:
         if error.status != RPCStatusCode.NOT_FOUND:
             raise CatalogueError(f"{name} failed: {error.message}") from error
@@ -79,14 +80,6 @@ async def watch(client: Client, app: str, env: str,
         if execution != WorkflowExecutionStatus.RUNNING.name.lower():
             return execution
         await asyncio.sleep(interval)
-
-
-def _reason(error: WorkflowUpdateFailedError) -> str:
-    """The validator's message: a ValueError arrives as an ApplicationError cause."""
-    cause: BaseException | None = error.cause
-    while cause is not None and getattr(cause, "cause", None) is not None:
-        cause = cause.cause  # type: ignore[attr-defined]
-    return getattr(cause, "message", None) or str(cause or error)
 
 
 async def _not_running(client: Client, app: str, env: str, name: str) -> str:

@@ -32,9 +32,14 @@ from schemas.lanes import (
 )
 from schemas.settings import Settings
 from schemas.tables import Application, Baseline, Build, Environment, LaneRecord
+from starter.temporal_client import update_refusal
 from workflows.swimlane import SwimlaneWorkflow
 
 LANE_BRANCH_PREFIX = "feature/"  # a push here deploys into the lane (SwimlaneWorkflow.push)
+
+
+class LaneMissingError(CatalogueError):
+    """No (running) lane of that name: the receiver answers 404, not 409."""
 
 
 def lane_name(text: str) -> str:
@@ -91,7 +96,7 @@ async def lane_status(client: Client, name: str) -> LaneStatus:
     try:
         return await _handle(client, name).query(SwimlaneWorkflow.status)
     except RPCError as error:
-        raise CatalogueError(f"no lane {name!r}: see `slipway lane list`") from error
+        raise LaneMissingError(f"no lane {name!r}: see `slipway lane list`") from error
 
 
 async def list_lanes(client: Client) -> list[LaneStatus]:
@@ -112,10 +117,9 @@ async def _update(client: Client, name: str, update: object, arg: object) -> obj
     try:
         return await handle.execute_update(update, arg)  # type: ignore[call-overload]
     except WorkflowUpdateFailedError as error:
-        cause = error.cause
-        raise CatalogueError(getattr(cause, "message", None) or str(cause or error)) from None
+        raise CatalogueError(update_refusal(error)) from None
     except RPCError as error:
-        raise CatalogueError(f"no running lane {name!r}: see `slipway lane list`") from error
+        raise LaneMissingError(f"no running lane {name!r}: see `slipway lane list`") from error
 
 
 async def renew_lane(client: Client, name: str, user: str) -> LaneStatus:
@@ -179,9 +183,7 @@ async def push_to_lane(client: Client, store: Store, project: str, branch: str, 
                 LanePushInput(app=app, source=source, sha=sha, user=user, event_id=event_id),
                 id=f"push:{app}:{sha}", wait_for_stage=WorkflowUpdateStage.ACCEPTED)
         except WorkflowUpdateFailedError as error:
-            cause = error.cause
-            results.append({"lane": lane, "app": app, "refused": getattr(
-                cause, "message", None) or str(cause or error)})
+            results.append({"lane": lane, "app": app, "refused": update_refusal(error)})
         except RPCError as error:
             if error.status != RPCStatusCode.NOT_FOUND:
                 raise

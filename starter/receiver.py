@@ -53,6 +53,7 @@ from starter.receiver_hooks import (
 from starter.receiver_lanes import router as lanes_router
 from starter.receiver_settings import ReceiverSettings
 from starter.releases import release_status, start_release, validate_release
+from starter.temporal_client import update_refusal
 from workflows.release import ReleaseWorkflow, release_workflow_id
 
 log = logging.getLogger("slipway.receiver")
@@ -132,8 +133,7 @@ def create_app(settings: Settings | None = None,
             answer = await handle.execute_update(update, data)
         except WorkflowUpdateFailedError as error:
             # The validator refused: its message is the reason a person can act on.
-            reason = getattr(error.cause, "message", None) or str(error.cause or error)
-            raise HTTPException(403, reason) from error
+            raise HTTPException(403, update_refusal(error)) from error
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND:
                 raise HTTPException(409, f"no release of {app} on {env_name} is running") \

@@ -11,7 +11,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException
 
 from integrations.store import CatalogueError
-from starter.lanes import delete_lane, lane_name, lane_status, list_lanes, renew_lane
+from starter.lanes import (
+    LaneMissingError,
+    delete_lane,
+    lane_name,
+    lane_status,
+    list_lanes,
+    renew_lane,
+)
 from starter.receiver_deps import ClientDep, current_user
 
 router = APIRouter(prefix="/api/lanes", tags=["lanes"])
@@ -27,9 +34,7 @@ def _name(text: str) -> str:
 
 def _refused(error: CatalogueError) -> HTTPException:
     """No such running lane → 404; the workflow refused (e.g. it is being deleted) → 409."""
-    message = str(error)
-    return HTTPException(404 if message.startswith(("no lane", "no running lane")) else 409,
-                         message)
+    return HTTPException(404 if isinstance(error, LaneMissingError) else 409, str(error))
 
 
 @router.get("")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from integrations.store import CatalogueError
@@ -19,3 +19,12 @@ async def connect(settings: Settings) -> Client:
             f"cannot reach Temporal at {settings.temporal_address} ({error}); "
             "start the embedded stack with `slipway up`"
         ) from error
+
+
+def update_refusal(error: WorkflowUpdateFailedError) -> str:
+    """The validator's (or handler's) message: a ValueError arrives as an ApplicationError
+    cause, possibly wrapped once more."""
+    cause: BaseException | None = error.cause
+    while cause is not None and getattr(cause, "cause", None) is not None:
+        cause = cause.cause  # type: ignore[attr-defined]
+    return getattr(cause, "message", None) or str(cause or error)

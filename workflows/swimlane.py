@@ -273,6 +273,11 @@ class SwimlaneWorkflow:
         # Never in the middle of a ledger change: the carried state must be a settled one.
         return workflow.info().is_continue_as_new_suggested() and not self._lock.locked()
 
+    def _entry(self, kind: ResourceKind, app: str) -> LedgerEntry | None:
+        """The ledger entry of ``app``'s resource of ``kind``, if the lane has one."""
+        return next((entry for entry in self._state.ledger
+                     if entry.kind == kind and entry.app == app), None)
+
     def _woken(self, touched: int) -> bool:
         """Leave the idle wait: a delete, a renewal since ``touched``, or continue-as-new."""
         return (self._delete_by is not None or self._touches != touched
@@ -359,15 +364,12 @@ class SwimlaneWorkflow:
         async with self._lock:  # after create, an update or an earlier push
             if self._delete_by is not None or state.stage in GONE:
                 raise ApplicationError(f"lane {name} is being deleted")
-            current = next((entry for entry in state.ledger
-                            if entry.kind == ResourceKind.DEPLOYMENT and entry.app == data.app),
-                           None)
+            current = self._entry(ResourceKind.DEPLOYMENT, data.app)
             if current is None:  # an update removed the app after this push was accepted
                 raise ApplicationError(f"{data.app} is no longer in lane {name}")
             # With Jenkins set up, the lane has a job of its own for the app: build there.
-            lane_job = next((str(entry.detail["job"]) for entry in state.ledger
-                             if entry.kind == ResourceKind.CI_JOB and entry.app == data.app
-                             and entry.detail.get("job")), "")
+            ci_job = self._entry(ResourceKind.CI_JOB, data.app)
+            lane_job = str(ci_job.detail.get("job", "")) if ci_job else ""
             this_run = workflow.info().workflow_id
             try:
                 image: ImageSpec = await workflow.execute_activity_method(
