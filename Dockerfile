@@ -13,10 +13,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY pyproject.toml README.md ./
 COPY workflows ./workflows
 COPY activities ./activities
+COPY lanes ./lanes
+COPY catalogue ./catalogue
 COPY integrations ./integrations
 COPY schemas ./schemas
 COPY starter ./starter
-COPY migrations ./migrations
 COPY worker.py ./
 RUN pip install --no-cache-dir '.[postgres]'
 

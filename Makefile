@@ -1,8 +1,8 @@
 # Slipway developer entry points. Every target that runs code bootstraps first, so a fresh
 # Debian 12 machine needs nothing but `make demo` (as root).
 PY       := .venv/bin/python
-PACKAGES := workflows activities integrations schemas starter
-# The product, its tests and benches (migrations are alembic's generated shape).
+PACKAGES := workflows activities lanes catalogue integrations schemas starter
+# The product, its tests and benches (alembic's revisions are excluded in pyproject.toml).
 LINT_PATHS := $(PACKAGES) worker.py tests bench
 
 .PHONY: help bootstrap demo test lint up down
@@ -25,6 +25,7 @@ test: bootstrap
 lint:
 	.venv/bin/ruff check .
 	.venv/bin/mypy $(LINT_PATHS)
+	.venv/bin/lint-imports
 
 up:
 	$(PY) -m starter up

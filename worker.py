@@ -22,25 +22,25 @@ from activities.lanes import LaneActivities
 from activities.notify import NotifyActivities
 from activities.runtime import RuntimeActivities
 from activities.traffic import TrafficActivities
+from catalogue.store import Store
 from integrations.builders import BuilderRouter, BuilderSettings
-from integrations.dns import DnsSettings
-from integrations.docker_builder import DockerBuilder
-from integrations.docker_runtime import DockerRuntime
-from integrations.haproxy import HaproxyRouter
-from integrations.haproxy_traffic import HaproxyTraffic
-from integrations.janitor import LaneJanitor
-from integrations.lane_docker import DockerLaneTarget
-from integrations.lane_resources import LaneResources, LaneSettings
-from integrations.notifier import NotifierSettings, build_notifier
+from integrations.dns.rfc2136 import DnsSettings
+from integrations.docker.builder import DockerBuilder
+from integrations.docker.runtime import DockerRuntime
+from integrations.haproxy.router import HaproxyRouter
+from integrations.haproxy.traffic import HaproxyTraffic
+from integrations.notify.notifier import NotifierSettings, build_notifier
 from integrations.protocols import Runtime, TrafficRouter
-from integrations.store import Store
+from lanes.docker_target import DockerLaneTarget
+from lanes.janitor import LaneJanitor
+from lanes.resources import LaneResources, LaneSettings
 from schemas.settings import Cluster, Settings, get_settings
 from workflows.janitor import JanitorWorkflow
 from workflows.release import ReleaseWorkflow
 from workflows.swimlane import SwimlaneWorkflow
 
 if TYPE_CHECKING:  # imported where needed: Docker-only installations never load it
-    from integrations.lane_kubernetes import KubernetesLaneTarget
+    from lanes.kubernetes_target import KubernetesLaneTarget
 
 WORKFLOWS = [ReleaseWorkflow, SwimlaneWorkflow, JanitorWorkflow]
 
@@ -59,7 +59,8 @@ def build_cluster(name: str, cluster: Cluster, settings: Settings,
     """The runtime and the traffic router of one cluster, by its runtime kind."""
     if cluster.runtime == "kubernetes":
         # Imported here: Docker-only installations never load the Kubernetes client.
-        from integrations.kubernetes_runtime import KubernetesRuntime, KubernetesTraffic
+        from integrations.kubernetes.runtime import KubernetesRuntime
+        from integrations.kubernetes.traffic import KubernetesTraffic
 
         runtime = KubernetesRuntime.from_cluster(cluster, name=name)
         return runtime, KubernetesTraffic(runtime)
@@ -79,8 +80,8 @@ def lane_target(settings: Settings, lane_settings: LaneSettings,
         raise ValueError(f"SLIPWAY_LANE_CLUSTER={name!r} is not a configured cluster "
                          f"({', '.join(settings.clusters)})")
     if cluster.runtime == "kubernetes":
-        from integrations.kubernetes_runtime import KubernetesRuntime
-        from integrations.lane_kubernetes import KubernetesLaneTarget
+        from integrations.kubernetes.runtime import KubernetesRuntime
+        from lanes.kubernetes_target import KubernetesLaneTarget
 
         return KubernetesLaneTarget(KubernetesRuntime.from_cluster(cluster, name=name),
                                     deadline_seconds=lane_settings.lane_deadline_seconds,

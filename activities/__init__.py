@@ -1,1 +1,2 @@
-"""Slipway activities package."""
+"""Activities: the workflows' side effects, thin and idempotent, one module per capability (build,
+runtime, traffic, catalogue, lanes, janitor, notify)."""

@@ -11,8 +11,9 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.support import permanent, progress
+from integrations.build_output import BuildFailedError
 from integrations.builders import BuilderConfigError, BuilderRouter
-from integrations.docker_builder import BuildFailedError, SourceError
+from integrations.docker.builder import SourceError
 from schemas.models import BuildInput, ImageSpec
 
 

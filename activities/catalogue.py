@@ -6,8 +6,9 @@ from sqlmodel import select
 from temporalio import activity
 
 from activities.support import permanent
-from integrations.release_records import finish_release, note_approval, open_release
-from integrations.store import CatalogueError, Store, audit, find_app
+from catalogue.releases import finish_release, note_approval, open_release
+from catalogue.store import CatalogueError, Store, audit, find_app
+from catalogue.tables import Build
 from schemas.models import (
     FinishReleaseInput,
     FinishReleaseResult,
@@ -16,7 +17,6 @@ from schemas.models import (
     RecordBuildInput,
     ReleasePlan,
 )
-from schemas.tables import Build
 
 
 class CatalogueActivities:

@@ -10,9 +10,9 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from integrations.janitor import LaneJanitor
-from integrations.lane_records import mark_lost
-from integrations.store import Store
+from catalogue.lanes import mark_lost
+from catalogue.store import Store
+from lanes.janitor import LaneJanitor
 from schemas.lanes import lane_workflow_id
 
 

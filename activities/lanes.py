@@ -5,9 +5,9 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.support import permanent, progress
-from integrations import lane_records
+from catalogue import lanes as lane_records
 from integrations.errors import PermanentRuntimeError
-from integrations.lane_resources import LaneResources
+from lanes.resources import LaneResources
 from schemas.lanes import (
     CREATE_LANE_RESOURCE,
     DELETE_LANE_RESOURCE,

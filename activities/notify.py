@@ -7,7 +7,7 @@ import logging
 import httpx
 from temporalio import activity
 
-from integrations.notifier import Notifier, NotifyError
+from integrations.notify.notifier import Notifier, NotifyError
 from schemas.models import NotifyInput
 
 logger = logging.getLogger("slipway.notify")

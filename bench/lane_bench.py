@@ -33,7 +33,7 @@ import docker  # noqa: E402
 import httpx  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
-from integrations.store import Store  # noqa: E402
+from catalogue.store import Store  # noqa: E402
 from schemas.lanes import (  # noqa: E402
     DeleteInput,
     LanePushInput,
@@ -44,11 +44,11 @@ from schemas.lanes import (  # noqa: E402
 )
 from schemas.models import ReleaseRequest  # noqa: E402
 from schemas.settings import Settings, get_settings  # noqa: E402
-from starter import stack  # noqa: E402
-from starter.catalogue import add_env, mark_ready, register_app  # noqa: E402
-from starter.console import open_store  # noqa: E402
-from starter.releases import follow, start_release, validate_release  # noqa: E402
-from starter.temporal_client import connect  # noqa: E402
+from starter.cli.console import open_store  # noqa: E402
+from starter.service.catalogue import add_env, mark_ready, register_app  # noqa: E402
+from starter.service.releases import follow, start_release, validate_release  # noqa: E402
+from starter.service.temporal_client import connect  # noqa: E402
+from starter.stack import processes as stack  # noqa: E402
 from tests.support.load import failures, request_loop  # noqa: E402
 from workflows.swimlane import SwimlaneWorkflow  # noqa: E402
 

@@ -21,9 +21,9 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from integrations.docker_builder import DockerBuilder, Progress
-from integrations.gitlab_builder import GitlabBuilder
-from integrations.jenkins_builder import JenkinsBuilder
+from integrations.docker.builder import DockerBuilder, Progress
+from integrations.gitlab.builder import GitlabBuilder
+from integrations.jenkins.builder import JenkinsBuilder
 from schemas.models import BuildInput, ImageSpec
 from schemas.settings import get_settings
 

@@ -1,1 +1,2 @@
-"""Slipway schemas package."""
+"""Pydantic models of workflow and activity I/O, enums and settings: the shapes every layer
+shares."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from starter.cli import main
+from starter.cli.main import main
 
 if __name__ == "__main__":
     main()

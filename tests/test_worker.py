@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from integrations.lane_docker import DockerLaneTarget
-from integrations.lane_kubernetes import KubernetesLaneTarget
-from integrations.lane_resources import LaneSettings
+from lanes.docker_target import DockerLaneTarget
+from lanes.kubernetes_target import KubernetesLaneTarget
+from lanes.resources import LaneSettings
 from schemas.settings import Cluster, Settings
 from worker import lane_target
 

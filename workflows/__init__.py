@@ -1,1 +1,2 @@
-"""Slipway workflows package."""
+"""Durable orchestration, deterministic only: ReleaseWorkflow, SwimlaneWorkflow, JanitorWorkflow
+and the rollout strategies."""

@@ -1,7 +1,7 @@
 """ReleaseWorkflow: one release (发布单) of an application on one environment.
 
 prepare → build or resolve the image → approval when the environment's policy asks for it →
-roll out by strategy (workflows/rollout.py) → write baseline N+1. A failure, an unhealthy
+roll out by strategy (workflows/rollout/) → write baseline N+1. A failure, an unhealthy
 step, ``abort`` or a cancellation undoes what was done, newest first, so the environment
 ends on a recorded baseline. People steer it with Updates; the ``status`` query shows it.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -42,16 +41,13 @@ with workflow.unsafe.imports_passed_through():
         ResolveImageInput,
     )
     from workflows import search
-    from workflows.rollout import Rollout, cause_of
+    from workflows.rollout import Undo, cause_of, rollout_for
 
 QUICK = timedelta(seconds=60)
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
                     maximum_attempts=5)
 BUILD_TIMEOUT = timedelta(minutes=30)
 ROLLOUT_STAGES = {"starting", "draining", "shifting", "waiting_stable", "gate", "paused"}
-
-Undo = Callable[[], Awaitable[None]]
-
 
 def release_workflow_id(app: str, env: str) -> str:
     """At most one release per environment: the id is the environment's."""
@@ -112,7 +108,7 @@ class ReleaseWorkflow:
             await self.checkpoint()
             await self._notify(f"release {plan.app}@{plan.env} v{plan.to_version}",
                                f"rolling out {target.image} ({plan.strategy})")
-            await Rollout(self, plan, target).run()
+            await rollout_for(self, plan, target).run()
         except (ActivityError, ApplicationError, ReleaseEnded, asyncio.CancelledError) as error:
             state, reason = await self._give_up(plan, error)
             if _is_cancellation(error):

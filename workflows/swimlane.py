@@ -17,24 +17,19 @@ from datetime import timedelta
 from functools import partial
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.build import BuildActivities
-    from activities.catalogue import CatalogueActivities
     from activities.notify import NotifyActivities
     from schemas.lanes import (
         APP_RESOURCE_KINDS,
         CREATE_LANE_RESOURCE,
         DELETE_LANE_RESOURCE,
-        DEPLOY_LANE_BUILD,
         RECORD_LANE,
         DeleteInput,
         DeleteResult,
         LaneActivityInput,
         LaneAppsInput,
-        LaneDeployInput,
         LanePushInput,
         LanePushResult,
         LaneRecordInput,
@@ -48,32 +43,17 @@ with workflow.unsafe.imports_passed_through():
         ResourceKind,
         normalise_lane_name,
     )
-    from schemas.models import BuildInput, ImageSpec, NotifyInput, RecordBuildInput
+    from schemas.models import NotifyInput
     from workflows import search
+    from workflows.lane_steps import (
+        GONE,
+        QUICK,
+        RESOURCE_TIMEOUT,
+        RETRY,
+        deploy_push,
+        resource_key,
+    )
     from workflows.rollout import cause_of
-
-RESOURCE_TIMEOUT = timedelta(minutes=10)  # a deployment waits until the app is ready
-BUILD_TIMEOUT = timedelta(minutes=30)
-QUICK = timedelta(seconds=60)
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
-                    maximum_attempts=5)
-# Stages in which the lane no longer takes renewals or app changes, only a delete.
-GONE = (LaneStage.DELETING, LaneStage.DELETED, LaneStage.FAILED, LaneStage.TEARDOWN_FAILED)
-
-
-def resource_key(kind: ResourceKind, lane: str, app: str = "") -> str:
-    """The name of a lane resource in its own system, derived from the lane name only."""
-    keys = {
-        ResourceKind.NAMESPACE: lane,
-        ResourceKind.BRANCH: f"feature/{lane}",
-        ResourceKind.CI_JOB: f"{lane}/{app}",
-        ResourceKind.CONFIG: f"{lane}/{app}",
-        ResourceKind.DNS: f"{app}.{lane}",
-        ResourceKind.WEBHOOK: f"{app}@{lane}",
-        ResourceKind.DEPLOYMENT: f"{app}@{lane}",
-    }
-    return keys[kind]
-
 
 class CreateFailed(Exception):
     """A create step failed; what the step's batch created is already torn down."""
@@ -370,24 +350,8 @@ class SwimlaneWorkflow:
             # With Jenkins set up, the lane has a job of its own for the app: build there.
             ci_job = self._entry(ResourceKind.CI_JOB, data.app)
             lane_job = str(ci_job.detail.get("job", "")) if ci_job else ""
-            this_run = workflow.info().workflow_id
             try:
-                image: ImageSpec = await workflow.execute_activity_method(
-                    BuildActivities.build_image,
-                    BuildInput(app=data.app, source=data.source, ref=data.sha,
-                               version_label=label, workflow_id=this_run, jenkins_job=lane_job),
-                    start_to_close_timeout=BUILD_TIMEOUT, heartbeat_timeout=timedelta(seconds=60),
-                    retry_policy=RETRY, summary=f"build {data.app}:{label}")
-                await workflow.execute_activity_method(
-                    CatalogueActivities.record_build,
-                    RecordBuildInput(app=data.app, ref=data.sha, version_label=label,
-                                     image=image, workflow_id=this_run),
-                    start_to_close_timeout=QUICK, retry_policy=RETRY, summary="record the build")
-                deployed: LedgerEntry = await workflow.execute_activity(
-                    DEPLOY_LANE_BUILD, LaneDeployInput(lane=name, entry=current,
-                                                       image=image.run_ref),
-                    result_type=LedgerEntry, start_to_close_timeout=RESOURCE_TIMEOUT,
-                    retry_policy=RETRY, summary=f"deploy {data.app}:{label} into the lane")
+                image, deployed = await deploy_push(name, current, data, label, lane_job)
             except ActivityError as error:
                 what = data.sha[:12] or "the worktree"
                 raise ApplicationError(f"deploying {what} of {data.app} into lane {name} "

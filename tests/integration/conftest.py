@@ -19,8 +19,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import worker as slipway_worker
-from integrations.haproxy import HaproxyRouter
-from integrations.store import Store
+from catalogue.store import Store
+from integrations.haproxy.router import HaproxyRouter
 from schemas.settings import Settings
 from tests.support.registry import RegistryServer
 from workflows import search

@@ -10,12 +10,12 @@ import pytest
 from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 
-from integrations.release_records import env_key
-from integrations.store import CatalogueError, Store
+from catalogue.releases import env_key
+from catalogue.store import CatalogueError, Store
+from catalogue.tables import Baseline, Environment
 from schemas.models import ReleaseOutcome, ReleaseRequest
 from schemas.settings import Settings
-from schemas.tables import Baseline, Environment
-from starter.releases import follow, start_release, validate_release
+from starter.service.releases import follow, start_release, validate_release
 from tests.integration.test_release_docker import APP, SAMPLE, register_shop
 from tests.support.load import failures, request_loop
 

@@ -10,12 +10,12 @@ import pytest
 from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 
-from integrations.lane_records import record_lane
-from integrations.store import Store
+from catalogue.lanes import record_lane
+from catalogue.store import Store
+from catalogue.tables import LaneRecord
 from schemas.lanes import LaneRecordInput, LaneSpec, LaneStage, lane_workflow_id
 from schemas.settings import Settings
-from schemas.tables import LaneRecord
-from starter.schedules import apply_schedules
+from starter.service.schedules import apply_schedules
 from workflows.janitor import JANITOR_SCHEDULE_ID, JanitorWorkflow
 from workflows.swimlane import SwimlaneWorkflow
 

@@ -33,14 +33,15 @@ from temporalio.worker import Worker
 import worker as slipway_worker
 from activities.lanes import LaneActivities
 from activities.notify import NotifyActivities
+from catalogue.store import Store
+from catalogue.tables import Application, Build
 from integrations.builders import BuilderSettings
-from integrations.dns import Rfc2136Dns
-from integrations.docker_runtime import DockerRuntime
-from integrations.haproxy import HaproxyRouter
-from integrations.lane_docker import DockerLaneTarget
-from integrations.lane_resources import LaneResources, LaneSettings, gitlab_project
-from integrations.notifier import ConsoleNotifier
-from integrations.store import Store
+from integrations.dns.rfc2136 import Rfc2136Dns
+from integrations.docker.runtime import DockerRuntime
+from integrations.haproxy.router import HaproxyRouter
+from integrations.notify.notifier import ConsoleNotifier
+from lanes.docker_target import DockerLaneTarget
+from lanes.resources import LaneResources, LaneSettings, gitlab_project
 from schemas.lanes import (
     DeleteInput,
     LaneSpec,
@@ -50,7 +51,6 @@ from schemas.lanes import (
     lane_workflow_id,
 )
 from schemas.settings import Settings
-from schemas.tables import Application, Build
 from tests.integration import test_swimlane_docker as swimlane_docker
 from tests.integration.conftest import free_port
 from tests.support.bind9 import Bind9Server, bind9_server  # noqa: F401  (module fixture)

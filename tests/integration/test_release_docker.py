@@ -11,14 +11,14 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
-from integrations.registry import RegistryClient
-from integrations.release_records import env_key
-from integrations.store import CatalogueError, Store
+from catalogue.releases import env_key
+from catalogue.store import CatalogueError, Store
+from catalogue.tables import Application, Baseline, Build, Environment
+from integrations.registry.client import RegistryClient
 from schemas.models import ReleaseRequest
 from schemas.settings import Settings
-from schemas.tables import Application, Baseline, Build, Environment
-from starter.catalogue import add_env, mark_ready, register_app
-from starter.releases import follow, start_release, validate_release
+from starter.service.catalogue import add_env, mark_ready, register_app
+from starter.service.releases import follow, start_release, validate_release
 from tests.support.load import request_loop
 from tests.support.registry import RegistryServer
 

@@ -20,13 +20,13 @@ from sqlmodel import col, select
 from temporalio.testing import WorkflowEnvironment
 
 import worker as slipway_worker
-from integrations.store import CatalogueError, Store
+from catalogue.store import CatalogueError, Store
+from catalogue.tables import Baseline, Environment
 from schemas.enums import RuntimeKind
 from schemas.models import ReleaseOutcome, ReleaseRequest
 from schemas.settings import Cluster, Settings
-from schemas.tables import Baseline, Environment
-from starter.catalogue import add_env, mark_ready, register_app
-from starter.releases import follow, start_release, validate_release
+from starter.service.catalogue import add_env, mark_ready, register_app
+from starter.service.releases import follow, start_release, validate_release
 from tests.integration.conftest import free_port
 from tests.support.kube import (
     DEPLOYMENTS,

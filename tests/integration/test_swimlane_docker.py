@@ -15,7 +15,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from integrations.store import Store
+from catalogue.store import Store
 from schemas.lanes import (
     DeleteInput,
     LanePushInput,
@@ -26,11 +26,11 @@ from schemas.lanes import (
 )
 from schemas.models import ReleaseRequest
 from schemas.settings import Settings
-from starter.catalogue import add_env, mark_ready, register_app
-from starter.receiver import create_app
-from starter.receiver_deps import get_client
-from starter.receiver_settings import ReceiverSettings
-from starter.releases import follow, start_release, validate_release
+from starter.api.app import create_app
+from starter.api.deps import get_client
+from starter.api.settings import ReceiverSettings
+from starter.service.catalogue import add_env, mark_ready, register_app
+from starter.service.releases import follow, start_release, validate_release
 from tests.integration.test_release_docker import SAMPLE
 from tests.support.load import failures, request_loop
 from workflows.swimlane import SwimlaneWorkflow

@@ -20,7 +20,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 import worker as slipway_worker
-from integrations.store import Store
+from catalogue.store import Store
 from schemas.lanes import (
     DeleteInput,
     LanePushInput,
@@ -31,8 +31,8 @@ from schemas.lanes import (
 )
 from schemas.models import ReleaseRequest
 from schemas.settings import Cluster, Settings
-from starter.catalogue import add_env, mark_ready, register_app
-from starter.releases import follow, start_release, validate_release
+from starter.service.catalogue import add_env, mark_ready, register_app
+from starter.service.releases import follow, start_release, validate_release
 from tests.integration.conftest import free_port
 from tests.integration.test_release_docker import SAMPLE
 from tests.support.kube import DEPLOYMENTS, SERVICES

@@ -11,7 +11,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.build import BuildActivities
 from integrations.builders import BuilderConfigError, BuilderRouter, BuilderRule, BuilderSettings
-from integrations.docker_builder import DockerBuilder, Progress
+from integrations.docker.builder import DockerBuilder, Progress
 from schemas.models import BuildInput, ImageSpec
 from tests.support.gitlab_fake import PipelineScript, running_gitlab
 from tests.support.jenkins_fake import JobScript, running_jenkins

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from integrations.store import Store
+from catalogue.store import Store
 from schemas.settings import get_settings
-from tests.starter.test_catalogue_cli import ok
+from tests.support.cli import ok
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ Paths served (those python-jenkins 1.8.3 requests):
 * ``GET  /job/<name>/<num>/consoleText``
 * ``POST /job/<name>/<num>/stop``
 
-and, for lane folders and jobs (``integrations.jenkins_lanes``):
+and, for lane folders and jobs (``integrations.jenkins.lanes``):
 
 * ``POST [/job/<folder>]/createItem?name=<n>`` with a config.xml body → 200; 400 when the item
   exists, 404 when the folder doesn't (as Jenkins). A ``Folder`` root element makes a folder.

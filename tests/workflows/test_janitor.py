@@ -17,16 +17,16 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.janitor import JanitorActivities
-from integrations.haproxy import HaproxyRouter
-from integrations.janitor import LaneJanitor
-from integrations.kubernetes_runtime import KubernetesRuntime
-from integrations.lane_kubernetes import KubernetesLaneTarget
-from integrations.lane_records import record_lane
-from integrations.store import Store
+from catalogue.lanes import record_lane
+from catalogue.store import Store
+from catalogue.tables import LaneRecord
+from integrations.haproxy.router import HaproxyRouter
+from integrations.kubernetes.runtime import KubernetesRuntime
+from lanes.janitor import LaneJanitor
+from lanes.kubernetes_target import KubernetesLaneTarget
 from schemas.lanes import LaneRecordInput, LaneSpec, LaneStage, lane_workflow_id
 from schemas.models import NotifyInput
 from schemas.settings import Cluster
-from schemas.tables import LaneRecord
 from tests.support.kube_lanes import LaneCluster, lane_cluster
 from tests.workflows.lane_fakes import LaneWorld
 from workflows.janitor import JanitorWorkflow

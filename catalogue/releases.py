@@ -1,0 +1,249 @@
+"""Release bookkeeping in the catalogue: open a release (发布单), note approval, close it, and
+write the baseline.
+
+Every operation is idempotent, keyed by the workflow run or the release id, so an activity
+retry never writes a second release row or a second baseline.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlmodel import Session, select
+
+from catalogue.store import CatalogueError, Store, audit, find_app, find_env, latest_baseline
+from catalogue.tables import Application, Baseline, Change, Environment, Release, utcnow
+from schemas.enums import (
+    UNRELEASABLE_APP_STATES,
+    ApprovalPolicy,
+    AppState,
+    AppTier,
+    ChangeState,
+    ReleaseState,
+)
+from schemas.models import (
+    FinishReleaseInput,
+    FinishReleaseResult,
+    ImageSpec,
+    NoteApprovalInput,
+    PrepareReleaseInput,
+    ReleasePlan,
+    ReleaseRequest,
+)
+
+# Where a change goes when its release ends without running (seed 004: 驳回后状态变为开发中).
+CHANGE_AFTER = {
+    ReleaseState.SUCCEEDED: ChangeState.RELEASED,
+    ReleaseState.REJECTED: ChangeState.DEVELOPING,
+    ReleaseState.APPROVAL_EXPIRED: ChangeState.DEVELOPING,
+    ReleaseState.ROLLED_BACK: ChangeState.FAILED,
+    ReleaseState.FAILED: ChangeState.FAILED,
+}
+
+
+def env_key(app: str, env_type: str, cluster: str) -> str:
+    """A name safe for containers, files and load-balancer keys: ``shop-prod-local``."""
+    return re.sub(r"[^a-z0-9-]+", "-", f"{app}-{env_type}-{cluster}".lower()).strip("-")
+
+
+def check_releasable(app: Application) -> None:
+    if app.state in UNRELEASABLE_APP_STATES:
+        hint = (
+            f"mark it reviewed with `slipway app ready {app.name}`"
+            if app.state == AppState.PENDING_REVIEW
+            else "an offline application is never released again"
+        )
+        raise CatalogueError(f"application {app.name!r} is {app.state}: {hint}")
+
+
+def approval_required(app: Application, env: Environment, request: ReleaseRequest) -> bool:
+    """The environment's policy; ``auto`` means core applications in prod, rollbacks excepted
+    (an emergency rollback must not wait for a second person unless policy says so)."""
+    if env.approval == ApprovalPolicy.REQUIRED:
+        return True
+    if env.approval == ApprovalPolicy.NONE or request.is_rollback:
+        return False
+    return app.tier == AppTier.CORE and env.env_type == "prod"
+
+
+def _rollback_target(session: Session, env: Environment, version: int) -> ImageSpec:
+    baseline = session.exec(select(Baseline).where(
+        Baseline.env_id == env.id, Baseline.version == version)).first()
+    if baseline is None:
+        raise CatalogueError(f"{env.name} has no baseline v{version} to roll back to; "
+                             f"see `slipway baseline list`")
+    return ImageSpec(image=baseline.image, digest=baseline.digest)
+
+
+def _apply_change(session: Session, request: ReleaseRequest) -> ReleaseRequest:
+    """Fill the request from its change (image, ref, replicas, resources) and check it."""
+    if request.change_id is None:
+        return request
+    change = session.get(Change, request.change_id)
+    if change is None:
+        raise CatalogueError(f"change {request.change_id} does not exist")
+    if change.state not in (ChangeState.READY_TO_RELEASE, ChangeState.RELEASING,
+                            ChangeState.APPROVING):
+        raise CatalogueError(f"change {change.id} is {change.state}; only a change that is "
+                             f"ready_to_release can be released (`slipway change submit`)")
+    return request.model_copy(update={
+        "image": request.image or change.image or None, "ref": request.ref or change.ref or None,
+        "replicas": request.replicas or change.replicas,
+        "cpu": request.cpu or change.cpu or None, "memory": request.memory or change.memory or None,
+    })
+
+
+def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_seconds: float,
+                 progress_deadline_seconds: float) -> ReleasePlan:
+    """Validate the request, record a running release, and return the plan to carry out."""
+    with store.session() as session:
+        app = find_app(session, data.request.app)
+        env = find_env(session, app, data.request.env)
+        request = _apply_change(session, data.request)
+        release = session.exec(select(Release).where(Release.run_id == data.run_id)).first()
+        current = latest_baseline(session, env.id or 0)
+        target = ImageSpec(image=request.image) if request.image else None
+        if request.rollback_to is not None:
+            target = _rollback_target(session, env, request.rollback_to)
+        elif target and current and target.image == current.image and not target.digest:
+            # A scale or resources change runs what the baseline recorded, by digest.
+            target = ImageSpec(image=current.image, digest=current.digest)
+        if release is None:
+            check_releasable(app)
+            if target is None and not app.source:
+                raise CatalogueError(
+                    f"application {app.name!r} has no build source: pass --image REF, or "
+                    f"register it with --source DIR"
+                )
+            if approval_required(app, env, request) and not app.approvers:
+                raise CatalogueError(
+                    f"releases of {app.name} on {env.name} need approval, but {app.name} has "
+                    f"no approvers: register approvers, or set the environment's approval "
+                    f"policy to none"
+                )
+            from_version = current.version if current else 0
+            release = Release(
+                app_id=app.id or 0, env_id=env.id or 0, change_id=request.change_id,
+                workflow_id=data.workflow_id, run_id=data.run_id, from_version=from_version,
+                to_version=from_version + 1, image=target.image if target else "",
+                requested_by=request.requested_by, rollback_to=request.rollback_to,
+                rollback=request.is_rollback,
+            )
+            session.add(release)
+            _move_change(session, request.change_id, ChangeState.RELEASING)
+            audit(session, "release.started", actor=request.requested_by, app=app.name,
+                  env=env.name, workflow_id=data.workflow_id, to_version=release.to_version,
+                  rollback_to=request.rollback_to, rollback=request.is_rollback)
+            session.commit()
+        return ReleasePlan(
+            release_id=release.id or 0, app=app.name, env=env.name,
+            env_key=env_key(app.name, env.env_type, env.cluster), lb_port=env.lb_port,
+            cluster=env.cluster, strategy=env.strategy,
+            replicas=request.replicas or env.replicas, ports=env.ports, env_vars=env.env_vars,
+            cpu=request.cpu or env.cpu, memory=request.memory or env.memory,
+            health_path=env.health_path, source=app.source, namespace=env.namespace,
+            from_version=release.from_version, to_version=release.to_version,
+            current=ImageSpec(image=current.image, digest=current.digest) if current else None,
+            current_replicas=current.replicas if current else 0, target=target,
+            drain_timeout_seconds=drain_timeout_seconds,
+            progress_deadline_seconds=progress_deadline_seconds,
+            gray_steps=env.gray_steps, stable_seconds=env.stable_seconds,
+            batch_size=env.batch_size, approval_required=approval_required(app, env, request),
+            approvers=app.approvers, approval_timeout_seconds=env.approval_timeout_seconds,
+            requested_by=request.requested_by, rollback_to=request.rollback_to,
+        )
+
+
+def _move_change(session: Session, change_id: int | None, state: ChangeState) -> None:
+    if change_id is None:
+        return
+    change = session.get(Change, change_id)
+    if change is not None and change.state != state:
+        change.state = state
+        session.add(change)
+        app = session.get(Application, change.app_id)
+        audit(session, f"change.{state}", app=app.name if app else "", change_id=change.id)
+
+
+def note_approval(store: Store, data: NoteApprovalInput) -> None:
+    """Record that the release waits for approval, or who approved it."""
+    with store.session() as session:
+        release = session.get(Release, data.release_id)
+        if release is None:
+            raise CatalogueError(f"release {data.release_id} does not exist")
+        if data.approver:
+            release.approved_by = data.approver
+            session.add(release)
+            _move_change(session, release.change_id, ChangeState.RELEASING)
+        else:
+            _move_change(session, release.change_id, ChangeState.APPROVING)
+        audit(session, "release.approved" if data.approver else "release.awaiting_approval",
+              actor=data.approver, release_id=release.id)
+        session.commit()
+
+
+def finish_release(store: Store, data: FinishReleaseInput) -> FinishReleaseResult:
+    """Close a release; on success write baseline N+1 and bring the application online."""
+    with store.session() as session:
+        release = session.get(Release, data.release_id)
+        if release is None:
+            raise CatalogueError(f"release {data.release_id} does not exist")
+        existing = session.exec(select(Baseline).where(Baseline.release_id == release.id)).first()
+        if release.state != ReleaseState.RUNNING:
+            return FinishReleaseResult(baseline_version=existing.version if existing else None)
+        env = session.get(Environment, release.env_id)
+        app = session.get(Application, release.app_id)
+        assert env is not None and app is not None  # foreign keys guarantee both
+        release.state = data.state
+        release.error = data.error
+        release.approved_by = data.approved_by or release.approved_by
+        release.finished_at = utcnow()
+        baseline_version: int | None = None
+        if data.state == ReleaseState.SUCCEEDED:
+            baseline_version = _write_baseline(session, app, env, release, data)
+        _move_change(session, release.change_id, CHANGE_AFTER[data.state])
+        session.add(release)
+        audit(session, f"release.{data.state}", app=app.name, env=env.name,
+              release_id=release.id, baseline=baseline_version, error=data.error)
+        session.commit()
+        return FinishReleaseResult(baseline_version=baseline_version)
+
+
+def _write_baseline(session: Session, app: Application, env: Environment, release: Release,
+                    data: FinishReleaseInput) -> int:
+    if data.image is None:
+        raise CatalogueError(f"release {release.id} succeeded without an image")
+    change = session.get(Change, release.change_id) if release.change_id else None
+    # A scale or resources change becomes the environment's new normal.
+    if change is not None:
+        env.replicas = change.replicas or env.replicas
+        env.cpu = change.cpu or env.cpu
+        env.memory = change.memory or env.memory
+        session.add(env)
+    release.image = data.image.image
+    baseline = Baseline(
+        env_id=env.id or 0, version=release.to_version, image=data.image.image,
+        digest=data.image.digest, replicas=env.replicas, cpu=env.cpu, memory=env.memory,
+        release_id=release.id,
+        rolled_back_from=release.from_version if release.rollback else None,
+    )
+    session.add(baseline)
+    if release.rollback:
+        _count_rollback(session, env, release.from_version)
+    if app.state == AppState.READY:
+        app.state = AppState.ONLINE  # the first successful release brings it online
+        session.add(app)
+    return baseline.version
+
+
+def _count_rollback(session: Session, env: Environment, rolled_back_version: int) -> None:
+    """Record the rollback on the change whose release wrote the baseline rolled back from."""
+    rolled_back = session.exec(select(Baseline).where(
+        Baseline.env_id == env.id, Baseline.version == rolled_back_version)).first()
+    source = session.get(Release, rolled_back.release_id) if rolled_back and \
+        rolled_back.release_id else None
+    change = session.get(Change, source.change_id) if source and source.change_id else None
+    if change is not None:
+        change.rollback_count += 1
+        session.add(change)
+        audit(session, "change.rolled_back", change_id=change.id, version=rolled_back_version)

@@ -1,0 +1,1 @@
+"""Consul KV: a lane's fork of the integration-test configuration."""

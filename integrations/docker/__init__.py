@@ -1,0 +1,1 @@
+"""Docker engine: the embedded runtime (one container per replica) and the Docker builder."""

@@ -1,0 +1,1 @@
+"""GitLab: CI pipeline builds and the code host (branches, hooks) through python-gitlab."""

@@ -1,0 +1,323 @@
+"""One HAProxy daemon per environment key: its files, its config, starting and stopping it.
+
+Files live in ``state_dir/haproxy/<key>.cfg|.sock|.pid|.log`` (plus ``<key>.lock``). When the
+socket path would exceed the unix socket limit, the socket goes to a short private directory
+under ``/tmp`` and its path is recorded in ``<key>.sockpath``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from integrations.haproxy.common import (
+    _MAX_SOCKET_PATH,
+    _NAME_RE,
+    BACKEND,
+    FRONTEND,
+    HaproxyError,
+)
+
+
+class HaproxyProcesses:
+    """Start, find and stop the HAProxy daemon of each environment key."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        haproxy_bin: str = "haproxy",
+        bind_address: str = "127.0.0.1",
+        command_timeout: float = 5.0,
+        start_timeout: float = 10.0,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.haproxy_bin = haproxy_bin
+        self.bind_address = bind_address
+        self.command_timeout = command_timeout
+        self.start_timeout = start_timeout
+        self.dir = self.state_dir / "haproxy"
+
+    # ------------------------------------------------------------------ paths
+
+    def _check_key(self, key: str) -> None:
+        if not _NAME_RE.match(key):
+            raise ValueError(f"invalid HAProxy environment key {key!r}: use [A-Za-z0-9._-]")
+
+    def config_path(self, key: str) -> Path:
+        return self.dir / f"{key}.cfg"
+
+    def pid_path(self, key: str) -> Path:
+        return self.dir / f"{key}.pid"
+
+    def log_path(self, key: str) -> Path:
+        return self.dir / f"{key}.log"
+
+    def _sockpath_record(self, key: str) -> Path:
+        return self.dir / f"{key}.sockpath"
+
+    def socket_path(self, key: str) -> Path:
+        """The admin socket for ``key``; a short /tmp path when the natural one is too long."""
+        record = self._sockpath_record(key)
+        if record.exists():
+            return Path(record.read_text().strip())
+        natural = self.dir / f"{key}.sock"
+        if len(os.fsencode(natural)) <= _MAX_SOCKET_PATH:
+            return natural
+        digest = hashlib.sha256(os.fsencode(self.dir.resolve())).hexdigest()[:12]
+        short_dir = Path("/tmp") / f"slipway-haproxy-{digest}"
+        candidate = short_dir / f"{key}.sock"
+        if len(os.fsencode(candidate)) > _MAX_SOCKET_PATH:
+            candidate = short_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.sock"
+        return candidate
+
+    @contextlib.contextmanager
+    def _lock(self, key: str) -> Iterator[None]:
+        # Activities run in threads and may be retried concurrently: serialise per key.
+        self._check_key(key)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / f"{key}.lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # ---------------------------------------------------------------- process
+
+    def _read_pid(self, key: str) -> int | None:
+        try:
+            return int(self.pid_path(key).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _pid_alive(self, key: str, pid: int) -> bool:
+        """True when ``pid`` is a live (not zombie) HAProxy running this key's config."""
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        # A daemon reparented to a PID 1 that doesn't reap stays as a zombie: that is dead.
+        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+            return False
+        # Guard against pid reuse: it must be *our* config.
+        return os.fsencode(self.config_path(key)) in cmdline
+
+    def _running_pid(self, key: str) -> int | None:
+        pid = self._read_pid(key)
+        return pid if pid is not None and self._pid_alive(key, pid) else None
+
+    def is_running(self, key: str) -> bool:
+        """True when the process for ``key`` is alive and its admin socket answers."""
+        self._check_key(key)
+        if self._running_pid(key) is None:
+            return False
+        try:
+            self._send(key, "show info")
+        except HaproxyError:
+            return False
+        return True
+
+    def _render_config(self, key: str, bind_port: int, health_path: str | None) -> str:
+        check = f"    option httpchk GET {health_path}\n" if health_path else ""
+        return (
+            f"# Managed by Slipway for environment {key}; servers are added at runtime.\n"
+            "global\n"
+            f"    stats socket {self.socket_path(key)} mode 600 level admin\n"
+            "    stats timeout 30s\n"
+            f"    pidfile {self.pid_path(key)}\n"
+            "    maxconn 4096\n"
+            # Without this, HAProxy sets SO_REUSEPORT and a second process would silently share
+            # a port that is already taken instead of failing.
+            "    noreuseport\n"
+            "\n"
+            "defaults\n"
+            "    mode http\n"
+            "    timeout connect 2s\n"
+            "    timeout client 30s\n"
+            "    timeout server 30s\n"
+            "    timeout http-request 10s\n"
+            "    timeout http-keep-alive 5s\n"
+            "    timeout queue 10s\n"
+            "    timeout check 2s\n"
+            "    option redispatch\n"
+            "    retries 3\n"
+            # One server connection per request: clients may keep alive, yet every request is
+            # balanced anew, a drained server's session count falls to 0 as soon as its in-flight
+            # requests end, and no idle pooled connection blocks `del server`.
+            "    option http-server-close\n"
+            "\n"
+            f"frontend {FRONTEND}\n"
+            f"    bind {self.bind_address}:{bind_port}\n"
+            f"    default_backend {BACKEND}\n"
+            "\n"
+            f"backend {BACKEND}\n"
+            "    balance roundrobin\n"
+            f"{check}"
+        )
+
+    def _configured_port(self, key: str) -> int | None:
+        try:
+            text = self.config_path(key).read_text()
+        except OSError:
+            return None
+        match = re.search(r"^\s*bind\s+\S*:(\d+)\s*$", text, re.MULTILINE)
+        return int(match.group(1)) if match else None
+
+    def _uses_health_checks(self, key: str) -> bool:
+        try:
+            return "option httpchk" in self.config_path(key).read_text()
+        except OSError:
+            return False
+
+    def ensure_frontend(
+        self, key: str, bind_port: int, health_path: str | None = "/healthz"
+    ) -> None:
+        """Make sure HAProxy for ``key`` runs and listens on ``bind_port``; idempotent.
+
+        ``health_path`` makes HAProxy GET it on every server each second; a server failing
+        three checks in a row (not 2xx/3xx) gets no traffic until it passes two. ``None``
+        disables health checks.
+        """
+        self._check_key(key)
+        if not 0 < bind_port < 65536:
+            raise ValueError(f"invalid port {bind_port}")
+        if health_path is not None and not re.match(r"^/[^\s]*$", health_path):
+            raise ValueError(f"invalid health path {health_path!r}: an absolute path, no spaces")
+        with self._lock(key):
+            if self.is_running(key):
+                running_port = self._configured_port(key)
+                if running_port != bind_port:
+                    raise HaproxyError(
+                        f"HAProxy for {key} already listens on port {running_port}, not "
+                        f"{bind_port}; stop it first to move it"
+                    )
+                return
+            # Alive but deaf (or stale files): replace it. Servers were runtime-only anyway.
+            self._kill(key)
+            self._start(key, bind_port, health_path)
+
+    def _start(self, key: str, bind_port: int, health_path: str | None) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        sock = self.socket_path(key)
+        if sock.parent != self.dir:
+            sock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._sockpath_record(key).write_text(f"{sock}\n")
+        with contextlib.suppress(FileNotFoundError):
+            sock.unlink()
+        self.pid_path(key).unlink(missing_ok=True)
+        cfg = self.config_path(key)
+        tmp = cfg.with_suffix(".cfg.tmp")
+        tmp.write_text(self._render_config(key, bind_port, health_path))
+        tmp.replace(cfg)
+
+        log = self.log_path(key)
+        with open(log, "wb") as out:
+            try:
+                # -D: the parent reports config/bind errors on stderr and exits non-zero, or
+                # forks the daemon (which closes its std fds) and exits 0.
+                proc = subprocess.run(
+                    [self.haproxy_bin, "-D", "-f", str(cfg)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=self.start_timeout,
+                    check=False,
+                )
+            except FileNotFoundError as exc:
+                raise HaproxyError(f"HAProxy binary not found: {self.haproxy_bin}") from exc
+            except subprocess.TimeoutExpired as exc:
+                raise HaproxyError(f"HAProxy for {key} did not start in time") from exc
+        if proc.returncode != 0:
+            raise HaproxyError(
+                f"HAProxy for {key} failed to start on {self.bind_address}:{bind_port} "
+                f"(exit {proc.returncode}): {self._log_tail(key)}"
+            )
+
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.is_running(key):
+                return
+            time.sleep(0.05)
+        self._kill(key)
+        raise HaproxyError(
+            f"HAProxy for {key} started but its admin socket {sock} never answered: "
+            f"{self._log_tail(key)}"
+        )
+
+    def _log_tail(self, key: str, limit: int = 2000) -> str:
+        try:
+            text = self.log_path(key).read_text(errors="replace").strip()
+        except OSError:
+            return "(no output)"
+        return text[-limit:] or "(no output)"
+
+    def _kill(self, key: str, timeout: float = 5.0) -> None:
+        pid = self._running_pid(key)
+        if pid is None:
+            return
+        # SIGTERM is HAProxy's hard stop: listeners and connections close at once.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._pid_alive(key, pid):
+                return
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._pid_alive(key, pid):
+            time.sleep(0.05)
+        if self._pid_alive(key, pid):
+            raise HaproxyError(f"HAProxy for {key} (pid {pid}) did not exit")
+
+    def stop(self, key: str) -> None:
+        """Kill the HAProxy for ``key`` and remove its files; a stopped key is fine."""
+        self._check_key(key)
+        with self._lock(key):
+            self._kill(key)
+            sock = self.socket_path(key)
+            with contextlib.suppress(FileNotFoundError):
+                sock.unlink()
+            if sock.parent != self.dir:
+                # The short /tmp directory is shared by this state dir's keys: remove when empty.
+                with contextlib.suppress(OSError):
+                    sock.parent.rmdir()
+            for path in (
+                self.config_path(key),
+                self.pid_path(key),
+                self.log_path(key),
+                self._sockpath_record(key),
+                self.config_path(key).with_suffix(".cfg.tmp"),
+            ):
+                path.unlink(missing_ok=True)
+
+    def _send(self, key: str, command: str) -> str:
+        """Send one command over the admin socket and return HAProxy's full answer."""
+        sock_path = self.socket_path(key)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.settimeout(self.command_timeout)
+                conn.connect(os.fspath(sock_path))
+                conn.sendall(command.encode() + b"\n")
+                chunks = []
+                # Non-interactive mode: HAProxy closes the connection after the answer.
+                while chunk := conn.recv(65536):
+                    chunks.append(chunk)
+        except OSError as exc:
+            raise HaproxyError(
+                f"HAProxy for {key} is not reachable at {sock_path} ({exc}); "
+                "call ensure_frontend first",
+                command,
+            ) from exc
+        return b"".join(chunks).decode(errors="replace")

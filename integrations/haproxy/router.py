@@ -1,0 +1,165 @@
+"""Embedded `TrafficRouter`: one HAProxy process per environment, driven over its runtime API.
+
+Each environment key (for example ``shop-prod-local``) gets its own HAProxy daemon with one
+frontend and one backend ``be`` that starts without servers. Instances are added, weighted,
+drained and removed through the admin socket (HAProxy 2.6 dynamic servers), so neither adding
+an environment nor changing its instances ever needs a reload.
+
+The daemons themselves (files, config, start, stop) are managed by
+:class:`~integrations.haproxy.process.HaproxyProcesses`; this class adds the runtime API.
+"""
+
+from __future__ import annotations
+
+import time
+
+from integrations.haproxy.common import (
+    _ADMIN_DRAIN_BITS,
+    _ADMIN_MAINT_BITS,
+    _OP_STATES,
+    BACKEND,
+    HaproxyError,
+    LbServer,
+    _check_server,
+    _check_weight,
+    _parse_servers_state,
+    _parse_stat,
+)
+from integrations.haproxy.process import HaproxyProcesses
+
+
+class HaproxyRouter(HaproxyProcesses):
+    """Manage one HAProxy daemon per environment key and its servers over the admin socket."""
+
+    # ------------------------------------------------------------ runtime API
+
+    def _command(self, key: str, command: str, ok: tuple[str, ...] = ("",)) -> str:
+        """Run ``command``; its stripped answer must start with one of ``ok`` ("" = silent)."""
+        answer = self._send(key, command).strip()
+        if any(answer == "" if prefix == "" else answer.startswith(prefix) for prefix in ok):
+            return answer
+        raise HaproxyError(f"HAProxy for {key} refused a command", command, answer)
+
+    def servers(self, key: str) -> list[LbServer]:
+        """The backend's servers with address, weight, states and current sessions."""
+        self._check_key(key)
+        state = self._command(key, f"show servers state {BACKEND}", ok=("1\n", "1"))
+        stats = self._command(key, "show stat -1 4 -1", ok=("# pxname",))
+        by_name = _parse_stat(stats)
+        result = []
+        for row in _parse_servers_state(state):
+            name = row["srv_name"]
+            admin = int(row["srv_admin_state"])
+            draining = bool(admin & _ADMIN_DRAIN_BITS)
+            if admin & _ADMIN_MAINT_BITS:
+                admin_state = "maint"
+            elif draining:
+                admin_state = "drain"
+            else:
+                admin_state = "ready"
+            stat = by_name.get(name, {})
+            result.append(
+                LbServer(
+                    name=name,
+                    address=row["srv_addr"],
+                    port=int(row["srv_port"]),
+                    weight=int(row["srv_uweight"]),
+                    admin_state=admin_state,
+                    operational_state=_OP_STATES.get(int(row["srv_op_state"]), "unknown"),
+                    status=stat.get("status", ""),
+                    draining=draining,
+                    current_sessions=int(stat.get("scur") or 0),
+                    queued=int(stat.get("qcur") or 0),
+                )
+            )
+        return result
+
+    def _server(self, key: str, name: str) -> LbServer | None:
+        return next((s for s in self.servers(key) if s.name == name), None)
+
+    def add_server(self, key: str, name: str, address: str, port: int, weight: int = 100) -> None:
+        """Ensure server ``name`` at address:port takes traffic with ``weight``; idempotent.
+
+        An existing server of that name with another address or port is replaced.
+        """
+        _check_server(name)
+        _check_weight(weight)
+        with self._lock(key):
+            current = self._server(key, name)
+            if current is not None and (current.address, current.port) != (address, port):
+                self._delete(key, name, timeout=self.start_timeout)
+                current = None
+            if current is None:
+                options = f" weight {weight}"
+                health = self._uses_health_checks(key)
+                if health:
+                    options += " check inter 1s fall 3 rise 2"
+                self._command(
+                    key,
+                    f"add server {BACKEND}/{name} {address}:{port}{options}",
+                    ok=("New server registered",),
+                )
+                if health:
+                    # Dynamic servers start with checks disabled even when declared.
+                    self._command(key, f"enable health {BACKEND}/{name}")
+            else:
+                self._command(key, f"set weight {BACKEND}/{name} {weight}")
+                # Converge: a re-added server is meant to take traffic, even if drained before.
+                self._command(key, f"set server {BACKEND}/{name} state ready")
+            # Dynamic servers are created in maintenance mode.
+            self._command(key, f"enable server {BACKEND}/{name}")
+
+    def set_weight(self, key: str, name: str, weight: int) -> None:
+        """Set the user weight (0–256); 0 stops new traffic without draining."""
+        _check_server(name)
+        _check_weight(weight)
+        self._command(key, f"set weight {BACKEND}/{name} {weight}")
+
+    def drain(self, key: str, name: str) -> None:
+        """Stop sending new requests to ``name``; requests in flight complete."""
+        _check_server(name)
+        self._command(key, f"set server {BACKEND}/{name} state drain")
+
+    def wait_idle(self, key: str, name: str, timeout: float, poll: float = 0.2) -> bool:
+        """Wait until ``name`` has no current or queued sessions; False on timeout.
+
+        An absent server has nothing in flight, so it counts as idle.
+        """
+        _check_server(name)
+        deadline = time.monotonic() + timeout
+        while True:
+            server = self._server(key, name)
+            if server is None or server.current_sessions + server.queued == 0:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(poll, max(deadline - time.monotonic(), 0.0)))
+
+    def remove_server(self, key: str, name: str, timeout: float = 10.0) -> None:
+        """Disable and delete ``name``; an absent server is fine (idempotent).
+
+        HAProxy refuses to delete a server that still has connections: drain and
+        `wait_idle` first; this waits at most ``timeout`` seconds for them to end.
+        """
+        _check_server(name)
+        with self._lock(key):
+            self._delete(key, name, timeout)
+
+    def _delete(self, key: str, name: str, timeout: float) -> None:
+        disabled = self._send(key, f"disable server {BACKEND}/{name}").strip()
+        if disabled == "No such server.":
+            return
+        if disabled:
+            raise HaproxyError(
+                f"HAProxy for {key} refused a command", f"disable server {BACKEND}/{name}", disabled
+            )
+        command = f"del server {BACKEND}/{name}"
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = self._send(key, command).strip()
+            if answer.startswith("Server deleted") or answer == "No such server.":
+                return
+            # "still has connections attached" is transient: in-flight requests are ending.
+            if "connection" not in answer.lower() or time.monotonic() >= deadline:
+                raise HaproxyError(f"HAProxy for {key} refused a command", command, answer)
+            time.sleep(0.1)

@@ -1,0 +1,1 @@
+"""Jenkins: builds by job, and a lane's folder with one job per app, through python-jenkins."""

@@ -1,0 +1,1 @@
+"""Notifications: console/log, generic webhook and DingTalk robot."""

@@ -1,0 +1,1 @@
+"""Image registries: the OCI distribution API (docker-registry, Harbor) and Harbor's own API."""

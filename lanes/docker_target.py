@@ -1,0 +1,94 @@
+"""Lane apps on a Docker engine: containers labelled ``slipway.lane`` behind their own
+HAProxy frontend (the embedded default; see lanes/target.py for the contract)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+from typing import Any
+
+from integrations.docker.runtime import DockerRuntime
+from integrations.haproxy.router import HaproxyError, HaproxyRouter
+from integrations.protocols import Progress
+from lanes.target import LABEL_LANE, LaneDeployment, lane_env_key
+from schemas.models import StartVersionInput, VersionRef
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+class DockerLaneTarget:
+    """Lane apps as containers labelled ``slipway.lane`` behind their own HAProxy frontend."""
+
+    def __init__(self, runtime: DockerRuntime, router: HaproxyRouter,
+                 bind_address: str = "127.0.0.1", deadline_seconds: float = 300.0,
+                 drain_seconds: float = 10.0) -> None:
+        self.runtime = runtime
+        self.router = router
+        self.bind_address = bind_address
+        self.deadline_seconds = deadline_seconds
+        # How long a retired version may take to finish the requests it is serving.
+        self.drain_seconds = drain_seconds
+
+    def create_namespace(self, lane: str) -> dict[str, Any]:
+        # Docker engines have no namespaces: lane containers are scoped by their labels.
+        return {"runtime": "docker", "created": False, "scope": f"label {LABEL_LANE}={lane}"}
+
+    def delete_namespace(self, detail: dict[str, Any]) -> None:
+        return None  # nothing was created
+
+    def deploy(self, want: LaneDeployment, progress: Progress | None = None) -> dict[str, Any]:
+        env_key = lane_env_key(want.app, want.lane)
+        ref = VersionRef(app=want.app, env_key=env_key, cluster="", version=want.version)
+        self.runtime.start_version(
+            StartVersionInput(version=ref, image=want.image, replicas=1, ports=want.ports or
+                              [want.port], env_vars=want.env_vars, cpu=want.cpu,
+                              memory=want.memory, health_path=want.health_path,
+                              labels={LABEL_LANE: want.lane}),
+            progress)
+        instances = self.runtime.wait_ready(ref, 1, want.port, want.health_path,
+                                            self.deadline_seconds, progress)
+        lb_port = self._lb_port(env_key)
+        self.router.ensure_frontend(env_key, lb_port, want.health_path)
+        for instance in instances:
+            self.router.add_server(env_key, instance.name, instance.address, instance.port)
+        return {"runtime": "docker", "env_key": env_key, "image": want.image,
+                "version": want.version, "lb_port": lb_port,
+                "url": f"http://{self.bind_address}:{lb_port}/"}
+
+    def retire(self, detail: dict[str, Any], app: str) -> None:
+        ref = self._ref(detail, app)
+        # Servers are named v<version>-<index>; a lane runs one replica per version.
+        with contextlib.suppress(HaproxyError):  # frontend already gone: nothing routes to it
+            self.router.drain(ref.env_key, f"v{ref.version}-0")
+            self.router.wait_idle(ref.env_key, f"v{ref.version}-0", timeout=self.drain_seconds)
+        self.router.remove_server(ref.env_key, f"v{ref.version}-0")
+        self.runtime.remove_version(ref)
+
+    def remove(self, detail: dict[str, Any], app: str) -> None:
+        self.router.stop(detail["env_key"])
+        ref = self._ref(detail, app)
+        # Every version, not only the ledger's: a redeploy that failed between starting the
+        # new version and retiring the old one leaves containers the ledger does not name.
+        for version in sorted(set(self.runtime.versions(ref.env_key)) | {ref.version}):
+            self.runtime.remove_version(ref.model_copy(update={"version": version}))
+
+    def _lb_port(self, env_key: str) -> int:
+        """The frontend's port: the one it already has (a retry, a newer version), else a
+        free one."""
+        config = self.router.config_path(env_key)
+        if config.exists():
+            match = re.search(r"bind \S+:(\d+)", config.read_text())
+            if match:
+                return int(match.group(1))
+        return free_port(self.bind_address)
+
+    @staticmethod
+    def _ref(detail: dict[str, Any], app: str) -> VersionRef:
+        # Ledgers written before versions were recorded ran version 1.
+        return VersionRef(app=app, env_key=detail["env_key"], cluster="",
+                          version=int(detail.get("version", 1)))

@@ -1,0 +1,116 @@
+"""Webhook payloads the receiver understands, parsed into plain values (no I/O here).
+
+* GitLab push and tag push events (``X-Gitlab-Event: Push Hook`` / ``Tag Push Hook``).
+* Registry pushes: the docker distribution notification envelope (``{"events": [...]}``)
+  and Harbor's webhook (``{"type": "PUSH_ARTIFACT", "event_data": {...}}``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.models import ReleaseRequest
+from starter.api.settings import HookRule
+
+ZERO_SHA = "0" * 40
+
+
+def secret_matches(given: str | None, secret: str) -> bool:
+    """Constant-time comparison; an unconfigured secret never matches."""
+    if not secret or given is None:
+        return False
+    return hmac.compare_digest(given.encode(), secret.encode())
+
+
+def payload_id(body: bytes) -> str:
+    """Stable id of a delivery that carries none: a redelivery has the same bytes."""
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+@dataclass(frozen=True)
+class GitEvent:
+    """A push of a branch or a tag, as far as release rules care."""
+
+    kind: str  # "tag" or "branch"
+    project: str
+    name: str  # tag or branch name
+    sha: str
+    user: str
+
+
+def parse_gitlab(event_header: str, payload: dict[str, Any]) -> GitEvent | None:
+    """The push described by a GitLab webhook, or None for events we don't act on
+    (other kinds, deletions of a branch or tag)."""
+    kind = payload.get("object_kind") or {
+        "Push Hook": "push", "Tag Push Hook": "tag_push"}.get(event_header, "")
+    if kind not in ("push", "tag_push"):
+        return None
+    ref = str(payload.get("ref") or "")
+    sha = str(payload.get("checkout_sha") or payload.get("after") or "")
+    if not sha or sha == ZERO_SHA:  # deleted ref: nothing to release
+        return None
+    project = str((payload.get("project") or {}).get("path_with_namespace") or "")
+    user = str(payload.get("user_username") or payload.get("user_name") or "")
+    if kind == "tag_push" and ref.startswith("refs/tags/"):
+        return GitEvent("tag", project, ref.removeprefix("refs/tags/"), sha, user)
+    if kind == "push" and ref.startswith("refs/heads/"):
+        return GitEvent("branch", project, ref.removeprefix("refs/heads/"), sha, user)
+    return None
+
+
+def requests_for(event: GitEvent, rules: list[HookRule]) -> list[ReleaseRequest]:
+    """The releases the rules ask for: a tag releases the tag (labelled with it); a branch
+    releases the pushed commit, so a later push cannot change what this release builds."""
+    found = []
+    for rule in rules:
+        if event.kind == "tag" and rule.matches_tag(event.project, event.name):
+            found.append(ReleaseRequest(app=rule.app, env=rule.env, ref=event.name,
+                                        version_label=event.name,
+                                        requested_by=f"gitlab:{event.user}"))
+        elif event.kind == "branch" and rule.matches_branch(event.project, event.name):
+            found.append(ReleaseRequest(app=rule.app, env=rule.env, ref=event.sha,
+                                        requested_by=f"gitlab:{event.user}"))
+    return found
+
+
+@dataclass(frozen=True)
+class ImagePush:
+    """One image manifest pushed to a registry."""
+
+    event_id: str
+    repository: str
+    tag: str
+    digest: str
+    source: str  # "distribution" or "harbor"
+    actor: str = ""
+
+
+def parse_registry(body: bytes, payload: dict[str, Any]) -> list[ImagePush]:
+    """Manifest pushes in a distribution envelope or a Harbor webhook (others are ignored)."""
+    pushes: list[ImagePush] = []
+    if isinstance(payload.get("events"), list):
+        for event in payload["events"]:
+            target = event.get("target") or {}
+            # Blob uploads notify too; only a manifest is an image (or an index of them).
+            is_manifest = "manifest" in str(target.get("mediaType", "")) or target.get("tag")
+            if event.get("action") != "push" or not is_manifest:
+                continue
+            pushes.append(ImagePush(
+                event_id=str(event.get("id") or payload_id(json.dumps(event).encode())),
+                repository=str(target.get("repository", "")), tag=str(target.get("tag", "")),
+                digest=str(target.get("digest", "")), source="distribution",
+                actor=str((event.get("actor") or {}).get("name", ""))))
+    elif payload.get("type") in ("PUSH_ARTIFACT", "pushImage"):
+        data = payload.get("event_data") or {}
+        repository = str((data.get("repository") or {}).get("repo_full_name", ""))
+        for index, resource in enumerate(data.get("resources") or []):
+            # Harbor sends no event id: the delivery's bytes are its identity.
+            pushes.append(ImagePush(
+                event_id=f"{payload_id(body)}#{index}", repository=repository,
+                tag=str(resource.get("tag", "")), digest=str(resource.get("digest", "")),
+                source="harbor", actor=str(payload.get("operator", ""))))
+    return pushes

@@ -1,0 +1,121 @@
+"""``slipway approve | reject | promote | promote-full | pause | resume | abort | rollback``.
+
+The first seven send an Update to the release running on APP ENV and print the workflow's
+answer; a refusal (not an approver, four eyes, wrong stage) is the one-line error. ``rollback``
+starts a new release whose target is an older baseline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from schemas.settings import get_settings
+from starter.cli.console import catalogue_errors, console, open_store
+from starter.cli.release import run_release
+from starter.service import changes, releases
+from starter.service.controls import control_input, send_update
+from starter.service.identity import current_user
+from starter.service.temporal_client import connect
+
+AppArg = Annotated[str, typer.Argument(metavar="APP", help="Application.", show_default=False)]
+EnvArg = Annotated[str, typer.Argument(metavar="ENV", show_default=False,
+                                       help="Environment: type@cluster, or type alone.")]
+AsUser = Annotated[str | None, typer.Option(
+    "--as", metavar="USER", show_default=False,
+    help="Who you act as (checked against the app's approvers). Default: $SLIPWAY_USER, "
+         "else your OS user.")]
+
+
+def _env_name(app: str, env: str) -> str:
+    """The canonical ``type@cluster``: the release workflow's id is built from it."""
+    store = open_store()
+    try:
+        return releases.env_name(store, app, env)
+    finally:
+        store.engine.dispose()
+
+
+def _control(name: str, app: str, env: str, user: str | None, text: str = "") -> None:
+    with catalogue_errors():
+        env_name = _env_name(app, env)
+
+        async def send() -> str:
+            client = await connect(get_settings())
+            return await send_update(client, app, env_name, name,
+                                     control_input(name, user or current_user(), text))
+
+        answer = asyncio.run(send())
+    console.print(f"[bold green]{name}[/] {app}@{env_name}: {answer}", highlight=False)
+
+
+def approve(
+    app: AppArg, env: EnvArg, user: AsUser = None,
+    comment: Annotated[str, typer.Option(help="Why, for the record.",
+                                         show_default=False)] = "",
+) -> None:
+    """Approve the release waiting on APP ENV (an approver other than the requester)."""
+    _control("approve", app, env, user, comment)
+
+
+def reject(
+    app: AppArg, env: EnvArg, user: AsUser = None,
+    comment: Annotated[str, typer.Option(help="Why, for the requester.",
+                                         show_default=False)] = "",
+) -> None:
+    """Reject the release waiting for approval on APP ENV; its change goes back to developing."""
+    _control("reject", app, env, user, comment)
+
+
+def promote(app: AppArg, env: EnvArg, user: AsUser = None) -> None:
+    """Pass the gate the release waits at, or end the current wait-for-stable early."""
+    _control("promote", app, env, user)
+
+
+def promote_full(app: AppArg, env: EnvArg, user: AsUser = None) -> None:
+    """Skip the remaining gray/rolling steps and waits: go to 100% of the new version now."""
+    _control("promote-full", app, env, user)
+
+
+def pause(app: AppArg, env: EnvArg, user: AsUser = None) -> None:
+    """Hold the rollout after the current step until `slipway resume`."""
+    _control("pause", app, env, user)
+
+
+def resume(app: AppArg, env: EnvArg, user: AsUser = None) -> None:
+    """Continue a paused rollout."""
+    _control("resume", app, env, user)
+
+
+def abort(
+    app: AppArg, env: EnvArg, user: AsUser = None,
+    reason: Annotated[str, typer.Option(help="Why, for the record and the notification.",
+                                        show_default=False)] = "",
+) -> None:
+    """Stop the release and undo its steps, newest first: the old version serves again."""
+    _control("abort", app, env, user, reason)
+
+
+def rollback(
+    app: AppArg, env: EnvArg,
+    to: Annotated[int | None, typer.Option(
+        "--to", metavar="N", show_default=False,
+        help="Baseline version to return to. Default: the one before the current.")] = None,
+    image: Annotated[str | None, typer.Option(
+        metavar="REF", show_default=False,
+        help="Release this image instead of an older baseline (not with --to).")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the rollback until it ends.")] = False,
+) -> None:
+    """Roll APP on ENV back: a release of baseline N's image that rolls forward as N+1."""
+    actor = current_user()
+    with catalogue_errors():
+        store = open_store()
+        try:
+            request = changes.rollback_request(store, app, env, to=to, image=image, actor=actor)
+        finally:
+            store.engine.dispose()
+        target = f"baseline v{request.rollback_to}" if request.rollback_to else f"image {image}"
+        console.print(f"rolling {app}@{request.env} back to {target}", highlight=False)
+        asyncio.run(run_release(request, wait))

@@ -1,0 +1,110 @@
+"""``slipway demo``: a real release of the sample app, twice, on the embedded stack.
+
+Starts what is missing (Temporal dev server + worker), registers ``examples/sample-app`` as
+application ``sample`` with environment ``demo@local`` (2 replicas behind HAProxy, grayscale
+steps 1 → 50% → 100% with a short wait-for-stable), releases it twice from source, and shows
+what the load balancer serves after each release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import docker
+import httpx
+from docker.errors import DockerException, ImageNotFound
+from sqlmodel import select
+
+from catalogue.store import Store
+from catalogue.tables import Application, Environment
+from schemas.models import ReleaseOutcome, ReleaseRequest
+from schemas.settings import Settings
+from starter.cli.console import console
+from starter.cli.release import run_release
+from starter.service.catalogue import add_env, mark_ready, register_app
+from starter.service.identity import current_user
+from starter.stack.processes import REPO_ROOT, start_temporal, start_worker
+from workflows.release import release_workflow_id
+
+SAMPLE_SOURCE = REPO_ROOT / "examples" / "sample-app"
+DEMO_APP = "sample"
+DEMO_ENV_TYPE = "demo"
+RELEASES = 2
+# Short, so the demo ends soon; production environments default to 60 s.
+DEMO_STABLE_SECONDS = 3
+
+
+class DemoError(Exception):
+    """The machine is missing something the demo needs; the message says what."""
+
+
+def check_engine(settings: Settings) -> None:
+    engine = settings.clusters[settings.default_cluster].engines[0]
+    try:
+        client = docker.DockerClient(base_url=engine, timeout=10)
+        client.ping()
+    except DockerException as error:
+        raise DemoError(f"the Docker engine at {engine} does not answer ({error}); start it "
+                        "with `bash scripts/bootstrap.sh`") from error
+    try:
+        client.images.get(settings.base_image)
+    except ImageNotFound as error:
+        raise DemoError(f"base image {settings.base_image} is missing; build it with "
+                        "`bash scripts/build-base-image.sh`") from error
+
+
+def ensure_catalogue(store: Store, settings: Settings) -> Environment:
+    """Register the sample app and its demo environment unless an earlier demo did."""
+    actor = current_user()
+    with store.session() as session:
+        app = session.exec(select(Application).where(Application.name == DEMO_APP)).first()
+    if app is None:
+        register_app(store, DEMO_APP, category="in-house", tier="non-core", owners=[actor],
+                     approvers=[], source=str(SAMPLE_SOURCE), description="Slipway demo app",
+                     actor=actor)
+        mark_ready(store, DEMO_APP, actor)
+        return add_env(store, DEMO_APP, DEMO_ENV_TYPE, cluster=settings.default_cluster,
+                       replicas=2, cpu="", memory="", ports=[8080], env_vars={},
+                       runtime="docker", namespace="default", health_path="/healthz",
+                       settings=settings, actor=actor, strategy="gray",
+                       gray_steps=["1", "50%", "100%"], stable_seconds=DEMO_STABLE_SECONDS)
+    with store.session() as session:
+        env = session.exec(select(Environment).where(Environment.app_id == app.id)).first()
+    if env is None:
+        raise DemoError(f"application {DEMO_APP!r} exists without its demo environment")
+    return env
+
+
+def served(url: str) -> str:
+    try:
+        return httpx.get(url, timeout=5).text.strip()
+    except httpx.HTTPError as error:
+        return f"(no answer: {error})"
+
+
+def run_demo(settings: Settings, store: Store) -> list[ReleaseOutcome]:
+    check_engine(settings)
+    console.print("[bold]1/3[/] embedded stack: Temporal dev server + Slipway worker")
+    start_temporal(settings, background=True)
+    start_worker(settings, background=True)
+    console.print(f"  Temporal Web UI: {settings.temporal_ui_url}", highlight=False)
+    env = ensure_catalogue(store, settings)
+    url = f"http://{settings.lb_bind_address}:{env.lb_port}/"
+    console.print(f"[bold]2/3[/] application {DEMO_APP!r}, environment {env.name} "
+                  f"({env.replicas} replicas), source {SAMPLE_SOURCE}", highlight=False)
+    outcomes: list[ReleaseOutcome] = []
+    for number in range(1, RELEASES + 1):
+        console.print(f"[bold]3/3[/] release {number} of {RELEASES} (build from source, grayscale)")
+        request = ReleaseRequest(app=DEMO_APP, env=env.name, requested_by=current_user())
+        outcome = asyncio.run(run_release(request, wait=True))
+        assert outcome is not None  # wait=True always returns the outcome
+        outcomes.append(outcome)
+        console.print(f"  {url} serves: [bold]{served(url)}[/]", highlight=False)
+    console.print()
+    console.print(f"[bold green]done.[/] The app answers at {url}", highlight=False)
+    console.print(f"  releases: {settings.ui_link(release_workflow_id(DEMO_APP, env.name))}",
+                  highlight=False, soft_wrap=True)
+    console.print("  the stack keeps running; stop it with `python -m starter down`")
+    return outcomes
+
+

@@ -1,0 +1,51 @@
+"""Root of the ``slipway`` / ``python -m starter`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import typer
+
+from starter.cli import controls as cli_controls
+from starter.cli import release as cli_release
+from starter.cli import serve as cli_serve
+from starter.cli import stack as cli_stack
+from starter.cli.build import build_cli, token_cli
+from starter.cli.catalogue import app_cli, env_cli
+from starter.cli.change import baseline_cli, change_cli
+from starter.cli.lane import lane_cli
+from starter.cli.release import release_cli
+from starter.cli.schedule import schedules_cli
+
+cli = typer.Typer(
+    name="slipway",
+    help="Slipway: durable releases and swimlanes on Temporal.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+cli.add_typer(app_cli, name="app", help="Register, inspect and retire applications.")
+cli.add_typer(env_cli, name="env", help="Add and inspect an application's environments.")
+cli.add_typer(change_cli, name="change",
+              help="Create, submit and close changes (what a release carries out).")
+cli.add_typer(baseline_cli, name="baseline", help="List and compare an environment's baselines.")
+cli.add_typer(release_cli, name="release",
+              help="Release APP ENV (`slipway release APP ENV [OPTIONS]`), or `release history`.")
+cli.command()(cli_release.status)
+for control in (cli_controls.approve, cli_controls.reject, cli_controls.promote,
+                cli_controls.promote_full, cli_controls.pause, cli_controls.resume,
+                cli_controls.abort, cli_controls.rollback):
+    # promote_full → promote-full
+    cli.command(control.__name__.replace("_", "-"))(control)
+cli.command()(cli_stack.demo)
+cli.command()(cli_stack.dev)
+cli.command()(cli_stack.up)
+cli.command()(cli_stack.down)
+cli.command()(cli_serve.serve)
+cli.add_typer(lane_cli, name="lane",
+              help="Swimlanes: isolated environments for one iteration, with an idle TTL.")
+cli.add_typer(schedules_cli, name="schedules", help="Temporal Schedules (the lane janitor).")
+cli.add_typer(token_cli, name="token", help="Create and revoke API tokens for the HTTP receiver.")
+cli.add_typer(build_cli, name="build",
+              help="List, show and delete builds (deleting removes the image).")
+
+
+def main() -> None:
+    cli()

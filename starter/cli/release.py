@@ -1,0 +1,210 @@
+"""``slipway release`` and ``slipway status``: start a release workflow, follow it, read its past.
+
+``release`` is a group whose default command is ``start``: ``slipway release APP ENV [...]``
+starts a release (the documented form), and ``slipway release history APP ENV`` lists them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from schemas.models import ReleaseOutcome, ReleaseRequest, ReleaseStatus
+from schemas.settings import get_settings
+from starter.cli.console import catalogue_errors, console, fail, open_store
+from starter.cli.status_view import render_status
+from starter.service import changes, releases
+from starter.service.controls import watch
+from starter.service.identity import current_user
+from starter.service.releases import follow, release_status, start_release, validate_release
+from starter.service.temporal_client import connect
+from workflows.release import release_workflow_id
+
+DEFAULT_COMMAND = "start"
+
+
+class DefaultCommandGroup(typer.core.TyperGroup):
+    """A group that runs its default command when the first word names no subcommand.
+
+    ``slipway release shop prod --wait`` therefore means ``slipway release start shop prod
+    --wait`` while ``slipway release history shop prod`` still reaches ``history``. An app
+    literally named like a subcommand is released with the explicit ``release start …``.
+    """
+
+    default_command = DEFAULT_COMMAND
+
+    def parse_args(self, ctx: typer._click.Context, args: list[str]) -> list[str]:
+        # Route before the group parses: options of the default command (--image …) may come
+        # first, and the group itself would refuse them as unknown options.
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx: typer._click.Context, args: list[str],
+                        ) -> tuple[str | None, typer._click.Command | None, list[str]]:
+        if args and args[0] not in self.commands:
+            args = [self.default_command, *args]
+        return super().resolve_command(ctx, args)
+
+
+release_cli = typer.Typer(
+    cls=DefaultCommandGroup, no_args_is_help=True,
+    help="Start a release (default: `slipway release APP ENV [OPTIONS]` runs `start`), or list "
+         "past releases with `slipway release history APP ENV`.",
+)
+
+AppArg = Annotated[str, typer.Argument(metavar="APP", help="Application.", show_default=False)]
+EnvArg = Annotated[str, typer.Argument(metavar="ENV", show_default=False,
+                                       help="Environment: type@cluster, or type alone.")]
+
+
+class EventPrinter:
+    """Prints each new release event once, as the status query reveals them."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def __call__(self, status: ReleaseStatus) -> None:
+        for event in status.events[self.seen:]:
+            console.print(f"  [dim]{event.at:%H:%M:%S}[/] {event.message}", highlight=False)
+        self.seen = len(status.events)
+
+
+async def run_release(request: ReleaseRequest, wait: bool) -> ReleaseOutcome | None:
+    """Validate, start, print the Web UI link and, with ``wait``, follow to the end."""
+    settings = get_settings()
+    store = open_store()
+    try:
+        request, summary = validate_release(store, request)
+    finally:
+        store.engine.dispose()
+    client = await connect(settings)
+    started = await start_release(client, settings, request, summary)
+    console.print(f"[bold]release started[/]: {started.summary}", highlight=False)
+    console.print(f"  Temporal UI: {started.link}", highlight=False, soft_wrap=True)
+    if not wait:
+        return None
+    with console.status("releasing…"):
+        outcome = await follow(started.handle, EventPrinter())
+    console.print(f"[bold green]released[/] {outcome.app}@{outcome.env}: baseline "
+                  f"v{outcome.baseline_version} runs {outcome.image}", highlight=False)
+    return outcome
+
+
+@release_cli.command(DEFAULT_COMMAND)
+def release(
+    app: AppArg,
+    env: EnvArg,
+    image: Annotated[str | None, typer.Option(help="Release this existing image "
+                                              "instead of building.")] = None,
+    ref: Annotated[str | None, typer.Option(help="Git ref of the app's source to build.")] = None,
+    version: Annotated[str | None, typer.Option(help="Version label of the build "
+                                                "(default: v<baseline N+1>).")] = None,
+    change: Annotated[int | None, typer.Option(
+        "--change", metavar="ID", show_default=False,
+        help="Carry out change ID (submitted, of this APP and ENV); it brings its own image, "
+             "ref, replicas or resources, so --image/--ref/--version are not allowed with it.",
+    )] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the release until it ends.")] = False,
+) -> None:
+    """Release APP on ENV as a durable ReleaseWorkflow (one at a time per environment)."""
+    actor = current_user()
+    with catalogue_errors():
+        if change is None:
+            request = ReleaseRequest(app=app, env=env, image=image, ref=ref,
+                                     version_label=version, requested_by=actor)
+        else:
+            request = _change_request(app, env, change, actor, image, ref, version)
+        asyncio.run(run_release(request, wait))
+
+
+def _change_request(app: str, env: str, change_id: int, actor: str, *given: str | None,
+                    ) -> ReleaseRequest:
+    if any(given):
+        fail("--change brings its own image/ref; drop --image, --ref and --version")
+    store = open_store()
+    try:
+        env_name = releases.env_name(store, app, env)
+        request = changes.change_release_request(store, change_id, actor)
+    finally:
+        store.engine.dispose()
+    if (request.app, request.env) != (app, env_name):
+        fail(f"change {change_id} belongs to {request.app} {request.env}, not {app} {env_name}")
+    return request
+
+
+@release_cli.command("history")
+def history(app: AppArg, env: EnvArg) -> None:
+    """List the releases of APP on ENV, newest first, with the baseline each wrote."""
+    with catalogue_errors():
+        store = open_store()
+        try:
+            rows = changes.release_history(store, app, env)
+        finally:
+            store.engine.dispose()
+    if not rows:
+        console.print(f"no releases of {app} on {env} yet: slipway release {app} {env}",
+                      highlight=False)
+        return
+    table = Table()
+    # A succeeded release wrote baseline v<to>; the rest wrote none.
+    table.add_column("release", no_wrap=True)
+    for header in ("state", "versions"):
+        table.add_column(header)
+    table.add_column("image", overflow="fold", ratio=3)
+    for header in ("by / approved", "started", "note"):
+        table.add_column(header)
+    for row in rows:
+        item = row.release
+        versions = f"v{item.from_version} → v{item.to_version}"
+        if item.rollback_to is not None:
+            versions += f"\n(rollback to v{item.rollback_to})"
+        elif item.rollback:
+            versions += f"\n(rollback of v{item.from_version})"
+        by = (item.requested_by or "-") + (f" / {item.approved_by}" if item.approved_by else "")
+        note = "; ".join(text for text in (f"change {item.change_id}" if item.change_id else "",
+                                           item.error) if text)
+        table.add_row(str(item.id), item.state, versions, item.image or "-", by,
+                      item.started_at.strftime("%m-%d %H:%M"), note or "-")
+    console.print(table)
+
+
+def status(
+    app: AppArg,
+    env: EnvArg,
+    watch_: Annotated[bool, typer.Option(
+        "--watch", "-w", help="Refresh every second until the release ends (Ctrl-C stops "
+                              "watching; the release goes on).")] = False,
+) -> None:
+    """Show the latest release of APP on ENV: stage, step, versions, traffic and events."""
+    settings = get_settings()
+    with catalogue_errors():
+        store = open_store()
+        try:
+            env_name = releases.env_name(store, app, env)
+        finally:
+            store.engine.dispose()
+        title = f"{app}@{env_name}"
+        link = settings.ui_link(release_workflow_id(app, env_name))
+
+        def view(execution: str, progress: ReleaseStatus | None) -> Any:
+            return render_status(title, execution, progress, link)
+
+        async def once() -> None:
+            client = await connect(settings)
+            console.print(view(*await release_status(client, app, env_name)))
+
+        async def live() -> None:
+            client = await connect(settings)
+            with Live(console=console, refresh_per_second=4, transient=False) as screen:
+                await watch(client, app, env_name,
+                            lambda execution, progress: screen.update(view(execution, progress)))
+
+        try:
+            asyncio.run(live() if watch_ else once())
+        except KeyboardInterrupt:
+            console.print("stopped watching; the release goes on", style="dim")

@@ -1,0 +1,48 @@
+"""``slipway dev|up|down|demo``: the embedded stack and the end-to-end demo."""
+
+from __future__ import annotations
+
+import typer
+
+from schemas.settings import get_settings
+from starter.cli.console import catalogue_errors, console, fail, open_store
+from starter.cli.demo import DemoError, run_demo
+from starter.stack import processes as stack
+
+
+def dev() -> None:
+    """Run Temporal (Web UI on :8233) and a worker in the foreground until Ctrl-C."""
+    try:
+        code = stack.run_foreground(get_settings())
+    except stack.StackError as error:
+        fail(str(error))
+    raise typer.Exit(code)
+
+
+def up() -> None:
+    """Start the embedded stack in the background (Temporal dev server + worker)."""
+    settings = get_settings()
+    try:
+        stack.start_temporal(settings, background=True)
+        stack.start_worker(settings, background=True)
+    except stack.StackError as error:
+        fail(str(error))
+    console.print(f"Temporal at {settings.temporal_address}, Web UI {settings.temporal_ui_url}",
+                  highlight=False)
+    console.print(f"logs in {stack.log_dir(settings)}; stop with `slipway down`", highlight=False)
+
+
+def down() -> None:
+    """Stop the embedded stack: worker, load balancers, Temporal dev server."""
+    stopped = stack.stop_stack(get_settings())
+    console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+def demo() -> None:
+    """Release the sample app twice on the embedded stack and show what it serves."""
+    store = open_store()
+    with catalogue_errors():
+        try:
+            run_demo(get_settings(), store)
+        except (DemoError, stack.StackError) as error:
+            fail(str(error))

@@ -1,0 +1,30 @@
+"""Connecting the CLI to Temporal with the pydantic data converter and a helpful error."""
+
+from __future__ import annotations
+
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from catalogue.store import CatalogueError
+from schemas.settings import Settings
+
+
+async def connect(settings: Settings) -> Client:
+    try:
+        return await Client.connect(settings.temporal_address,
+                                    namespace=settings.temporal_namespace,
+                                    data_converter=pydantic_data_converter)
+    except RuntimeError as error:
+        raise CatalogueError(
+            f"cannot reach Temporal at {settings.temporal_address} ({error}); "
+            "start the embedded stack with `slipway up`"
+        ) from error
+
+
+def update_refusal(error: WorkflowUpdateFailedError) -> str:
+    """The validator's (or handler's) message: a ValueError arrives as an ApplicationError
+    cause, possibly wrapped once more."""
+    cause: BaseException | None = error.cause
+    while cause is not None and getattr(cause, "cause", None) is not None:
+        cause = cause.cause  # type: ignore[attr-defined]
+    return getattr(cause, "message", None) or str(cause or error)

@@ -1,0 +1,64 @@
+"""API tokens of the receiver's users: created once, stored as SHA-256 hashes, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlmodel import select
+
+from catalogue.store import CatalogueError, Store, audit
+from catalogue.tables import utcnow
+from catalogue.tokens import ApiToken
+
+TOKEN_PREFIX = "slw_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(store: Store, user: str, name: str = "", actor: str = "") -> tuple[str, str]:
+    """A new token acting as ``user``; returns (name, clear token). The clear token is shown
+    to the caller once and never stored."""
+    if not user.strip():
+        raise CatalogueError("a token needs a user")
+    name = name or user
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with store.session() as session:
+        active = session.exec(select(ApiToken).where(
+            ApiToken.name == name, ApiToken.revoked == False)).first()  # noqa: E712
+        if active is not None:
+            raise CatalogueError(f"an active token named {name!r} exists: revoke it first "
+                                 f"(`slipway token revoke {name}`) or pass --name")
+        session.add(ApiToken(name=name, user=user, hash=hash_token(token)))
+        audit(session, "token.create", actor=actor, name=name, user=user)
+        session.commit()
+    return name, token
+
+
+def revoke_token(store: Store, name: str, actor: str = "") -> int:
+    """Revoke every active token named ``name``; returns how many were revoked."""
+    with store.session() as session:
+        tokens = session.exec(select(ApiToken).where(
+            ApiToken.name == name, ApiToken.revoked == False)).all()  # noqa: E712
+        if not tokens:
+            raise CatalogueError(f"no active token named {name!r}")
+        for token in tokens:
+            token.revoked = True
+            token.revoked_at = utcnow()
+            session.add(token)
+        audit(session, "token.revoke", actor=actor, name=name)
+        session.commit()
+        return len(tokens)
+
+
+def user_for_token(store: Store, token: str) -> str | None:
+    """The user an active token acts as, or None. Looks up by hash: the lookup key is not the
+    secret, and an index hit leaks nothing a timing attacker could use."""
+    if not token:
+        return None
+    with store.session() as session:
+        row = session.exec(select(ApiToken).where(
+            ApiToken.hash == hash_token(token), ApiToken.revoked == False)).first()  # noqa: E712
+    return row.user if row else None

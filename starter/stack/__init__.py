@@ -1,0 +1,1 @@
+"""The embedded stack: Temporal dev server and worker processes, started, watched and stopped."""

@@ -1,0 +1,57 @@
+"""Upgrading a catalogue that already holds releases: every migration applies in place, with
+SQLite's foreign keys on, and keeps what was there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
+
+from catalogue.store import MIGRATIONS_DIR, Store
+
+
+def upgrade_to(store: Store, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def test_an_older_catalogue_with_releases_upgrades_to_head(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade_to(store, "0003")
+    now = "2026-11-01 10:00:00"
+    with store.engine.begin() as db:
+        db.execute(text("INSERT INTO application (id, name, state, category, tier, owners, "
+                        "approvers, source, description, created_at) VALUES (1, 'shop', "
+                        "'online', 'in-house', 'core', '[]', '[]', '', '', :now)"), {"now": now})
+        db.execute(text("INSERT INTO environment (id, app_id, env_type, cluster, replicas, cpu, "
+                        "memory, ports, env_vars, runtime, namespace, strategy, health_path, "
+                        "lb_port, created_at) VALUES (1, 1, 'prod', 'local', 2, '', '', "
+                        "'[8080]', '{}', 'docker', 'default', 'gray', '/healthz', 18080, :now)"),
+                   {"now": now})
+        for number, rollback_to in ((1, None), (2, None), (3, 1)):
+            db.execute(text(
+                "INSERT INTO release (id, app_id, env_id, workflow_id, run_id, state, "
+                "from_version, to_version, image, requested_by, error, started_at, rollback_to) "
+                "VALUES (:n, 1, 1, 'w', :run, 'succeeded', :f, :n, 'reg/shop', 'ann', '', :now, "
+                ":to)"),
+                {"n": number, "run": f"r{number}", "f": number - 1, "to": rollback_to,
+                 "now": now})
+            db.execute(text(
+                "INSERT INTO baseline (env_id, version, image, digest, replicas, cpu, memory, "
+                "config_version, release_id, created_at) VALUES (1, :n, 'reg/shop', '', 2, '', "
+                "'', '', :n, :now)"), {"n": number, "now": now})
+
+    store.migrate()  # what every Slipway process does first
+
+    with store.engine.connect() as db:
+        rows = db.execute(text('SELECT id, rollback FROM "release" ORDER BY id')).all()
+        baselines = db.execute(text("SELECT count(*) FROM baseline")).scalar_one()
+        lanes = db.execute(text("SELECT count(*) FROM lane")).scalar_one()
+    # Releases recorded before 0005 were rollbacks exactly when they named a target.
+    assert [(row[0], bool(row[1])) for row in rows] == [(1, False), (2, False), (3, True)]
+    assert baselines == 3 and lanes == 0

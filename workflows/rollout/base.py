@@ -1,0 +1,163 @@
+"""The building blocks every rollout strategy shares: start, wait healthy, rotate, drain, undo.
+
+``Rollout`` runs inside ReleaseWorkflow and only orchestrates: every effect is an activity
+started through the workflow, which also owns the undo stack and the person-facing controls
+(pause, promote, abort). Before each change to the environment the matching undo is pushed,
+so a failure at any point can put the recorded baseline back.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.runtime import RuntimeActivities
+    from activities.traffic import TrafficActivities
+    from schemas.models import (
+        DrainInput,
+        EnsureFrontendInput,
+        ImageSpec,
+        ListVersionsInput,
+        ReleasePlan,
+        StartVersionInput,
+        TrafficInput,
+        VersionRef,
+        VersionStatus,
+        WaitReadyInput,
+    )
+    from workflows.rollout.host import RolloutHost
+
+def cause_of(error: BaseException) -> str:
+    while isinstance(error, ActivityError) and error.cause is not None:
+        error = error.cause
+    return getattr(error, "message", None) or str(error) or type(error).__name__
+
+
+class Rollout(ABC):
+    """Base of the strategies: one release plan, its target image and the old version."""
+
+    def __init__(self, wf: RolloutHost, plan: ReleasePlan, target: ImageSpec) -> None:
+        self.wf = wf
+        self.plan = plan
+        self.target = target
+        self.old_version = 0
+        self.old_count = 0
+
+    def ref(self, version: int) -> VersionRef:
+        return VersionRef(app=self.plan.app, env_key=self.plan.env_key,
+                          cluster=self.plan.cluster, version=version,
+                          namespace=self.plan.namespace)
+
+    async def run(self) -> None:
+        await self.carry_out(await self.survey())
+
+    @abstractmethod
+    async def carry_out(self, leftovers: list[int]) -> None:
+        """Replace the old version by the new one; ``leftovers`` are debris of earlier runs."""
+
+    async def survey(self) -> list[int]:
+        """Ensure the frontend; find the old version and any leftover versions."""
+        plan = self.plan
+        await self.wf.act(TrafficActivities.ensure_frontend,
+                          EnsureFrontendInput(env_key=plan.env_key, lb_port=plan.lb_port,
+                                              health_path=plan.health_path,
+                                              cluster=plan.cluster, app=plan.app,
+                                              namespace=plan.namespace, ports=plan.ports),
+                          f"load balancer on port {plan.lb_port}")
+        versions: list[int] = await self.wf.act(
+            RuntimeActivities.list_versions,
+            ListVersionsInput(app=plan.app, env_key=plan.env_key, cluster=plan.cluster,
+                              namespace=plan.namespace),
+            "list running versions",
+        )
+        if plan.current is not None and plan.from_version in versions:
+            self.old_version, self.old_count = plan.from_version, plan.current_replicas
+        return [v for v in versions if v not in (self.old_version, plan.to_version)]
+
+    # -- building blocks --------------------------------------------------------------------
+
+    def push_restore(self) -> None:
+        """Push, once, the undo that brings the baseline's version back to full strength."""
+        plan = self.plan
+        current = plan.current
+        if current is None or not plan.from_version or self.wf.has_undo("restore"):
+            return
+
+        async def restore() -> None:
+            await self.bring_up(plan.from_version, current, plan.current_replicas)
+
+        self.wf.push_undo(f"restore v{plan.from_version}", restore)
+
+    async def start(self, version: int, image: ImageSpec, replicas: int) -> None:
+        plan = self.plan
+        await self.wf.act(RuntimeActivities.start_version,
+                          StartVersionInput(version=self.ref(version), image=image.run_ref,
+                                            replicas=replicas, ports=plan.ports,
+                                            env_vars=plan.env_vars, cpu=plan.cpu,
+                                            memory=plan.memory,
+                                            health_path=plan.health_path),
+                          f"run {replicas}× v{version}", timeout=timedelta(minutes=10))
+
+    async def bring_up(self, version: int, image: ImageSpec, replicas: int) -> None:
+        """Start replicas of a version, wait until they are healthy, put them in rotation."""
+        plan = self.plan
+        await self.start(version, image, replicas)
+        instances = await self.wf.act(
+            RuntimeActivities.wait_ready,
+            WaitReadyInput(version=self.ref(version), replicas=replicas, port=plan.ports[0],
+                           health_path=plan.health_path,
+                           deadline_seconds=plan.progress_deadline_seconds),
+            f"wait until {replicas}× v{version} are healthy",
+            timeout=timedelta(seconds=plan.progress_deadline_seconds + 60), heartbeat=True,
+        )
+        await self.wf.act(TrafficActivities.add_to_lb,
+                          TrafficInput(env_key=plan.env_key, instances=instances,
+                                       cluster=plan.cluster, namespace=plan.namespace),
+                          f"put v{version} in rotation")
+
+    async def drain(self, version: int, keep: int) -> None:
+        plan = self.plan
+        await self.wf.act(TrafficActivities.drain,
+                          DrainInput(env_key=plan.env_key, version=version, keep=keep,
+                                     timeout_seconds=plan.drain_timeout_seconds,
+                                     cluster=plan.cluster, namespace=plan.namespace),
+                          f"drain v{version}" + (f" down to {keep}" if keep else ""),
+                          timeout=timedelta(seconds=plan.drain_timeout_seconds + 60))
+
+    async def remove(self, version: int) -> None:
+        await self.wf.act(RuntimeActivities.remove_version, self.ref(version),
+                          f"remove v{version}")
+
+    async def tear_down(self) -> None:
+        """Undo of starting the new version: out of rotation at once, containers removed."""
+        version = self.plan.to_version
+        await self.wf.act(TrafficActivities.remove_from_lb,
+                          DrainInput(env_key=self.plan.env_key, version=version,
+                                     timeout_seconds=0, cluster=self.plan.cluster,
+                                     namespace=self.plan.namespace),
+                          f"take v{version} out of rotation")
+        await self.remove(version)
+
+    async def finish(self, old: list[int]) -> None:
+        """The new version serves: nothing is left to undo, only old containers to clear."""
+        self.wf.clear_undo()
+        for version in old:
+            try:
+                await self.remove(version)
+            except ActivityError as error:
+                self.wf.event(f"could not remove v{version}: {cause_of(error)}")
+
+    def show(self, new: int, old: int) -> None:
+        """Record replicas and traffic split per version for the status query."""
+        total = new + old
+        versions = [VersionStatus(version=self.plan.to_version, desired=new, ready=new,
+                                  traffic_percent=round(100 * new / total, 1) if total else 0)]
+        if self.old_version:
+            versions.append(VersionStatus(version=self.old_version, desired=old, ready=old,
+                                          traffic_percent=round(100 * old / total, 1)
+                                          if total else 0))
+        self.wf.progress.versions = versions

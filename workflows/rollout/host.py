@@ -1,0 +1,52 @@
+"""What a rollout needs from the workflow that runs it.
+
+``Rollout`` only orchestrates: activities, stage changes, the undo stack and the person-facing
+controls belong to ReleaseWorkflow. Naming that surface as a protocol keeps the dependency
+one way (release → rollout) and lets a strategy be read without the workflow open beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, Protocol
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from schemas.models import ReleaseStatus
+
+Undo = Callable[[], Awaitable[None]]
+QUICK = timedelta(seconds=60)
+
+
+class RolloutHost(Protocol):
+    """The running release, as a strategy sees it."""
+
+    progress: ReleaseStatus
+    promote_full_requested: bool
+
+    async def act(self, method: Any, arg: Any, summary: str, timeout: timedelta = QUICK,
+                  heartbeat: bool = False) -> Any:
+        """Run an activity; an ``abort`` cancels it and stops the release."""
+
+    async def checkpoint(self) -> None:
+        """Stop on ``abort``; wait while paused."""
+
+    async def gate(self, detail: str) -> None:
+        """A manual step: wait for ``promote``."""
+
+    async def interrupted_within(self, period: timedelta) -> bool:
+        """Sleep durably; True when a person intervened first."""
+
+    def take_promote(self) -> bool: ...
+
+    def push_undo(self, what: str, undo: Undo) -> None: ...
+
+    def has_undo(self, prefix: str) -> bool: ...
+
+    def clear_undo(self) -> None: ...
+
+    def set_stage(self, stage: str, detail: str) -> None: ...
+
+    def event(self, message: str) -> None: ...

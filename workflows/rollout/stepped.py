@@ -1,0 +1,105 @@
+"""Stepped rollouts: grayscale (steps such as ``1, 50%, 100%``) and rolling (batches).
+
+Each step starts new replicas, waits until they are healthy, puts them in rotation, drains the
+old replicas it retires, then waits for stable: a durable timer during which every new replica
+is health-checked. A ``gate`` step waits for ``promote``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.runtime import RuntimeActivities
+    from schemas.enums import Strategy
+    from schemas.models import HealthCheckInput
+    from workflows.rollout.base import Rollout
+    from workflows.steps import Step, gray_plan, rolling_plan
+
+# Health is probed this often while waiting for a step to be stable.
+HEALTH_INTERVAL_SECONDS = 10
+
+
+class Stepped(Rollout):
+    async def carry_out(self, leftovers: list[int]) -> None:
+        plan = self.plan
+        for version in leftovers:  # debris of an earlier release whose undo failed
+            await self.drain(version, keep=0)
+            await self.remove(version)
+        steps = (gray_plan(plan.gray_steps, plan.replicas, self.old_count)
+                 if plan.strategy == Strategy.GRAY
+                 else rolling_plan(plan.batch_size, plan.replicas, self.old_count))
+        self.wf.progress.steps = len(steps)
+        self.wf.push_undo(f"remove v{plan.to_version}", self.tear_down)
+        for number, step in enumerate(steps, start=1):
+            await self.wf.checkpoint()
+            self.wf.progress.step = number
+            if step.gate:
+                await self.wf.gate(f"step {number}/{len(steps)}: promote to continue")
+                continue
+            if self.wf.promote_full_requested:
+                step, self.wf.progress.step = steps[-1], len(steps)
+            await self.run_step(number, len(steps), step)
+            if self.wf.progress.step == len(steps):
+                break
+        # The last step shut the old version already; only a leftover count remains to clear.
+        await self.finish([self.old_version] if self.old_version and self.old_count else [])
+
+    async def run_step(self, number: int, total: int, step: Step) -> None:
+        plan = self.plan
+        last = step.new == plan.replicas and step.old == 0
+        self.wf.set_stage("shifting", f"step {number}/{total}: v{plan.to_version}×{step.new}"
+                          + (f", v{self.old_version}×{step.old}" if self.old_version else ""))
+        await self.bring_up(plan.to_version, self.target, step.new)
+        if not last:
+            await self.scale_old(step.old)
+        self.show(step.new, self.old_count)
+        await self.wait_stable(step.new)
+        if last:
+            # Seed 004: wait until every version is stable, then shut the old one.
+            await self.scale_old(0)
+            self.show(step.new, 0)
+
+    async def wait_stable(self, replicas: int) -> None:
+        """A durable timer during which every new replica is health-checked."""
+        wf, plan = self.wf, self.plan
+        if plan.stable_seconds <= 0 or wf.promote_full_requested:
+            return
+        wf.set_stage("waiting_stable", f"v{plan.to_version} must stay healthy for "
+                     f"{plan.stable_seconds}s")
+        remaining = timedelta(seconds=plan.stable_seconds)
+        while remaining > timedelta(0):
+            started = workflow.now()
+            tick = min(remaining, timedelta(seconds=HEALTH_INTERVAL_SECONDS))
+            if await wf.interrupted_within(tick):
+                await wf.checkpoint()  # raises on abort, waits while paused
+                if wf.take_promote():
+                    wf.event("stable wait skipped by promote")
+                    return
+                continue
+            remaining -= workflow.now() - started
+            problems: list[str] = await wf.act(
+                RuntimeActivities.check_health,
+                HealthCheckInput(version=self.ref(plan.to_version), replicas=replicas,
+                                 port=plan.ports[0], health_path=plan.health_path),
+                f"health of v{plan.to_version}",
+            )
+            if problems:
+                raise ApplicationError(f"v{plan.to_version} unhealthy while waiting for stable: "
+                                       + "; ".join(problems), type="Unhealthy",
+                                       non_retryable=True)
+
+    async def scale_old(self, count: int) -> None:
+        if not self.old_version or count >= self.old_count:
+            return
+        self.push_restore()
+        await self.drain(self.old_version, keep=count)
+        if count == 0:
+            await self.remove(self.old_version)
+        else:
+            assert self.plan.current is not None  # an old version implies a baseline
+            await self.start(self.old_version, self.plan.current, count)
+        self.old_count = count
