@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from catalogue.store import CatalogueError, Store, audit, find_app, find_env, latest_baseline
@@ -93,6 +94,15 @@ def _apply_change(session: Session, request: ReleaseRequest) -> ReleaseRequest:
     })
 
 
+def next_version(session: Session, env_id: int, current: int) -> int:
+    """The version label of a new release: above the baseline and above every version an
+    earlier release of the environment was given. A failed release may leave containers of
+    its version behind; a label is never handed out twice, so nothing adopts them."""
+    highest = session.exec(select(func.max(Release.to_version))
+                           .where(Release.env_id == env_id)).one()
+    return max(current, highest or 0) + 1
+
+
 def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_seconds: float,
                  progress_deadline_seconds: float) -> ReleasePlan:
     """Validate the request, record a running release, and return the plan to carry out."""
@@ -125,7 +135,8 @@ def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_secon
             release = Release(
                 app_id=app.id or 0, env_id=env.id or 0, change_id=request.change_id,
                 workflow_id=data.workflow_id, run_id=data.run_id, from_version=from_version,
-                to_version=from_version + 1, image=target.image if target else "",
+                to_version=next_version(session, env.id or 0, from_version),
+                image=target.image if target else "",
                 requested_by=request.requested_by, rollback_to=request.rollback_to,
                 rollback=request.is_rollback,
             )

@@ -20,7 +20,12 @@ from starter.cli.status_view import render_status
 from starter.service import changes, releases
 from starter.service.controls import watch
 from starter.service.identity import current_user
-from starter.service.releases import follow, release_status, start_release, validate_release
+from starter.service.releases import (
+    follow,
+    release_report,
+    start_release,
+    validate_release,
+)
 from starter.service.temporal_client import connect
 from workflows.release import release_workflow_id
 
@@ -173,6 +178,20 @@ def history(app: AppArg, env: EnvArg) -> None:
     console.print(table)
 
 
+def _latest_record(app: str, env: str) -> str:
+    """The catalogue's row of the environment's latest release, as one line."""
+    store = open_store()
+    try:
+        rows = changes.release_history(store, app, env)
+    finally:
+        store.engine.dispose()
+    if not rows:
+        return "no release recorded yet"
+    item = rows[0].release
+    return (f"release {item.id} {item.state}, v{item.from_version} → v{item.to_version}, "
+            f"by {item.requested_by or '-'}, started {item.started_at:%Y-%m-%d %H:%M}")
+
+
 def status(
     app: AppArg,
     env: EnvArg,
@@ -196,7 +215,10 @@ def status(
 
         async def once() -> None:
             client = await connect(settings)
-            console.print(view(*await release_status(client, app, env_name)))
+            execution, progress, server = await release_report(client, app, env_name)
+            record = "" if progress is not None else _latest_record(app, env_name)
+            console.print(render_status(title, execution, progress, link, server=server,
+                                        record=record))
 
         async def live() -> None:
             client = await connect(settings)

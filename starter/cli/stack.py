@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Annotated
+
 import typer
 
 from schemas.settings import get_settings
 from starter.cli.console import catalogue_errors, console, fail, open_store
 from starter.cli.demo import DemoError, run_demo
+from starter.service.in_flight import in_flight
 from starter.stack import processes as stack
 
 
@@ -32,9 +36,25 @@ def up() -> None:
     console.print(f"logs in {stack.log_dir(settings)}; stop with `slipway down`", highlight=False)
 
 
-def down() -> None:
-    """Stop the embedded stack: worker, load balancers, Temporal dev server."""
-    stopped = stack.stop_stack(get_settings())
+def down(
+    force: Annotated[bool, typer.Option(
+        "--force", help="Stop even while releases or lanes are in flight (they wait, durably, "
+                        "and resume at the next `slipway up`).")] = False,
+) -> None:
+    """Stop the embedded stack: worker, load balancers, Temporal dev server.
+
+    Refuses while a release or a lane workflow runs, naming them, unless --force.
+    """
+    settings = get_settings()
+    if not force:
+        running = asyncio.run(in_flight(settings))
+        if running:
+            fail("refusing to stop the stack while these are in flight:\n  "
+                 + "\n  ".join(running)
+                 + "\nwait for them (`slipway status APP ENV`), or stop anyway with "
+                   "`slipway down --force`: they resume at the next `slipway up`, but their "
+                   "environments stop serving until then")
+    stopped = stack.stop_stack(settings)
     console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from schemas.models import ReleaseStatus
+from starter.service.releases import ServerView
 
 EVENTS_SHOWN = 8
 
@@ -23,7 +24,8 @@ _STAGE_STYLE = {"succeeded": "green", "rolled_back": "yellow", "failed": "red",
 
 
 def render_status(title: str, execution: str, status: ReleaseStatus | None,
-                  link: str, events: int = EVENTS_SHOWN) -> RenderableType:
+                  link: str, events: int = EVENTS_SHOWN, server: ServerView | None = None,
+                  record: str = "") -> RenderableType:
     """Header (app@env, strategy, stage, step, pause / what it waits for), versions with
     desired/ready replicas and traffic, the last ``events`` events, and the Web UI link."""
     parts: list[RenderableType] = [_header(title, execution, status)]
@@ -36,8 +38,7 @@ def render_status(title: str, execution: str, status: ReleaseStatus | None,
         if status.events:
             parts.append(_events(status, events))
     else:
-        parts.append(Text("no progress available (no worker answered the status query)",
-                          style="dim"))
+        parts.extend(_server_view(execution, server, record))
     parts.append(Text(f"Temporal UI: {link}", style="dim"))
     return Group(*parts)
 
@@ -106,3 +107,28 @@ def _events(status: ReleaseStatus, count: int) -> Group:
     for event in shown:
         table.add_row(f"{event.at:%H:%M:%S}", event.message)
     return Group(Text(title, style="italic"), table)
+
+
+def _server_view(execution: str, server: ServerView | None,
+                 record: str) -> list[RenderableType]:
+    """No worker answered: say why, and show what the server and the catalogue know."""
+    parts: list[RenderableType] = []
+    if server is not None and not server.workers_polling and execution == "running":
+        parts.append(Text(f"no worker is polling task queue {server.task_queue!r}: the release "
+                          "waits where it is, nothing is lost; start one with `slipway up`",
+                          style="bold yellow"))
+    elif execution == "running":
+        parts.append(Text("no progress available: the worker did not answer the status query "
+                          "in time", style="yellow"))
+    else:
+        parts.append(Text("no progress available (the workflow has ended and no worker "
+                          "answered the status query)", style="dim"))
+    if server is not None:
+        for item in server.pending:
+            line = f"pending activity {item.name}: {item.state}, attempt {item.attempt}"
+            if item.last_failure:
+                line += f", last failure: {item.last_failure}"
+            parts.append(Text(line))
+    if record:
+        parts.append(Text(f"catalogue: {record}", style="dim"))
+    return parts

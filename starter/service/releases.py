@@ -1,19 +1,31 @@
-"""Starting and following releases from the CLI: validation first, then the workflow."""
+"""Starting, following and reading releases for the CLI and the receiver: validation first,
+then the workflow; status answers at once even when no worker runs."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from pydantic import BaseModel
+from temporalio.api.enums.v1 import PendingActivityState, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from catalogue.releases import approval_required, check_releasable
 from catalogue.store import CatalogueError, Store, find_app, find_env, latest_baseline
@@ -107,16 +119,88 @@ async def follow(handle: WorkflowHandle[ReleaseWorkflow, ReleaseOutcome],
         raise CatalogueError(f"release {handle.id} did not succeed: {message}") from error
 
 
-async def release_status(client: Client, app: str, env: str) -> tuple[str, ReleaseStatus | None]:
-    """The latest release workflow of the environment: its execution status and progress."""
+# A worker answers a query in milliseconds; without one the server would hold it ~30 s.
+QUERY_TIMEOUT = timedelta(seconds=2)
+
+
+class PendingActivity(BaseModel):
+    """An activity the server has scheduled or started and not yet seen finish."""
+
+    name: str
+    state: str
+    attempt: int
+    last_failure: str = ""
+
+
+class ServerView(BaseModel):
+    """What the Temporal server knows of a release when no worker answers for it."""
+
+    task_queue: str
+    workers_polling: bool
+    pending: list[PendingActivity] = []
+
+
+# A live worker long-polls (up to a minute per poll), so the server's last sighting of it is
+# at most that old; a worker seen longer ago than this has gone.
+POLLER_SEEN_WITHIN = timedelta(seconds=75)
+
+
+async def _pollers(client: Client, task_queue: str) -> bool:
+    """True when a worker has polled the task queue for workflow tasks lately."""
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(namespace=client.namespace,
+                                 task_queue=TaskQueue(name=task_queue),
+                                 task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
+        timeout=QUERY_TIMEOUT)
+    now = datetime.now(UTC)
+    return any(now - poller.last_access_time.ToDatetime(tzinfo=UTC)
+               < POLLER_SEEN_WITHIN for poller in response.pollers)
+
+
+def _pending(description: WorkflowExecutionDescription) -> list[PendingActivity]:
+    return [PendingActivity(
+        name=item.activity_type.name,
+        state=PendingActivityState.Name(item.state).removeprefix("PENDING_ACTIVITY_STATE_")
+        .lower(),
+        attempt=item.attempt,
+        last_failure=item.last_failure.message if item.HasField("last_failure") else "")
+        for item in description.raw_description.pending_activities]
+
+
+async def release_report(client: Client, app: str, env: str,
+                         ) -> tuple[str, ReleaseStatus | None, ServerView | None]:
+    """The latest release of the environment: execution status, and either the workflow's own
+    progress (a worker answered the query) or what the server knows (no worker answered).
+
+    Answers within a few seconds whether or not a worker runs: the query is only sent when
+    a worker polls the task queue, and then with a short timeout.
+    """
     handle = client.get_workflow_handle(release_workflow_id(app, env))
     try:
-        description = await handle.describe()
+        description = await handle.describe(rpc_timeout=QUERY_TIMEOUT)
     except RPCError as error:
-        raise CatalogueError(f"no release of {app} on {env} has run yet") from error
-    status = description.status or WorkflowExecutionStatus.RUNNING
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise CatalogueError(f"no release of {app} on {env} has run yet") from error
+        raise CatalogueError(f"Temporal did not describe {handle.id}: {error.message}") from error
+    status = (description.status or WorkflowExecutionStatus.RUNNING).name.lower()
+    task_queue = description.task_queue
     try:
-        progress: ReleaseStatus | None = await handle.query(ReleaseWorkflow.status)
+        polling = await _pollers(client, task_queue)
     except RPCError:
-        progress = None
-    return status.name.lower(), progress
+        polling = True  # cannot tell: let the query decide
+    if polling:
+        try:
+            progress: ReleaseStatus = await handle.query(ReleaseWorkflow.status,
+                                                         rpc_timeout=QUERY_TIMEOUT)
+            return status, progress, None
+        except RPCError:
+            pass
+    return status, None, ServerView(task_queue=task_queue, workers_polling=polling,
+                                    pending=_pending(description))
+
+
+async def release_status(client: Client, app: str, env: str) -> tuple[str, ReleaseStatus | None]:
+    """The latest release workflow of the environment: its execution status and progress
+    (None when no worker answered)."""
+    status, progress, _server = await release_report(client, app, env)
+    return status, progress

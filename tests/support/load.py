@@ -27,7 +27,10 @@ def request_loop(url: str, max_requests: int = 5000,
                    and outcomes.total() < max_requests):
                 try:
                     response = client.get(url)
-                    outcomes[f"{response.status_code} {response.text.strip()[:40]}"] += 1
+                    body = response.text.strip()
+                    # A 200 with no body is a truncated answer, not a success.
+                    outcomes[f"{response.status_code} {body[:40]}" if body
+                             else f"{response.status_code} empty body"] += 1
                 except httpx.ConnectError:
                     outcomes["connection refused"] += 1
                 except httpx.HTTPError as error:
@@ -43,5 +46,10 @@ def request_loop(url: str, max_requests: int = 5000,
         thread.join(timeout=10)
 
 
+EMPTY_BODY = "200 empty body"
+
+
 def failures(outcomes: Counter[str]) -> dict[str, int]:
-    return {key: count for key, count in outcomes.items() if not key.startswith("200 ")}
+    """Every outcome but a 200 with a body: errors, refused connections and empty answers."""
+    return {key: count for key, count in outcomes.items()
+            if not key.startswith("200 ") or key == EMPTY_BODY}

@@ -8,14 +8,17 @@ from rich.console import Console
 
 from schemas.models import ReleaseEvent, ReleaseStatus, VersionStatus
 from starter.cli.status_view import render_status
+from starter.service.releases import PendingActivity, ServerView
 
 LINK = "http://localhost:8233/namespaces/default/workflows/release:shop:prod@local"
 T0 = datetime(2026, 11, 22, 9, 0, 0, tzinfo=UTC)
 
 
-def text(execution: str, status: ReleaseStatus | None) -> str:
+def text(execution: str, status: ReleaseStatus | None, server: ServerView | None = None,
+         record: str = "") -> str:
     console = Console(record=True, width=120, color_system=None)
-    console.print(render_status("shop@prod@local", execution, status, LINK))
+    console.print(render_status("shop@prod@local", execution, status, LINK, server=server,
+                                record=record))
     return console.export_text()
 
 
@@ -75,3 +78,16 @@ def test_finished_release_and_missing_progress() -> None:
     nothing = text("failed", None)
     assert "workflow failed" in nothing and "no progress available" in nothing
     assert LINK in nothing
+
+
+def test_no_worker_polling_is_said_with_what_the_server_and_catalogue_know() -> None:
+    server = ServerView(task_queue="slipway", workers_polling=False, pending=[
+        PendingActivity(name="start_version", state="started", attempt=2,
+                        last_failure="activity Heartbeat timeout")])
+    shown = text("running", None, server, record="release 7 running, v3 → v4")
+    assert "no worker is polling task queue 'slipway'" in shown and "slipway up" in shown
+    assert ("pending activity start_version: started, attempt 2, last failure: activity "
+            "Heartbeat timeout") in shown
+    assert "catalogue: release 7 running, v3 → v4" in shown
+    slow = text("running", None, ServerView(task_queue="slipway", workers_polling=True))
+    assert "did not answer the status query in time" in slow and "no worker" not in slow

@@ -1,0 +1,69 @@
+"""Release records: a version label is handed to one release only."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from catalogue.releases import finish_release, open_release
+from catalogue.store import Store
+from schemas.enums import ReleaseState
+from schemas.models import (
+    FinishReleaseInput,
+    ImageSpec,
+    PrepareReleaseInput,
+    ReleasePlan,
+    ReleaseRequest,
+)
+from schemas.settings import get_settings
+from tests.support.cli import ok
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    for key in list(os.environ):
+        if key.startswith("SLIPWAY_"):
+            monkeypatch.delenv(key)
+    url = f"sqlite:///{tmp_path / 'catalogue.db'}"
+    monkeypatch.setenv("SLIPWAY_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("SLIPWAY_DATABASE_URL", url)
+    monkeypatch.setenv("SLIPWAY_USER", "tester")
+    get_settings.cache_clear()
+    catalogue = Store(url)
+    ok("app register shop --ready")
+    ok("env add shop test")
+    yield catalogue
+    catalogue.engine.dispose()
+    get_settings.cache_clear()
+
+
+def _open(store: Store, run: str) -> ReleasePlan:
+    """Prepare a release of shop on test@local as the workflow run ``run`` does."""
+    request = ReleaseRequest(app="shop", env="test@local", image="slipway/shop:1",
+                             requested_by="dev")
+    return open_release(store, PrepareReleaseInput(request=request, workflow_id="release:shop",
+                                                   run_id=run),
+                        drain_timeout_seconds=5, progress_deadline_seconds=30)
+
+
+def _finish(store: Store, plan: ReleasePlan, state: ReleaseState) -> None:
+    finish_release(store, FinishReleaseInput(
+        release_id=plan.release_id, state=state, error="" if state == ReleaseState.SUCCEEDED
+        else "v2 unhealthy; undo failed", image=ImageSpec(image="slipway/shop:1")
+        if state == ReleaseState.SUCCEEDED else None))
+
+
+def test_a_failed_release_keeps_its_version_label(store: Store) -> None:
+    _finish(store, _open(store, "run-1"), ReleaseState.SUCCEEDED)
+    failed = _open(store, "run-2")
+    assert failed.to_version == 2
+    assert _open(store, "run-2").to_version == 2  # a retried prepare: the same plan
+    _finish(store, failed, ReleaseState.FAILED)
+    # v2's containers may still exist: the next release must not be v2 again.
+    following = _open(store, "run-3")
+    assert (following.from_version, following.to_version) == (1, 3)
+    _finish(store, following, ReleaseState.SUCCEEDED)
+    assert _open(store, "run-4").to_version == 4
