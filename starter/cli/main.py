@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import traceback
+
 import typer
 
 from starter.cli import controls as cli_controls
@@ -15,9 +20,15 @@ from starter.cli.lane import lane_cli
 from starter.cli.release import release_cli
 from starter.cli.schedule import schedules_cli
 
+EXIT_STATUSES = (
+    "Exit status: 0 done (`release` without --wait: 0 once the release has started); "
+    "1 refused or failed, with the reason on stderr; 2 usage error."
+)
+
 cli = typer.Typer(
     name="slipway",
     help="Slipway: durable releases and swimlanes on Temporal.",
+    epilog=EXIT_STATUSES,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -47,5 +58,31 @@ cli.add_typer(build_cli, name="build",
               help="List, show and delete builds (deleting removes the image).")
 
 
+def run(args: list[str]) -> int:
+    """Run one command as the ``slipway`` program would; return its exit status."""
+    try:
+        cli(args=args, prog_name="slipway")
+    except SystemExit as exit_:
+        if exit_.code is None or isinstance(exit_.code, int):
+            return exit_.code or 0
+        print(exit_.code, file=sys.stderr)
+        return 1
+    except BaseException:  # a bug: show it, and still leave without finalization
+        traceback.print_exc()
+        return 1
+    return 0
+
+
 def main() -> None:
-    cli()
+    """Process entry point of ``slipway`` and ``python -m starter``.
+
+    The Temporal SDK's Rust threads can outlive the event loop of a short-lived client
+    process, and CPython's finalization then aborts (SIGABRT, status 134) after the command
+    has done its work (sdk-python issue 300). So the process ends here, with the command's
+    own status, once its output is flushed, without running interpreter teardown.
+    """
+    code = run(sys.argv[1:])
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
