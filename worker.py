@@ -108,7 +108,8 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     # Docker builds apps without a builder rule; Jenkins/GitLab credentials are read by name
     # from settings when a build starts.
     builder = BuilderRouter(
-        DockerBuilder(default_engine, settings.registry, settings.base_image, auth),
+        DockerBuilder(default_engine, settings.registry, settings.base_image, auth,
+                      settings.source_roots),
         BuilderSettings(), settings.credential)
     catalogue = CatalogueActivities(store, settings.drain_timeout_seconds,
                                     settings.progress_deadline_seconds)

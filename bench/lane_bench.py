@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -217,7 +218,9 @@ def main() -> None:
                       SLIPWAY_DATABASE_URL="", SLIPWAY_NOTIFIER="console",
                       SLIPWAY_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
                       SLIPWAY_TEMPORAL_UI_PORT=str(free_port()),
-                      SLIPWAY_LB_PORT_START=str(free_port()))
+                      SLIPWAY_LB_PORT_START=str(free_port()),
+                      # The pushed repository lives in the bench's state directory.
+                      SLIPWAY_SOURCE_ROOTS=json.dumps([str(SAMPLE.parent), str(state)]))
     get_settings.cache_clear()
     settings = get_settings()
     store = open_store()

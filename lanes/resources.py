@@ -65,7 +65,7 @@ def repository_path(source: str) -> tuple[str, str]:
         parsed = urlparse(source)
         host, path = parsed.hostname or "", parsed.path
     else:
-        match = re.match(r"^[^@/\s]+@([^:/\s]+):(.+)$", source)
+        match = re.fullmatch(r"[^@/\s]+@([^:/\s]+):(\S+)", source)
         if not match:
             return ("", "")
         host, path = match.group(1), match.group(2)

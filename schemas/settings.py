@@ -34,6 +34,10 @@ class Cluster(BaseModel):
     image_pull_secrets: list[str] = Field(default_factory=list)
 
 
+# The checkout this code runs from.
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
 class Settings(BaseSettings):
     """Every knob of Slipway. Read once per process with :func:`get_settings`."""
 
@@ -62,6 +66,10 @@ class Settings(BaseSettings):
 
     # Credential name -> value, e.g. SLIPWAY_CREDENTIALS='{"registry": "ci:secret"}'.
     credentials: dict[str, SecretStr] = Field(default_factory=dict)
+
+    # Local build sources must lie under one of these (symlinks resolved). Default: this
+    # checkout (its examples/ included), so the demo builds; JSON list to change it.
+    source_roots: list[Path] = Field(default_factory=lambda: [CHECKOUT / "examples", CHECKOUT])
 
     drain_timeout_seconds: float = 30.0
     progress_deadline_seconds: float = 600.0

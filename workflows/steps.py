@@ -29,7 +29,7 @@ def parse_step(text: str, replicas: int) -> int | None:
     text = text.strip().lower()
     if text == GATE:
         return None
-    match = _STEP.match(text)
+    match = _STEP.fullmatch(text)
     if not match:
         raise ValueError(f"invalid grayscale step {text!r}: use a count, a percentage or 'gate'")
     number = int(match.group(1))

@@ -109,7 +109,7 @@ def record_type_for(target: str) -> str:
 
 
 def _check_label(label: str, what: str) -> str:
-    if not _LABEL.match(label):
+    if not _LABEL.fullmatch(label):
         raise ValueError(
             f"{what} {label!r} is not a DNS-1123 label (lowercase a-z, 0-9, '-', at most 63)"
         )

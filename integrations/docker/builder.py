@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,32 +20,58 @@ from docker.errors import APIError
 from integrations.build_output import LOG_TAIL_LINES, BuildFailedError
 from integrations.protocols import Progress
 from schemas.models import ImageSpec
+from schemas.sources import (
+    SourceRefused,
+    check_git_url,
+    check_local_source,
+    check_ref,
+    is_git_url,
+)
 
 
 class SourceError(Exception):
     """The source directory or git ref does not exist."""
 
 
-def _is_git_url(source: str) -> bool:
-    return source.startswith(("https://", "http://", "git@", "ssh://")) or source.endswith(".git")
+# Only these transports may be used, whatever a URL or a submodule asks for: never ext::
+# (runs a command), never file:: for a git URL.
+_GIT_PROTOCOLS = ["-c", "protocol.allow=never", "-c", "protocol.https.allow=always",
+                  "-c", "protocol.ssh.allow=always"]
+
+
+def _git(args: list[str], timeout: float, *, local: bool = False) -> None:
+    protocols = [*_GIT_PROTOCOLS, "-c", "protocol.file.allow=always"] if local else _GIT_PROTOCOLS
+    subprocess.run(["git", *protocols, *args], check=True, capture_output=True, text=True,
+                   timeout=timeout)
 
 
 @contextmanager
-def checkout(source: str, ref: str | None) -> Iterator[Path]:
-    """Yield a directory holding the source at ``ref`` (the directory itself if no ref)."""
-    if not _is_git_url(source) and not ref:
-        path = Path(source)
+def checkout(source: str, ref: str | None, roots: Sequence[Path]) -> Iterator[Path]:
+    """Yield a directory holding the source at ``ref`` (the directory itself if no ref).
+
+    The source and ref are checked again here, whatever checked them before: this is where
+    they reach git, on the host that holds the Docker socket and the credentials.
+    """
+    try:
+        if ref is not None and ref != "":
+            check_ref(ref)
+        local = not is_git_url(source)
+        where = str(check_local_source(source, roots)) if local else check_git_url(source)
+    except SourceRefused as refused:
+        raise SourceError(str(refused)) from None
+    if local and not ref:
+        path = Path(where)
         if not (path / "Dockerfile").is_file():
             raise SourceError(f"{source} has no Dockerfile")
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="slipway-src-") as tmp:
         try:
-            subprocess.run(["git", "clone", "--quiet", source, tmp], check=True,
-                           capture_output=True, text=True, timeout=600)
+            # "--" ends the options: nothing positional can be read as one.
+            _git(["clone", "--quiet", "--", where, tmp], timeout=600, local=local)
             if ref:
-                subprocess.run(["git", "-C", tmp, "checkout", "--quiet", ref], check=True,
-                               capture_output=True, text=True, timeout=60)
+                _git(["-C", tmp, "checkout", "--quiet", ref, "--"], timeout=60,
+                     local=local)
         except subprocess.CalledProcessError as error:
             raise SourceError(f"cannot check out {source} at {ref or 'HEAD'}: "
                               f"{error.stderr.strip()}") from error
@@ -56,8 +82,10 @@ class DockerBuilder:
     """Builds images with one Docker engine and pushes them when a registry is set."""
 
     def __init__(self, engine: str, registry: str = "", base_image: str = "",
-                 registry_auth: dict[str, str] | None = None) -> None:
+                 registry_auth: dict[str, str] | None = None,
+                 source_roots: Sequence[Path] = ()) -> None:
         self.engine = engine
+        self.source_roots = list(source_roots)
         self.registry = registry
         self.base_image = base_image
         self.registry_auth = registry_auth
@@ -80,7 +108,7 @@ class DockerBuilder:
         build_args = {"VERSION": version_label}
         if self.base_image:
             build_args["BASE_IMAGE"] = self.base_image
-        with checkout(source, ref) as context:
+        with checkout(source, ref, self.source_roots) as context:
             self._stream(
                 self.client.api.build(path=str(context), tag=image, buildargs=build_args,
                                       rm=True, forcerm=True, decode=True),

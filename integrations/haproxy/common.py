@@ -54,7 +54,7 @@ class LbServer(BaseModel):
 
 
 def _check_server(name: str) -> None:
-    if not _SERVER_NAME_RE.match(name):
+    if not _SERVER_NAME_RE.fullmatch(name):
         raise ValueError(f"invalid server name {name!r}: use [A-Za-z0-9._:-]")
 
 

@@ -27,6 +27,8 @@ from integrations.haproxy.common import (
     HaproxyError,
 )
 
+_HEALTH_PATH_RE = re.compile(r"/[A-Za-z0-9._~/?=&%+:@!,;-]*")
+
 
 class HaproxyProcesses:
     """Start, find and stop the HAProxy daemon of each environment key."""
@@ -49,7 +51,7 @@ class HaproxyProcesses:
     # ------------------------------------------------------------------ paths
 
     def _check_key(self, key: str) -> None:
-        if not _NAME_RE.match(key):
+        if not _NAME_RE.fullmatch(key):
             raise ValueError(f"invalid HAProxy environment key {key!r}: use [A-Za-z0-9._-]")
 
     def config_path(self, key: str) -> Path:
@@ -191,8 +193,10 @@ class HaproxyProcesses:
         self._check_key(key)
         if not 0 < bind_port < 65536:
             raise ValueError(f"invalid port {bind_port}")
-        if health_path is not None and not re.match(r"^/[^\s]*$", health_path):
-            raise ValueError(f"invalid health path {health_path!r}: an absolute path, no spaces")
+        if health_path is not None and not _HEALTH_PATH_RE.fullmatch(health_path):
+            # It is written into the config, where a space, quote or '#' would change it.
+            raise ValueError(f"invalid health path {health_path!r}: an absolute URL path of "
+                             "letters, digits and -._~/?=&%+:@!,; only")
         with self._lock(key):
             if self.is_running(key):
                 running_port = self._configured_port(key)

@@ -52,7 +52,7 @@ class RegistryUnavailableError(RegistryError):
 
 
 def is_digest(reference: str) -> bool:
-    return bool(_DIGEST_RE.match(reference))
+    return bool(_DIGEST_RE.fullmatch(reference))
 
 
 def split_image_ref(ref: str) -> tuple[str, str, str]:
@@ -62,7 +62,7 @@ def split_image_ref(ref: str) -> tuple[str, str, str]:
     or is ``localhost``; otherwise the registry is docker.io (single names get ``library/``).
     The tag defaults to ``latest``; a digest wins over a tag.
     """
-    ref = ref.strip()
+    # No trimming: a reference with stray whitespace is refused, not repaired.
     if not ref or any(ch.isspace() for ch in ref):
         raise ValueError(f"invalid image reference {ref!r}")
     name, _, digest = ref.partition("@")
@@ -78,9 +78,9 @@ def split_image_ref(ref: str) -> tuple[str, str, str]:
     if host == DEFAULT_REGISTRY and "/" not in path:
         path = f"library/{path}"
     reference = digest or tag
-    if not _REPOSITORY_RE.match(path):
+    if not _REPOSITORY_RE.fullmatch(path):
         raise ValueError(f"invalid repository {path!r} in image reference {ref!r}")
-    if not (is_digest(reference) if digest else _TAG_RE.match(reference)):
+    if not (is_digest(reference) if digest else _TAG_RE.fullmatch(reference)):
         raise ValueError(f"invalid tag or digest {reference!r} in image reference {ref!r}")
     return host, path, reference
 
@@ -218,7 +218,7 @@ class RegistryClient:
 
     def _manifest(self, method: str, repository: str, reference: str) -> httpx.Response:
         _check_repository(repository)
-        if not (is_digest(reference) or _TAG_RE.match(reference)):
+        if not (is_digest(reference) or _TAG_RE.fullmatch(reference)):
             raise ValueError(f"invalid tag or digest {reference!r}")
         return self._request(
             method,
@@ -312,5 +312,5 @@ class RegistryClient:
 
 
 def _check_repository(repository: str) -> None:
-    if not _REPOSITORY_RE.match(repository):
+    if not _REPOSITORY_RE.fullmatch(repository):
         raise ValueError(f"invalid repository name {repository!r}")

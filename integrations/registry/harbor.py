@@ -64,10 +64,10 @@ class HarborClient:
 
     @staticmethod
     def artifact_path(project: str, repository: str, reference: str) -> str:
-        if not _REPOSITORY_RE.match(project) or "/" in project:
+        if not _REPOSITORY_RE.fullmatch(project) or "/" in project:
             raise ValueError(f"invalid Harbor project name {project!r}")
         _check_repository(repository)
-        if not (is_digest(reference) or _TAG_RE.match(reference)):
+        if not (is_digest(reference) or _TAG_RE.fullmatch(reference)):
             raise ValueError(f"invalid tag or digest {reference!r}")
         encoded = quote(quote(repository, safe=""), safe="")
         return f"/api/v2.0/projects/{project}/repositories/{encoded}/artifacts/{reference}"

@@ -39,6 +39,7 @@ from catalogue.tokens import HookDelivery
 from schemas.enums import ChangeKind, ChangeState
 from schemas.models import ApprovalInput, ReleaseRequest
 from schemas.settings import Settings, get_settings
+from schemas.sources import SourceRefused
 from starter.api.deps import ClientDep, StoreDep, current_user
 from starter.api.hooks import (
     GitEvent,
@@ -190,7 +191,10 @@ def create_app(settings: Settings | None = None,
         body, payload = await json_body(request)
         kind = request.headers.get("X-Gitlab-Event", "")
         event_id = request.headers.get("X-Gitlab-Event-UUID") or payload_id(body)
-        event = parse_gitlab(kind, payload)
+        try:
+            event = parse_gitlab(kind, payload)
+        except SourceRefused as refused:
+            raise HTTPException(422, str(refused)) from None
         if event is None:
             return {"status": "ignored", "event": kind}
         # A lane's own hook (``?lane=<name>``, set up by the lane) deploys into that lane only;

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.models import ReleaseRequest
+from schemas.sources import check_ref
 from starter.api.settings import HookRule
 
 ZERO_SHA = "0" * 40
@@ -44,7 +45,8 @@ class GitEvent:
 
 def parse_gitlab(event_header: str, payload: dict[str, Any]) -> GitEvent | None:
     """The push described by a GitLab webhook, or None for events we don't act on
-    (other kinds, deletions of a branch or tag)."""
+    (other kinds, deletions of a branch or tag). Raises SourceRefused for a ref or commit
+    that is not a plain git ref name."""
     kind = payload.get("object_kind") or {
         "Push Hook": "push", "Tag Push Hook": "tag_push"}.get(event_header, "")
     if kind not in ("push", "tag_push"):
@@ -56,10 +58,15 @@ def parse_gitlab(event_header: str, payload: dict[str, Any]) -> GitEvent | None:
     project = str((payload.get("project") or {}).get("path_with_namespace") or "")
     user = str(payload.get("user_username") or payload.get("user_name") or "")
     if kind == "tag_push" and ref.startswith("refs/tags/"):
-        return GitEvent("tag", project, ref.removeprefix("refs/tags/"), sha, user)
-    if kind == "push" and ref.startswith("refs/heads/"):
-        return GitEvent("branch", project, ref.removeprefix("refs/heads/"), sha, user)
-    return None
+        event = GitEvent("tag", project, ref.removeprefix("refs/tags/"), sha, user)
+    elif kind == "push" and ref.startswith("refs/heads/"):
+        event = GitEvent("branch", project, ref.removeprefix("refs/heads/"), sha, user)
+    else:
+        return None
+    # Refs from a webhook reach git on the worker: refuse what git could take for an option.
+    check_ref(event.name, "pushed ref")
+    check_ref(event.sha, "pushed commit")
+    return event
 
 
 def requests_for(event: GitEvent, rules: list[HookRule]) -> list[ReleaseRequest]:

@@ -11,17 +11,17 @@ import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlparse
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from catalogue.store import CatalogueError, Store, audit, find_app, find_env, latest_baseline
 from catalogue.tables import Application, Baseline, Environment
+from schemas import settings as settings_module
 from schemas.enums import AppCategory, ApprovalPolicy, AppState, AppTier, RuntimeKind, Strategy
 from schemas.settings import Settings
+from schemas.sources import SourceRefused, check_source
 from starter.service.validation import (
     check_cpu,
     check_memory,
@@ -37,7 +37,6 @@ DEFAULT_PORTS = [8080]
 _APP_NAME = re.compile(r"[a-z](?:[a-z0-9-]*[a-z0-9])?")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_GIT_URL_PREFIXES = ("https://", "git@", "ssh://")
 
 _Choice = TypeVar("_Choice", AppCategory, AppTier)
 
@@ -310,24 +309,13 @@ def _user_list(users: list[str], what: str) -> list[str]:
 
 
 def _check_source(source: str) -> str:
-    source = source.strip()
-    if not source:
-        return ""
-    if source.startswith(_GIT_URL_PREFIXES) or source.endswith(".git"):
-        if "://" in source and urlparse(source).password:
-            # The source travels into build inputs, i.e. workflow history: no secrets in it.
-            raise CatalogueError(
-                "source URL carries a password or token: register it without one and let git "
-                "authenticate (credential helper, deploy key); secrets never go into the "
-                "catalogue or workflow history")
-        return source
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return str(path.resolve())
-    raise CatalogueError(
-        f"source {source!r} is neither an existing directory nor a git URL "
-        f"(https://…, git@…, ssh://…, or ending in .git)"
-    )
+    """A source git can fetch without running anything: see :mod:`schemas.sources`."""
+    # Read through the module so a process's (or a test's) settings apply.
+    roots = settings_module.get_settings().source_roots
+    try:
+        return check_source(source, roots)
+    except SourceRefused as refused:
+        raise CatalogueError(str(refused)) from None
 
 
 def _check_cluster(cluster: str, settings: Settings) -> None:

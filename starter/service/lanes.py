@@ -32,6 +32,7 @@ from schemas.lanes import (
     normalise_lane_name,
 )
 from schemas.settings import Settings
+from schemas.sources import SourceRefused, check_ref
 from starter.service.temporal_client import update_refusal
 from workflows.swimlane import SwimlaneWorkflow
 
@@ -143,6 +144,11 @@ def lane_deploy_input(store: Store, lane: str, app: str, ref: str | None,
                              "build for the lane")
     if ref is None:
         ref = f"{LANE_BRANCH_PREFIX}{lane}" if repository_path(source)[0] else ""
+    elif ref:
+        try:
+            check_ref(ref)
+        except SourceRefused as refused:
+            raise CatalogueError(str(refused)) from None
     return LanePushInput(app=app, source=source, sha=ref, user=user)
 
 

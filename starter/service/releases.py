@@ -31,6 +31,7 @@ from catalogue.releases import approval_required, check_releasable
 from catalogue.store import CatalogueError, Store, find_app, find_env, latest_baseline
 from schemas.models import ReleaseOutcome, ReleaseRequest, ReleaseStatus
 from schemas.settings import Settings
+from schemas.sources import SourceRefused, check_ref
 from workflows import search
 from workflows.release import ReleaseWorkflow, release_workflow_id
 
@@ -59,6 +60,11 @@ def validate_release(store: Store, request: ReleaseRequest) -> tuple[ReleaseRequ
     if request.image and request.ref:
         raise CatalogueError("pass either --image (release an existing image) or --ref "
                              "(build from source), not both")
+    if request.ref:
+        try:
+            check_ref(request.ref)
+        except SourceRefused as refused:
+            raise CatalogueError(str(refused)) from None
     with store.session() as session:
         app = find_app(session, request.app)
         check_releasable(app)

@@ -21,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 import worker as slipway_worker
 from catalogue.store import Store
 from integrations.haproxy.router import HaproxyRouter
-from schemas.settings import Settings
+from schemas.settings import CHECKOUT, Settings
 from tests.support.registry import RegistryServer
 from workflows import search
 
@@ -69,6 +69,7 @@ def settings(tmp_path: Path, registry_server: RegistryServer,
         credentials={"test-registry":
                      SecretStr(f"{registry_server.username}:{registry_server.password}")},
         lb_port_start=free_port(), task_queue=f"it-{tmp_path.name}",
+        source_roots=[CHECKOUT, tmp_path],
     )
     monkeypatch.setattr("schemas.settings.get_settings", lambda: values)
     yield values

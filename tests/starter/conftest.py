@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,8 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     monkeypatch.setenv("SLIPWAY_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("SLIPWAY_DATABASE_URL", url)
     monkeypatch.setenv("SLIPWAY_USER", "tester")
+    # Local build sources the tests register live under tmp_path.
+    monkeypatch.setenv("SLIPWAY_SOURCE_ROOTS", json.dumps([str(tmp_path)]))
     get_settings.cache_clear()
     catalogue = Store(url)
     yield catalogue

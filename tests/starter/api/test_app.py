@@ -407,3 +407,22 @@ async def test_a_push_to_a_lane_branch_builds_and_deploys_into_the_lane(
             assert other["status"] == "no matching rule" and len(world.builds) == 1
         await handle.execute_update(SwimlaneWorkflow.delete, DeleteInput(user="qa"))
         await handle.result()
+
+
+@pytest.mark.parametrize("ref", ["refs/heads/--upload-pack=touch {marker}",
+                                 "refs/tags/-b{marker}", "refs/heads/feature/x\n"])
+async def test_a_hostile_pushed_ref_is_refused_before_anything_runs(
+        env: WorkflowEnvironment, store: Store, tmp_path: Path, ref: str) -> None:
+    app = register(store)
+    marker = tmp_path / "pwned"
+    rules = [HookRule(project="team/shop", tag_pattern="*", app=app, env="prod")]
+    payload = tag_push("team/shop", "x", "b" * 40) if "tags" in ref else branch_push(
+        "team/shop", "x", "b" * 40)
+    payload["ref"] = ref.format(marker=marker)
+    async with receiver(env, store, tmp_path, rules=rules) as http:
+        answer = await http.post("/hooks/gitlab", json=payload,
+                                 headers=gitlab_headers(f"e-{uuid.uuid4().hex}"))
+    assert answer.status_code == 422, answer.text
+    assert "pushed ref" in answer.json()["detail"]
+    assert changes_of(store, app) == []
+    assert not marker.exists()

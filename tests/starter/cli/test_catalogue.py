@@ -103,8 +103,19 @@ BAD_INPUT = [
     pytest.param("app register x --source /no/such/dir",
                  ["neither an existing directory nor a git URL"], id="bad-source"),
     pytest.param("app register x --source https://ci:glpat-s3cret@gitlab.example.com/t/x.git",
-                 ["carries a password or token", "never go into the catalogue"],
+                 ["carries a user, password or token", "never go into the catalogue"],
                  id="secret-in-source"),
+    pytest.param("app register x --source https://glpat-s3cret@gitlab.example.com/t/x.git",
+                 ["carries a user, password or token"], id="token-as-url-user"),
+    pytest.param("app register x --source '--upload-pack=touch /tmp/slipway-pwned #.git'",
+                 ["starts with '-'", "option"], id="option-injection-source"),
+    pytest.param("app register x --source 'ext::sh -c touch% /tmp/slipway-pwned'",
+                 ["remote helper"], id="ext-transport"),
+    pytest.param("app register x --source /root", ["outside the allowed source roots",
+                                                   "SLIPWAY_SOURCE_ROOTS"], id="outside-roots"),
+    pytest.param("release shop prod --ref=--output=/tmp/slipway-pwned",
+                 ["starts with '-'"], id="option-injection-ref"),
+    pytest.param("change create shop prod --ref=-b", ["starts with '-'"], id="option-ref-change"),
 ]
 
 
