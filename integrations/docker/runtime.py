@@ -25,6 +25,7 @@ from schemas.models import ImageSpec, Instance, StartVersionInput, VersionRef
 LABEL_APP = "slipway.app"
 LABEL_ENV = "slipway.env"
 LABEL_VERSION = "slipway.version"
+LABEL_PORT = "slipway.port"
 STOP_TIMEOUT_SECONDS = 10
 
 
@@ -156,6 +157,8 @@ class DockerRuntime:
             **spec.labels,
             LABEL_APP: ref.app, LABEL_ENV: ref.env_key, LABEL_VERSION: str(ref.version),
             "slipway.index": str(index), "slipway.image": spec.image,
+            # The port the load balancer targets, so what runs can be put back in rotation.
+            LABEL_PORT: str(spec.ports[0]) if spec.ports else "",
         }
         try:
             client.containers.run(
@@ -169,14 +172,18 @@ class DockerRuntime:
             raise EngineError(f"container {name} did not start: {error.explanation}") from error
 
     def instances(self, env_key: str, version: int | None = None,
-                  port: int = 8080) -> list[Instance]:
-        """Running replicas with the host address/port where ``port`` is published."""
+                  port: int | None = 8080) -> list[Instance]:
+        """Running replicas with the host address/port where ``port`` is published (None:
+        the port each container was started for the load balancer)."""
         result: list[Instance] = []
         for _engine, container in self._containers(env_key, version):
             container.reload()
             if container.status != "running":
                 continue
-            bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp")
+            wanted = port or container.labels.get(LABEL_PORT) or ""
+            published = container.attrs["NetworkSettings"]["Ports"] or {}
+            bindings = published.get(f"{wanted}/tcp") if wanted else next(
+                (found for found in published.values() if found), None)
             if not bindings:
                 continue
             result.append(Instance(

@@ -175,6 +175,21 @@ class HaproxyProcesses:
         match = re.search(r"^\s*bind\s+\S*:(\d+)\s*$", text, re.MULTILINE)
         return int(match.group(1)) if match else None
 
+    def _health_path(self, key: str) -> str | None:
+        try:
+            text = self.config_path(key).read_text()
+        except OSError:
+            return None
+        match = re.search(r"^\s*option httpchk GET (\S+)\s*$", text, re.MULTILINE)
+        return match.group(1) if match else None
+
+    def intent_path(self, key: str) -> Path:
+        return self.dir / f"{key}.servers.json"
+
+    def known_keys(self) -> list[str]:
+        """Keys with a config: every environment whose HAProxy should be running."""
+        return sorted(cfg.stem for cfg in self.dir.glob("*.cfg")) if self.dir.is_dir() else []
+
     def _uses_health_checks(self, key: str) -> bool:
         try:
             return "option httpchk" in self.config_path(key).read_text()
@@ -183,8 +198,9 @@ class HaproxyProcesses:
 
     def ensure_frontend(
         self, key: str, bind_port: int, health_path: str | None = "/healthz"
-    ) -> None:
+    ) -> bool:
         """Make sure HAProxy for ``key`` runs and listens on ``bind_port``; idempotent.
+        True when it had to be started.
 
         ``health_path`` makes HAProxy GET it on every server each second; a server failing
         three checks in a row (not 2xx/3xx) gets no traffic until it passes two. ``None``
@@ -205,10 +221,24 @@ class HaproxyProcesses:
                         f"HAProxy for {key} already listens on port {running_port}, not "
                         f"{bind_port}; stop it first to move it"
                     )
-                return
-            # Alive but deaf (or stale files): replace it. Servers were runtime-only anyway.
+                return False
+            # Dead, or alive but deaf (stale files): replace it. The router then puts back the
+            # servers it held, so traffic keeps its split instead of a new canary taking all.
             self._kill(key)
             self._start(key, bind_port, health_path)
+            return True
+
+    def restart_if_dead(self, key: str) -> bool:
+        """Start the daemon of a known key again from its config; True when it was dead."""
+        with self._lock(key):
+            if self.is_running(key):
+                return False
+            port = self._configured_port(key)
+            if port is None:
+                return False  # stopped on purpose (no config) or never started
+            self._kill(key)
+            self._start(key, port, self._health_path(key))
+            return True
 
     def _start(self, key: str, bind_port: int, health_path: str | None) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -299,6 +329,7 @@ class HaproxyProcesses:
                     sock.parent.rmdir()
             for path in (
                 self.config_path(key),
+                self.intent_path(key),
                 self.pid_path(key),
                 self.log_path(key),
                 self._sockpath_record(key),

@@ -12,6 +12,7 @@ The daemons themselves (files, config, start, stop) are managed by
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from integrations.haproxy.common import (
     _ADMIN_DRAIN_BITS,
@@ -25,6 +26,7 @@ from integrations.haproxy.common import (
     _parse_servers_state,
     _parse_stat,
 )
+from integrations.haproxy.intent import ServerIntent, read_intent, write_intent
 from integrations.haproxy.process import HaproxyProcesses
 
 
@@ -108,17 +110,22 @@ class HaproxyRouter(HaproxyProcesses):
                 self._command(key, f"set server {BACKEND}/{name} state ready")
             # Dynamic servers are created in maintenance mode.
             self._command(key, f"enable server {BACKEND}/{name}")
+            self._record(key, name, ServerIntent(address=address, port=port, weight=weight))
 
     def set_weight(self, key: str, name: str, weight: int) -> None:
         """Set the user weight (0–256); 0 stops new traffic without draining."""
         _check_server(name)
         _check_weight(weight)
-        self._command(key, f"set weight {BACKEND}/{name} {weight}")
+        with self._lock(key):
+            self._command(key, f"set weight {BACKEND}/{name} {weight}")
+            self._update(key, name, weight=weight)
 
     def drain(self, key: str, name: str) -> None:
         """Stop sending new requests to ``name``; requests in flight complete."""
         _check_server(name)
-        self._command(key, f"set server {BACKEND}/{name} state drain")
+        with self._lock(key):
+            self._command(key, f"set server {BACKEND}/{name} state drain")
+            self._update(key, name, state="drain")
 
     def wait_idle(self, key: str, name: str, timeout: float, poll: float = 0.2) -> bool:
         """Wait until ``name`` has no current or queued sessions; False on timeout.
@@ -148,6 +155,7 @@ class HaproxyRouter(HaproxyProcesses):
     def _delete(self, key: str, name: str, timeout: float) -> None:
         disabled = self._send(key, f"disable server {BACKEND}/{name}").strip()
         if disabled == "No such server.":
+            self._record(key, name, None)
             return
         if disabled:
             raise HaproxyError(
@@ -158,8 +166,59 @@ class HaproxyRouter(HaproxyProcesses):
         while True:
             answer = self._send(key, command).strip()
             if answer.startswith("Server deleted") or answer == "No such server.":
+                self._record(key, name, None)
                 return
             # "still has connections attached" is transient: in-flight requests are ending.
             if "connection" not in answer.lower() or time.monotonic() >= deadline:
                 raise HaproxyError(f"HAProxy for {key} refused a command", command, answer)
             time.sleep(0.1)
+
+    # ------------------------------------------------------------ intent (durable copy)
+
+    def intended(self, key: str) -> dict[str, ServerIntent]:
+        """The servers the backend should hold, as the router last set them."""
+        return read_intent(self.intent_path(key))
+
+    def _record(self, key: str, name: str, entry: ServerIntent | None) -> None:
+        """Write one server's intent (None: removed). Called with the key's lock held."""
+        servers = self.intended(key)
+        if entry is None:
+            if servers.pop(name, None) is None:
+                return
+        else:
+            servers[name] = entry
+        write_intent(self.intent_path(key), servers)
+
+    def _update(self, key: str, name: str, **changes: object) -> None:
+        entry = self.intended(key).get(name)
+        if entry is not None:
+            self._record(key, name, entry.model_copy(update=changes))
+
+    def ensure_frontend(self, key: str, bind_port: int,
+                        health_path: str | None = "/healthz") -> bool:
+        started = super().ensure_frontend(key, bind_port, health_path)
+        if started:
+            self.restore(key)
+        return started
+
+    def restore(self, key: str, live: Mapping[str, tuple[str, int]] | None = None) -> list[str]:
+        """Bring the running backend in line with the recorded servers; return what changed.
+
+        ``live`` maps server names to where their replicas answer now (a restarted container
+        may have a new host port); a recorded server absent from it is left out of rotation
+        (its replica is not running) but stays recorded, to come back with its replica.
+        """
+        changed: list[str] = []
+        current = {server.name: server for server in self.servers(key)}
+        for name, entry in self.intended(key).items():
+            if live is not None and name not in live:
+                continue
+            address, port = live[name] if live is not None else (entry.address, entry.port)
+            server = current.get(name)
+            if server is not None and (server.address, server.port) == (address, port):
+                continue
+            self.add_server(key, name, address, port, entry.weight)
+            if entry.state == "drain":
+                self.drain(key, name)
+            changed.append(name)
+        return changed
