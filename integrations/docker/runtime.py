@@ -42,6 +42,32 @@ class NotReadyError(PermanentRuntimeError):
     """Replicas did not become healthy before the progress deadline."""
 
 
+def _repository(reference: str) -> str:
+    """``host/path`` of a reference, without tag or digest, Docker Hub's defaults removed."""
+    name = reference.split("@", 1)[0]
+    head, slash, last = name.rpartition("/")
+    if ":" in last:
+        name = f"{head}{slash}{last.rsplit(':', 1)[0]}"
+    for default in ("docker.io/", "index.docker.io/"):
+        name = name.removeprefix(default)
+    return name.removeprefix("library/")
+
+
+def own_repo_digest(image: str, repo_digests: list[str]) -> str:
+    """The manifest digest recorded for ``image``'s own repository, or "".
+
+    An image ID also carries the digests it was pushed under elsewhere (the same build
+    pushed to a test registry, say); a digest of another repository cannot be pulled or run
+    under this name, so only the reference's own repository counts.
+    """
+    wanted = _repository(image)
+    for entry in repo_digests:
+        repository, at, digest = entry.partition("@")
+        if at and _repository(repository) == wanted:
+            return digest
+    return ""
+
+
 def container_name(env_key: str, version: int, index: int) -> str:
     return f"slipway-{env_key}-v{version}-{index}"
 
@@ -97,11 +123,11 @@ class DockerRuntime:
         return sorted(found, key=lambda pair: pair[1].name)
 
     def inspect_image(self, image: str) -> ImageSpec:
-        """Resolve an image reference to its digest, pulling it when it is not local."""
+        """Resolve an image reference to what never moves, pulling it when it is not local:
+        the manifest digest of its own repository, else the engine's image ID."""
         client = self._client(self.engines[0])
         local = self._ensure_image(client, image)
-        digests = local.attrs.get("RepoDigests") or []
-        digest = digests[0].split("@", 1)[1] if digests else local.id
+        digest = own_repo_digest(image, local.attrs.get("RepoDigests") or []) or local.id
         return ImageSpec(image=image, digest=digest)
 
     def _ensure_image(self, client: docker.DockerClient, image: str) -> Any:
