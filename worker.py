@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client
@@ -146,7 +147,8 @@ def make_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor
     kube_lanes = [] if isinstance(target, DockerLaneTarget) else [target]
     janitor = JanitorActivities(
         LaneJanitor(engines, HaproxyRouter(settings.state_dir, settings.haproxy_bin,
-                                           settings.lb_bind_address), kube_lanes),
+                                           settings.lb_bind_address), kube_lanes,
+                    min_age=timedelta(seconds=settings.janitor_min_age_seconds)),
         Store(settings.resolved_database_url()), client, asyncio.get_running_loop())
     return Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
                   activities=[*build_activities(settings), janitor.sweep_lane_orphans,

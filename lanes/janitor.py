@@ -6,7 +6,12 @@ No Temporal imports: the caller says which lanes are alive.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import docker
@@ -19,15 +24,69 @@ if TYPE_CHECKING:  # Docker-only installations never load the Kubernetes client
     from lanes.kubernetes_target import KubernetesLaneTarget
 
 
+class Liveness(StrEnum):
+    """What Temporal says of a lane's workflow."""
+
+    ALIVE = "alive"  # running
+    GONE = "gone"  # NOT_FOUND, or closed
+    UNKNOWN = "unknown"  # Temporal did not answer (UNAVAILABLE, DEADLINE_EXCEEDED, ...)
+
+
 class LaneJanitor:
     """Removes lane-labelled containers (and their HAProxy frontends) and lane namespaces of
-    dead lanes."""
+    dead lanes.
+
+    Deleting a live lane's resources is the worst thing it can do, so a lane is swept only
+    when its workflow was reported gone on two sweeps in a row (a suspect first, recorded in
+    ``suspects``), never on an unanswered question, and never while its oldest resource is
+    younger than ``min_age`` (the lane TTL: a lane that young may be starting).
+    """
 
     def __init__(self, engines: list[str], router: HaproxyRouter,
-                 kubernetes: list[KubernetesLaneTarget] | None = None) -> None:
+                 kubernetes: list[KubernetesLaneTarget] | None = None,
+                 min_age: timedelta = timedelta(0), suspects: Path | None = None) -> None:
         self.engines = engines
         self.router = router
         self.kubernetes = list(kubernetes or [])
+        self.min_age = min_age
+        self.suspects_path = suspects or router.state_dir / "janitor" / "suspects.json"
+
+    def _suspects(self) -> set[str]:
+        try:
+            return set(json.loads(self.suspects_path.read_text()))
+        except (OSError, ValueError):
+            return set()
+
+    def _save_suspects(self, lanes: set[str]) -> None:
+        self.suspects_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.suspects_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(sorted(lanes)))
+        tmp.replace(self.suspects_path)
+
+    def _containers_created(self) -> dict[str, datetime]:
+        """Lane name → creation time of its oldest container, across every engine."""
+        oldest: dict[str, datetime] = {}
+        for engine in self.engines:
+            client = docker.DockerClient(base_url=engine, timeout=60)
+            for container in client.containers.list(all=True, filters={"label": LABEL_LANE}):
+                created = _parse_time(container.attrs.get("Created", ""))
+                lane = container.labels[LABEL_LANE]
+                oldest[lane] = min(oldest.get(lane, created), created)
+        return oldest
+
+    def _doomed(self, lanes: dict[str, datetime | None], liveness: Callable[[str], Liveness],
+                suspects: set[str], seen: set[str]) -> list[str]:
+        """The lanes to sweep now; records this sweep's suspects in ``seen``."""
+        now = datetime.now(UTC)
+        doomed = []
+        for lane, created in sorted(lanes.items()):
+            if liveness(lane) != Liveness.GONE:
+                continue
+            seen.add(lane)
+            old_enough = created is None or now - created >= self.min_age
+            if lane in suspects and old_enough:
+                doomed.append(lane)
+        return doomed
 
     def lanes_with_resources(self) -> dict[str, list[str]]:
         """Lane name → environment keys of its containers, across every engine."""
@@ -39,26 +98,38 @@ class LaneJanitor:
                     container.labels.get(LABEL_ENV, ""))
         return {lane: sorted(keys) for lane, keys in found.items()}
 
-    def sweep(self, alive: Callable[[str], bool]) -> dict[str, list[str]]:
-        """Remove the resources of every lane for which ``alive`` is False; return them."""
+    def sweep(self, liveness: Callable[[str], Liveness]) -> dict[str, list[str]]:
+        """Remove the resources of every lane whose workflow is gone for a second sweep in a
+        row and that is older than ``min_age``; return them."""
+        suspects, seen = self._suspects(), set[str]()
         removed: dict[str, list[str]] = {}
-        for lane, env_keys in self.lanes_with_resources().items():
-            if alive(lane):
-                continue
+        env_keys = self.lanes_with_resources()
+        created: dict[str, datetime | None] = dict(self._containers_created())
+        for lane in self._doomed(created, liveness, suspects, seen):
             for engine in self.engines:
                 client = docker.DockerClient(base_url=engine, timeout=60)
                 for container in client.containers.list(
                         all=True, filters={"label": f"{LABEL_LANE}={lane}"}):
                     container.remove(force=True)
-            for key in env_keys:
+            for key in env_keys.get(lane, []):
                 if key:
                     self.router.stop(key)
-            removed[lane] = env_keys
+            removed[lane] = env_keys.get(lane, [])
         for target in self.kubernetes:
-            for lane in target.lane_namespaces():
-                if alive(lane):
-                    continue
+            namespaces = target.lane_namespaces_created()
+            for lane in self._doomed(namespaces, liveness, suspects, seen):
                 # Our label is on it (lane_namespaces checked): deleting takes its apps along.
                 target.delete_namespace({"namespace": lane, "created": True})
                 removed.setdefault(lane, []).append(f"namespace {lane}@{target.cluster}")
+        # A lane swept is no suspect any more; one seen alive again is forgiven.
+        self._save_suspects(seen - set(removed))
         return removed
+
+
+def _parse_time(text: str) -> datetime:
+    """Docker's RFC 3339 time with nanoseconds, as an aware datetime (now when unreadable)."""
+    try:
+        trimmed = re.sub(r"(\.\d{6})\d*", r"\1", text).replace("Z", "+00:00")
+        return datetime.fromisoformat(trimmed)
+    except ValueError:
+        return datetime.now(UTC)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from kubernetes import client
@@ -140,12 +141,16 @@ class KubernetesLaneTarget:
 
     def lane_namespaces(self) -> list[str]:
         """Lanes that have a namespace on this cluster (by its ``slipway.lane`` label)."""
+        return sorted(self.lane_namespaces_created())
+
+    def lane_namespaces_created(self) -> dict[str, datetime | None]:
+        """Lane namespaces with their creation time (None when the API gives none)."""
         found: client.V1NamespaceList = self.kube.call(
             "list lane namespaces", "", lambda: self.kube.core.list_namespace(
                 label_selector=LABEL_LANE, _request_timeout=REQUEST_TIMEOUT), self.cluster)
-        return sorted(_labels(item)[LABEL_LANE] for item in found.items
-                      if _labels(item).get(LABEL_LANE) == (item.metadata.name
-                                                           if item.metadata else None))
+        return {_labels(item)[LABEL_LANE]: item.metadata.creation_timestamp
+                for item in found.items
+                if item.metadata and _labels(item).get(LABEL_LANE) == item.metadata.name}
 
     # -- apps -------------------------------------------------------------------------------
 

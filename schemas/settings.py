@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # checkout (its examples/ included), so the demo builds; JSON list to change it.
     source_roots: list[Path] = Field(default_factory=lambda: [CHECKOUT / "examples", CHECKOUT])
 
+    # The janitor never sweeps a lane younger than this (default: the default lane TTL).
+    janitor_min_age_seconds: float = 6 * 86400
+
     drain_timeout_seconds: float = 30.0
     progress_deadline_seconds: float = 600.0
 

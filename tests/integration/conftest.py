@@ -69,7 +69,7 @@ def settings(tmp_path: Path, registry_server: RegistryServer,
         credentials={"test-registry":
                      SecretStr(f"{registry_server.username}:{registry_server.password}")},
         lb_port_start=free_port(), task_queue=f"it-{tmp_path.name}",
-        source_roots=[CHECKOUT, tmp_path],
+        source_roots=[CHECKOUT, tmp_path], janitor_min_age_seconds=0,
     )
     monkeypatch.setattr("schemas.settings.get_settings", lambda: values)
     yield values
