@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.workflow import ActivityCancellationType, ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
     from activities.build import BuildActivities
@@ -41,11 +42,10 @@ with workflow.unsafe.imports_passed_through():
         ResolveImageInput,
     )
     from workflows import search
+    from workflows.policies import HEARTBEAT_TIMEOUT, QUICK, RETRY, UNTIL_DONE
     from workflows.rollout import Undo, cause_of, rollout_for
 
-QUICK = timedelta(seconds=60)
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
-                    maximum_attempts=5)
+T = TypeVar("T")
 BUILD_TIMEOUT = timedelta(minutes=30)
 ROLLOUT_STAGES = {"starting", "draining", "shifting", "waiting_stable", "gate", "paused"}
 
@@ -70,6 +70,29 @@ def _is_cancellation(error: BaseException) -> bool:
     )
 
 
+async def to_the_end(work: Awaitable[T]) -> T:
+    """Run ``work`` to its end whatever cancels arrive meanwhile.
+
+    ``asyncio.shield`` alone keeps the inner work going but re-raises CancelledError in the
+    awaiting task, which would skip what follows (closing the release, the alert). Here every
+    cancel is absorbed until the work is done; its own result or error is what comes out.
+    """
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+    return task.result()
+
+
+async def stopped(handle: ActivityHandle[Any]) -> None:
+    """Cancel an activity and wait until it has really stopped (its cancellation type is
+    WAIT_CANCELLATION_COMPLETED), so an undo that follows never races it."""
+    handle.cancel()
+    while not handle.done():
+        with contextlib.suppress(ActivityError, asyncio.CancelledError):
+            await asyncio.shield(handle)
+
+
 @workflow.defn
 class ReleaseWorkflow:
     def __init__(self) -> None:
@@ -81,6 +104,9 @@ class ReleaseWorkflow:
         self._paused = False
         self._abort: str | None = None
         self._compensating = False
+        # Past the point of no return the new version serves all traffic: abort is refused and
+        # only a rollback (a new release) can take it back.
+        self._committed = False
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -110,16 +136,24 @@ class ReleaseWorkflow:
                                f"rolling out {target.image} ({plan.strategy})")
             await rollout_for(self, plan, target).run()
         except (ActivityError, ApplicationError, ReleaseEnded, asyncio.CancelledError) as error:
-            state, reason = await self._give_up(plan, error)
-            if _is_cancellation(error):
-                raise asyncio.CancelledError(reason) from error
-            raise ApplicationError(f"release {state}: {reason}", type=f"Release_{state}",
-                                   non_retryable=True) from error
+            if not self._committed:
+                state, reason = await self._give_up(plan, error)
+                if _is_cancellation(error):
+                    raise asyncio.CancelledError(reason) from error
+                raise ApplicationError(f"release {state}: {reason}", type=f"Release_{state}",
+                                       non_retryable=True) from error
+            # The new version serves all traffic: nothing to roll back, the release is done.
+            self.event(f"{'cancel' if _is_cancellation(error) else cause_of(error)} after the "
+                       "point of no return: the release is finished, not rolled back")
+        return await to_the_end(self._succeed(plan, target, approved_by))
+
+    async def _succeed(self, plan: ReleasePlan, target: ImageSpec,
+                       approved_by: str) -> ReleaseOutcome:
         result = await workflow.execute_activity_method(
             CatalogueActivities.finish_release,
             FinishReleaseInput(release_id=plan.release_id, state=ReleaseState.SUCCEEDED,
                                image=target, approved_by=approved_by),
-            start_to_close_timeout=QUICK, retry_policy=RETRY, summary="write the baseline",
+            start_to_close_timeout=QUICK, retry_policy=UNTIL_DONE, summary="write the baseline",
         )
         self.set_stage("succeeded", f"baseline v{result.baseline_version} written")
         await self._notify(f"release {plan.app}@{plan.env} succeeded",
@@ -142,12 +176,12 @@ class ReleaseWorkflow:
             BuildActivities.build_image,
             BuildInput(app=plan.app, source=plan.source, ref=request.ref, version_label=label,
                        workflow_id=workflow.info().workflow_id),
-            f"build {plan.app}:{label}", timeout=BUILD_TIMEOUT, heartbeat=True,
+            f"build {plan.app}:{label}", timeout=BUILD_TIMEOUT,
         )
         await self.act(CatalogueActivities.record_build,
                        RecordBuildInput(app=plan.app, ref=request.ref, version_label=label,
                                         image=image, workflow_id=workflow.info().workflow_id),
-                       "record the build")
+                       "record the build", heartbeat=False)
         return image
 
     async def _await_approval(self, plan: ReleasePlan, target: ImageSpec) -> str:
@@ -155,7 +189,8 @@ class ReleaseWorkflow:
         self.progress.awaiting = "approval"
         self.set_stage("awaiting_approval", f"one of {', '.join(plan.approvers)} must approve")
         await self.act(CatalogueActivities.note_approval,
-                       NoteApprovalInput(release_id=plan.release_id), "note: awaiting approval")
+                       NoteApprovalInput(release_id=plan.release_id), "note: awaiting approval",
+                       heartbeat=False)
         await self._notify(
             f"approval needed: {plan.app}@{plan.env} v{plan.to_version}",
             f"{plan.requested_by or 'someone'} asks to release {target.image}; approvers: "
@@ -179,24 +214,29 @@ class ReleaseWorkflow:
         self.event(f"approved by {decision.user}{note}")
         await self.act(CatalogueActivities.note_approval,
                        NoteApprovalInput(release_id=plan.release_id, approver=decision.user),
-                       f"note: approved by {decision.user}")
+                       f"note: approved by {decision.user}", heartbeat=False)
         return decision.user
 
     async def _give_up(self, plan: ReleasePlan,
                        error: BaseException) -> tuple[ReleaseState, str]:
-        """Undo what was done, newest first, and close the release."""
+        """Undo what was done, newest first, and close the release, whatever cancels arrive
+        meanwhile: stopping halfway would leave both versions in rotation and the release
+        row ``running``."""
         if isinstance(error, ReleaseEnded):
             reason, state = error.reason, error.state
         else:
             reason = "cancelled" if _is_cancellation(error) else cause_of(error)
             state = ReleaseState.ROLLED_BACK
         self._compensating = True
+        return await to_the_end(self._compensate(plan, state, reason))
+
+    async def _compensate(self, plan: ReleasePlan, state: ReleaseState,
+                          reason: str) -> tuple[ReleaseState, str]:
         self.set_stage("rolling_back", f"undoing: {reason}")
         undo_failed = ""
         for what, undo in reversed(self._undo):
             try:
-                # Shielded: a cancelled release must still finish putting things back.
-                await asyncio.shield(asyncio.ensure_future(undo()))
+                await undo()  # retried until done (UNTIL_DONE): only a permanent error stops it
                 self.event(f"undone: {what}")
             except (ActivityError, ApplicationError) as undo_error:
                 undo_failed = f"{what} failed: {cause_of(undo_error)}"
@@ -208,7 +248,7 @@ class ReleaseWorkflow:
             CatalogueActivities.finish_release,
             FinishReleaseInput(release_id=plan.release_id, state=state,
                                error=f"{reason}; {undo_failed}" if undo_failed else reason),
-            start_to_close_timeout=QUICK, retry_policy=RETRY, summary=f"record {state}",
+            start_to_close_timeout=QUICK, retry_policy=UNTIL_DONE, summary=f"record {state}",
         )
         self.set_stage(str(state), reason)
         title = f"release {plan.app}@{plan.env} {state}"
@@ -218,23 +258,29 @@ class ReleaseWorkflow:
     # -- helpers used by Rollout ------------------------------------------------------------
 
     async def act(self, method: Any, arg: Any, summary: str, timeout: timedelta = QUICK,
-                  heartbeat: bool = False) -> Any:
-        """Run an activity; during the rollout an ``abort`` cancels it and stops the release."""
+                  heartbeat: bool = True) -> Any:
+        """Run an activity; during the rollout an ``abort`` cancels it and stops the release.
+
+        Activities that change the environment or wait heartbeat, so a lost worker is noticed
+        within HEARTBEAT_TIMEOUT. A cancelled activity is waited for until it has stopped:
+        the undo that follows must not race a late drain or container start. While undoing,
+        activities are retried until they succeed (they are idempotent).
+        """
         handle = workflow.start_activity_method(
-            method, arg, start_to_close_timeout=timeout, retry_policy=RETRY, summary=summary,
-            heartbeat_timeout=timedelta(seconds=60) if heartbeat else None,
+            method, arg, start_to_close_timeout=timeout, summary=summary,
+            retry_policy=UNTIL_DONE if self._compensating else RETRY,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT if heartbeat else None,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
-        if self._compensating:
+        if self._compensating or self._committed:
             return await handle
         try:
             await workflow.wait_condition(lambda: handle.done() or self._abort is not None)
         except asyncio.CancelledError:
-            handle.cancel()  # the release was cancelled: so is the work in flight
+            await stopped(handle)  # the release was cancelled: so is the work in flight
             raise
         if not handle.done():
-            handle.cancel()
-            with contextlib.suppress(ActivityError, asyncio.CancelledError):
-                await handle
+            await stopped(handle)
             raise self._aborted()
         return handle.result()
 
@@ -283,8 +329,11 @@ class ReleaseWorkflow:
     def has_undo(self, prefix: str) -> bool:
         return any(what.startswith(prefix) for what, _undo in self._undo)
 
-    def clear_undo(self) -> None:
+    def commit(self) -> None:
+        """The point of no return: the new version serves all traffic, nothing is undone."""
         self._undo.clear()
+        self._committed = True
+        self.event(f"v{self.progress.to_version} serves all traffic: committed")
 
     def _aborted(self) -> ReleaseEnded:
         return ReleaseEnded(ReleaseState.ROLLED_BACK, f"aborted: {self._abort}")
@@ -390,6 +439,9 @@ class ReleaseWorkflow:
 
     @abort.validator
     def _validate_abort(self, data: ControlInput) -> None:
+        if self._committed:
+            raise ValueError(f"v{self.progress.to_version} already serves all traffic; roll "
+                             "back with `slipway rollback`")
         if self._compensating or self.progress.stage in ("succeeded", "preparing"):
             raise ValueError(f"too late or too early to abort: the release is "
                              f"{self.progress.stage}")
@@ -397,7 +449,7 @@ class ReleaseWorkflow:
             raise ValueError(f"abort already requested ({self._abort})")
 
     def _check_rolling_out(self, what: str) -> None:
-        if self.progress.stage not in ROLLOUT_STAGES or self._compensating:
+        if self.progress.stage not in ROLLOUT_STAGES or self._compensating or self._committed:
             raise ValueError(f"cannot {what}: the release is {self.progress.stage}, "
                              "not rolling out")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -155,7 +156,11 @@ class FakeWorld:
                 world.ready_started.set()
                 # Held until the test lets go: an activity still running when the worker
                 # stops would keep the time-skipping server from skipping in later tests.
-                await world.unblock.wait()
+                # Heartbeats, as the real one does: that is how a cancel reaches it.
+                while not world.unblock.is_set():
+                    activity.heartbeat()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(world.unblock.wait(), timeout=0.2)
                 return []
             if version == world.fail_ready_for:
                 raise ApplicationError("v2-0 exited: boom", type="NotReadyError",

@@ -15,9 +15,9 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from schemas.models import ReleaseStatus
+    from workflows.policies import QUICK
 
 Undo = Callable[[], Awaitable[None]]
-QUICK = timedelta(seconds=60)
 
 
 class RolloutHost(Protocol):
@@ -27,7 +27,7 @@ class RolloutHost(Protocol):
     promote_full_requested: bool
 
     async def act(self, method: Any, arg: Any, summary: str, timeout: timedelta = QUICK,
-                  heartbeat: bool = False) -> Any:
+                  heartbeat: bool = True) -> Any:
         """Run an activity; an ``abort`` cancels it and stops the release."""
 
     async def checkpoint(self) -> None:
@@ -45,7 +45,8 @@ class RolloutHost(Protocol):
 
     def has_undo(self, prefix: str) -> bool: ...
 
-    def clear_undo(self) -> None: ...
+    def commit(self) -> None:
+        """The point of no return: nothing is undone, abort is refused."""
 
     def set_stage(self, stage: str, detail: str) -> None: ...
 
