@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
@@ -63,6 +64,31 @@ class FakeWorld:
     unhealthy_version: int | None = None
     health_checks: int = 0
     approvals: list[str] = field(default_factory=list)
+    block_start_for: int | None = None  # start_version of this version is held (see _hold)
+    block_remove_for: int | None = None
+    flaky_route_for: int | None = None  # add_to_lb of this version fails (retryably) …
+    flaky_times: int = 0  # … this many times; finish_release too when flaky_finish
+    flaky_finish: bool = False
+
+    async def hold(self, what: str) -> None:
+        """Block until the test lets go, heartbeating as the real activities do (that is how
+        a cancel reaches an activity); a cancelled hold takes a moment to clean up, then
+        records ``<what> cancelled``."""
+        self.ready_started.set()
+        try:
+            while not self.unblock.is_set():
+                activity.heartbeat()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.unblock.wait(), timeout=0.2)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.5)
+            self.calls.append(f"{what} cancelled")
+            raise
+
+    def flake(self, what: str) -> None:
+        """Fail retryably the first ``flaky_times`` attempts of the running activity."""
+        if activity.info().attempt <= self.flaky_times:
+            raise ApplicationError(f"{what}: store unavailable")
 
     def activities(self) -> list[Any]:
         world = self
@@ -133,6 +159,8 @@ class FakeWorld:
 
         @activity.defn(name="add_to_lb")
         async def add_to_lb(data: TrafficInput) -> None:
+            if data.instances and data.instances[0].version == world.flaky_route_for:
+                world.flake("haproxy")
             if world.fail_undo and data.instances[0].version == world.current_version:
                 raise ApplicationError("haproxy socket gone", non_retryable=True)
             world.calls.append("route " + ",".join(i.name for i in data.instances))
@@ -143,10 +171,15 @@ class FakeWorld:
 
         @activity.defn(name="remove_version")
         async def remove_version(data: VersionRef) -> None:
+            if data.version == world.block_remove_for:
+                await world.hold(f"remove v{data.version}")
             world.calls.append(f"remove v{data.version}")
 
         @activity.defn(name="start_version")
         async def start_version(data: StartVersionInput) -> None:
+            if data.version.version == world.block_start_for:
+                world.block_start_for = None  # only the first start is held
+                await world.hold(f"start v{data.version.version}")
             world.calls.append(f"start v{data.version.version} {data.image} x{data.replicas}")
 
         @activity.defn(name="wait_ready")
@@ -156,11 +189,7 @@ class FakeWorld:
                 world.ready_started.set()
                 # Held until the test lets go: an activity still running when the worker
                 # stops would keep the time-skipping server from skipping in later tests.
-                # Heartbeats, as the real one does: that is how a cancel reaches it.
-                while not world.unblock.is_set():
-                    activity.heartbeat()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(world.unblock.wait(), timeout=0.2)
+                await world.hold(f"ready v{version}")
                 return []
             if version == world.fail_ready_for:
                 raise ApplicationError("v2-0 exited: boom", type="NotReadyError",
@@ -171,6 +200,8 @@ class FakeWorld:
 
         @activity.defn(name="finish_release")
         async def finish_release(data: FinishReleaseInput) -> FinishReleaseResult:
+            if world.flaky_finish:
+                world.flake("finish")
             world.finished.append(data)
             ok = data.state == ReleaseState.SUCCEEDED
             return FinishReleaseResult(baseline_version=world.current_version + 1 if ok else None)
@@ -215,8 +246,10 @@ async def start(env: WorkflowEnvironment, world: FakeWorld, request: ReleaseRequ
 
 def worker(env: WorkflowEnvironment, world: FakeWorld) -> tuple[Worker, str]:
     queue = f"q-{uuid.uuid4()}"
+    # As worker.py: heartbeats reach the server within 1 s, so a cancel reaches the activity.
     return Worker(env.client, task_queue=queue, workflows=[ReleaseWorkflow],
-                  activities=world.activities()), queue
+                  activities=world.activities(),
+                  max_heartbeat_throttle_interval=timedelta(seconds=1)), queue
 
 
 async def wait_for(handle: WorkflowHandle[Any, Any], predicate: Any, seconds: float = 30) -> Any:
