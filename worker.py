@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client
@@ -43,6 +45,16 @@ if TYPE_CHECKING:  # imported where needed: Docker-only installations never load
     from lanes.kubernetes_target import KubernetesLaneTarget
 
 WORKFLOWS = [ReleaseWorkflow, SwimlaneWorkflow, JanitorWorkflow]
+# One activity slot per executor thread: a task the worker accepts always has a thread, so a
+# queue of long builds and waits cannot hold health checks and undo past their timeouts here
+# (beyond the slots, tasks wait on the server, where another worker can take them).
+ACTIVITY_THREADS = 16
+# Heartbeats reach the server at least this often (the SDK's default throttle is 0.8 × the
+# heartbeat timeout): a cancel or an abort reaches a running activity within it.
+HEARTBEAT_THROTTLE = timedelta(seconds=2)
+# On SIGTERM running activities get this long to finish before they are cancelled; what is
+# still running then is retried by another worker (every activity is idempotent).
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
 def registry_auth(settings: Settings) -> dict[str, str] | None:
@@ -150,17 +162,39 @@ def make_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor
     return Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
                   activities=[*build_activities(settings), janitor.sweep_lane_orphans,
                               janitor.report_lost_lanes],
-                  activity_executor=executor)
+                  activity_executor=executor,
+                  max_concurrent_activities=executor._max_workers,
+                  max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+                  graceful_shutdown_timeout=GRACEFUL_SHUTDOWN)
+
+
+async def run_until_terminated(worker: Worker) -> None:
+    """Run ``worker`` until SIGTERM or SIGINT, then shut it down gracefully: no new tasks,
+    running activities get GRACEFUL_SHUTDOWN to finish."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    log = logging.getLogger("slipway")
+    running = asyncio.create_task(worker.run())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([running, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if not running.done():
+        log.info("stop requested: finishing running activities (up to %s)", GRACEFUL_SHUTDOWN)
+        await worker.shutdown()
+    stopping.cancel()
+    await running  # its error, if the worker failed on its own
+    log.info("worker stopped")
 
 
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
     client = await connect(settings)
-    with ThreadPoolExecutor(max_workers=16) as executor:
+    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
         worker = make_worker(client, settings, executor)
         logging.getLogger("slipway").info("worker polling task queue %r", settings.task_queue)
-        await worker.run()
+        await run_until_terminated(worker)
 
 
 if __name__ == "__main__":
