@@ -38,6 +38,7 @@ from lanes.janitor import LaneJanitor
 from lanes.resources import LaneResources, LaneSettings
 from schemas.settings import Cluster, Settings, get_settings
 from workflows.janitor import JanitorWorkflow
+from workflows.policies import BUILD_QUEUE_SUFFIX
 from workflows.release import ReleaseWorkflow
 from workflows.swimlane import SwimlaneWorkflow
 
@@ -49,6 +50,8 @@ WORKFLOWS = [ReleaseWorkflow, SwimlaneWorkflow, JanitorWorkflow]
 # queue of long builds and waits cannot hold health checks and undo past their timeouts here
 # (beyond the slots, tasks wait on the server, where another worker can take them).
 ACTIVITY_THREADS = 16
+# Builds have their own task queue, worker and threads: long builds never take those slots.
+BUILD_THREADS = 4
 # Heartbeats reach the server at least this often (the SDK's default throttle is 0.8 × the
 # heartbeat timeout): a cancel or an abort reaches a running activity within it.
 HEARTBEAT_THROTTLE = timedelta(seconds=2)
@@ -106,8 +109,19 @@ def lane_target(settings: Settings, lane_settings: LaneSettings,
         settings.drain_timeout_seconds)
 
 
+def image_builder(settings: Settings) -> BuilderRouter:
+    """Docker builds apps without a builder rule; Jenkins/GitLab credentials are read by name
+    from settings when a build starts."""
+    docker_engines = [c.engines[0] for c in settings.clusters.values() if c.runtime == "docker"]
+    default_engine = docker_engines[0] if docker_engines else "unix:///var/run/docker.sock"
+    return BuilderRouter(
+        DockerBuilder(default_engine, settings.registry, settings.base_image,
+                      registry_auth(settings)),
+        BuilderSettings(), settings.credential)
+
+
 def build_activities(settings: Settings) -> list[Callable[..., Any]]:
-    """Every activity function, bound to integrations built from ``settings``."""
+    """Every activity function but the build, bound to integrations built from ``settings``."""
     store = Store(settings.resolved_database_url())
     store.migrate()
     auth = registry_auth(settings)
@@ -115,13 +129,6 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     routers: dict[str, TrafficRouter] = {}
     for name, cluster in settings.clusters.items():
         runtimes[name], routers[name] = build_cluster(name, cluster, settings, auth)
-    docker_engines = [c.engines[0] for c in settings.clusters.values() if c.runtime == "docker"]
-    default_engine = docker_engines[0] if docker_engines else "unix:///var/run/docker.sock"
-    # Docker builds apps without a builder rule; Jenkins/GitLab credentials are read by name
-    # from settings when a build starts.
-    builder = BuilderRouter(
-        DockerBuilder(default_engine, settings.registry, settings.base_image, auth),
-        BuilderSettings(), settings.credential)
     catalogue = CatalogueActivities(store, settings.drain_timeout_seconds,
                                     settings.progress_deadline_seconds)
     runtime = RuntimeActivities(runtimes, settings.default_cluster)
@@ -134,7 +141,6 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     return [
         catalogue.prepare_release, catalogue.finish_release, catalogue.record_build,
         catalogue.note_approval, runtime.check_health,
-        BuildActivities(builder).build_image,
         runtime.resolve_image, runtime.start_version, runtime.wait_ready, runtime.list_versions,
         runtime.stop_version, runtime.remove_version,
         traffic.ensure_frontend, traffic.add_to_lb, traffic.drain, traffic.remove_from_lb,
@@ -168,22 +174,34 @@ def make_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor
                   graceful_shutdown_timeout=GRACEFUL_SHUTDOWN)
 
 
-async def run_until_terminated(worker: Worker) -> None:
-    """Run ``worker`` until SIGTERM or SIGINT, then shut it down gracefully: no new tasks,
+def make_build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
+    """The worker of the build task queue: builds only, one slot per thread of ``executor``."""
+    return Worker(client, task_queue=settings.task_queue + BUILD_QUEUE_SUFFIX,
+                  activities=[BuildActivities(image_builder(settings)).build_image],
+                  activity_executor=executor, max_concurrent_activities=executor._max_workers,
+                  max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+                  graceful_shutdown_timeout=GRACEFUL_SHUTDOWN)
+
+
+async def run_until_terminated(*workers: Worker) -> None:
+    """Run ``workers`` until SIGTERM or SIGINT, then shut them down gracefully: no new tasks,
     running activities get GRACEFUL_SHUTDOWN to finish."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     log = logging.getLogger("slipway")
-    running = asyncio.create_task(worker.run())
+    running = [asyncio.create_task(worker.run()) for worker in workers]
     stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait([running, stopping], return_when=asyncio.FIRST_COMPLETED)
-    if not running.done():
+    await asyncio.wait([*running, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if stop.is_set():
         log.info("stop requested: finishing running activities (up to %s)", GRACEFUL_SHUTDOWN)
-        await worker.shutdown()
     stopping.cancel()
-    await running  # its error, if the worker failed on its own
+    # Stopped by a signal or because one worker failed: the others stop with it.
+    await asyncio.gather(*(worker.shutdown() for worker, task in zip(workers, running, strict=True)
+                           if not task.done()))
+    for task in running:
+        await task  # a worker's own error, if it failed
     log.info("worker stopped")
 
 
@@ -191,10 +209,14 @@ async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
     client = await connect(settings)
-    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        worker = make_worker(client, settings, executor)
-        logging.getLogger("slipway").info("worker polling task queue %r", settings.task_queue)
-        await run_until_terminated(worker)
+    with (ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor,
+          ThreadPoolExecutor(max_workers=BUILD_THREADS) as build_executor):
+        workers = (make_worker(client, settings, executor),
+                   make_build_worker(client, settings, build_executor))
+        logging.getLogger("slipway").info("worker polling task queues %r and %r",
+                                          settings.task_queue,
+                                          settings.task_queue + BUILD_QUEUE_SUFFIX)
+        await run_until_terminated(*workers)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
         ResourceKind,
     )
     from schemas.models import BuildInput, ImageSpec, RecordBuildInput
-    from workflows.policies import HEARTBEAT_TIMEOUT, QUICK, RETRY, UNTIL_DONE
+    from workflows.policies import HEARTBEAT_TIMEOUT, QUICK, RETRY, UNTIL_DONE, build_queue
 
 __all__ = ["GONE", "HEARTBEAT_TIMEOUT", "QUICK", "RESOURCE_TIMEOUT", "RETRY", "UNTIL_DONE",
            "deploy_push", "resource_key"]
@@ -54,7 +54,7 @@ async def deploy_push(lane: str, current: LedgerEntry, data: LanePushInput, labe
         BuildInput(app=data.app, source=data.source, ref=data.sha,
                    version_label=label, workflow_id=this_run, jenkins_job=lane_job),
         start_to_close_timeout=BUILD_TIMEOUT, heartbeat_timeout=HEARTBEAT_TIMEOUT,
-        retry_policy=RETRY, summary=f"build {data.app}:{label}")
+        task_queue=build_queue(), retry_policy=RETRY, summary=f"build {data.app}:{label}")
     await workflow.execute_activity_method(
         CatalogueActivities.record_build,
         RecordBuildInput(app=data.app, ref=data.sha, version_label=label,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 HEARTBEAT_TIMEOUT = timedelta(seconds=15)
@@ -23,3 +24,11 @@ RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=time
                     maximum_attempts=5)
 UNTIL_DONE = RetryPolicy(initial_interval=timedelta(seconds=1),
                          maximum_interval=timedelta(seconds=30), maximum_attempts=0)
+# Builds run on a task queue of their own, polled by a worker with its own slots (worker.py):
+# an hour of CI builds never takes the slots health checks and undo activities need.
+BUILD_QUEUE_SUFFIX = "-builds"
+
+
+def build_queue() -> str:
+    """The build task queue beside the running workflow's own."""
+    return workflow.info().task_queue + BUILD_QUEUE_SUFFIX

@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
         ResolveImageInput,
     )
     from workflows import search
-    from workflows.policies import HEARTBEAT_TIMEOUT, QUICK, RETRY, UNTIL_DONE
+    from workflows.policies import HEARTBEAT_TIMEOUT, QUICK, RETRY, UNTIL_DONE, build_queue
     from workflows.rollout import Undo, cause_of, rollout_for
 
 T = TypeVar("T")
@@ -176,7 +176,7 @@ class ReleaseWorkflow:
             BuildActivities.build_image,
             BuildInput(app=plan.app, source=plan.source, ref=request.ref, version_label=label,
                        workflow_id=workflow.info().workflow_id),
-            f"build {plan.app}:{label}", timeout=BUILD_TIMEOUT,
+            f"build {plan.app}:{label}", timeout=BUILD_TIMEOUT, task_queue=build_queue(),
         )
         await self.act(CatalogueActivities.record_build,
                        RecordBuildInput(app=plan.app, ref=request.ref, version_label=label,
@@ -258,7 +258,7 @@ class ReleaseWorkflow:
     # -- helpers used by Rollout ------------------------------------------------------------
 
     async def act(self, method: Any, arg: Any, summary: str, timeout: timedelta = QUICK,
-                  heartbeat: bool = True) -> Any:
+                  heartbeat: bool = True, task_queue: str | None = None) -> Any:
         """Run an activity; during the rollout an ``abort`` cancels it and stops the release.
 
         Activities that change the environment or wait heartbeat, so a lost worker is noticed
@@ -267,7 +267,7 @@ class ReleaseWorkflow:
         activities are retried until they succeed (they are idempotent).
         """
         handle = workflow.start_activity_method(
-            method, arg, start_to_close_timeout=timeout, summary=summary,
+            method, arg, start_to_close_timeout=timeout, summary=summary, task_queue=task_queue,
             retry_policy=UNTIL_DONE if self._compensating else RETRY,
             heartbeat_timeout=HEARTBEAT_TIMEOUT if heartbeat else None,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,

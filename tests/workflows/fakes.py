@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -13,7 +14,6 @@ from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from schemas.enums import ReleaseState, Strategy
 from schemas.models import (
@@ -38,6 +38,7 @@ from schemas.models import (
     VersionRef,
     WaitReadyInput,
 )
+from tests.support.workers import workers
 from workflows.release import ReleaseWorkflow
 
 
@@ -219,8 +220,7 @@ class FakeWorld:
 async def run_release(env: WorkflowEnvironment, world: FakeWorld, request: ReleaseRequest,
                       cancel_when_blocked: bool = False) -> Any:
     queue = f"q-{uuid.uuid4()}"
-    async with Worker(env.client, task_queue=queue, workflows=[ReleaseWorkflow],
-                      activities=world.activities()):
+    async with workers(env.client, queue, [ReleaseWorkflow], world.activities()):
         handle = await env.client.start_workflow(
             ReleaseWorkflow.run, request, id=f"release:{request.app}:{uuid.uuid4()}",
             task_queue=queue,
@@ -244,12 +244,12 @@ async def start(env: WorkflowEnvironment, world: FakeWorld, request: ReleaseRequ
     )
 
 
-def worker(env: WorkflowEnvironment, world: FakeWorld) -> tuple[Worker, str]:
+def worker(env: WorkflowEnvironment,
+           world: FakeWorld) -> tuple[AbstractAsyncContextManager[None], str]:
     queue = f"q-{uuid.uuid4()}"
     # As worker.py: heartbeats reach the server within 1 s, so a cancel reaches the activity.
-    return Worker(env.client, task_queue=queue, workflows=[ReleaseWorkflow],
-                  activities=world.activities(),
-                  max_heartbeat_throttle_interval=timedelta(seconds=1)), queue
+    return workers(env.client, queue, [ReleaseWorkflow], world.activities(),
+                   max_heartbeat_throttle_interval=timedelta(seconds=1)), queue
 
 
 async def wait_for(handle: WorkflowHandle[Any, Any], predicate: Any, seconds: float = 30) -> Any:

@@ -27,7 +27,7 @@ class RolloutHost(Protocol):
     promote_full_requested: bool
 
     async def act(self, method: Any, arg: Any, summary: str, timeout: timedelta = QUICK,
-                  heartbeat: bool = True) -> Any:
+                  heartbeat: bool = True, task_queue: str | None = None) -> Any:
         """Run an activity; an ``abort`` cancels it and stops the release."""
 
     async def checkpoint(self) -> None:
