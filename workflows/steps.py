@@ -14,6 +14,23 @@ from pydantic import BaseModel
 
 GATE = "gate"
 _STEP = re.compile(r"^(\d+)(%?)$")
+# A stable wait probes health every 10 s, and each probe writes about 11 history events
+# (timer, workflow task, activity, workflow task). These bounds keep a whole release under
+# ~16,000 events, far from Temporal's 51,200-event limit, past which the workflow would be
+# terminated without compensation. Validate them at the edge too (stable_seconds_problem).
+MAX_STABLE_SECONDS = 3600
+MAX_STABLE_TOTAL_SECONDS = 4 * 3600
+
+
+def stable_seconds_problem(stable_seconds: int, waits: int = 1) -> str | None:
+    """Why ``stable_seconds`` per step over ``waits`` stable waits is too long, or None."""
+    if stable_seconds > MAX_STABLE_SECONDS:
+        return (f"stable time of {stable_seconds}s is over the maximum of {MAX_STABLE_SECONDS}s "
+                "per step; use a gate step (`promote`) for longer soaks")
+    if stable_seconds * waits > MAX_STABLE_TOTAL_SECONDS:
+        return (f"{waits} steps × {stable_seconds}s of stable time is over the maximum of "
+                f"{MAX_STABLE_TOTAL_SECONDS}s per release; use fewer steps or gate steps")
+    return None
 
 
 class Step(BaseModel):

@@ -116,3 +116,17 @@ async def test_abort_after_the_point_of_no_return_is_refused(
         outcome = await handle.result()
     assert outcome.state == ReleaseState.SUCCEEDED
     assert [f.state for f in world.finished] == [ReleaseState.SUCCEEDED]
+
+
+async def test_a_stable_wait_over_the_maximum_is_refused_before_anything_changes(
+    env: WorkflowEnvironment,
+) -> None:
+    world = FakeWorld(current_version=1, versions=[1], strategy=Strategy.GRAY, replicas=4,
+                      stable_seconds=7200)
+    runner, queue = worker(env, world)
+    async with runner:
+        with pytest.raises(WorkflowFailureError) as failure:
+            await (await start(env, world, REQUEST, queue)).result()
+    assert "stable time of 7200s is over the maximum of 3600s per step" in str(
+        failure.value.cause)
+    assert not any(call.startswith(("start", "drain", "stop")) for call in world.calls)

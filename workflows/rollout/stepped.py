@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.enums import Strategy
     from schemas.models import HealthCheckInput
     from workflows.rollout.base import Rollout
-    from workflows.steps import Step, gray_plan, rolling_plan
+    from workflows.steps import Step, gray_plan, rolling_plan, stable_seconds_problem
 
 # Health is probed this often while waiting for a step to be stable.
 HEALTH_INTERVAL_SECONDS = 10
@@ -33,6 +33,11 @@ class Stepped(Rollout):
                  if plan.strategy == Strategy.GRAY
                  else rolling_plan(plan.batch_size, plan.replicas, self.old_count))
         self.wf.progress.steps = len(steps)
+        waits = sum(1 for step in steps if not step.gate)
+        if problem := stable_seconds_problem(plan.stable_seconds, waits):
+            # Before anything changes: a history that outgrows Temporal's limit is terminated
+            # mid-rollout, with nothing undone.
+            raise ApplicationError(problem, type="StableTooLong", non_retryable=True)
         self.wf.push_undo(f"remove v{plan.to_version}", self.tear_down)
         for number, step in enumerate(steps, start=1):
             await self.wf.checkpoint()
