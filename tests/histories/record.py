@@ -6,7 +6,9 @@ Run from the repository root after an intended change to a workflow's command se
     PYTHONPATH=$PWD python -m tests.histories.record
 
 Each story runs on the time-skipping test server with the fake activities of the unit tests
-and is written as ``<name>.json`` (``fetch_history().to_json()``) beside this file.
+and is written as ``<name>.json`` (``fetch_history().to_json()``) beside this file. Before
+changing a workflow, keep the histories of the release in production: copy them into a folder
+named by its commit (as ``0abc4ba/``), which the replay test replays too.
 """
 
 from __future__ import annotations

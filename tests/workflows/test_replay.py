@@ -19,7 +19,9 @@ from workflows.janitor import JanitorWorkflow
 from workflows.release import ReleaseWorkflow
 from workflows.swimlane import SwimlaneWorkflow
 
-HISTORIES = sorted((Path(__file__).resolve().parents[1] / "histories").glob("*.json"))
+# Top level: recorded on today's code. One folder per earlier release (named by its commit):
+# histories such a release wrote must still replay after an upgrade.
+HISTORIES = sorted((Path(__file__).resolve().parents[1] / "histories").rglob("*.json"))
 
 
 def test_every_workflow_has_a_golden_history() -> None:
@@ -28,7 +30,8 @@ def test_every_workflow_has_a_golden_history() -> None:
     assert types == {"ReleaseWorkflow", "SwimlaneWorkflow", "JanitorWorkflow"}
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
+@pytest.mark.parametrize("path", HISTORIES, ids=[path.parent.name + "/" + path.stem
+                                                  for path in HISTORIES])
 async def test_golden_history_replays(path: Path) -> None:
     replayer = Replayer(workflows=[ReleaseWorkflow, SwimlaneWorkflow, JanitorWorkflow],
                         data_converter=pydantic_data_converter)
