@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -17,6 +19,7 @@ from schemas.models import (
     StartVersionInput,
     VersionRef,
     WaitReadyInput,
+    WatchHealthInput,
 )
 
 
@@ -66,6 +69,32 @@ class RuntimeActivities:
             return self._runtime(data.version.cluster).check_health(
                 data.version, data.replicas, data.port, data.health_path
             )
+
+    @activity.defn
+    def watch_health(self, data: WatchHealthInput) -> list[str]:
+        """One stable-wait window: probe every interval until ``seconds`` have passed; the
+        first problems found end it early. An empty list means the version stayed healthy.
+
+        The time already watched is checkpointed in the heartbeat, so a retry on another
+        worker (the first one died) watches only what is left of the window.
+        """
+        check = data.check
+        runtime = self._runtime(check.version.cluster)
+        with heartbeating(f"watching v{check.version.version}") as pulse, \
+                permanent(PermanentRuntimeError):
+            began = time.monotonic() - float(pulse.resumed.get("watched", 0.0))
+            while True:
+                problems = runtime.check_health(check.version, check.replicas, check.port,
+                                                check.health_path)
+                watched = time.monotonic() - began
+                if problems or watched >= data.seconds:
+                    return problems
+                pulse.remember({"watched": watched})
+                next_probe = time.monotonic() + min(data.interval_seconds,
+                                                    data.seconds - watched)
+                while (left := next_probe - time.monotonic()) > 0:
+                    pulse.progress(f"v{check.version.version} healthy for {watched:.0f}s")
+                    time.sleep(min(1.0, left))  # short naps: a cancel is seen within 1 s
 
     @activity.defn
     def list_versions(self, data: ListVersionsInput) -> list[int]:

@@ -284,6 +284,24 @@ class ReleaseWorkflow:
             raise self._aborted()
         return handle.result()
 
+    async def watch(self, method: Any, arg: Any, summary: str, timeout: timedelta) -> Any:
+        """Run a watching activity until it ends (its result) or a person intervenes
+        (``promote``, ``pause``, ``abort``: ``None``, the activity stopped first)."""
+        handle = workflow.start_activity_method(
+            method, arg, start_to_close_timeout=timeout, summary=summary, retry_policy=RETRY,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        try:
+            await workflow.wait_condition(lambda: handle.done() or self._intervened())
+        except asyncio.CancelledError:
+            await stopped(handle)
+            raise
+        if handle.done():
+            return handle.result()
+        await stopped(handle)
+        return None
+
     async def checkpoint(self) -> None:
         """Stop here on ``abort``; wait here while paused."""
         if self._abort is not None:
@@ -311,12 +329,14 @@ class ReleaseWorkflow:
     async def interrupted_within(self, period: timedelta) -> bool:
         """Sleep durably for ``period``; True when a person intervened before it ended."""
         try:
-            await workflow.wait_condition(
-                lambda: self._promote or self.promote_full_requested or self._paused
-                or self._abort is not None, timeout=period)
+            await workflow.wait_condition(self._intervened, timeout=period)
         except TimeoutError:
             return False
         return True
+
+    def _intervened(self) -> bool:
+        return (self._promote or self.promote_full_requested or self._paused
+                or self._abort is not None)
 
     def take_promote(self) -> bool:
         promoted = self._promote or self.promote_full_requested

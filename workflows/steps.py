@@ -14,12 +14,12 @@ from pydantic import BaseModel
 
 GATE = "gate"
 _STEP = re.compile(r"^(\d+)(%?)$")
-# A stable wait probes health every 10 s, and each probe writes about 11 history events
-# (timer, workflow task, activity, workflow task). These bounds keep a whole release under
-# ~16,000 events, far from Temporal's 51,200-event limit, past which the workflow would be
-# terminated without compensation. Validate them at the edge too (stable_seconds_problem).
-MAX_STABLE_SECONDS = 3600
-MAX_STABLE_TOTAL_SECONDS = 4 * 3600
+# A stable wait is one heartbeating activity per window (a handful of history events however
+# long), so the bounds are about people, not history: a day per step, a week per release.
+# Longer soaks belong behind a gate step and `promote`. Validate them at the edge too
+# (stable_seconds_problem).
+MAX_STABLE_SECONDS = 24 * 3600
+MAX_STABLE_TOTAL_SECONDS = 7 * 24 * 3600
 
 
 def stable_seconds_problem(stable_seconds: int, waits: int = 1) -> str | None:

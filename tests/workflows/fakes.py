@@ -37,6 +37,7 @@ from schemas.models import (
     TrafficInput,
     VersionRef,
     WaitReadyInput,
+    WatchHealthInput,
 )
 from tests.support.workers import workers
 from workflows.release import ReleaseWorkflow
@@ -70,6 +71,9 @@ class FakeWorld:
     flaky_route_for: int | None = None  # add_to_lb of this version fails (retryably) …
     flaky_times: int = 0  # … this many times; finish_release too when flaky_finish
     flaky_finish: bool = False
+    # Stable-wait windows end at once (probes counted as if time passed) unless held: then
+    # the watch runs until the workflow stops it (promote, pause, abort).
+    hold_stable: bool = False
 
     async def hold(self, what: str) -> None:
         """Block until the test lets go, heartbeating as the real activities do (that is how
@@ -150,6 +154,17 @@ class FakeWorld:
                 return [f"v{data.version.version}-0 failed /healthz"]
             return []
 
+        @activity.defn(name="watch_health")
+        async def watch_health(data: WatchHealthInput) -> list[str]:
+            if data.check.version.version == world.unhealthy_version:
+                world.health_checks += 1
+                return [f"v{data.check.version.version}-0 failed /healthz"]
+            while world.hold_stable:
+                activity.heartbeat()  # a cancel arrives with a heartbeat's answer
+                await asyncio.sleep(0.1)
+            world.health_checks += int(data.seconds // data.interval_seconds)
+            return []
+
         @activity.defn(name="note_approval")
         async def note_approval(data: NoteApprovalInput) -> None:
             world.approvals.append(data.approver or "awaiting")
@@ -214,7 +229,7 @@ class FakeWorld:
         return [prepare_release, build_image, record_build, resolve_image, ensure_frontend,
                 list_versions, drain, remove_from_lb, add_to_lb, stop_version, remove_version,
                 start_version, wait_ready, finish_release, notify, check_health,
-                note_approval]
+                note_approval, watch_health]
 
 
 async def run_release(env: WorkflowEnvironment, world: FakeWorld, request: ReleaseRequest,

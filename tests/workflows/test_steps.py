@@ -48,7 +48,7 @@ def test_bad_steps_are_refused(text: str) -> None:
 
 def test_stable_waits_are_bounded_per_step_and_per_release() -> None:
     assert stable_seconds_problem(MAX_STABLE_SECONDS, 4) is None
-    assert "over the maximum of 3600s per step" in str(
+    assert "over the maximum of 86400s per step" in str(
         stable_seconds_problem(MAX_STABLE_SECONDS + 1))
-    assert "5 steps × 3600s of stable time is over the maximum of 14400s" in str(
-        stable_seconds_problem(3600, 5))
+    assert "8 steps × 86400s of stable time is over the maximum of 604800s" in str(
+        stable_seconds_problem(86400, 8))

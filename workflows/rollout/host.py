@@ -30,6 +30,10 @@ class RolloutHost(Protocol):
                   heartbeat: bool = True, task_queue: str | None = None) -> Any:
         """Run an activity; an ``abort`` cancels it and stops the release."""
 
+    async def watch(self, method: Any, arg: Any, summary: str, timeout: timedelta) -> Any:
+        """Run a watching activity until it ends (its result) or a person intervenes
+        (``None``: the activity was stopped)."""
+
     async def checkpoint(self) -> None:
         """Stop on ``abort``; wait while paused."""
 
