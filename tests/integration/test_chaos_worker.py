@@ -1,5 +1,6 @@
 """Chaos: a worker killed with ``kill -9`` inside a gray step's ``start_version`` /
-``wait_ready`` lets the release move on within 30 s of a new worker starting.
+``wait_ready``, or inside a stable wait (``watch_health``), lets the release move on within
+30 s of a new worker starting.
 
 Real processes throughout: the Temporal dev server, dockerd, HAProxy, and the worker as a
 subprocess running ``worker.py`` with this test's settings (in the environment, as ``slipway
@@ -38,7 +39,6 @@ from workflows.release import ReleaseWorkflow
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 REPO = Path(__file__).resolve().parents[2]
-KILL_INSIDE = {"start_version", "wait_ready"}
 RECOVERY_BUDGET_SECONDS = 30.0
 
 
@@ -125,12 +125,16 @@ async def completed(handle: WorkflowHandle[Any, Any]) -> int:
     return kinds.count(EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
 
 
+@pytest.mark.parametrize(("kill_inside", "stable_seconds"), [
+    ({"start_version", "wait_ready"}, 1),
+    ({"watch_health"}, 6),
+], ids=["start", "stable-wait"])
 async def test_worker_killed_inside_a_gray_step_recovers_on_a_new_worker(
     temporal: WorkflowEnvironment, settings: Settings, store: Store,
     docker_client: docker.DockerClient, workers: list[WorkerProcess], cleanup: None,
-    tmp_path: Path,
+    tmp_path: Path, kill_inside: set[str], stable_seconds: int,
 ) -> None:
-    register_shop(store, settings, strategy="gray", stable_seconds=1)
+    register_shop(store, settings, strategy="gray", stable_seconds=stable_seconds)
     url = lb_url(store)
     address = temporal.client.service_client.config.target_host
     old = WorkerProcess(settings, address, tmp_path / "worker-old.log")
@@ -146,12 +150,12 @@ async def test_worker_killed_inside_a_gray_step_recovers_on_a_new_worker(
         while not killed_in and time.monotonic() < deadline:
             status = await handle.query(ReleaseWorkflow.status)
             if status.step >= 2:  # a later step: the canary serves beside v1 already
-                inside = [kind for kind in await running(handle) if kind in KILL_INSIDE]
+                inside = [kind for kind in await running(handle) if kind in kill_inside]
                 if inside:
                     old.kill()
                     killed_in = inside[0]
             await asyncio.sleep(0.02)
-        assert killed_in, "the release never reached start_version/wait_ready"
+        assert killed_in, f"the release never ran {', '.join(sorted(kill_inside))}"
         done_at_kill = await completed(handle)
         new = WorkerProcess(settings, address, tmp_path / "worker-new.log")
         workers.append(new)
