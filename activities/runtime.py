@@ -89,11 +89,12 @@ class RuntimeActivities:
                 watched = time.monotonic() - began
                 if problems or watched >= data.seconds:
                     return problems
-                pulse.remember({"watched": watched})
                 next_probe = time.monotonic() + min(data.interval_seconds,
                                                     data.seconds - watched)
                 while (left := next_probe - time.monotonic()) > 0:
-                    pulse.progress(f"v{check.version.version} healthy for {watched:.0f}s")
+                    watched = time.monotonic() - began
+                    pulse.progress(f"v{check.version.version} healthy for {watched:.0f}s",
+                                   {"watched": watched})
                     time.sleep(min(1.0, left))  # short naps: a cancel is seen within 1 s
 
     @activity.defn

@@ -40,13 +40,16 @@ class Pulse:
             details = {"message": self.message, "checkpoint": dict(self.checkpoint)}
         activity.heartbeat(details)
 
-    def progress(self, message: str) -> None:
-        """Heartbeat with a progress message; stop the work if the activity was cancelled.
+    def progress(self, message: str, checkpoint: dict[str, Any] | None = None) -> None:
+        """Heartbeat with a progress message (and checkpoint values, if given); stop the
+        work if the activity was cancelled.
 
         Sync activities learn about cancellation only through heartbeats, so every long loop
         reports progress here.
         """
-        self.message = message
+        with self._lock:
+            self.message = message
+            self.checkpoint.update(checkpoint or {})
         self.beat()
         if activity.is_cancelled():
             raise CancelledError(f"cancelled while: {message}")

@@ -127,7 +127,7 @@ async def completed(handle: WorkflowHandle[Any, Any]) -> int:
 
 @pytest.mark.parametrize(("kill_inside", "stable_seconds"), [
     ({"start_version", "wait_ready"}, 1),
-    ({"watch_health"}, 6),
+    ({"watch_health"}, 4),
 ], ids=["start", "stable-wait"])
 async def test_worker_killed_inside_a_gray_step_recovers_on_a_new_worker(
     temporal: WorkflowEnvironment, settings: Settings, store: Store,
