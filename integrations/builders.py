@@ -60,8 +60,8 @@ class BuilderSettings(BaseSettings):
     jenkins_credential: str = "jenkins"  # name; its value is "username:api-token"
     gitlab_url: str = ""
     gitlab_credential: str = "gitlab"  # name; its value is a personal/project access token
-    # How often a remote build is polled (and the activity heartbeats): well under the
-    # build activity's 2-minute heartbeat timeout.
+    # How often a remote build is polled (the activity heartbeats every 2 s regardless, from
+    # a background thread, so a slow poll never looks like a lost worker).
     build_poll_seconds: float = 5.0
 
 
