@@ -9,14 +9,12 @@ ends on a recorded baseline. People steer it with Updates; the ``status`` query 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
-from temporalio.workflow import ActivityCancellationType, ActivityHandle
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.build import BuildActivities
@@ -42,10 +40,10 @@ with workflow.unsafe.imports_passed_through():
         ResolveImageInput,
     )
     from workflows import search
+    from workflows.cancellation import is_cancellation, stopped, to_the_end
     from workflows.policies import HEARTBEAT_TIMEOUT, QUICK, RETRY, UNTIL_DONE, build_queue
     from workflows.rollout import Undo, cause_of, rollout_for
 
-T = TypeVar("T")
 BUILD_TIMEOUT = timedelta(minutes=30)
 ROLLOUT_STAGES = {"starting", "draining", "shifting", "waiting_stable", "gate", "paused"}
 
@@ -61,36 +59,6 @@ class ReleaseEnded(Exception):
         super().__init__(reason)
         self.state = state
         self.reason = reason
-
-
-def _is_cancellation(error: BaseException) -> bool:
-    """A cancel request reaches the workflow either directly or through the awaited activity."""
-    return isinstance(error, asyncio.CancelledError) or (
-        isinstance(error, ActivityError) and isinstance(error.cause, CancelledError)
-    )
-
-
-async def to_the_end(work: Awaitable[T]) -> T:
-    """Run ``work`` to its end whatever cancels arrive meanwhile.
-
-    ``asyncio.shield`` alone keeps the inner work going but re-raises CancelledError in the
-    awaiting task, which would skip what follows (closing the release, the alert). Here every
-    cancel is absorbed until the work is done; its own result or error is what comes out.
-    """
-    task = asyncio.ensure_future(work)
-    while not task.done():
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(task)
-    return task.result()
-
-
-async def stopped(handle: ActivityHandle[Any]) -> None:
-    """Cancel an activity and wait until it has really stopped (its cancellation type is
-    WAIT_CANCELLATION_COMPLETED), so an undo that follows never races it."""
-    handle.cancel()
-    while not handle.done():
-        with contextlib.suppress(ActivityError, asyncio.CancelledError):
-            await asyncio.shield(handle)
 
 
 @workflow.defn
@@ -138,12 +106,12 @@ class ReleaseWorkflow:
         except (ActivityError, ApplicationError, ReleaseEnded, asyncio.CancelledError) as error:
             if not self._committed:
                 state, reason = await self._give_up(plan, error)
-                if _is_cancellation(error):
+                if is_cancellation(error):
                     raise asyncio.CancelledError(reason) from error
                 raise ApplicationError(f"release {state}: {reason}", type=f"Release_{state}",
                                        non_retryable=True) from error
             # The new version serves all traffic: nothing to roll back, the release is done.
-            self.event(f"{'cancel' if _is_cancellation(error) else cause_of(error)} after the "
+            self.event(f"{'cancel' if is_cancellation(error) else cause_of(error)} after the "
                        "point of no return: the release is finished, not rolled back")
         return await to_the_end(self._succeed(plan, target, approved_by))
 
@@ -225,7 +193,7 @@ class ReleaseWorkflow:
         if isinstance(error, ReleaseEnded):
             reason, state = error.reason, error.state
         else:
-            reason = "cancelled" if _is_cancellation(error) else cause_of(error)
+            reason = "cancelled" if is_cancellation(error) else cause_of(error)
             state = ReleaseState.ROLLED_BACK
         self._compensating = True
         return await to_the_end(self._compensate(plan, state, reason))
