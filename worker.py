@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -30,6 +31,7 @@ from integrations.docker.builder import DockerBuilder
 from integrations.docker.runtime import DockerRuntime
 from integrations.haproxy.router import HaproxyRouter
 from integrations.haproxy.traffic import HaproxyTraffic
+from integrations.lb_reconcile import LoadBalancerReconciler
 from integrations.notify.notifier import NotifierSettings, build_notifier
 from integrations.protocols import Runtime, TrafficRouter
 from lanes.docker_target import DockerLaneTarget
@@ -37,6 +39,7 @@ from lanes.janitor import LaneJanitor
 from lanes.resources import LaneResources, LaneSettings
 from schemas.settings import Cluster, Settings, get_settings
 from workflows.janitor import JanitorWorkflow
+from workflows.policies import BUILD_QUEUE_SUFFIX
 from workflows.release import ReleaseWorkflow
 from workflows.swimlane import SwimlaneWorkflow
 
@@ -44,6 +47,20 @@ if TYPE_CHECKING:  # imported where needed: Docker-only installations never load
     from lanes.kubernetes_target import KubernetesLaneTarget
 
 WORKFLOWS = [ReleaseWorkflow, SwimlaneWorkflow, JanitorWorkflow]
+# One activity slot per executor thread: a task the worker accepts always has a thread, so a
+# queue of long builds and waits cannot hold health checks and undo past their timeouts here
+# (beyond the slots, tasks wait on the server, where another worker can take them).
+ACTIVITY_THREADS = 16
+# Builds have their own task queue, worker and threads: long builds never take those slots.
+BUILD_THREADS = 4
+# Heartbeats reach the server at least this often (the SDK's default throttle is 0.8 × the
+# heartbeat timeout): a cancel or an abort reaches a running activity within it.
+HEARTBEAT_THROTTLE = timedelta(seconds=2)
+# On SIGTERM running activities get this long to finish before they are cancelled; what is
+# still running then is retried by another worker (every activity is idempotent).
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+# How often the worker checks that every environment's load balancer runs with its servers.
+RECONCILE_INTERVAL = timedelta(seconds=2)
 
 
 def registry_auth(settings: Settings) -> dict[str, str] | None:
@@ -68,6 +85,30 @@ def build_cluster(name: str, cluster: Cluster, settings: Settings,
     router = HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address)
     return (DockerRuntime(cluster.engines, cluster.publish_host,
                           registry_auth=lambda _image: auth), HaproxyTraffic(router))
+
+
+def load_balancer_reconciler(settings: Settings) -> LoadBalancerReconciler | None:
+    """Keeps every Docker environment's HAProxy alive with its recorded servers (None when no
+    cluster runs on Docker). One for all engines: the HAProxy state directory is shared."""
+    engines = [engine for cluster in settings.clusters.values() if cluster.runtime == "docker"
+               for engine in cluster.engines]
+    if not engines:
+        return None
+    return LoadBalancerReconciler(
+        HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address),
+        DockerRuntime(engines))
+
+
+async def keep_load_balancers(reconciler: LoadBalancerReconciler) -> None:
+    """At start and every RECONCILE_INTERVAL: a dead HAProxy comes back within seconds, with
+    its servers, without waiting for a release (see integrations/lb_reconcile.py)."""
+    log = logging.getLogger("slipway")
+    while True:
+        try:
+            await asyncio.to_thread(reconciler.reconcile_all)
+        except Exception:  # the next pass tries again; the worker keeps serving tasks
+            log.warning("load balancer reconciliation failed", exc_info=True)
+        await asyncio.sleep(RECONCILE_INTERVAL.total_seconds())
 
 
 def lane_target(settings: Settings, lane_settings: LaneSettings,
@@ -95,8 +136,19 @@ def lane_target(settings: Settings, lane_settings: LaneSettings,
         settings.drain_timeout_seconds)
 
 
+def image_builder(settings: Settings) -> BuilderRouter:
+    """Docker builds apps without a builder rule; Jenkins/GitLab credentials are read by name
+    from settings when a build starts."""
+    docker_engines = [c.engines[0] for c in settings.clusters.values() if c.runtime == "docker"]
+    default_engine = docker_engines[0] if docker_engines else "unix:///var/run/docker.sock"
+    return BuilderRouter(
+        DockerBuilder(default_engine, settings.registry, settings.base_image,
+                      registry_auth(settings), settings.source_roots),
+        BuilderSettings(), settings.credential)
+
+
 def build_activities(settings: Settings) -> list[Callable[..., Any]]:
-    """Every activity function, bound to integrations built from ``settings``."""
+    """Every activity function but the build, bound to integrations built from ``settings``."""
     store = Store(settings.resolved_database_url())
     store.migrate()
     auth = registry_auth(settings)
@@ -104,14 +156,6 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     routers: dict[str, TrafficRouter] = {}
     for name, cluster in settings.clusters.items():
         runtimes[name], routers[name] = build_cluster(name, cluster, settings, auth)
-    docker_engines = [c.engines[0] for c in settings.clusters.values() if c.runtime == "docker"]
-    default_engine = docker_engines[0] if docker_engines else "unix:///var/run/docker.sock"
-    # Docker builds apps without a builder rule; Jenkins/GitLab credentials are read by name
-    # from settings when a build starts.
-    builder = BuilderRouter(
-        DockerBuilder(default_engine, settings.registry, settings.base_image, auth,
-                      settings.source_roots),
-        BuilderSettings(), settings.credential)
     catalogue = CatalogueActivities(store, settings.drain_timeout_seconds,
                                     settings.progress_deadline_seconds)
     runtime = RuntimeActivities(runtimes, settings.default_cluster)
@@ -123,8 +167,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
         dns_settings.client(), lane_settings, dns_target=dns_settings.dns_target))
     return [
         catalogue.prepare_release, catalogue.finish_release, catalogue.record_build,
-        catalogue.note_approval, runtime.check_health,
-        BuildActivities(builder).build_image,
+        catalogue.note_approval, runtime.check_health, runtime.watch_health,
         runtime.resolve_image, runtime.start_version, runtime.wait_ready, runtime.list_versions,
         runtime.stop_version, runtime.remove_version,
         traffic.ensure_frontend, traffic.add_to_lb, traffic.drain, traffic.remove_from_lb,
@@ -153,17 +196,61 @@ def make_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor
     return Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
                   activities=[*build_activities(settings), janitor.sweep_lane_orphans,
                               janitor.report_lost_lanes],
-                  activity_executor=executor)
+                  activity_executor=executor,
+                  max_concurrent_activities=executor._max_workers,
+                  max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+                  graceful_shutdown_timeout=GRACEFUL_SHUTDOWN)
+
+
+def make_build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
+    """The worker of the build task queue: builds only, one slot per thread of ``executor``."""
+    return Worker(client, task_queue=settings.task_queue + BUILD_QUEUE_SUFFIX,
+                  activities=[BuildActivities(image_builder(settings)).build_image],
+                  activity_executor=executor, max_concurrent_activities=executor._max_workers,
+                  max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+                  graceful_shutdown_timeout=GRACEFUL_SHUTDOWN)
+
+
+async def run_until_terminated(*workers: Worker) -> None:
+    """Run ``workers`` until SIGTERM or SIGINT, then shut them down gracefully: no new tasks,
+    running activities get GRACEFUL_SHUTDOWN to finish."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    log = logging.getLogger("slipway")
+    running = [asyncio.create_task(worker.run()) for worker in workers]
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([*running, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if stop.is_set():
+        log.info("stop requested: finishing running activities (up to %s)", GRACEFUL_SHUTDOWN)
+    stopping.cancel()
+    # Stopped by a signal or because one worker failed: the others stop with it.
+    await asyncio.gather(*(worker.shutdown() for worker, task in zip(workers, running, strict=True)
+                           if not task.done()))
+    for task in running:
+        await task  # a worker's own error, if it failed
+    log.info("worker stopped")
 
 
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
     client = await connect(settings)
-    with ThreadPoolExecutor(max_workers=16) as executor:
-        worker = make_worker(client, settings, executor)
-        logging.getLogger("slipway").info("worker polling task queue %r", settings.task_queue)
-        await worker.run()
+    with (ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor,
+          ThreadPoolExecutor(max_workers=BUILD_THREADS) as build_executor):
+        workers = (make_worker(client, settings, executor),
+                   make_build_worker(client, settings, build_executor))
+        logging.getLogger("slipway").info("worker polling task queues %r and %r",
+                                          settings.task_queue,
+                                          settings.task_queue + BUILD_QUEUE_SUFFIX)
+        reconciler = load_balancer_reconciler(settings)
+        keeper = asyncio.create_task(keep_load_balancers(reconciler)) if reconciler else None
+        try:
+            await run_until_terminated(*workers)
+        finally:
+            if keeper is not None:
+                keeper.cancel()
 
 
 if __name__ == "__main__":

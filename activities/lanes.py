@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.support import permanent, progress
+from activities.support import heartbeating, permanent
 from catalogue import lanes as lane_records
 from integrations.errors import PermanentRuntimeError
 from lanes.resources import LaneResources
@@ -27,20 +27,23 @@ class LaneActivities:
     @activity.defn(name=CREATE_LANE_RESOURCE)
     def create_lane_resource(self, data: LaneResourceInput) -> LedgerEntry:
         """Create (or adopt) one resource of a lane; the entry says how to remove it."""
-        with permanent(PermanentRuntimeError, ValueError):
-            return self.resources.create(data, progress)
+        with heartbeating(f"creating {data.kind} {data.key}") as pulse, \
+                permanent(PermanentRuntimeError, ValueError):
+            return self.resources.create(data, pulse.progress)
 
     @activity.defn(name=DELETE_LANE_RESOURCE)
     def delete_lane_resource(self, entry: LedgerEntry) -> None:
         """Remove one ledger entry's resource; already gone is fine."""
-        with permanent(PermanentRuntimeError, ValueError):
+        with heartbeating(f"deleting {entry.kind} {entry.key}"), \
+                permanent(PermanentRuntimeError, ValueError):
             self.resources.delete(entry)
 
     @activity.defn(name=DEPLOY_LANE_BUILD)
     def deploy_lane_build(self, data: LaneDeployInput) -> LedgerEntry:
         """Swap a lane app to a freshly built image; the entry returned replaces the old one."""
-        with permanent(PermanentRuntimeError, ValueError):
-            return self.resources.redeploy(data, progress)
+        with heartbeating(f"deploying {data.image}") as pulse, \
+                permanent(PermanentRuntimeError, ValueError):
+            return self.resources.redeploy(data, pulse.progress)
 
     @activity.defn(name=RECORD_LANE)
     def record_lane(self, data: LaneRecordInput) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.support import permanent, progress
+from activities.support import heartbeating, permanent
 from integrations.errors import PermanentRuntimeError
 from integrations.protocols import Runtime
 from schemas.models import (
@@ -17,6 +19,7 @@ from schemas.models import (
     StartVersionInput,
     VersionRef,
     WaitReadyInput,
+    WatchHealthInput,
 )
 
 
@@ -39,47 +42,76 @@ class RuntimeActivities:
     @activity.defn
     def resolve_image(self, data: ResolveImageInput) -> ImageSpec:
         """Check the image exists (pulling it if needed) and return its digest."""
-        with permanent(PermanentRuntimeError):
+        with heartbeating(f"resolving {data.image}"), permanent(PermanentRuntimeError):
             return self._runtime(self.default_cluster).inspect_image(data.image)
 
     @activity.defn
     def start_version(self, data: StartVersionInput) -> None:
         """Ensure the version's replicas exist and run (idempotent)."""
-        with permanent(PermanentRuntimeError):
-            self._runtime(data.version.cluster).start_version(data, progress=progress)
+        with heartbeating(f"starting v{data.version.version}") as pulse, \
+                permanent(PermanentRuntimeError):
+            self._runtime(data.version.cluster).start_version(data, progress=pulse.progress)
 
     @activity.defn
     def wait_ready(self, data: WaitReadyInput) -> list[Instance]:
         """Wait until the version's replicas answer their health check, or the deadline."""
-        with permanent(PermanentRuntimeError):
+        with heartbeating(f"waiting for v{data.version.version}") as pulse, \
+                permanent(PermanentRuntimeError):
             return self._runtime(data.version.cluster).wait_ready(
                 data.version, data.replicas, data.port, data.health_path,
-                data.deadline_seconds, progress=progress,
+                data.deadline_seconds, progress=pulse.progress,
             )
 
     @activity.defn
     def check_health(self, data: HealthCheckInput) -> list[str]:
         """Probe a running version once; an empty list means healthy."""
-        with permanent(PermanentRuntimeError):
+        with heartbeating(f"probing v{data.version.version}"), permanent(PermanentRuntimeError):
             return self._runtime(data.version.cluster).check_health(
                 data.version, data.replicas, data.port, data.health_path
             )
 
     @activity.defn
+    def watch_health(self, data: WatchHealthInput) -> list[str]:
+        """One stable-wait window: probe every interval until ``seconds`` have passed; the
+        first problems found end it early. An empty list means the version stayed healthy.
+
+        The time already watched is checkpointed in the heartbeat, so a retry on another
+        worker (the first one died) watches only what is left of the window.
+        """
+        check = data.check
+        runtime = self._runtime(check.version.cluster)
+        with heartbeating(f"watching v{check.version.version}") as pulse, \
+                permanent(PermanentRuntimeError):
+            began = time.monotonic() - float(pulse.resumed.get("watched", 0.0))
+            while True:
+                problems = runtime.check_health(check.version, check.replicas, check.port,
+                                                check.health_path)
+                watched = time.monotonic() - began
+                if problems or watched >= data.seconds:
+                    return problems
+                next_probe = time.monotonic() + min(data.interval_seconds,
+                                                    data.seconds - watched)
+                while (left := next_probe - time.monotonic()) > 0:
+                    watched = time.monotonic() - began
+                    pulse.progress(f"v{check.version.version} healthy for {watched:.0f}s",
+                                   {"watched": watched})
+                    time.sleep(min(1.0, left))  # short naps: a cancel is seen within 1 s
+
+    @activity.defn
     def list_versions(self, data: ListVersionsInput) -> list[int]:
         """Versions of the app that have containers in the environment."""
-        with permanent(PermanentRuntimeError):
+        with heartbeating("listing versions"), permanent(PermanentRuntimeError):
             return self._runtime(data.cluster).versions(data.env_key, data.namespace)
 
     @activity.defn
     def stop_version(self, data: VersionRef) -> None:
         """Stop the version's containers, keeping them so a rollback can start them again."""
-        with permanent(PermanentRuntimeError):
+        with heartbeating(f"stopping v{data.version}"), permanent(PermanentRuntimeError):
             self._runtime(data.cluster).stop_version(data)
 
     @activity.defn
     def remove_version(self, data: VersionRef) -> None:
         """Remove the version's containers (already gone is fine)."""
-        with permanent(PermanentRuntimeError):
+        with heartbeating(f"removing v{data.version}"), permanent(PermanentRuntimeError):
             self._runtime(data.cluster).remove_version(data)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.support import permanent, progress
+from activities.support import heartbeating, permanent
 from integrations.errors import PermanentRuntimeError
 from integrations.protocols import TrafficRouter
 from schemas.models import DrainInput, EnsureFrontendInput, TrafficInput
@@ -28,24 +28,25 @@ class TrafficActivities:
     @activity.defn
     def ensure_frontend(self, data: EnsureFrontendInput) -> None:
         """Make sure the environment's entry point exists (idempotent)."""
-        with permanent(PermanentRuntimeError):
+        with heartbeating(f"frontend on {data.lb_port}"), permanent(PermanentRuntimeError):
             self._router(data.cluster).ensure_frontend(data)
 
     @activity.defn
     def add_to_lb(self, data: TrafficInput) -> None:
         """Put instances in rotation at full weight (idempotent)."""
-        with permanent(PermanentRuntimeError):
+        with heartbeating("adding to rotation"), permanent(PermanentRuntimeError):
             self._router(data.cluster).add(data)
 
     @activity.defn
     def drain(self, data: DrainInput) -> None:
         """Stop new requests to a version's replicas from index ``keep`` on, let in-flight
         requests finish (bounded by the drain timeout), then take those replicas out."""
-        with permanent(PermanentRuntimeError):
-            self._router(data.cluster).drain(data, progress=progress)
+        with heartbeating(f"draining v{data.version}") as pulse, \
+                permanent(PermanentRuntimeError):
+            self._router(data.cluster).drain(data, progress=pulse.progress)
 
     @activity.defn
     def remove_from_lb(self, data: DrainInput) -> None:
         """Take a version's replicas out of rotation at once (used when undoing a release)."""
-        with permanent(PermanentRuntimeError):
+        with heartbeating(f"taking v{data.version} out"), permanent(PermanentRuntimeError):
             self._router(data.cluster).remove(data)

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from integrations.protocols import Progress
 
 log = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 20
+# Called with what a remote build must not lose across a retry (queue id, pipeline id).
+Remember = Callable[[dict[str, Any]], None]
 
 
 class BuildFailedError(Exception):

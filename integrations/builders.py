@@ -15,12 +15,13 @@ when a build starts (never stored on the router, never logged, never in workflow
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from integrations.build_output import Remember
 from integrations.docker.builder import DockerBuilder, Progress
 from integrations.gitlab.builder import GitlabBuilder
 from integrations.jenkins.builder import JenkinsBuilder
@@ -59,8 +60,8 @@ class BuilderSettings(BaseSettings):
     jenkins_credential: str = "jenkins"  # name; its value is "username:api-token"
     gitlab_url: str = ""
     gitlab_credential: str = "gitlab"  # name; its value is a personal/project access token
-    # How often a remote build is polled (and the activity heartbeats): well under the
-    # build activity's 2-minute heartbeat timeout.
+    # How often a remote build is polled (the activity heartbeats every 2 s regardless, from
+    # a background thread, so a slow poll never looks like a lost worker).
     build_poll_seconds: float = 5.0
 
 
@@ -80,9 +81,15 @@ class BuilderRouter:
     def rule(self, app: str) -> BuilderRule:
         return self.settings.builders.get(app) or BuilderRule()
 
-    def build(self, data: BuildInput, progress: Progress | None = None) -> ImageSpec:
+    def build(self, data: BuildInput, progress: Progress | None = None,
+              resume: Mapping[str, Any] | None = None,
+              remember: Remember | None = None) -> ImageSpec:
         """Build ``data.app`` at ``data.ref`` with the builder its rule names (or with the
-        Jenkins job ``data.jenkins_job`` names, when a lane asks for its own)."""
+        Jenkins job ``data.jenkins_job`` names, when a lane asks for its own).
+
+        Remote builders hand ``remember`` what identifies their build and, given it back as
+        ``resume`` on a retry, follow that build instead of starting another. A Docker build
+        dies with its worker and simply runs again."""
         rule = self.rule(data.app)
         # Without a rule-level note, the workflow id tells a CI user which release asked.
         note = rule.note or f"slipway {data.workflow_id}"
@@ -94,7 +101,8 @@ class BuilderRouter:
             jenkins = JenkinsBuilder(self.settings.jenkins_url, username, token,
                                      poll_interval=self.settings.build_poll_seconds)
             return jenkins.build(data.app, data.source, data.ref, data.version_label, progress,
-                                 job=data.jenkins_job or rule.job, note=note)
+                                 job=data.jenkins_job or rule.job, note=note, resume=resume,
+                                 remember=remember)
         if rule.kind == "gitlab":
             if not self.settings.gitlab_url:
                 raise BuilderConfigError(f"{data.app} builds on GitLab CI but SLIPWAY_GITLAB_URL "
@@ -103,6 +111,7 @@ class BuilderRouter:
                                    self.credential(self.settings.gitlab_credential),
                                    poll_interval=self.settings.build_poll_seconds)
             return gitlab.build(data.app, data.source, data.ref, data.version_label, progress,
-                                project=rule.project, note=note)
+                                project=rule.project, note=note, resume=resume,
+                                remember=remember)
         return self.docker.build(data.app, data.source, data.ref, data.version_label,
                                  progress=progress)

@@ -237,6 +237,14 @@ class HealthCheckInput(BaseModel):
     health_path: str
 
 
+class WatchHealthInput(BaseModel):
+    """Probe a version every ``interval_seconds`` for ``seconds``: one stable-wait window."""
+
+    check: HealthCheckInput
+    seconds: float
+    interval_seconds: float = 10.0
+
+
 class ApprovalInput(BaseModel):
     """Argument of the ``approve`` / ``reject`` Updates."""
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.build import BuildActivities
@@ -21,12 +20,13 @@ with workflow.unsafe.imports_passed_through():
         ResourceKind,
     )
     from schemas.models import BuildInput, ImageSpec, RecordBuildInput
+    from workflows.policies import HEARTBEAT_TIMEOUT, QUICK, RETRY, UNTIL_DONE, build_queue
+
+__all__ = ["GONE", "HEARTBEAT_TIMEOUT", "QUICK", "RESOURCE_TIMEOUT", "RETRY", "UNTIL_DONE",
+           "deploy_push", "resource_key"]
 
 RESOURCE_TIMEOUT = timedelta(minutes=10)  # a deployment waits until the app is ready
 BUILD_TIMEOUT = timedelta(minutes=30)
-QUICK = timedelta(seconds=60)
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
-                    maximum_attempts=5)
 # Stages in which the lane no longer takes renewals or app changes, only a delete.
 GONE = (LaneStage.DELETING, LaneStage.DELETED, LaneStage.FAILED, LaneStage.TEARDOWN_FAILED)
 
@@ -53,8 +53,8 @@ async def deploy_push(lane: str, current: LedgerEntry, data: LanePushInput, labe
         BuildActivities.build_image,
         BuildInput(app=data.app, source=data.source, ref=data.sha,
                    version_label=label, workflow_id=this_run, jenkins_job=lane_job),
-        start_to_close_timeout=BUILD_TIMEOUT, heartbeat_timeout=timedelta(seconds=60),
-        retry_policy=RETRY, summary=f"build {data.app}:{label}")
+        start_to_close_timeout=BUILD_TIMEOUT, heartbeat_timeout=HEARTBEAT_TIMEOUT,
+        task_queue=build_queue(), retry_policy=RETRY, summary=f"build {data.app}:{label}")
     await workflow.execute_activity_method(
         CatalogueActivities.record_build,
         RecordBuildInput(app=data.app, ref=data.sha, version_label=label,
@@ -63,5 +63,6 @@ async def deploy_push(lane: str, current: LedgerEntry, data: LanePushInput, labe
     deployed: LedgerEntry = await workflow.execute_activity(
         DEPLOY_LANE_BUILD, LaneDeployInput(lane=lane, entry=current, image=image.run_ref),
         result_type=LedgerEntry, start_to_close_timeout=RESOURCE_TIMEOUT,
-        retry_policy=RETRY, summary=f"deploy {data.app}:{label} into the lane")
+        heartbeat_timeout=HEARTBEAT_TIMEOUT, retry_policy=RETRY,
+        summary=f"deploy {data.app}:{label} into the lane")
     return image, deployed

@@ -9,13 +9,12 @@ ends on a recorded baseline. People steer it with Updates; the ``status`` query 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.build import BuildActivities
@@ -41,11 +40,10 @@ with workflow.unsafe.imports_passed_through():
         ResolveImageInput,
     )
     from workflows import search
+    from workflows.cancellation import is_cancellation, stopped, to_the_end
+    from workflows.policies import HEARTBEAT_TIMEOUT, QUICK, RETRY, UNTIL_DONE, build_queue
     from workflows.rollout import Undo, cause_of, rollout_for
 
-QUICK = timedelta(seconds=60)
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
-                    maximum_attempts=5)
 BUILD_TIMEOUT = timedelta(minutes=30)
 ROLLOUT_STAGES = {"starting", "draining", "shifting", "waiting_stable", "gate", "paused"}
 
@@ -63,13 +61,6 @@ class ReleaseEnded(Exception):
         self.reason = reason
 
 
-def _is_cancellation(error: BaseException) -> bool:
-    """A cancel request reaches the workflow either directly or through the awaited activity."""
-    return isinstance(error, asyncio.CancelledError) or (
-        isinstance(error, ActivityError) and isinstance(error.cause, CancelledError)
-    )
-
-
 @workflow.defn
 class ReleaseWorkflow:
     def __init__(self) -> None:
@@ -81,6 +72,9 @@ class ReleaseWorkflow:
         self._paused = False
         self._abort: str | None = None
         self._compensating = False
+        # Past the point of no return the new version serves all traffic: abort is refused and
+        # only a rollback (a new release) can take it back.
+        self._committed = False
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -110,16 +104,24 @@ class ReleaseWorkflow:
                                f"rolling out {target.image} ({plan.strategy})")
             await rollout_for(self, plan, target).run()
         except (ActivityError, ApplicationError, ReleaseEnded, asyncio.CancelledError) as error:
-            state, reason = await self._give_up(plan, error)
-            if _is_cancellation(error):
-                raise asyncio.CancelledError(reason) from error
-            raise ApplicationError(f"release {state}: {reason}", type=f"Release_{state}",
-                                   non_retryable=True) from error
+            if not self._committed:
+                state, reason = await self._give_up(plan, error)
+                if is_cancellation(error):
+                    raise asyncio.CancelledError(reason) from error
+                raise ApplicationError(f"release {state}: {reason}", type=f"Release_{state}",
+                                       non_retryable=True) from error
+            # The new version serves all traffic: nothing to roll back, the release is done.
+            self.event(f"{'cancel' if is_cancellation(error) else cause_of(error)} after the "
+                       "point of no return: the release is finished, not rolled back")
+        return await to_the_end(self._succeed(plan, target, approved_by))
+
+    async def _succeed(self, plan: ReleasePlan, target: ImageSpec,
+                       approved_by: str) -> ReleaseOutcome:
         result = await workflow.execute_activity_method(
             CatalogueActivities.finish_release,
             FinishReleaseInput(release_id=plan.release_id, state=ReleaseState.SUCCEEDED,
                                image=target, approved_by=approved_by),
-            start_to_close_timeout=QUICK, retry_policy=RETRY, summary="write the baseline",
+            start_to_close_timeout=QUICK, retry_policy=UNTIL_DONE, summary="write the baseline",
         )
         self.set_stage("succeeded", f"baseline v{result.baseline_version} written")
         await self._notify(f"release {plan.app}@{plan.env} succeeded",
@@ -142,12 +144,12 @@ class ReleaseWorkflow:
             BuildActivities.build_image,
             BuildInput(app=plan.app, source=plan.source, ref=request.ref, version_label=label,
                        workflow_id=workflow.info().workflow_id),
-            f"build {plan.app}:{label}", timeout=BUILD_TIMEOUT, heartbeat=True,
+            f"build {plan.app}:{label}", timeout=BUILD_TIMEOUT, task_queue=build_queue(),
         )
         await self.act(CatalogueActivities.record_build,
                        RecordBuildInput(app=plan.app, ref=request.ref, version_label=label,
                                         image=image, workflow_id=workflow.info().workflow_id),
-                       "record the build")
+                       "record the build", heartbeat=False)
         return image
 
     async def _await_approval(self, plan: ReleasePlan, target: ImageSpec) -> str:
@@ -155,7 +157,8 @@ class ReleaseWorkflow:
         self.progress.awaiting = "approval"
         self.set_stage("awaiting_approval", f"one of {', '.join(plan.approvers)} must approve")
         await self.act(CatalogueActivities.note_approval,
-                       NoteApprovalInput(release_id=plan.release_id), "note: awaiting approval")
+                       NoteApprovalInput(release_id=plan.release_id), "note: awaiting approval",
+                       heartbeat=False)
         await self._notify(
             f"approval needed: {plan.app}@{plan.env} v{plan.to_version}",
             f"{plan.requested_by or 'someone'} asks to release {target.image}; approvers: "
@@ -179,24 +182,29 @@ class ReleaseWorkflow:
         self.event(f"approved by {decision.user}{note}")
         await self.act(CatalogueActivities.note_approval,
                        NoteApprovalInput(release_id=plan.release_id, approver=decision.user),
-                       f"note: approved by {decision.user}")
+                       f"note: approved by {decision.user}", heartbeat=False)
         return decision.user
 
     async def _give_up(self, plan: ReleasePlan,
                        error: BaseException) -> tuple[ReleaseState, str]:
-        """Undo what was done, newest first, and close the release."""
+        """Undo what was done, newest first, and close the release, whatever cancels arrive
+        meanwhile: stopping halfway would leave both versions in rotation and the release
+        row ``running``."""
         if isinstance(error, ReleaseEnded):
             reason, state = error.reason, error.state
         else:
-            reason = "cancelled" if _is_cancellation(error) else cause_of(error)
+            reason = "cancelled" if is_cancellation(error) else cause_of(error)
             state = ReleaseState.ROLLED_BACK
         self._compensating = True
+        return await to_the_end(self._compensate(plan, state, reason))
+
+    async def _compensate(self, plan: ReleasePlan, state: ReleaseState,
+                          reason: str) -> tuple[ReleaseState, str]:
         self.set_stage("rolling_back", f"undoing: {reason}")
         undo_failed = ""
         for what, undo in reversed(self._undo):
             try:
-                # Shielded: a cancelled release must still finish putting things back.
-                await asyncio.shield(asyncio.ensure_future(undo()))
+                await undo()  # retried until done (UNTIL_DONE): only a permanent error stops it
                 self.event(f"undone: {what}")
             except (ActivityError, ApplicationError) as undo_error:
                 undo_failed = f"{what} failed: {cause_of(undo_error)}"
@@ -208,7 +216,7 @@ class ReleaseWorkflow:
             CatalogueActivities.finish_release,
             FinishReleaseInput(release_id=plan.release_id, state=state,
                                error=f"{reason}; {undo_failed}" if undo_failed else reason),
-            start_to_close_timeout=QUICK, retry_policy=RETRY, summary=f"record {state}",
+            start_to_close_timeout=QUICK, retry_policy=UNTIL_DONE, summary=f"record {state}",
         )
         self.set_stage(str(state), reason)
         title = f"release {plan.app}@{plan.env} {state}"
@@ -218,25 +226,49 @@ class ReleaseWorkflow:
     # -- helpers used by Rollout ------------------------------------------------------------
 
     async def act(self, method: Any, arg: Any, summary: str, timeout: timedelta = QUICK,
-                  heartbeat: bool = False) -> Any:
-        """Run an activity; during the rollout an ``abort`` cancels it and stops the release."""
+                  heartbeat: bool = True, task_queue: str | None = None) -> Any:
+        """Run an activity; during the rollout an ``abort`` cancels it and stops the release.
+
+        Activities that change the environment or wait heartbeat, so a lost worker is noticed
+        within HEARTBEAT_TIMEOUT. A cancelled activity is waited for until it has stopped:
+        the undo that follows must not race a late drain or container start. While undoing,
+        activities are retried until they succeed (they are idempotent).
+        """
         handle = workflow.start_activity_method(
-            method, arg, start_to_close_timeout=timeout, retry_policy=RETRY, summary=summary,
-            heartbeat_timeout=timedelta(seconds=60) if heartbeat else None,
+            method, arg, start_to_close_timeout=timeout, summary=summary, task_queue=task_queue,
+            retry_policy=UNTIL_DONE if self._compensating else RETRY,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT if heartbeat else None,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
-        if self._compensating:
+        if self._compensating or self._committed:
             return await handle
         try:
             await workflow.wait_condition(lambda: handle.done() or self._abort is not None)
         except asyncio.CancelledError:
-            handle.cancel()  # the release was cancelled: so is the work in flight
+            await stopped(handle)  # the release was cancelled: so is the work in flight
             raise
         if not handle.done():
-            handle.cancel()
-            with contextlib.suppress(ActivityError, asyncio.CancelledError):
-                await handle
+            await stopped(handle)
             raise self._aborted()
         return handle.result()
+
+    async def watch(self, method: Any, arg: Any, summary: str, timeout: timedelta) -> Any:
+        """Run a watching activity until it ends (its result) or a person intervenes
+        (``promote``, ``pause``, ``abort``: ``None``, the activity stopped first)."""
+        handle = workflow.start_activity_method(
+            method, arg, start_to_close_timeout=timeout, summary=summary, retry_policy=RETRY,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        try:
+            await workflow.wait_condition(lambda: handle.done() or self._intervened())
+        except asyncio.CancelledError:
+            await stopped(handle)
+            raise
+        if handle.done():
+            return handle.result()
+        await stopped(handle)
+        return None
 
     async def checkpoint(self) -> None:
         """Stop here on ``abort``; wait here while paused."""
@@ -265,12 +297,14 @@ class ReleaseWorkflow:
     async def interrupted_within(self, period: timedelta) -> bool:
         """Sleep durably for ``period``; True when a person intervened before it ended."""
         try:
-            await workflow.wait_condition(
-                lambda: self._promote or self.promote_full_requested or self._paused
-                or self._abort is not None, timeout=period)
+            await workflow.wait_condition(self._intervened, timeout=period)
         except TimeoutError:
             return False
         return True
+
+    def _intervened(self) -> bool:
+        return (self._promote or self.promote_full_requested or self._paused
+                or self._abort is not None)
 
     def take_promote(self) -> bool:
         promoted = self._promote or self.promote_full_requested
@@ -283,8 +317,11 @@ class ReleaseWorkflow:
     def has_undo(self, prefix: str) -> bool:
         return any(what.startswith(prefix) for what, _undo in self._undo)
 
-    def clear_undo(self) -> None:
+    def commit(self) -> None:
+        """The point of no return: the new version serves all traffic, nothing is undone."""
         self._undo.clear()
+        self._committed = True
+        self.event(f"v{self.progress.to_version} serves all traffic: committed")
 
     def _aborted(self) -> ReleaseEnded:
         return ReleaseEnded(ReleaseState.ROLLED_BACK, f"aborted: {self._abort}")
@@ -390,6 +427,9 @@ class ReleaseWorkflow:
 
     @abort.validator
     def _validate_abort(self, data: ControlInput) -> None:
+        if self._committed:
+            raise ValueError(f"v{self.progress.to_version} already serves all traffic; roll "
+                             "back with `slipway rollback`")
         if self._compensating or self.progress.stage in ("succeeded", "preparing"):
             raise ValueError(f"too late or too early to abort: the release is "
                              f"{self.progress.stage}")
@@ -397,7 +437,7 @@ class ReleaseWorkflow:
             raise ValueError(f"abort already requested ({self._abort})")
 
     def _check_rolling_out(self, what: str) -> None:
-        if self.progress.stage not in ROLLOUT_STAGES or self._compensating:
+        if self.progress.stage not in ROLLOUT_STAGES or self._compensating or self._committed:
             raise ValueError(f"cannot {what}: the release is {self.progress.stage}, "
                              "not rolling out")
 

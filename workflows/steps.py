@@ -14,6 +14,23 @@ from pydantic import BaseModel
 
 GATE = "gate"
 _STEP = re.compile(r"^(\d+)(%?)$")
+# A stable wait is one heartbeating activity per window (a handful of history events however
+# long), so the bounds are about people, not history: a day per step, a week per release.
+# Longer soaks belong behind a gate step and `promote`. Validate them at the edge too
+# (stable_seconds_problem).
+MAX_STABLE_SECONDS = 24 * 3600
+MAX_STABLE_TOTAL_SECONDS = 7 * 24 * 3600
+
+
+def stable_seconds_problem(stable_seconds: int, waits: int = 1) -> str | None:
+    """Why ``stable_seconds`` per step over ``waits`` stable waits is too long, or None."""
+    if stable_seconds > MAX_STABLE_SECONDS:
+        return (f"stable time of {stable_seconds}s is over the maximum of {MAX_STABLE_SECONDS}s "
+                "per step; use a gate step (`promote`) for longer soaks")
+    if stable_seconds * waits > MAX_STABLE_TOTAL_SECONDS:
+        return (f"{waits} steps × {stable_seconds}s of stable time is over the maximum of "
+                f"{MAX_STABLE_TOTAL_SECONDS}s per release; use fewer steps or gate steps")
+    return None
 
 
 class Step(BaseModel):

@@ -47,9 +47,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search
     from workflows.lane_steps import (
         GONE,
+        HEARTBEAT_TIMEOUT,
         QUICK,
         RESOURCE_TIMEOUT,
         RETRY,
+        UNTIL_DONE,
         deploy_push,
         resource_key,
     )
@@ -147,7 +149,8 @@ class SwimlaneWorkflow:
                 CREATE_LANE_RESOURCE,
                 LaneResourceInput(lane=state.spec.name, kind=kind, key=key, app=app),
                 result_type=LedgerEntry, start_to_close_timeout=RESOURCE_TIMEOUT,
-                retry_policy=RETRY, summary=f"create {kind} {key}",
+                heartbeat_timeout=HEARTBEAT_TIMEOUT, retry_policy=RETRY,
+                summary=f"create {kind} {key}",
             )
         except ActivityError as error:
             raise CreateFailed(f"{kind} {key}: {cause_of(error)}") from error
@@ -227,9 +230,12 @@ class SwimlaneWorkflow:
         state = self._state
         for entry in reversed(entries):
             try:
+                # Idempotent (already gone is fine): retried until done, so an outage of a
+                # few minutes delays a teardown instead of stranding half a lane.
                 await workflow.execute_activity(
                     DELETE_LANE_RESOURCE, entry, start_to_close_timeout=RESOURCE_TIMEOUT,
-                    retry_policy=RETRY, summary=f"delete {entry.kind} {entry.key}",
+                    heartbeat_timeout=HEARTBEAT_TIMEOUT, retry_policy=UNTIL_DONE,
+                    summary=f"delete {entry.kind} {entry.key}",
                 )
             except ActivityError as error:
                 self._teardown_error = f"delete {entry.kind} {entry.key}: {cause_of(error)}"

@@ -14,7 +14,9 @@ The pipeline contract, which every project built by Slipway must honour:
   (e.g. ``echo "IMAGE=$IMAGE"; echo "DIGEST=$(crane digest "$IMAGE")"``). A successful pipeline
   whose last job prints no ``IMAGE=`` line is treated as failed.
 
-The builder polls the pipeline and reports progress (each report is a Temporal heartbeat).
+The builder polls the pipeline and reports progress (each report is a Temporal heartbeat). It
+hands the pipeline id to ``remember`` once created; a retried build passes it back as
+``resume`` and follows that pipeline instead of creating a second one.
 When the progress callback raises, the activity was cancelled: the pipeline is cancelled
 before the error propagates.
 """
@@ -22,12 +24,19 @@ before the error propagates.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import gitlab
 from gitlab.v4.objects import Project, ProjectPipeline
 
-from integrations.build_output import BuildFailedError, log_tail, parse_image_lines, report
+from integrations.build_output import (
+    BuildFailedError,
+    Remember,
+    log_tail,
+    parse_image_lines,
+    report,
+)
 from integrations.protocols import Progress
 from schemas.models import ImageSpec
 
@@ -45,16 +54,27 @@ class GitlabBuilder:
 
     def build(self, app: str, source: str, ref: str | None, version_label: str,
               progress: Progress | None = None, *, project: str,
-              note: str = "") -> ImageSpec:
-        """Run ``project``'s pipeline on ``ref`` with ``VERSION``; return the pushed image."""
+              note: str = "", resume: Mapping[str, Any] | None = None,
+              remember: Remember | None = None) -> ImageSpec:
+        """Run ``project``'s pipeline on ``ref`` with ``VERSION``; return the pushed image.
+
+        ``resume`` is what an earlier attempt remembered (``gitlab_pipeline_id`` of the same
+        project): that pipeline is followed, none is created anew.
+        """
         if not ref:
             raise BuildFailedError(f"a GitLab pipeline for {app} needs a ref to build")
         target: Project = self.client.projects.get(project)
-        variables = [{"key": "VERSION", "value": version_label}]
-        if note:
-            variables.append({"key": "NOTE", "value": note})
-        pipeline: ProjectPipeline = target.pipelines.create(
-            {"ref": ref, "variables": variables})
+        resume = resume if resume and resume.get("gitlab_project") == project else {}
+        pipeline: ProjectPipeline
+        if resume.get("gitlab_pipeline_id"):
+            pipeline = target.pipelines.get(int(resume["gitlab_pipeline_id"]))
+        else:
+            variables = [{"key": "VERSION", "value": version_label}]
+            if note:
+                variables.append({"key": "NOTE", "value": note})
+            pipeline = target.pipelines.create({"ref": ref, "variables": variables})
+            if remember is not None:
+                remember({"gitlab_project": project, "gitlab_pipeline_id": pipeline.id})
         self._wait(pipeline, project, progress)
         jobs: list[Any] = sorted(pipeline.jobs.list(get_all=True), key=lambda job: job.id)
         if pipeline.status != "success":

@@ -15,8 +15,11 @@ The job contract, which every Jenkins job used by Slipway must honour:
   release what it cannot name.
 
 The builder follows the queue item to the build number, polls the build and reports progress
-(each report is a Temporal heartbeat). When the progress callback raises, the activity was
-cancelled: the build is stopped (or the queue item cancelled) before the error propagates.
+(each report is a Temporal heartbeat). It hands the queue id and then the build number to
+``remember`` as soon as it has them; a retried build passes them back as ``resume`` and
+follows the same Jenkins build instead of queueing a second one. When the progress callback
+raises, the activity was cancelled: the build is stopped (or the queue item cancelled) before
+the error propagates.
 """
 
 from __future__ import annotations
@@ -28,7 +31,13 @@ from typing import Any
 
 import jenkins
 
-from integrations.build_output import BuildFailedError, log_tail, parse_image_lines, report
+from integrations.build_output import (
+    BuildFailedError,
+    Remember,
+    log_tail,
+    parse_image_lines,
+    report,
+)
 from integrations.protocols import Progress
 from schemas.models import ImageSpec
 
@@ -47,12 +56,26 @@ class JenkinsBuilder:
                                       timeout=timeout)
 
     def build(self, app: str, source: str, ref: str | None, version_label: str,
-              progress: Progress | None = None, *, job: str, note: str = "") -> ImageSpec:
-        """Run ``job`` for ``ref`` labelled ``version_label``; return the pushed image."""
-        # The Jenkins job owns its checkout (its SCM config), so ``source`` is informational.
-        parameters = {"REF": ref or "", "VERSION": version_label, "NOTE": note}
-        queue_id = self.server.build_job(job, parameters)
-        number = self._wait_for_start(job, queue_id, app, progress)
+              progress: Progress | None = None, *, job: str, note: str = "",
+              resume: Mapping[str, Any] | None = None,
+              remember: Remember | None = None) -> ImageSpec:
+        """Run ``job`` for ``ref`` labelled ``version_label``; return the pushed image.
+
+        ``resume`` is what an earlier attempt remembered (``jenkins_queue_id``,
+        ``jenkins_build``) for the same job: that build is followed, none is queued anew.
+        """
+        resume = resume if resume and resume.get("jenkins_job") == job else {}
+        note_down = remember or (lambda _values: None)
+        number = int(resume.get("jenkins_build") or 0)
+        if not number:
+            queue_id = int(resume.get("jenkins_queue_id") or 0)
+            if not queue_id:
+                # The Jenkins job owns its checkout (its SCM config): ``source`` is informational.
+                parameters = {"REF": ref or "", "VERSION": version_label, "NOTE": note}
+                queue_id = self.server.build_job(job, parameters)
+                note_down({"jenkins_job": job, "jenkins_queue_id": queue_id})
+            number = self._wait_for_start(job, queue_id, app, progress)
+            note_down({"jenkins_job": job, "jenkins_queue_id": queue_id, "jenkins_build": number})
         info = self._wait_for_end(job, number, progress)
         job_path = "/".join(f"job/{name}" for name in job.split("/"))  # folders: job/a/job/b
         build_url = str(info.get("url") or f"{self.url.rstrip('/')}/{job_path}/{number}/")

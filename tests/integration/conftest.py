@@ -86,7 +86,7 @@ def store(settings: Settings) -> Store:
 
 @pytest_asyncio.fixture
 async def running_worker(temporal: WorkflowEnvironment, settings: Settings) -> AsyncIterator[None]:
-    with ThreadPoolExecutor(max_workers=8) as executor:
-        worker = slipway_worker.make_worker(temporal.client, settings, executor)
-        async with worker:
+    with ThreadPoolExecutor(max_workers=8) as executor, ThreadPoolExecutor(2) as builds:
+        async with (slipway_worker.make_worker(temporal.client, settings, executor),
+                    slipway_worker.make_build_worker(temporal.client, settings, builds)):
             yield

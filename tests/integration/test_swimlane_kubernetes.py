@@ -71,8 +71,9 @@ def k8s_settings(tmp_path: Path, kube: LaneCluster,
 
 @pytest_asyncio.fixture
 async def k8s_worker(temporal: WorkflowEnvironment, k8s_settings: Settings) -> AsyncIterator[None]:
-    with ThreadPoolExecutor(max_workers=8) as executor:
-        async with slipway_worker.make_worker(temporal.client, k8s_settings, executor):
+    with ThreadPoolExecutor(max_workers=8) as executor, ThreadPoolExecutor(2) as builds:
+        async with (slipway_worker.make_worker(temporal.client, k8s_settings, executor),
+                    slipway_worker.make_build_worker(temporal.client, k8s_settings, builds)):
             yield
 
 

@@ -138,7 +138,11 @@ def test_activity_cancellation_stops_the_jenkins_build_and_failures_are_permanen
 
         def on_heartbeat(*details: object) -> None:
             beats.append(details)
-            if len(beats) == 3:
+            # Cancel once the build runs: the heartbeat carries the progress message and
+            # the checkpoint (queue id, build number) a retry would resume from.
+            detail = details[0]
+            if isinstance(detail, dict) and "#1: building" in str(detail["message"]):
+                assert detail["checkpoint"]["jenkins_build"] == 1
                 env.cancel()
 
         env.on_heartbeat = on_heartbeat

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from schemas.enums import ReleaseState, Strategy
 from schemas.models import (
@@ -35,7 +37,9 @@ from schemas.models import (
     TrafficInput,
     VersionRef,
     WaitReadyInput,
+    WatchHealthInput,
 )
+from tests.support.workers import workers
 from workflows.release import ReleaseWorkflow
 
 
@@ -62,6 +66,34 @@ class FakeWorld:
     unhealthy_version: int | None = None
     health_checks: int = 0
     approvals: list[str] = field(default_factory=list)
+    block_start_for: int | None = None  # start_version of this version is held (see _hold)
+    block_remove_for: int | None = None
+    flaky_route_for: int | None = None  # add_to_lb of this version fails (retryably) …
+    flaky_times: int = 0  # … this many times; finish_release too when flaky_finish
+    flaky_finish: bool = False
+    # Stable-wait windows end at once (probes counted as if time passed) unless held: then
+    # the watch runs until the workflow stops it (promote, pause, abort).
+    hold_stable: bool = False
+
+    async def hold(self, what: str) -> None:
+        """Block until the test lets go, heartbeating as the real activities do (that is how
+        a cancel reaches an activity); a cancelled hold takes a moment to clean up, then
+        records ``<what> cancelled``."""
+        self.ready_started.set()
+        try:
+            while not self.unblock.is_set():
+                activity.heartbeat()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.unblock.wait(), timeout=0.2)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.5)
+            self.calls.append(f"{what} cancelled")
+            raise
+
+    def flake(self, what: str) -> None:
+        """Fail retryably the first ``flaky_times`` attempts of the running activity."""
+        if activity.info().attempt <= self.flaky_times:
+            raise ApplicationError(f"{what}: store unavailable")
 
     def activities(self) -> list[Any]:
         world = self
@@ -122,6 +154,17 @@ class FakeWorld:
                 return [f"v{data.version.version}-0 failed /healthz"]
             return []
 
+        @activity.defn(name="watch_health")
+        async def watch_health(data: WatchHealthInput) -> list[str]:
+            if data.check.version.version == world.unhealthy_version:
+                world.health_checks += 1
+                return [f"v{data.check.version.version}-0 failed /healthz"]
+            while world.hold_stable:
+                activity.heartbeat()  # a cancel arrives with a heartbeat's answer
+                await asyncio.sleep(0.1)
+            world.health_checks += int(data.seconds // data.interval_seconds)
+            return []
+
         @activity.defn(name="note_approval")
         async def note_approval(data: NoteApprovalInput) -> None:
             world.approvals.append(data.approver or "awaiting")
@@ -132,6 +175,8 @@ class FakeWorld:
 
         @activity.defn(name="add_to_lb")
         async def add_to_lb(data: TrafficInput) -> None:
+            if data.instances and data.instances[0].version == world.flaky_route_for:
+                world.flake("haproxy")
             if world.fail_undo and data.instances[0].version == world.current_version:
                 raise ApplicationError("haproxy socket gone", non_retryable=True)
             world.calls.append("route " + ",".join(i.name for i in data.instances))
@@ -142,10 +187,15 @@ class FakeWorld:
 
         @activity.defn(name="remove_version")
         async def remove_version(data: VersionRef) -> None:
+            if data.version == world.block_remove_for:
+                await world.hold(f"remove v{data.version}")
             world.calls.append(f"remove v{data.version}")
 
         @activity.defn(name="start_version")
         async def start_version(data: StartVersionInput) -> None:
+            if data.version.version == world.block_start_for:
+                world.block_start_for = None  # only the first start is held
+                await world.hold(f"start v{data.version.version}")
             world.calls.append(f"start v{data.version.version} {data.image} x{data.replicas}")
 
         @activity.defn(name="wait_ready")
@@ -155,7 +205,7 @@ class FakeWorld:
                 world.ready_started.set()
                 # Held until the test lets go: an activity still running when the worker
                 # stops would keep the time-skipping server from skipping in later tests.
-                await world.unblock.wait()
+                await world.hold(f"ready v{version}")
                 return []
             if version == world.fail_ready_for:
                 raise ApplicationError("v2-0 exited: boom", type="NotReadyError",
@@ -166,6 +216,8 @@ class FakeWorld:
 
         @activity.defn(name="finish_release")
         async def finish_release(data: FinishReleaseInput) -> FinishReleaseResult:
+            if world.flaky_finish:
+                world.flake("finish")
             world.finished.append(data)
             ok = data.state == ReleaseState.SUCCEEDED
             return FinishReleaseResult(baseline_version=world.current_version + 1 if ok else None)
@@ -177,14 +229,13 @@ class FakeWorld:
         return [prepare_release, build_image, record_build, resolve_image, ensure_frontend,
                 list_versions, drain, remove_from_lb, add_to_lb, stop_version, remove_version,
                 start_version, wait_ready, finish_release, notify, check_health,
-                note_approval]
+                note_approval, watch_health]
 
 
 async def run_release(env: WorkflowEnvironment, world: FakeWorld, request: ReleaseRequest,
                       cancel_when_blocked: bool = False) -> Any:
     queue = f"q-{uuid.uuid4()}"
-    async with Worker(env.client, task_queue=queue, workflows=[ReleaseWorkflow],
-                      activities=world.activities()):
+    async with workers(env.client, queue, [ReleaseWorkflow], world.activities()):
         handle = await env.client.start_workflow(
             ReleaseWorkflow.run, request, id=f"release:{request.app}:{uuid.uuid4()}",
             task_queue=queue,
@@ -208,10 +259,12 @@ async def start(env: WorkflowEnvironment, world: FakeWorld, request: ReleaseRequ
     )
 
 
-def worker(env: WorkflowEnvironment, world: FakeWorld) -> tuple[Worker, str]:
+def worker(env: WorkflowEnvironment,
+           world: FakeWorld) -> tuple[AbstractAsyncContextManager[None], str]:
     queue = f"q-{uuid.uuid4()}"
-    return Worker(env.client, task_queue=queue, workflows=[ReleaseWorkflow],
-                  activities=world.activities()), queue
+    # As worker.py: heartbeats reach the server within 1 s, so a cancel reaches the activity.
+    return workers(env.client, queue, [ReleaseWorkflow], world.activities(),
+                   max_heartbeat_throttle_interval=timedelta(seconds=1)), queue
 
 
 async def wait_for(handle: WorkflowHandle[Any, Any], predicate: Any, seconds: float = 30) -> Any:

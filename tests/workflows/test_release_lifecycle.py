@@ -136,7 +136,7 @@ async def test_unhealthy_canary_is_rolled_back_and_v1_untouched(
 
 
 async def test_abort_at_step_two_restores_v1_then_removes_v2(env: WorkflowEnvironment) -> None:
-    world = gray_world(stable_seconds=3600)
+    world = gray_world(stable_seconds=3600, hold_stable=True)
     runner, queue = worker(env, world)
     with env.auto_time_skipping_disabled():  # hold the release inside step 2's stable wait
         async with runner:
@@ -156,7 +156,7 @@ async def test_abort_at_step_two_restores_v1_then_removes_v2(env: WorkflowEnviro
 
 
 async def test_pause_holds_the_release_until_resume(env: WorkflowEnvironment) -> None:
-    world = gray_world(stable_seconds=3600)
+    world = gray_world(stable_seconds=3600, hold_stable=True)
     runner, queue = worker(env, world)
     async with runner:
         with env.auto_time_skipping_disabled():
@@ -167,6 +167,7 @@ async def test_pause_holds_the_release_until_resume(env: WorkflowEnvironment) ->
             assert status.paused
             assert "already paused" in await refusal(handle, ReleaseWorkflow.pause)
             calls_while_paused = list(world.calls)
+            world.hold_stable = False  # from here on the stable windows run out
             await handle.execute_update(ReleaseWorkflow.resume, ControlInput(user="sre"))
             await wait_for(handle, lambda s: s.stage == "waiting_stable")
             assert world.calls == calls_while_paused
@@ -200,7 +201,7 @@ async def test_promote_is_refused_outside_a_gate(env: WorkflowEnvironment) -> No
 
 
 async def test_promote_full_skips_remaining_steps(env: WorkflowEnvironment) -> None:
-    world = gray_world(stable_seconds=3600)
+    world = gray_world(stable_seconds=3600, hold_stable=True)
     runner, queue = worker(env, world)
     async with runner:
         with env.auto_time_skipping_disabled():

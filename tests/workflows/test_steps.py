@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from workflows.steps import Step, gray_plan, parse_step, rolling_plan
+from workflows.steps import (
+    MAX_STABLE_SECONDS,
+    Step,
+    gray_plan,
+    parse_step,
+    rolling_plan,
+    stable_seconds_problem,
+)
 
 
 def pairs(plan: list[Step]) -> list[tuple[int, int] | str]:
@@ -37,3 +44,11 @@ def test_rolling_batches() -> None:
 def test_bad_steps_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="invalid grayscale step"):
         parse_step(text, 4)
+
+
+def test_stable_waits_are_bounded_per_step_and_per_release() -> None:
+    assert stable_seconds_problem(MAX_STABLE_SECONDS, 4) is None
+    assert "over the maximum of 86400s per step" in str(
+        stable_seconds_problem(MAX_STABLE_SECONDS + 1))
+    assert "8 steps × 86400s of stable time is over the maximum of 604800s" in str(
+        stable_seconds_problem(86400, 8))

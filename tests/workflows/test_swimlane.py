@@ -21,7 +21,6 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from schemas.lanes import (
     DeleteInput,
@@ -40,6 +39,7 @@ from schemas.lanes import (
     normalise_lane_name,
 )
 from tests.conftest import _start_env
+from tests.support.workers import workers
 from tests.workflows.lane_fakes import KINDS, LaneWorld
 from workflows.swimlane import SwimlaneWorkflow
 
@@ -71,8 +71,7 @@ async def lane(env: WorkflowEnvironment, world: LaneWorld,
     """A worker plus a started lane workflow, for as long as the test needs them."""
     queue = f"q-{uuid.uuid4()}"
     name = start.name if isinstance(start, LaneSpec) else start.spec.name
-    async with Worker(env.client, task_queue=queue, workflows=[SwimlaneWorkflow],
-                      activities=world.activities()):
+    async with workers(env.client, queue, [SwimlaneWorkflow], world.activities()):
         handle = await env.client.start_workflow(
             SwimlaneWorkflow.run, start, id=lane_workflow_id(name), task_queue=queue)
         try:

@@ -144,7 +144,7 @@ class Rollout(ABC):
 
     async def finish(self, old: list[int]) -> None:
         """The new version serves: nothing is left to undo, only old containers to clear."""
-        self.wf.clear_undo()
+        self.wf.commit()
         for version in old:
             try:
                 await self.remove(version)

@@ -15,9 +15,9 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from schemas.models import ReleaseStatus
+    from workflows.policies import QUICK
 
 Undo = Callable[[], Awaitable[None]]
-QUICK = timedelta(seconds=60)
 
 
 class RolloutHost(Protocol):
@@ -27,8 +27,12 @@ class RolloutHost(Protocol):
     promote_full_requested: bool
 
     async def act(self, method: Any, arg: Any, summary: str, timeout: timedelta = QUICK,
-                  heartbeat: bool = False) -> Any:
+                  heartbeat: bool = True, task_queue: str | None = None) -> Any:
         """Run an activity; an ``abort`` cancels it and stops the release."""
+
+    async def watch(self, method: Any, arg: Any, summary: str, timeout: timedelta) -> Any:
+        """Run a watching activity until it ends (its result) or a person intervenes
+        (``None``: the activity was stopped)."""
 
     async def checkpoint(self) -> None:
         """Stop on ``abort``; wait while paused."""
@@ -45,7 +49,8 @@ class RolloutHost(Protocol):
 
     def has_undo(self, prefix: str) -> bool: ...
 
-    def clear_undo(self) -> None: ...
+    def commit(self) -> None:
+        """The point of no return: nothing is undone, abort is refused."""
 
     def set_stage(self, stage: str, detail: str) -> None: ...
 

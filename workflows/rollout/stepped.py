@@ -15,12 +15,14 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.runtime import RuntimeActivities
     from schemas.enums import Strategy
-    from schemas.models import HealthCheckInput
+    from schemas.models import HealthCheckInput, WatchHealthInput
     from workflows.rollout.base import Rollout
-    from workflows.steps import Step, gray_plan, rolling_plan
+    from workflows.steps import Step, gray_plan, rolling_plan, stable_seconds_problem
 
 # Health is probed this often while waiting for a step to be stable.
 HEALTH_INTERVAL_SECONDS = 10
+# Stable waits as one watching activity per window (workflow.patched marker).
+STABLE_WATCH_PATCH = "stable-wait-one-activity"
 
 
 class Stepped(Rollout):
@@ -33,6 +35,11 @@ class Stepped(Rollout):
                  if plan.strategy == Strategy.GRAY
                  else rolling_plan(plan.batch_size, plan.replicas, self.old_count))
         self.wf.progress.steps = len(steps)
+        waits = sum(1 for step in steps if not step.gate)
+        if problem := stable_seconds_problem(plan.stable_seconds, waits):
+            # Before anything changes: a history that outgrows Temporal's limit is terminated
+            # mid-rollout, with nothing undone.
+            raise ApplicationError(problem, type="StableTooLong", non_retryable=True)
         self.wf.push_undo(f"remove v{plan.to_version}", self.tear_down)
         for number, step in enumerate(steps, start=1):
             await self.wf.checkpoint()
@@ -64,12 +71,48 @@ class Stepped(Rollout):
             self.show(step.new, 0)
 
     async def wait_stable(self, replicas: int) -> None:
-        """A durable timer during which every new replica is health-checked."""
+        """The new replicas must stay healthy for the stable time (or a person promotes)."""
         wf, plan = self.wf, self.plan
         if plan.stable_seconds <= 0 or wf.promote_full_requested:
             return
         wf.set_stage("waiting_stable", f"v{plan.to_version} must stay healthy for "
                      f"{plan.stable_seconds}s")
+        if workflow.patched(STABLE_WATCH_PATCH):
+            await self.watch_stable(replicas)
+        else:  # histories recorded before the patch: a timer and a probe per tick
+            await self.tick_stable(replicas)
+
+    async def watch_stable(self, replicas: int) -> None:
+        """One heartbeating activity per window probes health every 10 s: a handful of
+        history events per window, however long, where a timer per tick wrote ~11 a tick."""
+        wf, plan = self.wf, self.plan
+        check = HealthCheckInput(version=self.ref(plan.to_version), replicas=replicas,
+                                 port=plan.ports[0], health_path=plan.health_path)
+        remaining = float(plan.stable_seconds)
+        while remaining > 0:
+            started = workflow.now()
+            problems: list[str] | None = await wf.watch(
+                RuntimeActivities.watch_health,
+                WatchHealthInput(check=check, seconds=remaining,
+                                 interval_seconds=HEALTH_INTERVAL_SECONDS),
+                f"v{plan.to_version} stays healthy for {remaining:.0f}s",
+                timeout=timedelta(seconds=remaining + 120))
+            if problems is None:  # a person intervened
+                remaining -= (workflow.now() - started).total_seconds()
+                await wf.checkpoint()  # raises on abort, waits while paused
+                if wf.take_promote():
+                    wf.event("stable wait skipped by promote")
+                    return
+                continue
+            if problems:
+                raise ApplicationError(f"v{plan.to_version} unhealthy while waiting for stable: "
+                                       + "; ".join(problems), type="Unhealthy",
+                                       non_retryable=True)
+            return
+
+    async def tick_stable(self, replicas: int) -> None:
+        """The wait as shipped before STABLE_WATCH_PATCH: kept so those histories replay."""
+        wf, plan = self.wf, self.plan
         remaining = timedelta(seconds=plan.stable_seconds)
         while remaining > timedelta(0):
             started = workflow.now()

@@ -93,3 +93,16 @@ def test_missing_ref_is_refused_before_any_call() -> None:
     ):
         builder(fake.url).build("cart", "src", None, "v11", None, project=PROJECT)
     assert fake.calls == []
+
+
+def test_a_retried_build_follows_the_remembered_pipeline_instead_of_creating_another() -> None:
+    with running_gitlab({PROJECT: PipelineScript()}) as fake:
+        remembered: dict[str, object] = {}
+        first = builder(fake.url).build("cart", "src", "v7-tag", "v7", None, project=PROJECT,
+                                        remember=remembered.update)
+        assert remembered == {"gitlab_project": PROJECT, "gitlab_pipeline_id": 100}
+        again = builder(fake.url).build("cart", "src", "v7-tag", "v7", None, project=PROJECT,
+                                        resume=remembered)
+    assert first == again
+    creates = [c for c in fake.calls if c.method == "POST" and c.path.endswith("/pipeline")]
+    assert len(creates) == 1

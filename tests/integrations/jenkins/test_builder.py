@@ -100,3 +100,23 @@ def test_cancellation_while_queued_cancels_the_queue_item() -> None:
 def test_parse_image_lines_takes_last_values() -> None:
     assert parse_image_lines("IMAGE=a:1\nnoise\nIMAGE=a:2\n DIGEST=sha256:x \nOTHER=y") == {
         "IMAGE": "a:2", "DIGEST": "sha256:x"}
+
+
+def test_a_retried_build_follows_the_remembered_build_instead_of_queueing_another() -> None:
+    script = JobScript(description=f"IMAGE=harbor.test/shop/cart:v7\nDIGEST={DIGEST}\n")
+    with running_jenkins({"cart-build": script}) as fake:
+        remembered: dict[str, object] = {}
+        first = builder(fake.url).build("cart", "src", "main", "v7", None, job="cart-build",
+                                        remember=remembered.update)
+        assert remembered == {"jenkins_job": "cart-build", "jenkins_queue_id": 1,
+                              "jenkins_build": 1}
+        # The worker died after queueing: the retry gets only the queue id back.
+        again = builder(fake.url).build("cart", "src", "main", "v7", None, job="cart-build",
+                                        resume={"jenkins_job": "cart-build",
+                                                "jenkins_queue_id": 1})
+        # A checkpoint of another job (the rule changed meanwhile) is not followed.
+        other = builder(fake.url).build("cart", "src", "main", "v7", None, job="cart-build",
+                                        resume={"jenkins_job": "old-job", "jenkins_build": 9})
+    assert first == again == other
+    triggers = [c for c in fake.calls if c.path == "/job/cart-build/buildWithParameters"]
+    assert len(triggers) == 2  # the first build and the one for the other job's checkpoint

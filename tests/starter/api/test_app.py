@@ -38,6 +38,7 @@ from starter.api.app import create_app
 from starter.api.deps import get_client
 from starter.api.settings import HookRule, ReceiverSettings
 from starter.service.tokens import create_token, revoke_token
+from tests.support.workers import workers
 from tests.workflows.fakes import FakeWorld, wait_for, worker
 from tests.workflows.lane_fakes import LaneWorld
 from workflows.release import ReleaseWorkflow, release_workflow_id
@@ -360,8 +361,7 @@ async def test_a_push_to_a_lane_branch_builds_and_deploys_into_the_lane(
         session.add(row)
         session.commit()
     lane = f"pay-{uuid.uuid4().hex[:6]}"
-    async with Worker(env.client, task_queue=queue, workflows=[SwimlaneWorkflow],
-                      activities=world.activities()):
+    async with workers(env.client, queue, [SwimlaneWorkflow], world.activities()):
         handle = await env.client.start_workflow(
             SwimlaneWorkflow.run, LaneSpec(name=lane, apps=[app]), id=lane_workflow_id(lane),
             task_queue=queue)
