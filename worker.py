@@ -6,12 +6,15 @@ Run it with ``python worker.py`` (``slipway up`` / ``slipway dev`` do it for you
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -233,9 +236,35 @@ async def run_until_terminated(*workers: Worker) -> None:
     log.info("worker stopped")
 
 
+def hold_host_lock(settings: Settings) -> IO[str] | None:
+    """The one-worker-per-host lock on the state directory, or None when another worker holds
+    it. The HAProxy sockets, the state files and the loopback health probes belong to this
+    host: a second worker would steer the same load balancers concurrently."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    handle = (settings.state_dir / "worker.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle  # held until the process exits, however it exits
+
+
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
+    lock = hold_host_lock(settings)  # kept referenced: closing the file would release it
+    if lock is None:
+        holder = (settings.state_dir / "worker.lock").read_text().strip() or "?"
+        logging.getLogger("slipway").error(
+            "another worker (pid %s) already serves %s on this host: one worker per Docker "
+            "host; stop it first (slipway down) or give this one its own SLIPWAY_STATE_DIR",
+            holder, settings.state_dir)
+        raise SystemExit(1)
     client = await connect(settings)
     with (ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor,
           ThreadPoolExecutor(max_workers=BUILD_THREADS) as build_executor):
@@ -253,5 +282,20 @@ async def main() -> None:
                 keeper.cancel()
 
 
+def run() -> int:
+    """Run the worker until SIGTERM; its exit status."""
+    try:
+        asyncio.run(main())
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    # As the CLI does: leave without interpreter teardown, which the SDK's threads can abort.
+    status = run()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -19,7 +19,7 @@ from integrations.errors import (
 )
 from integrations.haproxy.router import HaproxyRouter
 from integrations.kubernetes.runtime import KubernetesRuntime
-from lanes.janitor import LaneJanitor
+from lanes.janitor import LaneJanitor, Liveness
 from lanes.kubernetes_target import ForeignNamespaceError, KubernetesLaneTarget
 from lanes.target import LaneDeployment
 from schemas.settings import Cluster
@@ -248,7 +248,11 @@ async def test_the_janitor_deletes_namespaces_of_dead_lanes_only(kube: LaneClust
     janitor = LaneJanitor([], HaproxyRouter(kube.kubeconfig.parent / "lb"), [target])
 
     assert await run(target.lane_namespaces) == ["dead-lane", "live-lane"]
-    removed = await run(janitor.sweep, lambda lane: lane == "live-lane")
+    def liveness(lane: str) -> Liveness:
+        return Liveness.ALIVE if lane == "live-lane" else Liveness.GONE
+
+    assert await run(janitor.sweep, liveness) == {}  # gone once: a suspect only
+    removed = await run(janitor.sweep, liveness)
 
     assert removed == {"dead-lane": ["namespace dead-lane@k8s"]}
     assert set(kube.emulator.namespace_objects) == {"shop-prod", "live-lane", "impostor"}
