@@ -1,0 +1,96 @@
+"""`slipway down` during a release refuses without --force; `down --force` then `up` brings
+every load balancer back and the release resumes to success. All through the real CLI, with
+the embedded stack (Temporal dev server with its database file, worker, HAProxy)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+
+from tests.integration.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "examples" / "sample-app"
+APP = "downup"
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[dict[str, str]]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SLIPWAY_")}
+    port = free_port()
+    env.update(SLIPWAY_STATE_DIR=str(Path("/tmp") / f"slipway-du-{tmp_path.name}"),
+               SLIPWAY_TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
+               SLIPWAY_TEMPORAL_UI_URL=f"http://127.0.0.1:{free_port()}",
+               SLIPWAY_TEMPORAL_UI_PORT=str(free_port()), SLIPWAY_LB_PORT_START=str(free_port()),
+               SLIPWAY_TASK_QUEUE="down-up", SLIPWAY_USER="ana", PYTHONPATH=str(REPO),
+               SLIPWAY_SOURCE_ROOTS=json.dumps([str(SAMPLE.parent)]))
+    yield env
+    slipway(env, "down", "--force")
+    for container in docker_client.containers.list(all=True,
+                                                   filters={"label": f"slipway.app={APP}"}):
+        container.remove(force=True)
+
+
+def slipway(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "starter", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=180)
+
+
+def ok(env: dict[str, str], *args: str) -> str:
+    done = slipway(env, *args)
+    assert done.returncode == 0, f"slipway {' '.join(args)}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def serves(url: str) -> str:
+    try:
+        return httpx.get(url, timeout=1).text.strip()
+    except httpx.HTTPError:
+        return ""
+
+
+def wait_for(what: str, check: object, timeout: float) -> float:
+    began = time.monotonic()
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() - began < timeout, f"{what} within {timeout}s"
+        time.sleep(0.2)
+    return time.monotonic() - began
+
+
+def test_down_refuses_mid_release_and_up_resumes_it(cli_env: dict[str, str]) -> None:
+    ok(cli_env, "up")
+    ok(cli_env, "app", "register", APP, "--source", str(SAMPLE), "--ready")
+    added = ok(cli_env, "env", "add", APP, "test", "--replicas", "2", "--strategy", "gray",
+               "--steps", "1,100%", "--stable", "12s", "--approval", "none")
+    url = next(word for word in added.split() if word.startswith("http://127.0.0.1:"))
+    ok(cli_env, "release", APP, "test", "--version", "1.0.0", "--wait")
+    assert serves(url) == "sample-app 1.0.0"
+
+    ok(cli_env, "release", APP, "test", "--version", "2.0.0")
+    wait_for("the stable wait", lambda: "waiting_stable" in slipway(
+        cli_env, "status", APP, "test").stdout, 120)
+    refused = slipway(cli_env, "down")
+    assert refused.returncode == 1
+    assert f"release:{APP}:test@local" in refused.stderr and "--force" in refused.stderr
+
+    ok(cli_env, "down", "--force")
+    assert serves(url) == ""  # the stack is down: so is the environment's load balancer
+    ok(cli_env, "up")
+    back = wait_for("the load balancer serving again", lambda: serves(url), 10)
+    print(f"\nafter `up` the environment served again in {back:.1f}s")
+    wait_for("the release to end", lambda: "succeeded" in slipway(
+        cli_env, "status", APP, "test").stdout, 180)
+    assert serves(url) == "sample-app 2.0.0"
+    shown = ok(cli_env, "app", "show", APP)
+    assert "v2" in shown
