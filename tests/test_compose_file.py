@@ -89,10 +89,7 @@ def test_worker_depends_on_temporal_and_is_built_here(compose: dict[str, Any]) -
     # The search attributes must exist before the first workflow sets them.
     assert deps.get("temporal-admin-tools") == "service_completed_successfully"
     assert Path(worker["build"]["context"]).resolve() == REPO
-    env = worker["environment"]
-    assert env["SLIPWAY_TEMPORAL_ADDRESS"] == "temporal:7233"
-    assert env["SLIPWAY_DATABASE_URL"].startswith("postgresql+psycopg://")
-    assert env["SLIPWAY_DATABASE_URL"].endswith("@postgresql:5432/slipway")
+    assert worker["environment"]["SLIPWAY_DATABASE_URL"].startswith("postgresql+psycopg://")
 
 
 def test_ui_and_frontend_publish_on_loopback_only(compose: dict[str, Any]) -> None:
@@ -128,3 +125,18 @@ def test_worker_dockerfile_copies_files_that_exist_and_are_not_ignored() -> None
         for source in line.split()[1:-1]:
             assert (REPO / source).exists(), f"Dockerfile copies {source}, which is missing"
             assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), source
+
+
+def test_worker_runs_on_the_host_network_where_haproxy_and_replicas_meet(
+        compose: dict[str, Any]) -> None:
+    """HAProxy binds on the host's loopback and replicas publish on it: a worker on a bridge
+    network could reach neither, so it shares the host's network and reaches Temporal and
+    PostgreSQL at their loopback ports."""
+    worker = compose["services"]["worker"]
+    assert worker["network_mode"] == "host"
+    env = worker["environment"]
+    assert env["SLIPWAY_TEMPORAL_ADDRESS"] == "127.0.0.1:7233"
+    assert "@127.0.0.1:" in env["SLIPWAY_DATABASE_URL"]
+    assert env["SLIPWAY_DATABASE_URL"].endswith("@127.0.0.1:15432/slipway")
+    assert [str(port) for port in compose["services"]["postgresql"]["ports"]] == [
+        "127.0.0.1:15432:5432/tcp"]
