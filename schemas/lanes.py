@@ -90,8 +90,10 @@ class LaneSpec(BaseModel):
 
     name: str
     apps: list[str]
-    ttl_seconds: int = Field(default=6 * 86400, gt=0)
-    grace_seconds: int = Field(default=86400, gt=0)
+    # Bounds (schemas.durations) are checked by the CLI and at the start of the workflow, not
+    # here: a value that failed to decode would fail the workflow task again and again.
+    ttl_seconds: int = 6 * 86400
+    grace_seconds: int = 86400
     ticket: str = ""
     description: str = ""
     requested_by: str = ""

@@ -12,14 +12,16 @@ import re
 
 from pydantic import BaseModel
 
+from schemas.durations import STABLE, STABLE_TOTAL_SECONDS
+
 GATE = "gate"
 _STEP = re.compile(r"^(\d+)(%?)$")
 # A stable wait is one heartbeating activity per window (a handful of history events however
 # long), so the bounds are about people, not history: a day per step, a week per release.
 # Longer soaks belong behind a gate step and `promote`. Validate them at the edge too
 # (stable_seconds_problem).
-MAX_STABLE_SECONDS = 24 * 3600
-MAX_STABLE_TOTAL_SECONDS = 7 * 24 * 3600
+MAX_STABLE_SECONDS = STABLE.maximum
+MAX_STABLE_TOTAL_SECONDS = STABLE_TOTAL_SECONDS
 
 
 def stable_seconds_problem(stable_seconds: int, waits: int = 1) -> str | None:

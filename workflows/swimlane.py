@@ -21,6 +21,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
+    from schemas.durations import LANE_GRACE, LANE_TTL
     from schemas.lanes import (
         APP_RESOURCE_KINDS,
         CREATE_LANE_RESOURCE,
@@ -82,6 +83,12 @@ class SwimlaneWorkflow:
             self.state = start  # continued as new: resources exist, the clock keeps running
         else:
             spec = start.model_copy(update={"name": normalise_lane_name(start.name)})
+            try:  # started past the CLI with a bad value: fail visibly, not task after task
+                LANE_TTL.check(spec.ttl_seconds)
+                LANE_GRACE.check(spec.grace_seconds)
+            except ValueError as refused:
+                raise ApplicationError(f"lane {spec.name}: {refused}", type="InvalidLaneSpec",
+                                       non_retryable=True) from None
             now = workflow.now()
             self.state = LaneState(spec=spec, last_activity=now,
                                    expires_at=now + self._lifetime(spec))

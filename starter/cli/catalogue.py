@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from catalogue.tables import Application, Baseline, Environment
+from schemas.durations import APPROVAL_TIMEOUT, STABLE
 from schemas.enums import AppCategory, AppState, AppTier, RuntimeKind, Strategy
 from schemas.settings import get_settings
 from starter.cli.console import command_store, console
@@ -229,9 +230,10 @@ def env_add(
             ports=port or [], env_vars=env or [], runtime=runtime, namespace=namespace,
             health_path=health_path, settings=settings, actor=current_user(),
             strategy=strategy, gray_steps=steps.split(",") if steps is not None else None,
-            stable_seconds=parse_duration(stable, "--stable"), batch_size=batch_size,
+            stable_seconds=parse_duration(stable, "--stable", STABLE), batch_size=batch_size,
             approval=approval,
-            approval_timeout_seconds=parse_duration(approval_timeout, "--approval-timeout"),
+            approval_timeout_seconds=parse_duration(approval_timeout, "--approval-timeout",
+                                                    APPROVAL_TIMEOUT),
         )
     console.print(f"added {app} {added.name} ({_rollout_text(added)}), load balancer "
                   f"{_lb_url(added)}", highlight=False)

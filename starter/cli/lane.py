@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from catalogue.store import CatalogueError
+from schemas.durations import LANE_GRACE, LANE_TTL
 from schemas.lanes import LaneSpec, LaneStatus
 from schemas.settings import get_settings
 from starter.cli.console import catalogue_errors, command_store, console
@@ -66,10 +67,10 @@ def _show(status: LaneStatus) -> None:
 def create(
     name: Name,
     apps: Annotated[str, typer.Option(help="Applications in the lane, comma-separated.")],
-    ttl: Annotated[str, typer.Option(help="Idle time before the lane is deleted (s/m/h/d); a "
-                                     "notice goes out one grace period earlier.")] = "6d",
-    grace: Annotated[str, typer.Option(help="Time between the notice and the deletion.")]
-        = "1d",
+    ttl: Annotated[str, typer.Option(help="Idle time (s/m/h/d, 1m to 365d) after which a notice "
+                                     "goes out and the lane is marked for deletion.")] = "6d",
+    grace: Annotated[str, typer.Option(help="Time after the notice (1m to 30d) before the lane "
+                                       "is deleted, unless renewed.")] = "1d",
     ticket: Annotated[str, typer.Option(help="Ticket or iteration id.")] = "",
     desc: Annotated[str, typer.Option(help="What the lane is for.")] = "",
 ) -> None:
@@ -78,7 +79,8 @@ def create(
         lane = lane_name(name)
         if not _apps(apps):
             raise typer.BadParameter("name at least one application", param_hint="--apps")
-        ttl_seconds, grace_seconds = parse_duration(ttl, "ttl"), parse_duration(grace, "grace")
+        ttl_seconds, grace_seconds = parse_duration(ttl, "--ttl", LANE_TTL), parse_duration(
+            grace, "--grace", LANE_GRACE)
         with command_store() as store:
             app_list = check_apps(store, _apps(apps))
         spec = LaneSpec(name=lane, apps=app_list, ttl_seconds=ttl_seconds,

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from schemas.durations import SCHEDULE_INTERVAL
 from schemas.settings import get_settings
 from starter.cli.console import catalogue_errors, console
 from starter.service.schedules import apply_schedules
@@ -24,7 +25,7 @@ def apply(
 ) -> None:
     """Create or update the janitor's schedule: it removes what dead lanes left behind."""
     with catalogue_errors():
-        interval = timedelta(seconds=parse_duration(every, "interval"))
+        interval = timedelta(seconds=parse_duration(every, "interval", SCHEDULE_INTERVAL))
 
         async def run() -> str:
             settings = get_settings()

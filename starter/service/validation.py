@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from catalogue.store import CatalogueError
+from schemas.durations import DurationRule
 from schemas.enums import ApprovalPolicy, Strategy
 
 REPLICAS_MIN, REPLICAS_MAX = 1, 24
@@ -103,13 +104,16 @@ def check_gray_steps(steps: list[str], replicas: int) -> list[str]:
     return cleaned
 
 
-def parse_duration(text: str, what: str) -> int:
-    """Seconds from ``90``, ``90s``, ``15m``, ``24h`` or ``2d``."""
+def parse_duration(text: str, what: str, rule: DurationRule) -> int:
+    """Seconds from ``90``, ``90s``, ``15m``, ``24h`` or ``2d``, within ``rule``'s range."""
     match = _DURATION.fullmatch(text.strip().lower())
-    if match is None:
+    if match is None or len(match.group(1)) > 9:
         raise CatalogueError(f"invalid {what} {text!r}: use seconds like 90, or a number with "
                              f"s, m, h or d, like 15m or 24h")
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    try:
+        return rule.check(int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    except ValueError as error:
+        raise CatalogueError(f"{what}: {error}") from None
 
 
 def format_duration(seconds: int) -> str:

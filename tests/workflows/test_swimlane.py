@@ -348,3 +348,21 @@ def test_the_carried_state_round_trips_as_json() -> None:
     at = datetime(2026, 1, 1)
     state = LaneState(spec=LaneSpec(name="x", apps=[]), last_activity=at, expires_at=at)
     assert LaneState.model_validate_json(state.model_dump_json()) == state
+
+
+async def test_a_lane_started_with_an_out_of_range_ttl_fails_instead_of_retrying(
+        env: WorkflowEnvironment) -> None:
+    """Started past the CLI (raw JSON, another client), a TTL of 99999999 days must fail the
+    workflow visibly, not fail its workflow task forever."""
+    name = lane_name()
+    world = LaneWorld()
+    queue = f"q-{uuid.uuid4()}"
+    raw = {"name": name, "apps": ["shop"], "ttl_seconds": 99999999 * 86400,
+           "grace_seconds": 86400}
+    async with workers(env.client, queue, [SwimlaneWorkflow], world.activities()):
+        handle = await env.client.start_workflow(
+            "SwimlaneWorkflow", raw, id=lane_workflow_id(name), task_queue=queue)
+        with pytest.raises(WorkflowFailureError) as failed:
+            await asyncio.wait_for(handle.result(), timeout=30)
+    assert "lane TTL" in str(failed.value.cause) and "out of range" in str(failed.value.cause)
+    assert world.created == []

@@ -116,6 +116,10 @@ BAD_INPUT = [
     pytest.param("release shop prod --ref=--output=/tmp/slipway-pwned",
                  ["starts with '-'"], id="option-injection-ref"),
     pytest.param("change create shop prod --ref=-b", ["starts with '-'"], id="option-ref-change"),
+    pytest.param("env add shop dev --stable 2d", ["stable time of 2d is out of range",
+                                                  "0s to 1d"], id="stable-too-long"),
+    pytest.param("env add shop dev --approval-timeout 0", ["approval timeout of 0s"],
+                 id="approval-timeout-zero"),
 ]
 
 

@@ -26,7 +26,13 @@ from workflows.swimlane import SwimlaneWorkflow
     ("lane create pay --apps shop", ["shop has never been released or built",
                                      "release it to test first"]),
     ("lane create pay --apps gone", ["gone has no environment a lane could copy"]),
-    ("lane create pay --apps shop --ttl soon", ["invalid ttl 'soon'"]),
+    ("lane create pay --apps shop --ttl soon", ["invalid --ttl 'soon'"]),
+    ("lane create pay --apps shop --ttl 0", ["--ttl: lane TTL of 0s is out of range",
+                                             "1m to 365d"]),
+    ("lane create pay --apps shop --grace 0", ["--grace: lane grace period of 0s",
+                                               "1m to 30d"]),
+    ("lane create pay --apps shop --ttl 99999999d", ["--ttl: lane TTL of 99999999d is out"]),
+    ("lane create pay --apps shop --ttl 99999999999999999999d", ["invalid --ttl"]),
 ])
 def test_bad_lane_requests_are_refused(populated: Store, command: str,
                                        words: list[str]) -> None:
