@@ -43,6 +43,7 @@ from schemas.sources import SourceRefused
 from starter.api.deps import ClientDep, StoreDep, current_user
 from starter.api.hooks import (
     GitEvent,
+    WebhookShapeError,
     parse_gitlab,
     parse_registry,
     payload_id,
@@ -193,7 +194,7 @@ def create_app(settings: Settings | None = None,
         event_id = request.headers.get("X-Gitlab-Event-UUID") or payload_id(body)
         try:
             event = parse_gitlab(kind, payload)
-        except SourceRefused as refused:
+        except (SourceRefused, WebhookShapeError) as refused:
             raise HTTPException(422, str(refused)) from None
         if event is None:
             return {"status": "ignored", "event": kind}
@@ -253,7 +254,11 @@ def create_app(settings: Settings | None = None,
             raise HTTPException(401, "wrong or missing Authorization header")
         body, payload = await json_body(request)
         recorded, duplicates = 0, 0
-        for push in parse_registry(body, payload):
+        try:
+            pushes = parse_registry(body, payload)
+        except WebhookShapeError as refused:
+            raise HTTPException(422, f"not a registry push notification: {refused}") from None
+        for push in pushes:
             if not await run_in_threadpool(claim_delivery, store, "registry", push.event_id,
                                            push.source):
                 duplicates += 1

@@ -20,6 +20,34 @@ from starter.api.settings import HookRule
 ZERO_SHA = "0" * 40
 
 
+class WebhookShapeError(ValueError):
+    """A delivery whose JSON is not shaped like the event it claims to be (answered 422)."""
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise WebhookShapeError(f"{where} must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _array(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise WebhookShapeError(f"{where} must be a JSON array, not {type(value).__name__}")
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise WebhookShapeError(f"{where} must be a string, not {type(value).__name__}")
+    return str(value)
+
+
 def secret_matches(given: str | None, secret: str) -> bool:
     """Constant-time comparison; an unconfigured secret never matches."""
     if not secret or given is None:
@@ -45,18 +73,19 @@ class GitEvent:
 
 def parse_gitlab(event_header: str, payload: dict[str, Any]) -> GitEvent | None:
     """The push described by a GitLab webhook, or None for events we don't act on
-    (other kinds, deletions of a branch or tag). Raises SourceRefused for a ref or commit
-    that is not a plain git ref name."""
+    (other kinds, deletions of a branch or tag). Raises WebhookShapeError for a payload not
+    shaped like a push, SourceRefused for a ref or commit that is not a plain git ref name."""
     kind = payload.get("object_kind") or {
         "Push Hook": "push", "Tag Push Hook": "tag_push"}.get(event_header, "")
     if kind not in ("push", "tag_push"):
         return None
-    ref = str(payload.get("ref") or "")
-    sha = str(payload.get("checkout_sha") or payload.get("after") or "")
+    ref = _text(payload.get("ref"), "ref")
+    sha = _text(payload.get("checkout_sha") or payload.get("after"), "checkout_sha")
     if not sha or sha == ZERO_SHA:  # deleted ref: nothing to release
         return None
-    project = str((payload.get("project") or {}).get("path_with_namespace") or "")
-    user = str(payload.get("user_username") or payload.get("user_name") or "")
+    project = _text(_object(payload.get("project"), "project").get("path_with_namespace"),
+                    "project.path_with_namespace")
+    user = _text(payload.get("user_username") or payload.get("user_name"), "user_username")
     if kind == "tag_push" and ref.startswith("refs/tags/"):
         event = GitEvent("tag", project, ref.removeprefix("refs/tags/"), sha, user)
     elif kind == "push" and ref.startswith("refs/heads/"):
@@ -99,25 +128,36 @@ class ImagePush:
 def parse_registry(body: bytes, payload: dict[str, Any]) -> list[ImagePush]:
     """Manifest pushes in a distribution envelope or a Harbor webhook (others are ignored)."""
     pushes: list[ImagePush] = []
-    if isinstance(payload.get("events"), list):
-        for event in payload["events"]:
-            target = event.get("target") or {}
+    if "events" in payload:
+        for number, raw in enumerate(_array(payload["events"], "events")):
+            event = _object(raw, f"events[{number}]")
+            target = _object(event.get("target"), f"events[{number}].target")
             # Blob uploads notify too; only a manifest is an image (or an index of them).
-            is_manifest = "manifest" in str(target.get("mediaType", "")) or target.get("tag")
-            if event.get("action") != "push" or not is_manifest:
+            is_manifest = ("manifest" in _text(target.get("mediaType"), "target.mediaType")
+                           or target.get("tag"))
+            if _text(event.get("action"), "action") != "push" or not is_manifest:
                 continue
+            repository = _text(target.get("repository"), "target.repository")
+            if not repository:
+                raise WebhookShapeError(f"events[{number}].target names no repository")
             pushes.append(ImagePush(
-                event_id=str(event.get("id") or payload_id(json.dumps(event).encode())),
-                repository=str(target.get("repository", "")), tag=str(target.get("tag", "")),
-                digest=str(target.get("digest", "")), source="distribution",
-                actor=str((event.get("actor") or {}).get("name", ""))))
+                event_id=_text(event.get("id"), "id") or payload_id(json.dumps(event).encode()),
+                repository=repository, tag=_text(target.get("tag"), "target.tag"),
+                digest=_text(target.get("digest"), "target.digest"), source="distribution",
+                actor=_text(_object(event.get("actor"), "actor").get("name"), "actor.name")))
     elif payload.get("type") in ("PUSH_ARTIFACT", "pushImage"):
-        data = payload.get("event_data") or {}
-        repository = str((data.get("repository") or {}).get("repo_full_name", ""))
-        for index, resource in enumerate(data.get("resources") or []):
+        data = _object(payload.get("event_data"), "event_data")
+        repository = _text(_object(data.get("repository"), "event_data.repository")
+                           .get("repo_full_name"), "repo_full_name")
+        for index, raw in enumerate(_array(data.get("resources"), "event_data.resources")):
+            resource = _object(raw, f"event_data.resources[{index}]")
             # Harbor sends no event id: the delivery's bytes are its identity.
             pushes.append(ImagePush(
                 event_id=f"{payload_id(body)}#{index}", repository=repository,
-                tag=str(resource.get("tag", "")), digest=str(resource.get("digest", "")),
-                source="harbor", actor=str(payload.get("operator", ""))))
+                tag=_text(resource.get("tag"), "tag"), digest=_text(resource.get("digest"),
+                                                                    "digest"),
+                source="harbor", actor=_text(payload.get("operator"), "operator")))
+    elif "type" not in payload:  # other Harbor event types are fine, and ignored
+        raise WebhookShapeError("neither a distribution notification ({\"events\": [...]}) "
+                                "nor a Harbor push webhook ({\"type\": \"PUSH_ARTIFACT\"})")
     return pushes

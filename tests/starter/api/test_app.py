@@ -426,3 +426,29 @@ async def test_a_hostile_pushed_ref_is_refused_before_anything_runs(
     assert "pushed ref" in answer.json()["detail"]
     assert changes_of(store, app) == []
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(("hook", "payload", "reason"), [
+    ("/hooks/registry", {"events": [{"action": "push", "target": "x"}]},
+     "events[0].target must be a JSON object"),
+    ("/hooks/registry", {"events": "push"}, "events must be a JSON array"),
+    ("/hooks/registry", {"events": [7]}, "events[0] must be a JSON object"),
+    ("/hooks/registry", {"events": [{"action": "push", "target": {"tag": "1"}}]},
+     "names no repository"),
+    ("/hooks/registry", {"type": "PUSH_ARTIFACT", "event_data": {"resources": "x"}},
+     "event_data.resources must be a JSON array"),
+    ("/hooks/registry", {"hello": "world"}, "neither a distribution notification"),
+    ("/hooks/gitlab", {"object_kind": "push", "ref": ["refs/heads/x"], "after": "a" * 40},
+     "ref must be a string"),
+    ("/hooks/gitlab", {"object_kind": "push", "ref": "refs/heads/x", "after": "a" * 40,
+                       "project": "team/shop"}, "project must be a JSON object"),
+])
+async def test_unexpected_webhook_shapes_answer_422_with_the_reason(
+        env: WorkflowEnvironment, store: Store, tmp_path: Path, hook: str,
+        payload: dict[str, Any], reason: str) -> None:
+    headers = (gitlab_headers(f"e-{uuid.uuid4().hex}", event="Push Hook")
+               if hook == "/hooks/gitlab" else {"Authorization": f"Bearer {REGISTRY_SECRET}"})
+    async with receiver(env, store, tmp_path) as http:
+        answer = await http.post(hook, json=payload, headers=headers)
+    assert answer.status_code == 422, answer.text
+    assert reason in answer.json()["detail"]
