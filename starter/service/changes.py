@@ -19,7 +19,8 @@ from catalogue.store import CatalogueError, Store, audit, find_app, find_env, la
 from catalogue.tables import Application, Baseline, Change, Environment, Release
 from schemas.enums import AppState, ChangeKind, ChangeState, ReleaseState
 from schemas.models import ReleaseRequest
-from schemas.sources import SourceRefused, check_ref
+from schemas.images import check_image_ref
+from schemas.sources import check_ref
 from starter.service.validation import check_cpu, check_memory, check_replicas
 
 # A release that ended in these states never ran: its change went back to developing and may
@@ -75,11 +76,13 @@ def create_change(store: Store, app: str, env: str, *, kind: ChangeKind | str,
     if stray:
         raise CatalogueError(f"a {kind} change takes only {' / '.join(allowed)}, "
                              f"not {', '.join(stray)}")
-    if ref:
-        try:
+    try:
+        if ref:
             check_ref(ref)
-        except SourceRefused as refused:
-            raise CatalogueError(str(refused)) from None
+        if image:
+            check_image_ref(image)
+    except ValueError as refused:
+        raise CatalogueError(str(refused)) from None
     if kind == ChangeKind.CODE and image and ref:
         raise CatalogueError("a code change names either --image (an existing image) or --ref "
                              "(a git ref to build), not both")

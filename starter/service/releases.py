@@ -31,7 +31,8 @@ from catalogue.releases import approval_required, check_releasable
 from catalogue.store import CatalogueError, Store, find_app, find_env, latest_baseline
 from schemas.models import ReleaseOutcome, ReleaseRequest, ReleaseStatus
 from schemas.settings import Settings
-from schemas.sources import SourceRefused, check_ref
+from schemas.images import check_image_ref
+from schemas.sources import check_ref
 from workflows import search
 from workflows.release import ReleaseWorkflow, release_workflow_id
 
@@ -60,11 +61,13 @@ def validate_release(store: Store, request: ReleaseRequest) -> tuple[ReleaseRequ
     if request.image and request.ref:
         raise CatalogueError("pass either --image (release an existing image) or --ref "
                              "(build from source), not both")
-    if request.ref:
-        try:
+    try:
+        if request.ref:
             check_ref(request.ref)
-        except SourceRefused as refused:
-            raise CatalogueError(str(refused)) from None
+        if request.image:
+            check_image_ref(request.image)
+    except ValueError as refused:
+        raise CatalogueError(str(refused)) from None
     with store.session() as session:
         app = find_app(session, request.app)
         check_releasable(app)
