@@ -40,12 +40,12 @@ def _env_name(app: str, env: str) -> str:
 
 def _control(name: str, app: str, env: str, user: str | None, text: str = "") -> None:
     with catalogue_errors():
+        arg = control_input(name, user or current_user(), text)
         env_name = _env_name(app, env)
 
         async def send() -> str:
             client = await connect(get_settings())
-            return await send_update(client, app, env_name, name,
-                                     control_input(name, user or current_user(), text))
+            return await send_update(client, app, env_name, name, arg)
 
         answer = asyncio.run(send())
     console.print(f"[bold green]{name}[/] {app}@{env_name}: {answer}", highlight=False)

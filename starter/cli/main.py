@@ -9,6 +9,7 @@ import traceback
 
 import typer
 
+from catalogue.store import CatalogueError
 from starter.cli import controls as cli_controls
 from starter.cli import release as cli_release
 from starter.cli import serve as cli_serve
@@ -16,9 +17,11 @@ from starter.cli import stack as cli_stack
 from starter.cli.build import build_cli, token_cli
 from starter.cli.catalogue import app_cli, env_cli
 from starter.cli.change import baseline_cli, change_cli
+from starter.cli.console import fail
 from starter.cli.lane import lane_cli
 from starter.cli.release import release_cli
 from starter.cli.schedule import schedules_cli
+from starter.service.identity import current_user
 
 EXIT_STATUSES = (
     "Exit status: 0 done (`release` without --wait: 0 once the release has started); "
@@ -56,6 +59,16 @@ cli.add_typer(schedules_cli, name="schedules", help="Temporal Schedules (the lan
 cli.add_typer(token_cli, name="token", help="Create and revoke API tokens for the HTTP receiver.")
 cli.add_typer(build_cli, name="build",
               help="List, show and delete builds (deleting removes the image).")
+
+
+@cli.callback()
+def _root() -> None:
+    # SLIPWAY_USER is the actor of every command: refuse a bad one before any command runs.
+    if os.environ.get("SLIPWAY_USER"):
+        try:
+            current_user()
+        except CatalogueError as error:
+            fail(str(error))
 
 
 def run(args: list[str]) -> int:

@@ -22,6 +22,7 @@ from schemas import settings as settings_module
 from schemas.enums import AppCategory, ApprovalPolicy, AppState, AppTier, RuntimeKind, Strategy
 from schemas.settings import Settings
 from schemas.sources import SourceRefused, check_source
+from starter.service.identity import check_user
 from starter.service.validation import (
     check_cpu,
     check_memory,
@@ -300,9 +301,7 @@ def _choice(kind: type[_Choice], value: _Choice | str, what: str) -> _Choice:
 def _user_list(users: list[str], what: str) -> list[str]:
     cleaned: list[str] = []
     for user in users:
-        user = user.strip()
-        if not user or any(c.isspace() or c == "," for c in user):
-            raise CatalogueError(f"invalid {what} {user!r}: give one user name per --{what}")
+        check_user(user, what)
         if user not in cleaned:
             cleaned.append(user)
     return cleaned

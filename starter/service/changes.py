@@ -18,8 +18,8 @@ from catalogue.releases import check_releasable
 from catalogue.store import CatalogueError, Store, audit, find_app, find_env, latest_baseline
 from catalogue.tables import Application, Baseline, Change, Environment, Release
 from schemas.enums import AppState, ChangeKind, ChangeState, ReleaseState
-from schemas.models import ReleaseRequest
 from schemas.images import check_image_ref
+from schemas.models import ReleaseRequest
 from schemas.sources import check_ref
 from starter.service.validation import check_cpu, check_memory, check_replicas
 

@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from catalogue.store import CatalogueError
 from schemas.models import ApprovalInput, ControlInput, ReleaseStatus
+from starter.service.identity import check_user
 from starter.service.releases import release_status
 from starter.service.temporal_client import update_refusal
 from workflows.release import ReleaseWorkflow, release_workflow_id
@@ -40,6 +41,7 @@ UPDATES: dict[str, tuple[Any, type[ApprovalInput] | type[ControlInput]]] = {
 def control_input(name: str, user: str, text: str = "") -> ApprovalInput | ControlInput:
     """The Update argument for command ``name``: a comment for approve/reject, else a reason."""
     _, model = UPDATES[name]
+    check_user(user, "--as user")
     if model is ApprovalInput:
         return ApprovalInput(user=user, comment=text)
     return ControlInput(user=user, reason=text)

@@ -29,9 +29,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from catalogue.releases import approval_required, check_releasable
 from catalogue.store import CatalogueError, Store, find_app, find_env, latest_baseline
+from schemas.images import check_image_ref
 from schemas.models import ReleaseOutcome, ReleaseRequest, ReleaseStatus
 from schemas.settings import Settings
-from schemas.images import check_image_ref
 from schemas.sources import check_ref
 from workflows import search
 from workflows.release import ReleaseWorkflow, release_workflow_id

@@ -10,6 +10,7 @@ from sqlmodel import select
 from catalogue.store import CatalogueError, Store, audit
 from catalogue.tables import utcnow
 from catalogue.tokens import ApiToken
+from starter.service.identity import check_user
 
 TOKEN_PREFIX = "slw_"
 
@@ -21,8 +22,9 @@ def hash_token(token: str) -> str:
 def create_token(store: Store, user: str, name: str = "", actor: str = "") -> tuple[str, str]:
     """A new token acting as ``user``; returns (name, clear token). The clear token is shown
     to the caller once and never stored."""
-    if not user.strip():
-        raise CatalogueError("a token needs a user")
+    check_user(user, "token user")
+    if name:
+        check_user(name, "token name")
     name = name or user
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with store.session() as session:

@@ -12,14 +12,13 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from catalogue.store import CatalogueError
-from schemas.durations import DurationRule
+from schemas.durations import APPROVAL_TIMEOUT, STABLE, DurationRule
 from schemas.enums import ApprovalPolicy, Strategy
 
 REPLICAS_MIN, REPLICAS_MAX = 1, 24
 GATE = "gate"
 # One replica beside the old version, then half, then all: valid for any replica count.
 DEFAULT_GRAY_STEPS = ("1", "50%", "100%")
-APPROVAL_TIMEOUT_MIN = 60
 
 _CPU = re.compile(r"(?:\d+(?:\.\d{1,3})?|\.\d{1,3}|\d+m)")
 # Kubernetes quantities with a unit: a bare number would mean bytes and is always a mistake here.
@@ -63,16 +62,13 @@ def check_rollout(env_type: str, replicas: int, *, strategy: Strategy | str | No
         raise CatalogueError(f"--steps applies to the gray strategy only, and this "
                              f"environment uses {chosen}: add --strategy gray or drop --steps")
     steps = check_gray_steps(gray_steps, replicas) if gray_steps is not None else None
-    if stable_seconds < 0:
-        raise CatalogueError(f"stable time must be 0 seconds or more, got {stable_seconds}")
+    _within(STABLE, stable_seconds)
     if not 1 <= batch_size <= replicas:
         raise CatalogueError(
             f"batch size must be between 1 and the replica count {replicas}, got {batch_size}"
         )
     policy = _choice(ApprovalPolicy, approval, "approval policy")
-    if approval_timeout_seconds < APPROVAL_TIMEOUT_MIN:
-        raise CatalogueError(f"approval timeout must be at least {APPROVAL_TIMEOUT_MIN} "
-                             f"seconds, got {approval_timeout_seconds}")
+    _within(APPROVAL_TIMEOUT, approval_timeout_seconds)
     return {"strategy": chosen, "gray_steps": steps or list(DEFAULT_GRAY_STEPS),
             "stable_seconds": stable_seconds, "batch_size": batch_size, "approval": policy,
             "approval_timeout_seconds": approval_timeout_seconds}
@@ -114,6 +110,13 @@ def parse_duration(text: str, what: str, rule: DurationRule) -> int:
         return rule.check(int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
     except ValueError as error:
         raise CatalogueError(f"{what}: {error}") from None
+
+
+def _within(rule: DurationRule, seconds: int) -> None:
+    try:
+        rule.check(seconds)
+    except ValueError as error:
+        raise CatalogueError(str(error)) from None
 
 
 def format_duration(seconds: int) -> str:

@@ -122,6 +122,10 @@ BAD_INPUT = [
                  id="image-shell"),
     pytest.param("change create shop prod --image 'a b'", ["invalid image reference"],
                  id="change-image-space"),
+    pytest.param("token create 'a\nb'", ["invalid token user 'a\\nb'"], id="user-newline"),
+    pytest.param("app register x --approver 'lead;rm'", ["invalid approver 'lead;rm'"],
+                 id="approver-bad-name"),
+    pytest.param("approve shop prod --as 'a b'", ["invalid --as user 'a b'"], id="as-bad-user"),
     pytest.param("env add shop dev --stable 2d", ["stable time of 2d is out of range",
                                                   "0s to 1d"], id="stable-too-long"),
     pytest.param("env add shop dev --approval-timeout 0", ["approval timeout of 0s"],
@@ -171,3 +175,12 @@ def test_lb_port_allocation_skips_catalogue_ports(store: Store, monkeypatch: pyt
     with store.session() as session:
         ports = sorted(e.lb_port for e in session.exec(select(Environment)).all())
     assert start not in ports and len(set(ports)) == 2 and ports[0] > start
+
+
+def test_a_bad_slipway_user_is_refused_before_any_command(store: Store,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLIPWAY_USER", "ana\nlead")
+    result = run("app register x")
+    assert result.exit_code == 1
+    assert "invalid SLIPWAY_USER 'ana\\nlead'" in result.stderr
+    assert counts(store) == (0, 0, 0)
