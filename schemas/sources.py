@@ -70,7 +70,10 @@ def check_git_url(source: str) -> str:
 def check_local_source(source: str, roots: Sequence[Path]) -> Path:
     """A directory under one of ``roots`` (after following symlinks)."""
     _refuse_controls(source, "source")
-    path = Path(source).expanduser().resolve()
+    try:
+        path = Path(source).expanduser().resolve()
+    except (RuntimeError, OSError) as error:  # "~nobody/x": no such home directory
+        raise SourceRefused(f"source {source!r} cannot be resolved: {error}") from None
     if not path.is_dir():
         raise SourceRefused(f"source {source!r} is neither an existing directory nor a git URL "
                             "(https://…, ssh://…, git@host:path)")

@@ -26,8 +26,7 @@ from integrations.haproxy.common import (
     FRONTEND,
     HaproxyError,
 )
-
-_HEALTH_PATH_RE = re.compile(r"/[A-Za-z0-9._~/?=&%+:@!,;-]*")
+from schemas.http import check_health_path
 
 
 class HaproxyProcesses:
@@ -209,10 +208,9 @@ class HaproxyProcesses:
         self._check_key(key)
         if not 0 < bind_port < 65536:
             raise ValueError(f"invalid port {bind_port}")
-        if health_path is not None and not _HEALTH_PATH_RE.fullmatch(health_path):
+        if health_path is not None:
             # It is written into the config, where a space, quote or '#' would change it.
-            raise ValueError(f"invalid health path {health_path!r}: an absolute URL path of "
-                             "letters, digits and -._~/?=&%+:@!,; only")
+            check_health_path(health_path)
         with self._lock(key):
             if self.is_running(key):
                 running_port = self._configured_port(key)

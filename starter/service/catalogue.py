@@ -20,6 +20,7 @@ from catalogue.store import CatalogueError, Store, audit, find_app, find_env, la
 from catalogue.tables import Application, Baseline, Environment
 from schemas import settings as settings_module
 from schemas.enums import AppCategory, ApprovalPolicy, AppState, AppTier, RuntimeKind, Strategy
+from schemas.http import check_health_path
 from schemas.settings import Settings
 from schemas.sources import SourceRefused, check_source
 from starter.service.identity import check_user
@@ -166,9 +167,10 @@ def add_env(store: Store, app: str, env_type: str, *, cluster: str, replicas: in
     port_list = _check_ports(ports)
     variables = _parse_env_vars(env_vars)
     _check_label(namespace, "namespace", 63, "lowercase letters, digits and '-'")
-    if not health_path.startswith("/") or any(c.isspace() for c in health_path):
-        raise CatalogueError(f"health path must start with '/' and have no spaces, "
-                             f"got {health_path!r}")
+    try:
+        check_health_path(health_path)
+    except ValueError as error:
+        raise CatalogueError(str(error)) from None
     env_name = f"{env_type}@{cluster}"
     with store.session() as session:
         owner = find_app(session, app)
