@@ -22,7 +22,7 @@ from starter.service.validation import parse_duration
 
 # Printable text plus the characters that have broken things: newlines, quotes, '#', '$',
 # backticks, ';', '%', NUL and other controls, non-ASCII letters.
-HOSTILE = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)),
+HOSTILE = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]),
                   max_size=80) | st.text(alphabet=" \n\t\r#$`;'\"%\\/:@.-_~a0Z9", max_size=40)
 UNSAFE = re.compile(r"[\s#$`;'\"\\\x00-\x1f\x7f]")
 SETTINGS = settings(max_examples=300, deadline=None,
