@@ -37,7 +37,7 @@ from integrations.haproxy.traffic import HaproxyTraffic
 from integrations.lb_reconcile import LoadBalancerReconciler
 from integrations.notify.notifier import NotifierSettings, build_notifier
 from integrations.protocols import Runtime, TrafficRouter
-from lanes.docker_target import DockerLaneTarget
+from lanes.docker_target import LANE_PORT_OFFSET, DockerLaneTarget
 from lanes.janitor import LaneJanitor
 from lanes.resources import LaneResources, LaneSettings
 from schemas.settings import Cluster, Settings, get_settings
@@ -87,7 +87,8 @@ def build_cluster(name: str, cluster: Cluster, settings: Settings,
         return runtime, KubernetesTraffic(runtime)
     router = HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address)
     return (DockerRuntime(cluster.engines, cluster.publish_host,
-                          registry_auth=lambda _image: auth), HaproxyTraffic(router))
+                          registry_auth=lambda _image: auth, stack=settings.stack_label()),
+            HaproxyTraffic(router))
 
 
 def load_balancer_reconciler(settings: Settings) -> LoadBalancerReconciler | None:
@@ -99,7 +100,7 @@ def load_balancer_reconciler(settings: Settings) -> LoadBalancerReconciler | Non
         return None
     return LoadBalancerReconciler(
         HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address),
-        DockerRuntime(engines))
+        DockerRuntime(engines, stack=settings.stack_label()))
 
 
 async def keep_load_balancers(reconciler: LoadBalancerReconciler) -> None:
@@ -133,10 +134,11 @@ def lane_target(settings: Settings, lane_settings: LaneSettings,
                                     drain_seconds=settings.drain_timeout_seconds)
     return DockerLaneTarget(
         DockerRuntime(cluster.engines[:1], cluster.publish_host,
-                      registry_auth=lambda _image: auth),
+                      registry_auth=lambda _image: auth, stack=settings.stack_label()),
         HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address),
         settings.lb_bind_address, lane_settings.lane_deadline_seconds,
-        settings.drain_timeout_seconds)
+        settings.drain_timeout_seconds,
+        port_start=settings.lb_port_start + LANE_PORT_OFFSET)
 
 
 def image_builder(settings: Settings) -> BuilderRouter:
@@ -194,7 +196,8 @@ def make_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor
     janitor = JanitorActivities(
         LaneJanitor(engines, HaproxyRouter(settings.state_dir, settings.haproxy_bin,
                                            settings.lb_bind_address), kube_lanes,
-                    min_age=timedelta(seconds=settings.janitor_min_age_seconds)),
+                    min_age=timedelta(seconds=settings.janitor_min_age_seconds),
+                    stack=settings.stack_label()),
         Store(settings.resolved_database_url()), client, asyncio.get_running_loop())
     return Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
                   activities=[*build_activities(settings), janitor.sweep_lane_orphans,

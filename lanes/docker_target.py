@@ -4,7 +4,6 @@ HAProxy frontend (the embedded default; see lanes/target.py for the contract).""
 from __future__ import annotations
 
 import contextlib
-import re
 import socket
 from typing import Any
 
@@ -14,11 +13,20 @@ from integrations.protocols import Progress
 from lanes.target import LABEL_LANE, LaneDeployment, lane_env_key
 from schemas.models import StartVersionInput, VersionRef
 
+# Lane frontends take ports from this far above SLIPWAY_LB_PORT_START, so they never race the
+# environments' own frontends (allocated from the start of the range by the catalogue).
+LANE_PORT_OFFSET = 1000
 
-def free_port(host: str) -> int:
+
+def bindable(host: str, port: int) -> bool:
+    """True when a TCP socket can bind ``host:port`` now (SO_REUSEADDR, as HAProxy binds)."""
     with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 class DockerLaneTarget:
@@ -26,8 +34,9 @@ class DockerLaneTarget:
 
     def __init__(self, runtime: DockerRuntime, router: HaproxyRouter,
                  bind_address: str = "127.0.0.1", deadline_seconds: float = 300.0,
-                 drain_seconds: float = 10.0) -> None:
+                 drain_seconds: float = 10.0, port_start: int = 18080 + LANE_PORT_OFFSET) -> None:
         self.runtime = runtime
+        self.port_start = port_start
         self.router = router
         self.bind_address = bind_address
         self.deadline_seconds = deadline_seconds
@@ -78,14 +87,16 @@ class DockerLaneTarget:
             self.runtime.remove_version(ref.model_copy(update={"version": version}))
 
     def _lb_port(self, env_key: str) -> int:
-        """The frontend's port: the one it already has (a retry, a newer version), else a
-        free one."""
-        config = self.router.config_path(env_key)
-        if config.exists():
-            match = re.search(r"bind \S+:(\d+)", config.read_text())
-            if match:
-                return int(match.group(1))
-        return free_port(self.bind_address)
+        """The frontend's port: the one it already has (a retry, a newer version), else the
+        lowest port from ``port_start`` that no frontend holds and nothing has bound."""
+        current = self.router.frontend_port(env_key)
+        if current is not None:
+            return current
+        held = {self.router.frontend_port(key) for key in self.router.known_keys()}
+        for port in range(self.port_start, 65536):
+            if port not in held and bindable(self.bind_address, port):
+                return port
+        raise RuntimeError(f"no free lane frontend port from {self.port_start} up to 65535")
 
     @staticmethod
     def _ref(detail: dict[str, Any], app: str) -> VersionRef:

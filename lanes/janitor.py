@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import docker
 
-from integrations.docker.runtime import LABEL_ENV
+from integrations.docker.runtime import LABEL_ENV, LABEL_STACK
 from integrations.haproxy.router import HaproxyRouter
 from lanes.target import LABEL_LANE
 
@@ -44,11 +44,14 @@ class LaneJanitor:
 
     def __init__(self, engines: list[str], router: HaproxyRouter,
                  kubernetes: list[KubernetesLaneTarget] | None = None,
-                 min_age: timedelta = timedelta(0), suspects: Path | None = None) -> None:
+                 min_age: timedelta = timedelta(0), suspects: Path | None = None,
+                 stack: str = "") -> None:
         self.engines = engines
         self.router = router
         self.kubernetes = list(kubernetes or [])
         self.min_age = min_age
+        # Only containers this stack started (labelled with its id) are ever swept.
+        self.stack_filter = [LABEL_LANE, f"{LABEL_STACK}={stack}"]
         self.suspects_path = suspects or router.state_dir / "janitor" / "suspects.json"
 
     def _suspects(self) -> set[str]:
@@ -68,7 +71,8 @@ class LaneJanitor:
         oldest: dict[str, datetime] = {}
         for engine in self.engines:
             client = docker.DockerClient(base_url=engine, timeout=60)
-            for container in client.containers.list(all=True, filters={"label": LABEL_LANE}):
+            for container in client.containers.list(all=True,
+                                                   filters={"label": self.stack_filter}):
                 created = _parse_time(container.attrs.get("Created", ""))
                 lane = container.labels[LABEL_LANE]
                 oldest[lane] = min(oldest.get(lane, created), created)
@@ -93,7 +97,8 @@ class LaneJanitor:
         found: dict[str, set[str]] = {}
         for engine in self.engines:
             client = docker.DockerClient(base_url=engine, timeout=60)
-            for container in client.containers.list(all=True, filters={"label": LABEL_LANE}):
+            for container in client.containers.list(all=True,
+                                                   filters={"label": self.stack_filter}):
                 found.setdefault(container.labels[LABEL_LANE], set()).add(
                     container.labels.get(LABEL_ENV, ""))
         return {lane: sorted(keys) for lane, keys in found.items()}
@@ -109,7 +114,8 @@ class LaneJanitor:
             for engine in self.engines:
                 client = docker.DockerClient(base_url=engine, timeout=60)
                 for container in client.containers.list(
-                        all=True, filters={"label": f"{LABEL_LANE}={lane}"}):
+                        all=True, filters={"label": [f"{LABEL_LANE}={lane}",
+                                                     *self.stack_filter[1:]]}):
                     container.remove(force=True)
             for key in env_keys.get(lane, []):
                 if key:

@@ -6,6 +6,7 @@ integration resolves it here, at call time, with :meth:`Settings.credential`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -71,11 +72,21 @@ class Settings(BaseSettings):
     # checkout (its examples/ included), so the demo builds; JSON list to change it.
     source_roots: list[Path] = Field(default_factory=lambda: [CHECKOUT / "examples", CHECKOUT])
 
+    # Labels every container this stack starts; empty: derived from the state directory.
+    stack_id: str = ""
+
     # The janitor never sweeps a lane younger than this (default: the default lane TTL).
     janitor_min_age_seconds: float = 6 * 86400
 
     drain_timeout_seconds: float = 30.0
     progress_deadline_seconds: float = 600.0
+
+    def stack_label(self) -> str:
+        """This stack's identity on shared engines: SLIPWAY_STACK_ID, else derived from the
+        state directory (two stacks on one host have two state directories)."""
+        if self.stack_id:
+            return self.stack_id
+        return "s" + hashlib.sha256(str(Path(self.state_dir).resolve()).encode()).hexdigest()[:10]
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'slipway.db'}"

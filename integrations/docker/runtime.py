@@ -26,6 +26,9 @@ LABEL_APP = "slipway.app"
 LABEL_ENV = "slipway.env"
 LABEL_VERSION = "slipway.version"
 LABEL_PORT = "slipway.port"
+# Which Slipway stack started a container: two stacks sharing one engine never touch each
+# other's containers (a container from before this label is taken as this stack's own).
+LABEL_STACK = "slipway.stack"
 STOP_TIMEOUT_SECONDS = 10
 
 
@@ -96,8 +99,10 @@ class DockerRuntime:
     """Runs versions of an application across one or more Docker engines."""
 
     def __init__(self, engines: list[str], publish_host: str = "127.0.0.1",
-                 registry_auth: Callable[[str], dict[str, str] | None] | None = None) -> None:
+                 registry_auth: Callable[[str], dict[str, str] | None] | None = None,
+                 stack: str = "") -> None:
         self.engines = engines
+        self.stack = stack
         self.publish_host = publish_host
         self._registry_auth = registry_auth or (lambda _image: None)
         self._clients: dict[str, docker.DockerClient] = {}
@@ -119,7 +124,8 @@ class DockerRuntime:
                 )
             except (APIError, docker.errors.DockerException) as error:
                 raise EngineError(f"docker engine {engine} unreachable: {error}") from error
-            found.extend((engine, c) for c in containers)
+            found.extend((engine, c) for c in containers
+                         if c.labels.get(LABEL_STACK, self.stack) == self.stack)
         return sorted(found, key=lambda pair: pair[1].name)
 
     def inspect_image(self, image: str) -> ImageSpec:
@@ -185,6 +191,7 @@ class DockerRuntime:
             "slipway.index": str(index), "slipway.image": spec.image,
             # The port the load balancer targets, so what runs can be put back in rotation.
             LABEL_PORT: str(spec.ports[0]) if spec.ports else "",
+            LABEL_STACK: self.stack,
         }
         try:
             client.containers.run(

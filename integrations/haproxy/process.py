@@ -174,6 +174,10 @@ class HaproxyProcesses:
         match = re.search(r"^\s*bind\s+\S*:(\d+)\s*$", text, re.MULTILINE)
         return int(match.group(1)) if match else None
 
+    def frontend_port(self, key: str) -> int | None:
+        """The port ``key``'s frontend is configured to listen on (None: no frontend)."""
+        return self._configured_port(key)
+
     def _health_path(self, key: str) -> str | None:
         try:
             text = self.config_path(key).read_text()

@@ -22,11 +22,13 @@ from workflows.swimlane import SwimlaneWorkflow
 pytestmark = pytest.mark.integration
 
 
-def lane_container(client: docker.DockerClient, settings: Settings, lane: str) -> str:
+def lane_container(client: docker.DockerClient, settings: Settings, lane: str,
+                   stack: str = "") -> str:
     container = client.containers.run(
         settings.base_image, ["sleep", "600"], detach=True,
         labels={"slipway.lane": lane, "slipway.env": f"shop-lane-{lane}",
-                "slipway.app": "shop", "slipway.version": "1"})
+                "slipway.app": "shop", "slipway.version": "1",
+                "slipway.stack": stack or settings.stack_label()})
     return str(container.id)
 
 
@@ -51,6 +53,9 @@ async def test_janitor_removes_orphans_and_spares_live_lanes(
         task_queue=settings.task_queue)
     orphan_id = lane_container(docker_client, settings, orphan)
     live_id = lane_container(docker_client, settings, live)
+    # Another Slipway stack's lane on the same engine: its workflow is not ours to ask about.
+    neighbour_id = lane_container(docker_client, settings, f"theirs-{uuid.uuid4().hex[:6]}",
+                                  stack="another-stack")
     # The catalogue lists the orphan as active (its workflow was terminated, say) and a
     # deleted lane as deleted: only the first is lost.
     lane_row(store, orphan, LaneStage.ACTIVE)
@@ -68,6 +73,7 @@ async def test_janitor_removes_orphans_and_spares_live_lanes(
         assert report.removed == {orphan: [f"shop-lane-{orphan}"]}
         assert not docker_client.containers.list(all=True, filters={"id": orphan_id})
         assert docker_client.containers.list(all=True, filters={"id": live_id})
+        assert docker_client.containers.list(all=True, filters={"id": neighbour_id})
         assert stage_of(store, live) in ("creating", "active")  # written by its workflow
         # Reported once, removed once: the next run finds nothing new.
         again = await temporal.client.execute_workflow(
@@ -77,7 +83,8 @@ async def test_janitor_removes_orphans_and_spares_live_lanes(
         await lane.terminate("test done")
         for container in docker_client.containers.list(
                 all=True, filters={"label": "slipway.lane"}):
-            if container.labels["slipway.lane"] in (orphan, live):
+            if (container.labels["slipway.lane"] in (orphan, live)
+                    or container.id == neighbour_id):
                 container.remove(force=True)
 
 

@@ -305,7 +305,8 @@ BAD_INPUT: list[Any] = [
     pytest.param("env add shop dev --stable 5x", ["invalid --stable '5x'"], id="bad-stable"),
     pytest.param("env add shop dev --approval maybe", ["unknown approval policy 'maybe'"],
                  id="bad-approval"),
-    pytest.param("env add shop dev --approval-timeout 10s", ["approval timeout of 10s is out of range", "1m to 30d"],
+    pytest.param("env add shop dev --approval-timeout 10s",
+                 ["approval timeout of 10s is out of range", "1m to 30d"],
                  id="approval-timeout-too-short"),
     # changes
     pytest.param("change create shop prod --kind scale --replicas 0",
