@@ -33,8 +33,10 @@ def record_lane(store: Store, data: LaneRecordInput) -> None:
         row.updated_at = utcnow()
         session.add(row)
         if changed:
+            # A lane spans apps: the app column names them, the env column the lane.
             audit(session, f"lane.{data.stage}", actor=data.actor or "slipway",
-                  lane=data.name, apps=data.apps, ticket=data.ticket)
+                  app=",".join(data.apps), env=f"lane:{data.name}", lane=data.name,
+                  apps=data.apps, ticket=data.ticket)
         session.commit()
 
 
@@ -57,7 +59,8 @@ def mark_lost(store: Store, alive: Callable[[str], bool]) -> list[str]:
             row.stage = LaneStage.LOST
             row.updated_at = utcnow()
             session.add(row)
-            audit(session, "lane.lost", actor="janitor", lane=row.name, apps=row.apps,
+            audit(session, "lane.lost", actor="janitor", app=",".join(row.apps),
+                  env=f"lane:{row.name}", lane=row.name, apps=row.apps,
                   workflow_id=row.workflow_id)
         session.commit()
     return lost

@@ -188,8 +188,11 @@ def note_approval(store: Store, data: NoteApprovalInput) -> None:
             _move_change(session, release.change_id, ChangeState.RELEASING)
         else:
             _move_change(session, release.change_id, ChangeState.APPROVING)
+        app, env = session.get(Application, release.app_id), session.get(Environment,
+                                                                          release.env_id)
         audit(session, "release.approved" if data.approver else "release.awaiting_approval",
-              actor=data.approver, release_id=release.id)
+              actor=data.approver, app=app.name if app else "", env=env.name if env else "",
+              release_id=release.id)
         session.commit()
 
 

@@ -7,13 +7,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlmodel import col, select
 
-from catalogue.releases import finish_release, open_release
+from catalogue.lanes import record_lane
+from catalogue.releases import finish_release, note_approval, open_release
 from catalogue.store import Store
+from catalogue.tables import AuditEvent
 from schemas.enums import ReleaseState
+from schemas.lanes import LaneRecordInput, LaneStage
 from schemas.models import (
     FinishReleaseInput,
     ImageSpec,
+    NoteApprovalInput,
     PrepareReleaseInput,
     ReleasePlan,
     ReleaseRequest,
@@ -67,3 +72,23 @@ def test_a_failed_release_keeps_its_version_label(store: Store) -> None:
     assert (following.from_version, following.to_version) == (1, 3)
     _finish(store, following, ReleaseState.SUCCEEDED)
     assert _open(store, "run-4").to_version == 4
+
+
+def test_approval_audit_rows_name_the_app_and_env(store: Store) -> None:
+    plan = _open(store, "run-approve")
+    note_approval(store, NoteApprovalInput(release_id=plan.release_id))
+    note_approval(store, NoteApprovalInput(release_id=plan.release_id, approver="lead"))
+    with store.session() as session:
+        rows = session.exec(select(AuditEvent).where(
+            col(AuditEvent.action).startswith("release.a"))).all()
+    assert [(row.action, row.app, row.env) for row in rows] == [
+        ("release.awaiting_approval", "shop", "test@local"),
+        ("release.approved", "shop", "test@local")]
+
+
+def test_lane_audit_rows_name_the_apps_and_the_lane(store: Store) -> None:
+    record_lane(store, LaneRecordInput(name="try-1", workflow_id="swimlane:try-1",
+                                       apps=["shop", "cart"], stage=LaneStage.ACTIVE))
+    with store.session() as session:
+        row = session.exec(select(AuditEvent).where(AuditEvent.action == "lane.active")).one()
+    assert (row.app, row.env) == ("shop,cart", "lane:try-1")
