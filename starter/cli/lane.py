@@ -13,7 +13,7 @@ from catalogue.store import CatalogueError
 from schemas.durations import LANE_GRACE, LANE_TTL
 from schemas.lanes import LaneSpec, LaneStatus
 from schemas.settings import get_settings
-from starter.cli.console import catalogue_errors, command_store, console
+from starter.cli.console import catalogue_errors, command_store, console, fail
 from starter.service.identity import current_user
 from starter.service.lanes import (
     check_apps,
@@ -78,7 +78,8 @@ def create(
     with catalogue_errors():
         lane = lane_name(name)
         if not _apps(apps):
-            raise typer.BadParameter("name at least one application", param_hint="--apps")
+            # A refused value, like every other one: exit 1 (2 is for malformed command lines).
+            fail("--apps names no application: give at least one, e.g. --apps shop,cart")
         ttl_seconds, grace_seconds = parse_duration(ttl, "--ttl", LANE_TTL), parse_duration(
             grace, "--grace", LANE_GRACE)
         with command_store() as store:

@@ -26,6 +26,7 @@ from workflows.swimlane import SwimlaneWorkflow
     ("lane create pay --apps shop", ["shop has never been released or built",
                                      "release it to test first"]),
     ("lane create pay --apps gone", ["gone has no environment a lane could copy"]),
+    ("lane create pay --apps ','", ["--apps names no application"]),
     ("lane create pay --apps shop --ttl soon", ["invalid --ttl 'soon'"]),
     ("lane create pay --apps shop --ttl 0", ["--ttl: lane TTL of 0s is out of range",
                                              "1m to 365d"]),
