@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import free_port
+from tests.support.load import failures, request_loop
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +33,10 @@ APP = "downup"
 def cli_env(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[dict[str, str]]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("SLIPWAY_")}
     port = free_port()
-    env.update(SLIPWAY_STATE_DIR=str(Path("/tmp") / f"slipway-du-{tmp_path.name}"),
+    # Short (HAProxy socket paths) and unique: a state directory left by another run would
+    # hold its catalogue.
+    state = Path("/tmp") / f"slipway-du-{uuid.uuid4().hex[:8]}"
+    env.update(SLIPWAY_STATE_DIR=str(state),
                SLIPWAY_TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
                SLIPWAY_TEMPORAL_UI_URL=f"http://127.0.0.1:{free_port()}",
                SLIPWAY_TEMPORAL_UI_PORT=str(free_port()), SLIPWAY_LB_PORT_START=str(free_port()),
@@ -37,6 +44,7 @@ def cli_env(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[dict
                SLIPWAY_SOURCE_ROOTS=json.dumps([str(SAMPLE.parent)]))
     yield env
     slipway(env, "down", "--force")
+    shutil.rmtree(state, ignore_errors=True)
     for container in docker_client.containers.list(all=True,
                                                    filters={"label": f"slipway.app={APP}"}):
         container.remove(force=True)
@@ -94,3 +102,32 @@ def test_down_refuses_mid_release_and_up_resumes_it(cli_env: dict[str, str]) -> 
     assert serves(url) == "sample-app 2.0.0"
     shown = ok(cli_env, "app", "show", APP)
     assert "v2" in shown
+
+
+def test_temporal_killed_mid_release_resumes_after_restart(cli_env: dict[str, str]) -> None:
+    """kill -9 of the Temporal server inside a stable wait: HAProxy keeps serving, and once
+    the server is back (`slipway up`) the same worker carries the release to success."""
+    ok(cli_env, "up")
+    ok(cli_env, "app", "register", APP, "--source", str(SAMPLE), "--ready")
+    added = ok(cli_env, "env", "add", APP, "test", "--replicas", "2", "--strategy", "gray",
+               "--steps", "1,100%", "--stable", "10s", "--approval", "none")
+    url = next(word for word in added.split() if word.startswith("http://127.0.0.1:"))
+    ok(cli_env, "release", APP, "test", "--version", "1.0.0", "--wait")
+    ok(cli_env, "release", APP, "test", "--version", "2.0.0")
+    wait_for("the stable wait", lambda: "waiting_stable" in slipway(
+        cli_env, "status", APP, "test").stdout, 120)
+
+    run_dir = Path(cli_env["SLIPWAY_STATE_DIR"]) / "run"
+    pid = int((run_dir / "temporal.pid").read_text().split()[0])
+    with request_loop(url, max_seconds=150) as outcomes:
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        time.sleep(3)  # the server is gone; the environment must keep serving meanwhile
+        ok(cli_env, "up")
+        wait_for("the release to end", lambda: "succeeded" in slipway(
+            cli_env, "status", APP, "test").stdout, 180)
+        took = time.monotonic() - killed
+    print(f"\nTemporal killed in a stable wait: release succeeded {took:.1f}s later; "
+          f"requests: {dict(outcomes)}")
+    assert failures(outcomes) == {}
+    assert serves(url) == "sample-app 2.0.0"
