@@ -1,6 +1,6 @@
-"""Chaos: a worker killed with ``kill -9`` inside a gray step's ``start_version`` /
-``wait_ready``, or inside a stable wait (``watch_health``), lets the release move on within
-30 s of a new worker starting.
+"""Chaos: a worker killed with ``kill -9`` inside the build (``build_image``), a gray step's
+``start_version`` / ``wait_ready``, or a stable wait (``watch_health``), lets the release move
+on within 30 s of a new worker starting.
 
 Real processes throughout: the Temporal dev server, dockerd, HAProxy, and the worker as a
 subprocess running ``worker.py`` with this test's settings (in the environment, as ``slipway
@@ -128,7 +128,8 @@ async def completed(handle: WorkflowHandle[Any, Any]) -> int:
 @pytest.mark.parametrize(("kill_inside", "stable_seconds"), [
     ({"start_version", "wait_ready"}, 1),
     ({"watch_health"}, 4),
-], ids=["start", "stable-wait"])
+    ({"build_image"}, 1),
+], ids=["start", "stable-wait", "build"])
 async def test_worker_killed_inside_a_gray_step_recovers_on_a_new_worker(
     temporal: WorkflowEnvironment, settings: Settings, store: Store,
     docker_client: docker.DockerClient, workers: list[WorkerProcess], cleanup: None,
@@ -149,7 +150,8 @@ async def test_worker_killed_inside_a_gray_step_recovers_on_a_new_worker(
         deadline = time.monotonic() + 60
         while not killed_in and time.monotonic() < deadline:
             status = await handle.query(ReleaseWorkflow.status)
-            if status.step >= 2:  # a later step: the canary serves beside v1 already
+            # A later step, where the canary serves beside v1 already; a build comes first.
+            if status.step >= 2 or "build_image" in kill_inside:
                 inside = [kind for kind in await running(handle) if kind in kill_inside]
                 if inside:
                     old.kill()
