@@ -7,8 +7,8 @@ import time
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.support import heartbeating, permanent
-from integrations.errors import PermanentRuntimeError
+from activities.support import Pulse, heartbeating, permanent
+from integrations.errors import ClusterUnavailableError, PermanentRuntimeError
 from integrations.protocols import Runtime
 from schemas.models import (
     HealthCheckInput,
@@ -21,6 +21,11 @@ from schemas.models import (
     WaitReadyInput,
     WatchHealthInput,
 )
+
+# A stable wait's failure threshold: problems must show this many probes in a row, a second
+# apart, before the version is judged unhealthy (a real failure costs ~2 s more to see).
+CONFIRM_PROBES = 3
+CONFIRM_SPACING_SECONDS = 1.0
 
 
 class RuntimeActivities:
@@ -73,7 +78,13 @@ class RuntimeActivities:
     @activity.defn
     def watch_health(self, data: WatchHealthInput) -> list[str]:
         """One stable-wait window: probe every interval until ``seconds`` have passed; the
-        first problems found end it early. An empty list means the version stayed healthy.
+        first confirmed problems end it early. An empty list means the version stayed healthy.
+
+        A problem counts once :data:`CONFIRM_PROBES` probes in a row, a second apart, find
+        one (a Kubernetes-style failure threshold), so a blip such as an engine restart that
+        brings every container back is not a reason to roll back. A runtime that does not
+        answer is no verdict at all: the watch goes on, and if the window ends while it is
+        still unreachable the activity fails (retried) instead of calling the version healthy.
 
         The time already watched is checkpointed in the heartbeat, so a retry on another
         worker (the first one died) watches only what is left of the window.
@@ -84,11 +95,19 @@ class RuntimeActivities:
                 permanent(PermanentRuntimeError):
             began = time.monotonic() - float(pulse.resumed.get("watched", 0.0))
             while True:
-                problems = runtime.check_health(check.version, check.replicas, check.port,
-                                                check.health_path)
+                try:
+                    problems = self._confirmed_problems(runtime, check, pulse)
+                    unreachable: ClusterUnavailableError | None = None
+                except ClusterUnavailableError as error:
+                    problems, unreachable = [], error
+                    pulse.progress(f"runtime unreachable, still watching: {error}")
                 watched = time.monotonic() - began
-                if problems or watched >= data.seconds:
+                if problems:
                     return problems
+                if watched >= data.seconds:
+                    if unreachable is not None:
+                        raise unreachable
+                    return []
                 next_probe = time.monotonic() + min(data.interval_seconds,
                                                     data.seconds - watched)
                 while (left := next_probe - time.monotonic()) > 0:
@@ -96,6 +115,20 @@ class RuntimeActivities:
                     pulse.progress(f"v{check.version.version} healthy for {watched:.0f}s",
                                    {"watched": watched})
                     time.sleep(min(1.0, left))  # short naps: a cancel is seen within 1 s
+
+    @staticmethod
+    def _confirmed_problems(runtime: Runtime, check: HealthCheckInput,
+                            pulse: Pulse) -> list[str]:
+        """Probe; when problems show, probe again until they persist :data:`CONFIRM_PROBES`
+        times in a row (the last problems) or a probe comes back clean (none)."""
+        for attempt in range(1, CONFIRM_PROBES + 1):
+            problems = runtime.check_health(check.version, check.replicas, check.port,
+                                            check.health_path)
+            if not problems or attempt == CONFIRM_PROBES:
+                return problems
+            pulse.progress(f"confirming ({attempt}/{CONFIRM_PROBES}): {'; '.join(problems)}")
+            time.sleep(CONFIRM_SPACING_SECONDS)
+        return []
 
     @activity.defn
     def list_versions(self, data: ListVersionsInput) -> list[int]:

@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass, field
 
 from integrations.docker.runtime import DockerRuntime
+from integrations.errors import ClusterUnavailableError
 from integrations.haproxy.router import HaproxyRouter
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,9 @@ class LoadBalancerReconciler:
         for key in self.router.known_keys():
             try:
                 repair = self.reconcile(key)
+            except ClusterUnavailableError as error:  # an engine restart: one line, no trace
+                log.warning("reconciling the load balancer of %s waits: %s", key, error)
+                continue
             except Exception:  # logged and retried on the next pass
                 log.warning("reconciling the load balancer of %s failed", key, exc_info=True)
                 continue

@@ -114,9 +114,13 @@ wait_for_docker() {
 }
 
 start_dockerd() {
+    # --live-restore: containers keep running while dockerd itself restarts or is upgraded;
+    # a release in flight waits for the engine to answer. Their published ports stay up only
+    # without the userland proxy (iptables DNAT, which outlives dockerd): docker-proxy
+    # processes die with the daemon.
     # setsid + all fds redirected: the daemon must outlive this script and must not hold the
     # caller's stdout open (CI waits for every holder of its pipe).
-    setsid dockerd --host unix:///var/run/docker.sock "$@" \
+    setsid dockerd --host unix:///var/run/docker.sock --live-restore "$@" \
         </dev/null >>"$DOCKERD_LOG" 2>&1 &
 }
 
@@ -129,7 +133,7 @@ ensure_docker() {
         # A pid file left by a killed daemon makes dockerd refuse to start.
         rm -f /var/run/docker.pid
         say "starting dockerd (log: $DOCKERD_LOG)"
-        start_dockerd
+        start_dockerd --userland-proxy=false
     fi
     wait_for_docker && return 0
     # Some kernels have no usable iptables/nftables. Published loopback ports still work

@@ -18,10 +18,28 @@ if [ -n "${FAIL_HEALTH_AFTER:-}" ]; then
     (sleep "$FAIL_HEALTH_AFTER" && rm -f /www/healthz) &
 fi
 
+# /cgi-bin/slow?N answers after N seconds (at most 60): an in-flight request for drills of
+# draining (the drain must wait for it) and for latency figures.
+mkdir -p /www/cgi-bin
+cat >/www/cgi-bin/slow <<'CGI'
+#!/bin/sh
+seconds="${QUERY_STRING:-1}"
+case "$seconds" in ''|*[!0-9]*) seconds=1 ;; esac
+[ "$seconds" -gt 60 ] && seconds=60
+sleep "$seconds"
+printf 'Content-Type: text/plain\r\n\r\nslow %s after %ss\n' "$APP_VERSION" "$seconds"
+CGI
+chmod 0755 /www/cgi-bin/slow
+
 httpd -f -p "$PORT" -h /www &
 HTTPD_PID=$!
 
 stop() {
+    # SHUTDOWN_DELAY=N: keep serving N seconds after SIGTERM, as an app that finishes its
+    # work before it exits (drills of a slow stop).
+    if [ -n "${SHUTDOWN_DELAY:-}" ]; then
+        sleep "$SHUTDOWN_DELAY"
+    fi
     kill -TERM "$HTTPD_PID" 2>/dev/null || true
     wait "$HTTPD_PID" 2>/dev/null || true
     exit 0

@@ -18,7 +18,7 @@ import httpx
 from docker.errors import APIError, ImageNotFound, NotFound
 from docker.models.containers import Container
 
-from integrations.errors import PermanentRuntimeError
+from integrations.errors import ClusterUnavailableError, PermanentRuntimeError
 from integrations.protocols import Progress
 from schemas.models import ImageSpec, Instance, StartVersionInput, VersionRef
 
@@ -33,7 +33,7 @@ STOP_TIMEOUT_SECONDS = 10
 
 
 
-class EngineError(Exception):
+class EngineError(ClusterUnavailableError):
     """An engine failure worth retrying (engine unreachable, container did not start)."""
 
 
@@ -256,13 +256,24 @@ class DockerRuntime:
 
     def check_health(self, ref: VersionRef, replicas: int, port: int,
                      health_path: str) -> list[str]:
-        """Problems of a running version right now: exited replicas, failed health checks."""
+        """Problems of a running version right now: exited replicas, failed health checks.
+
+        An engine that does not answer (restarting, overloaded) raises :class:`EngineError`:
+        that says nothing about the version's health, so it must not read as a problem.
+        """
         problems: list[str] = []
-        for _engine, container in self._containers(ref.env_key, ref.version):
-            container.reload()
-            if container.status != "running":
-                problems.append(f"{container.name} is {container.status}")
-        instances = self.instances(ref.env_key, ref.version, port)
+        try:
+            for _engine, container in self._containers(ref.env_key, ref.version):
+                try:
+                    container.reload()
+                except NotFound:
+                    problems.append(f"{container.name} is gone")
+                    continue
+                if container.status != "running":
+                    problems.append(f"{container.name} is {container.status}")
+            instances = self.instances(ref.env_key, ref.version, port)
+        except (APIError, OSError) as error:  # requests' connection errors are OSErrors
+            raise EngineError(f"docker engine unreachable: {error}") from error
         problems += [f"{i.name} failed {health_path}" for i in instances
                      if not self._healthy(i, health_path)]
         if len(instances) < replicas and not problems:

@@ -22,9 +22,10 @@ from catalogue.store import CatalogueError, Store
 from integrations.haproxy.router import HaproxyRouter
 from schemas.settings import Settings
 from starter.service.releases import follow
-from tests.integration.test_chaos_worker import WorkerProcess, cleanup, start, workers
+from tests.integration.test_chaos_worker import cleanup, start, workers
 from tests.integration.test_gray_docker import lb_url, versions_running
 from tests.integration.test_release_docker import APP, register_shop
+from tests.support.chaos import WorkerProcess
 from tests.support.load import failures, request_loop
 from workflows.release import ReleaseWorkflow
 

@@ -29,12 +29,12 @@ APP = "shop"
 
 
 def register_shop(store: Store, settings: Settings, strategy: str = "recreate",
-                  stable_seconds: int = 0) -> str:
+                  stable_seconds: int = 0, env_vars: dict[str, str] | None = None) -> str:
     register_app(store, APP, category="in-house", tier="core", owners=["ana"],
                  approvers=["lead"], source=str(SAMPLE), description="", actor="ana")
     mark_ready(store, APP, "ana")
     env = add_env(store, APP, "prod", cluster="local", replicas=2, cpu="", memory="64Mi",
-                  ports=[8080], env_vars={}, runtime="docker", namespace="default",
+                  ports=[8080], env_vars=env_vars or {}, runtime="docker", namespace="default",
                   health_path="/healthz", settings=settings, actor="ana", strategy=strategy,
                   stable_seconds=stable_seconds, approval="none")
     return env.name
