@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import time
+
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from temporalio import activity
 
 from activities.support import permanent
+from catalogue.approvals import check_approval
 from catalogue.releases import finish_release, note_approval, open_release
 from catalogue.store import CatalogueError, Store, audit, find_app
 from catalogue.tables import Build
 from schemas.models import (
+    ApprovalVerdict,
     FinishReleaseInput,
     FinishReleaseResult,
     NoteApprovalInput,
     PrepareReleaseInput,
     RecordBuildInput,
     ReleasePlan,
+    VerifyApprovalInput,
 )
 
 
@@ -48,8 +54,19 @@ class CatalogueActivities:
 
     @activity.defn
     def record_build(self, data: RecordBuildInput) -> int:
-        """Store the build record (image + digest); idempotent per workflow run and label."""
-        with permanent(CatalogueError), self.store.session() as session:
+        """Store the build record (image + digest); idempotent per workflow run and label.
+
+        The unique key (workflow id, label) settles two overlapping attempts: the second
+        insert fails and reads the first one's row.
+        """
+        with permanent(CatalogueError):
+            try:
+                return self._record_build(data)
+            except IntegrityError:
+                return self._record_build(data)
+
+    def _record_build(self, data: RecordBuildInput) -> int:
+        with self.store.session() as session:
             app = find_app(session, data.app)
             existing = session.exec(select(Build).where(
                 Build.workflow_id == data.workflow_id, Build.version_label == data.version_label
@@ -64,3 +81,9 @@ class CatalogueActivities:
                   digest=data.image.digest)
             session.commit()
             return build.id or 0
+
+    @activity.defn
+    def verify_approval(self, data: VerifyApprovalInput) -> ApprovalVerdict:
+        """Check an approval proof against the approver's active tokens; a refusal is an
+        audit event with who and why (the proof itself is never stored)."""
+        return check_approval(self.store, data, time.time())

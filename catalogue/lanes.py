@@ -64,3 +64,11 @@ def mark_lost(store: Store, alive: Callable[[str], bool]) -> list[str]:
                   workflow_id=row.workflow_id)
         session.commit()
     return lost
+
+
+def lane_owner(store: Store, name: str) -> str:
+    """Who asked for lane ``name`` (empty when the catalogue has no record of it)."""
+    with store.session() as session:
+        row = session.exec(select(LaneRecord).where(LaneRecord.name == name)
+                           .order_by(col(LaneRecord.id).desc())).first()
+    return row.requested_by if row else ""

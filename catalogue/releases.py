@@ -192,7 +192,7 @@ def note_approval(store: Store, data: NoteApprovalInput) -> None:
                                                                           release.env_id)
         audit(session, "release.approved" if data.approver else "release.awaiting_approval",
               actor=data.approver, app=app.name if app else "", env=env.name if env else "",
-              release_id=release.id)
+              release_id=release.id, **({"via": data.via} if data.via else {}))
         session.commit()
 
 

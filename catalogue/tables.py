@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, String, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, String, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from schemas.enums import (
@@ -77,7 +77,17 @@ class Environment(SQLModel, table=True):
 
 
 class Build(SQLModel, table=True):
-    """An image built from a source ref (镜像构建): full reference and digest."""
+    """An image built from a source ref (镜像构建): full reference and digest.
+
+    A release records its build once: (workflow id, label) is unique among builds recorded by
+    a workflow, so overlapping retries of ``record_build`` cannot write two rows.
+    """
+
+    __table_args__ = (
+        Index("ux_build_workflow_label", "workflow_id", "version_label", unique=True,
+              sqlite_where=text("workflow_id != ''"),
+              postgresql_where=text("workflow_id != ''")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     app_id: int = Field(foreign_key="application.id", index=True)

@@ -14,6 +14,11 @@ from sqlmodel import Field, SQLModel
 
 from catalogue.tables import utcnow
 
+# read: the GET views; release: start releases, renew lanes; approve: approve or reject
+# releases (the four-eyes rules still apply); lane-admin: delete any lane, not only one's own.
+ROLES = ("read", "release", "approve", "lane-admin")
+DEFAULT_ROLES = "read,release,approve"
+
 
 class ApiToken(SQLModel, table=True):
     """A bearer token of the receiver: ``name`` identifies it, ``user`` is who it acts as."""
@@ -28,6 +33,11 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     revoked: bool = False
     revoked_at: datetime | None = None
+    # Comma-separated roles (see ROLES): what the token may do through the receiver.
+    roles: str = DEFAULT_ROLES
+
+    def role_set(self) -> frozenset[str]:
+        return frozenset(role for role in self.roles.split(",") if role)
 
 
 class HookDelivery(SQLModel, table=True):

@@ -217,6 +217,7 @@ class NoteApprovalInput(BaseModel):
 
     release_id: int
     approver: str = ""
+    via: str = ""  # how the approval was authenticated (door, token name)
 
 
 class FinishReleaseResult(BaseModel):
@@ -246,10 +247,39 @@ class WatchHealthInput(BaseModel):
 
 
 class ApprovalInput(BaseModel):
-    """Argument of the ``approve`` / ``reject`` Updates."""
+    """Argument of the ``approve`` / ``reject`` Updates (and signals).
+
+    ``proof`` is a signed approval proof (:mod:`schemas.approvals`), never the token itself;
+    ``via`` is filled in by the workflow from the verified proof, for the record.
+    """
 
     user: str
     comment: str = ""
+    proof: str = ""
+    via: str = ""
+
+
+class VerifyApprovalInput(BaseModel):
+    """Check an approval proof against the approver's active tokens."""
+
+    proof: str
+    user: str
+    release: str  # workflow id
+    decision: str  # "approve" or "reject"
+    used_nonces: list[str] = Field(default_factory=list)
+    app: str = ""
+    env: str = ""
+
+
+class ApprovalVerdict(BaseModel):
+    """What ``verify_approval`` found: accepted (how it was sent, with which token), or the
+    reason it is refused."""
+
+    ok: bool
+    reason: str = ""
+    via: str = ""
+    token: str = ""
+    nonce: str = ""
 
 
 class ControlInput(BaseModel):

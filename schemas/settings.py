@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     registry_insecure: bool = True
     base_image: str = "slipway/busybox:local"
 
+    # Code-host account -> Slipway user, e.g. SLIPWAY_IDENTITIES='{"gitlab:alice.w": "alice"}':
+    # who requested a release through a webhook, in the namespace approvers are named in.
+    identities: dict[str, str] = Field(default_factory=dict)
+
     # Credential name -> value, e.g. SLIPWAY_CREDENTIALS='{"registry": "ci:secret"}'.
     credentials: dict[str, SecretStr] = Field(default_factory=dict)
 

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         ResolveImageInput,
     )
     from workflows import search
+    from workflows.approval import ApprovalDesk
     from workflows.cancellation import is_cancellation, stopped, to_the_end
     from workflows.policies import HEARTBEAT_TIMEOUT, QUICK, RETRY, UNTIL_DONE, build_queue
     from workflows.rollout import Undo, cause_of, rollout_for
@@ -66,7 +67,7 @@ class ReleaseWorkflow:
     def __init__(self) -> None:
         self.progress = ReleaseStatus(app="", env="", stage="pending")
         self._undo: list[tuple[str, Undo]] = []
-        self._decision: tuple[bool, ApprovalInput] | None = None
+        self._desk = ApprovalDesk()
         self._promote = False
         self.promote_full_requested = False
         self._paused = False
@@ -162,26 +163,30 @@ class ReleaseWorkflow:
         await self._notify(
             f"approval needed: {plan.app}@{plan.env} v{plan.to_version}",
             f"{plan.requested_by or 'someone'} asks to release {target.image}; approvers: "
-            f"{', '.join(plan.approvers)}: `slipway approve {plan.app} {plan.env} --as USER`",
+            f"{', '.join(plan.approvers)}: `SLIPWAY_TOKEN=<your token> slipway approve "
+            f"{plan.app} {plan.env} --as USER`",
         )
         timeout = timedelta(seconds=plan.approval_timeout_seconds)
         try:
             await workflow.wait_condition(
-                lambda: self._decision is not None or self._abort is not None, timeout=timeout)
+                lambda: self._desk.decision is not None or self._abort is not None,
+                timeout=timeout)
         except TimeoutError:
             raise ReleaseEnded(ReleaseState.APPROVAL_EXPIRED,
                                f"nobody approved within {timeout}") from None
         finally:
             self.progress.awaiting = ""
         await self.checkpoint()
-        assert self._decision is not None
-        approved, decision = self._decision
+        assert self._desk.decision is not None
+        approved, decision = self._desk.decision
         note = f": {decision.comment}" if decision.comment else ""
+        via = f" (via {decision.via})" if decision.via else ""
         if not approved:
-            raise ReleaseEnded(ReleaseState.REJECTED, f"rejected by {decision.user}{note}")
-        self.event(f"approved by {decision.user}{note}")
+            raise ReleaseEnded(ReleaseState.REJECTED, f"rejected by {decision.user}{via}{note}")
+        self.event(f"approved by {decision.user}{via}{note}")
         await self.act(CatalogueActivities.note_approval,
-                       NoteApprovalInput(release_id=plan.release_id, approver=decision.user),
+                       NoteApprovalInput(release_id=plan.release_id, approver=decision.user,
+                                         via=decision.via),
                        f"note: approved by {decision.user}", heartbeat=False)
         return decision.user
 
@@ -350,32 +355,31 @@ class ReleaseWorkflow:
 
     @workflow.update
     async def approve(self, data: ApprovalInput) -> str:
-        self._decision = (True, data)
-        return f"{data.user} approved {self._release_name()}"
+        decided = await self._decide(True, data)
+        return f"{decided.user} approved {self._release_name()}"
 
     @approve.validator
     def _validate_approve(self, data: ApprovalInput) -> None:
-        self._check_approver(data)
-        if data.user == self.progress.requested_by:
-            raise ValueError(f"four eyes: {data.user} requested this release and cannot approve "
-                             "it; ask another approver")
+        if refusal := self._desk.refusal(self.progress, True, data):
+            raise ValueError(refusal)
 
     @workflow.update
     async def reject(self, data: ApprovalInput) -> str:
-        self._decision = (False, data)
-        return f"{data.user} rejected {self._release_name()}"
+        decided = await self._decide(False, data)
+        return f"{decided.user} rejected {self._release_name()}"
 
     @reject.validator
     def _validate_reject(self, data: ApprovalInput) -> None:
-        self._check_approver(data)
+        if refusal := self._desk.refusal(self.progress, False, data):
+            raise ValueError(refusal)
 
-    def _check_approver(self, data: ApprovalInput) -> None:
-        if self.progress.awaiting != "approval" or self._decision is not None:
-            raise ValueError(f"the release is not waiting for approval (stage: "
-                             f"{self.progress.stage})")
-        if data.user not in self.progress.approvers:
-            raise ValueError(f"{data.user} is not an approver of {self.progress.app} (approvers: "
-                             f"{', '.join(self.progress.approvers) or 'none'})")
+    async def _decide(self, approved: bool, data: ApprovalInput) -> ApprovalInput:
+        try:
+            return await self._desk.decide(self.progress, approved, data)
+        except ApplicationError as refused:
+            self.event(f"{'approval' if approved else 'rejection'} by {data.user} refused: "
+                       f"{refused.message}")
+            raise
 
     @workflow.update
     async def promote(self, data: ControlInput) -> str:

@@ -1,7 +1,12 @@
 """The HTTP receiver (``python -m starter serve``): approvals, webhooks and read-only views.
 
-* ``POST /api/releases/{app}/{env}/approve|reject`` — bearer token → user; the workflow's
-  Update validator decides (403 with its reason when it refuses).
+Every ``/api`` route takes a bearer token (``slipway token create``) whose roles allow it:
+``read`` for the GET views, ``release`` to renew lanes, ``approve`` to approve or reject,
+``lane-admin`` to delete a lane one does not own. Refusals are audit events.
+
+* ``POST /api/releases/{app}/{env}/approve|reject`` — bearer token → user; the receiver signs
+  an approval proof with the token's hash, the worker verifies it, the workflow's rules decide
+  (403 with the reason when they refuse).
 * ``POST /hooks/gitlab`` — push and tag push events; rules in ``SLIPWAY_HOOK_RULES`` record a
   code change per matching rule (ref = the tag, or the pushed commit for a branch), submit it
   and release it through the same validation as ``slipway release --change``. A ref already
@@ -23,9 +28,10 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Annotated, Any
+import time
+from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select
@@ -36,11 +42,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from catalogue.store import CatalogueError, Store, audit, find_app, find_env
 from catalogue.tables import Application, Baseline, Change
 from catalogue.tokens import HookDelivery
+from schemas.approvals import Decision, sign_proof
 from schemas.enums import ChangeKind, ChangeState
 from schemas.models import ApprovalInput, ReleaseRequest
 from schemas.settings import Settings, get_settings
 from schemas.sources import SourceRefused
-from starter.api.deps import ClientDep, StoreDep, current_user
+from starter.api.deps import Approver, ClientDep, Reader, StoreDep
 from starter.api.hooks import (
     GitEvent,
     WebhookShapeError,
@@ -54,10 +61,12 @@ from starter.api.lanes import router as lanes_router
 from starter.api.settings import ReceiverSettings
 from starter.service import releases
 from starter.service.changes import change_release_request, create_change, submit_change
+from starter.service.controls import send_update
 from starter.service.lanes import LANE_BRANCH_PREFIX, push_to_lane
 from starter.service.releases import release_status, start_release, validate_release
 from starter.service.temporal_client import update_refusal
-from workflows.release import ReleaseWorkflow, release_workflow_id
+from starter.service.tokens import Caller
+from workflows.release import release_workflow_id
 
 log = logging.getLogger("slipway.receiver")
 
@@ -126,42 +135,47 @@ def create_app(settings: Settings | None = None,
     api.include_router(lanes_router)
 
     async def decide(app: str, env: str, approve: bool, body: ApprovalBody | None,
-                     user: str, store: Store, client: Client) -> dict[str, str]:
+                     caller: Caller, store: Store, client: Client) -> dict[str, str]:
         env_name = await run_in_threadpool(canonical_env, store, app, env)
-        handle = client.get_workflow_handle(release_workflow_id(app, env_name))
-        update = ReleaseWorkflow.approve if approve else ReleaseWorkflow.reject
-        data = ApprovalInput(user=user, comment=body.comment if body else "")
+        name: Decision = "approve" if approve else "reject"
+        # The bearer token authenticated the caller: sign the proof with its hash, the same
+        # check the worker makes for the CLI. The proof, not the token, goes to Temporal.
+        proof = sign_proof(caller.hash, caller.user, release_workflow_id(app, env_name), name,
+                           "receiver", time.time())
+        data = ApprovalInput(user=caller.user, comment=body.comment if body else "",
+                             proof=proof)
         try:
-            answer = await handle.execute_update(update, data)
-        except WorkflowUpdateFailedError as error:
-            # The validator refused: its message is the reason a person can act on.
-            raise HTTPException(403, update_refusal(error)) from error
-        except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND:
-                raise HTTPException(409, f"no release of {app} on {env_name} is running") \
+            answer = await send_update(client, app, env_name, name, data, store, "receiver")
+        except CatalogueError as error:
+            cause = error.__cause__
+            if isinstance(cause, WorkflowUpdateFailedError):
+                raise HTTPException(403, update_refusal(cause)) from error
+            if isinstance(cause, RPCError) and cause.status != RPCStatusCode.NOT_FOUND:
+                raise HTTPException(503, f"Temporal refused the update: {cause.message}") \
                     from error
-            raise HTTPException(503, f"Temporal refused the update: {error.message}") \
+            raise HTTPException(409, f"no release of {app} on {env_name} is running") \
                 from error
-        log.info("%s %s %s@%s", user, "approved" if approve else "rejected", app, env_name)
-        return {"result": str(answer), "user": user}
+        log.info("%s %s %s@%s", caller.user, "approved" if approve else "rejected", app,
+                 env_name)
+        return {"result": str(answer), "user": caller.user}
 
     @api.post("/api/releases/{app}/{env}/approve", tags=["releases"])
-    async def approve(app: str, env: str, user: Annotated[str, Depends(current_user)],
-                      store: StoreDep, client: ClientDep,
+    async def approve(app: str, env: str, caller: Approver, store: StoreDep, client: ClientDep,
                       body: ApprovalBody | None = None) -> dict[str, str]:
-        """Approve the running release as the token's user (the workflow checks who)."""
-        return await decide(app, env, True, body, user, store, client)
+        """Approve the running release as the token's user (the workflow checks who); the
+        token needs the ``approve`` role."""
+        return await decide(app, env, True, body, caller, store, client)
 
     @api.post("/api/releases/{app}/{env}/reject", tags=["releases"])
-    async def reject(app: str, env: str, user: Annotated[str, Depends(current_user)],
-                     store: StoreDep, client: ClientDep,
+    async def reject(app: str, env: str, caller: Approver, store: StoreDep, client: ClientDep,
                      body: ApprovalBody | None = None) -> dict[str, str]:
-        """Reject the running release as the token's user."""
-        return await decide(app, env, False, body, user, store, client)
+        """Reject the running release as the token's user (``approve`` role)."""
+        return await decide(app, env, False, body, caller, store, client)
 
     @api.get("/api/releases/{app}/{env}", tags=["releases"])
-    async def release(app: str, env: str, store: StoreDep, client: ClientDep) -> dict[str, Any]:
-        """The latest release of the environment: execution status and progress."""
+    async def release(app: str, env: str, _caller: Reader, store: StoreDep,
+                      client: ClientDep) -> dict[str, Any]:
+        """The latest release of the environment: execution status and progress (``read``)."""
         env_name = await run_in_threadpool(canonical_env, store, app, env)
         try:
             status, progress = await release_status(client, app, env_name)
@@ -171,8 +185,9 @@ def create_app(settings: Settings | None = None,
                 "progress": progress.model_dump(mode="json") if progress else None}
 
     @api.get("/api/baselines/{app}/{env}", tags=["releases"])
-    def baselines(app: str, env: str, store: StoreDep) -> list[dict[str, Any]]:
-        """Every baseline of the environment, newest first."""
+    def baselines(app: str, env: str, _caller: Reader,
+                  store: StoreDep) -> list[dict[str, Any]]:
+        """Every baseline of the environment, newest first (``read``)."""
         try:
             with store.session() as session:
                 environment = find_env(session, find_app(session, app), env)
@@ -201,7 +216,8 @@ def create_app(settings: Settings | None = None,
         # A lane's own hook (``?lane=<name>``, set up by the lane) deploys into that lane only;
         # the release rules belong to the project's release hook.
         only_lane = request.query_params.get("lane")
-        wanted = [] if only_lane else requests_for(event, config.hook_rules)
+        wanted = [] if only_lane else requests_for(event, config.hook_rules,
+                                                      request.app.state.settings.identities)
         to_lane = event.kind == "branch" and event.name.startswith(LANE_BRANCH_PREFIX) and (
             not only_lane or event.name == f"{LANE_BRANCH_PREFIX}{only_lane}")
         if not wanted and not to_lane:

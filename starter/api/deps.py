@@ -5,15 +5,16 @@ Tests override :func:`get_client` with their test server's client.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
-from catalogue.store import CatalogueError, Store
+from catalogue.store import CatalogueError, Store, audit
 from starter.service.temporal_client import connect
-from starter.service.tokens import user_for_token
+from starter.service.tokens import Caller, caller_for_token
 
 bearer = HTTPBearer(auto_error=False, description="API token from `slipway token create`")
 
@@ -33,19 +34,51 @@ async def get_client(request: Request) -> Client:
     return state.client  # type: ignore[no-any-return]
 
 
-def current_user(
+def refuse(store: Store, request: Request, status: int, reason: str, actor: str = "",
+            headers: dict[str, str] | None = None) -> HTTPException:
+    """Every refused request is an audit event: who (if known), what, why. Never the token."""
+    with store.session() as session:
+        audit(session, "api.refused", actor=actor, method=request.method,
+              path=request.url.path, status=status, reason=reason)
+        session.commit()
+    return HTTPException(status, reason, headers=headers)
+
+
+def current_caller(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     store: Annotated[Store, Depends(get_store)],
-) -> str:
-    """The user behind the bearer token; 401 when it is missing, unknown or revoked."""
+) -> Caller:
+    """The caller behind the bearer token; 401 when it is missing, unknown or revoked."""
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(401, "missing bearer token", headers=challenge)
-    user = user_for_token(store, credentials.credentials)
-    if user is None:
-        raise HTTPException(401, "invalid or revoked token", headers=challenge)
-    return user
+        raise refuse(store, request, 401, "missing bearer token", headers=challenge)
+    caller = caller_for_token(store, credentials.credentials)
+    if caller is None:
+        raise refuse(store, request, 401, "invalid or revoked token", headers=challenge)
+    return caller
+
+
+def require(role: str) -> Callable[..., Caller]:
+    """A dependency: the caller, whose token must carry ``role`` (403 naming it if not)."""
+
+    def caller_with_role(
+        request: Request, caller: Annotated[Caller, Depends(current_caller)],
+        store: Annotated[Store, Depends(get_store)],
+    ) -> Caller:
+        if role not in caller.roles:
+            raise refuse(store, request, 403,
+                          f"token {caller.token} of {caller.user} lacks the {role} role "
+                          f"(it has {', '.join(sorted(caller.roles)) or 'none'}); ask an "
+                          f"admin for `slipway token create {caller.user} --role {role}`",
+                          actor=caller.user)
+        return caller
+
+    return caller_with_role
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
 ClientDep = Annotated[Client, Depends(get_client)]
+Reader = Annotated[Caller, Depends(require("read"))]
+Releaser = Annotated[Caller, Depends(require("release"))]
+Approver = Annotated[Caller, Depends(require("approve"))]

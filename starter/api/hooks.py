@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.identities import slipway_user
 from schemas.models import ReleaseRequest
 from schemas.sources import check_ref
 from starter.api.settings import HookRule
@@ -98,18 +100,21 @@ def parse_gitlab(event_header: str, payload: dict[str, Any]) -> GitEvent | None:
     return event
 
 
-def requests_for(event: GitEvent, rules: list[HookRule]) -> list[ReleaseRequest]:
+def requests_for(event: GitEvent, rules: list[HookRule],
+                 identities: Mapping[str, str] | None = None) -> list[ReleaseRequest]:
     """The releases the rules ask for: a tag releases the tag (labelled with it); a branch
-    releases the pushed commit, so a later push cannot change what this release builds."""
+    releases the pushed commit, so a later push cannot change what this release builds.
+    The requester is the pusher's Slipway identity (``SLIPWAY_IDENTITIES``)."""
+    requester = slipway_user("gitlab", event.user, identities or {})
     found = []
     for rule in rules:
         if event.kind == "tag" and rule.matches_tag(event.project, event.name):
             found.append(ReleaseRequest(app=rule.app, env=rule.env, ref=event.name,
                                         version_label=event.name,
-                                        requested_by=f"gitlab:{event.user}"))
+                                        requested_by=requester))
         elif event.kind == "branch" and rule.matches_branch(event.project, event.name):
             found.append(ReleaseRequest(app=rule.app, env=rule.env, ref=event.sha,
-                                        requested_by=f"gitlab:{event.user}"))
+                                        requested_by=requester))
     return found
 
 

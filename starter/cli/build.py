@@ -31,10 +31,15 @@ def token_create(
     user: Annotated[str, typer.Argument(metavar="USER", help="Who the token acts as.",
                                         show_default=False)],
     name: Annotated[str, typer.Option(help="Token name (default: the user).")] = "",
+    role: Annotated[list[str] | None, typer.Option(
+        "--role", metavar="ROLE", show_default=False,
+        help="What the token may do, repeatable: read, release, approve, lane-admin. "
+             "Default: read, release, approve.")] = None,
 ) -> None:
     """Create a token for USER and print it once: it is stored only as a hash."""
     with command_store() as store:
-        token_name, token = api_tokens.create_token(store, user, name, actor=current_user())
+        token_name, token = api_tokens.create_token(store, user, name, actor=current_user(),
+                                                    roles=role)
     console.print(f"token {token_name} for {user} (shown once, keep it safe):", highlight=False)
     # Plain print: no markup or wrapping may alter the secret.
     print(token)

@@ -8,6 +8,8 @@ starts a new release whose target is an older baseline.
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,8 +18,8 @@ from schemas.settings import get_settings
 from starter.cli.console import catalogue_errors, console, open_store
 from starter.cli.release import run_release
 from starter.service import changes, releases
-from starter.service.controls import control_input, send_update
-from starter.service.identity import current_user
+from starter.service.controls import approval_proof, control_input, send_update
+from starter.service.identity import check_user, current_user
 from starter.service.temporal_client import connect
 
 AppArg = Annotated[str, typer.Argument(metavar="APP", help="Application.", show_default=False)]
@@ -29,25 +31,36 @@ AsUser = Annotated[str | None, typer.Option(
          "else your OS user.")]
 
 
-def _env_name(app: str, env: str) -> str:
-    """The canonical ``type@cluster``: the release workflow's id is built from it."""
+TokenFile = Annotated[Path | None, typer.Option(
+    "--token-file", metavar="PATH", show_default=False, exists=True, dir_okay=False,
+    help="File holding your API token (default: $SLIPWAY_TOKEN). The token signs the "
+         "approval; it is never sent.")]
+
+
+def _token(token_file: Path | None) -> str:
+    if token_file is not None:
+        return token_file.read_text().strip()
+    return os.environ.get("SLIPWAY_TOKEN", "").strip()
+
+
+def _control(name: str, app: str, env: str, user: str | None, text: str = "",
+             token_file: Path | None = None) -> None:
     store = open_store()
     try:
-        return releases.env_name(store, app, env)
+        with catalogue_errors():
+            who = check_user(user or current_user(), "--as user")
+            env_name = releases.env_name(store, app, env)
+            proof = (approval_proof(_token(token_file), who, app, env_name, name)
+                     if name in ("approve", "reject") else "")
+            arg = control_input(name, who, text, proof)
+
+            async def send() -> str:
+                client = await connect(get_settings())
+                return await send_update(client, app, env_name, name, arg, store)
+
+            answer = asyncio.run(send())
     finally:
         store.engine.dispose()
-
-
-def _control(name: str, app: str, env: str, user: str | None, text: str = "") -> None:
-    with catalogue_errors():
-        arg = control_input(name, user or current_user(), text)
-        env_name = _env_name(app, env)
-
-        async def send() -> str:
-            client = await connect(get_settings())
-            return await send_update(client, app, env_name, name, arg)
-
-        answer = asyncio.run(send())
     console.print(f"[bold green]{name}[/] {app}@{env_name}: {answer}", highlight=False)
 
 
@@ -55,18 +68,22 @@ def approve(
     app: AppArg, env: EnvArg, user: AsUser = None,
     comment: Annotated[str, typer.Option(help="Why, for the record.",
                                          show_default=False)] = "",
+    token_file: TokenFile = None,
 ) -> None:
-    """Approve the release waiting on APP ENV (an approver other than the requester)."""
-    _control("approve", app, env, user, comment)
+    """Approve the release waiting on APP ENV (an approver other than the requester), signed
+    with your API token ($SLIPWAY_TOKEN): the worker checks the token is yours."""
+    _control("approve", app, env, user, comment, token_file)
 
 
 def reject(
     app: AppArg, env: EnvArg, user: AsUser = None,
     comment: Annotated[str, typer.Option(help="Why, for the requester.",
                                          show_default=False)] = "",
+    token_file: TokenFile = None,
 ) -> None:
-    """Reject the release waiting for approval on APP ENV; its change goes back to developing."""
-    _control("reject", app, env, user, comment)
+    """Reject the release waiting for approval on APP ENV, signed with your API token
+    ($SLIPWAY_TOKEN); its change goes back to developing."""
+    _control("reject", app, env, user, comment, token_file)
 
 
 def promote(app: AppArg, env: EnvArg, user: AsUser = None) -> None:

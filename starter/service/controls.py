@@ -9,6 +9,7 @@ message is the workflow's reason, so the CLI prints it as its one-line error.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,11 +20,13 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from catalogue.store import CatalogueError
+from catalogue.store import CatalogueError, Store, audit
+from schemas.approvals import DEFAULT_PROOF_SECONDS, Decision, Door, sign_proof
 from schemas.models import ApprovalInput, ControlInput, ReleaseStatus
 from starter.service.identity import check_user
 from starter.service.releases import release_status
-from starter.service.temporal_client import update_refusal
+from starter.service.temporal_client import refusal_kind, update_refusal
+from starter.service.tokens import hash_token
 from workflows.release import ReleaseWorkflow, release_workflow_id
 
 # CLI command name → (Update, argument model). The Update methods carry their names.
@@ -38,21 +41,49 @@ UPDATES: dict[str, tuple[Any, type[ApprovalInput] | type[ControlInput]]] = {
 }
 
 
-def control_input(name: str, user: str, text: str = "") -> ApprovalInput | ControlInput:
-    """The Update argument for command ``name``: a comment for approve/reject, else a reason."""
+def control_input(name: str, user: str, text: str = "",
+                  proof: str = "") -> ApprovalInput | ControlInput:
+    """The Update argument for command ``name``: a comment (and the signed proof) for
+    approve/reject, else a reason."""
     _, model = UPDATES[name]
     check_user(user, "--as user")
     if model is ApprovalInput:
-        return ApprovalInput(user=user, comment=text)
+        return ApprovalInput(user=user, comment=text, proof=proof)
     return ControlInput(user=user, reason=text)
 
 
+def approval_proof(token: str, user: str, app: str, env: str, name: str,
+                   via: Door = "cli", seconds: int = DEFAULT_PROOF_SECONDS) -> str:
+    """A proof that ``user``, holding API token ``token``, sends ``name`` (approve/reject)
+    for the release on ``app``/``env`` (canonical ``type@cluster``). The token stays here:
+    only the signature travels."""
+    if not token:
+        raise CatalogueError(f"{name} needs your API token: set SLIPWAY_TOKEN (or pass "
+                             "--token-file); an admin creates one with `slipway token create "
+                             f"{user} --role approve`")
+    decision: Decision = "reject" if name == "reject" else "approve"
+    return sign_proof(hash_token(token), user, release_workflow_id(app, env), decision, via,
+                      time.time(), seconds)
+
+
+def record_refusal(store: Store, user: str, app: str, env: str, name: str, reason: str,
+                   door: str) -> None:
+    """An audit event for a refused control: who, what, why, through which door."""
+    with store.session() as session:
+        audit(session, "release.refused", actor=user, app=app, env=env, refused=name,
+              reason=reason, door=door)
+        session.commit()
+
+
 async def send_update(client: Client, app: str, env: str, name: str,
-                      arg: ApprovalInput | ControlInput) -> str:
+                      arg: ApprovalInput | ControlInput, store: Store | None = None,
+                      door: str = "cli") -> str:
     """Send Update ``name`` to the release running on ``app``/``env``; return its sentence.
 
     ``env`` is the canonical ``type@cluster``. Raises :class:`CatalogueError` with the
-    workflow's reason when the validator refuses, or when no release is running there.
+    workflow's reason when the validator refuses, or when no release is running there; with
+    a ``store``, the refusal is also an audit event (a refused proof already is one, written
+    by the worker that checked it).
     """
     if name not in UPDATES:
         raise CatalogueError(f"unknown control {name!r}: use one of {', '.join(UPDATES)}")
@@ -62,7 +93,10 @@ async def send_update(client: Client, app: str, env: str, name: str,
         result: str = await handle.execute_update(update, arg)
         return result
     except WorkflowUpdateFailedError as error:
-        raise CatalogueError(f"{name} refused: {update_refusal(error)}") from error
+        reason = update_refusal(error)
+        if store is not None and refusal_kind(error) != "ApprovalRefused":
+            record_refusal(store, arg.user, app, env, name, reason, door)
+        raise CatalogueError(f"{name} refused: {reason}") from error
     except RPCError as error:
         if error.status != RPCStatusCode.NOT_FOUND:
             raise CatalogueError(f"{name} failed: {error.message}") from error

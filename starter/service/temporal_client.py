@@ -21,6 +21,15 @@ async def connect(settings: Settings) -> Client:
         ) from error
 
 
+def refusal_kind(error: WorkflowUpdateFailedError) -> str:
+    """The type of the innermost ApplicationError (``ValueError`` from a validator,
+    ``ApprovalRefused`` from the approval desk's proof check)."""
+    cause: BaseException | None = error.cause
+    while cause is not None and getattr(cause, "cause", None) is not None:
+        cause = cause.cause  # type: ignore[attr-defined]
+    return str(getattr(cause, "type", "") or "")
+
+
 def update_refusal(error: WorkflowUpdateFailedError) -> str:
     """The validator's (or handler's) message: a ValueError arrives as an ApplicationError
     cause, possibly wrapped once more."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 
 from sqlmodel import select
 
 from catalogue.store import CatalogueError, Store, audit
 from catalogue.tables import utcnow
-from catalogue.tokens import ApiToken
+from catalogue.tokens import DEFAULT_ROLES, ROLES, ApiToken
 from starter.service.identity import check_user
 
 TOKEN_PREFIX = "slw_"
@@ -19,10 +20,31 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(store: Store, user: str, name: str = "", actor: str = "") -> tuple[str, str]:
+@dataclass(frozen=True)
+class Caller:
+    """Who a request's bearer token acts as, and what it may do."""
+
+    user: str
+    token: str  # the token's name, never its value
+    hash: str  # its SHA-256: the key approval proofs are signed with
+    roles: frozenset[str]
+
+
+def check_roles(roles: list[str]) -> str:
+    """The roles as stored (comma-separated); CatalogueError naming the valid ones."""
+    unknown = [role for role in roles if role not in ROLES]
+    if unknown or not roles:
+        raise CatalogueError(f"unknown role {', '.join(unknown) or '(none)'}: use "
+                             f"{', '.join(ROLES)}")
+    return ",".join(role for role in ROLES if role in roles)
+
+
+def create_token(store: Store, user: str, name: str = "", actor: str = "",
+                 roles: list[str] | None = None) -> tuple[str, str]:
     """A new token acting as ``user``; returns (name, clear token). The clear token is shown
     to the caller once and never stored."""
     check_user(user, "token user")
+    stored_roles = check_roles(roles) if roles else DEFAULT_ROLES
     if name:
         check_user(name, "token name")
     name = name or user
@@ -33,8 +55,8 @@ def create_token(store: Store, user: str, name: str = "", actor: str = "") -> tu
         if active is not None:
             raise CatalogueError(f"an active token named {name!r} exists: revoke it first "
                                  f"(`slipway token revoke {name}`) or pass --name")
-        session.add(ApiToken(name=name, user=user, hash=hash_token(token)))
-        audit(session, "token.create", actor=actor, name=name, user=user)
+        session.add(ApiToken(name=name, user=user, hash=hash_token(token), roles=stored_roles))
+        audit(session, "token.create", actor=actor, name=name, user=user, roles=stored_roles)
         session.commit()
     return name, token
 
@@ -55,12 +77,19 @@ def revoke_token(store: Store, name: str, actor: str = "") -> int:
         return len(tokens)
 
 
-def user_for_token(store: Store, token: str) -> str | None:
-    """The user an active token acts as, or None. Looks up by hash: the lookup key is not the
+def caller_for_token(store: Store, token: str) -> Caller | None:
+    """Who an active token acts as, or None. Looks up by hash: the lookup key is not the
     secret, and an index hit leaks nothing a timing attacker could use."""
     if not token:
         return None
+    digest = hash_token(token)
     with store.session() as session:
         row = session.exec(select(ApiToken).where(
-            ApiToken.hash == hash_token(token), ApiToken.revoked == False)).first()  # noqa: E712
-    return row.user if row else None
+            ApiToken.hash == digest, ApiToken.revoked == False)).first()  # noqa: E712
+    return Caller(row.user, row.name, digest, row.role_set()) if row else None
+
+
+def user_for_token(store: Store, token: str) -> str | None:
+    """The user an active token acts as, or None."""
+    caller = caller_for_token(store, token)
+    return caller.user if caller else None

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from catalogue.store import MIGRATIONS_DIR, Store
 
@@ -55,3 +57,34 @@ def test_an_older_catalogue_with_releases_upgrades_to_head(tmp_path: Path) -> No
     # Releases recorded before 0005 were rollbacks exactly when they named a target.
     assert [(row[0], bool(row[1])) for row in rows] == [(1, False), (2, False), (3, True)]
     assert baselines == 3 and lanes == 0
+
+
+def test_0006_keeps_one_build_per_workflow_and_label_and_gives_old_tokens_their_roles(
+    tmp_path: Path,
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade_to(store, "0005")
+    now = "2026-11-01 10:00:00"
+    with store.engine.begin() as db:
+        db.execute(text("INSERT INTO application (id, name, state, category, tier, owners, "
+                        "approvers, source, description, created_at) VALUES (1, 'shop', "
+                        "'online', 'in-house', 'core', '[]', '[]', '', '', :now)"), {"now": now})
+        # Two overlapping record_build retries of one release, and two manual builds.
+        for workflow_id in ("release:shop:prod@local", "release:shop:prod@local", "", ""):
+            db.execute(text("INSERT INTO build (app_id, ref, version_label, note, image, digest, "
+                            "workflow_id, created_at) VALUES (1, '', 'v1', '', 'reg/shop:v1', "
+                            "'', :w, :now)"), {"w": workflow_id, "now": now})
+        db.execute(text("INSERT INTO api_token (name, user, hash, created_at, revoked) VALUES "
+                        "('lead', 'lead', 'abc', :now, 0)"), {"now": now})
+
+    store.migrate()
+
+    with store.engine.connect() as db:
+        builds = db.execute(text("SELECT workflow_id FROM build ORDER BY id")).all()
+        roles = db.execute(text("SELECT roles FROM api_token")).scalar_one()
+    assert [row[0] for row in builds] == ["release:shop:prod@local", "", ""]
+    assert roles == "read,release,approve"
+    with store.engine.begin() as db, pytest.raises(IntegrityError):
+        db.execute(text("INSERT INTO build (app_id, ref, version_label, note, image, digest, "
+                        "workflow_id, created_at) VALUES (1, '', 'v1', '', 'reg/shop:v1', '', "
+                        "'release:shop:prod@local', :now)"), {"now": now})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -15,8 +16,14 @@ from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from catalogue.approvals import check_approval
+from catalogue.store import Store
+from catalogue.tokens import ROLES
+from schemas.approvals import Decision, Door, TokenKey, sign_proof, verify_proof
 from schemas.enums import ReleaseState, Strategy
 from schemas.models import (
+    ApprovalInput,
+    ApprovalVerdict,
     BuildInput,
     DrainInput,
     EnsureFrontendInput,
@@ -35,12 +42,26 @@ from schemas.models import (
     ResolveImageInput,
     StartVersionInput,
     TrafficInput,
+    VerifyApprovalInput,
     VersionRef,
     WaitReadyInput,
     WatchHealthInput,
 )
+from starter.service.tokens import hash_token
 from tests.support.workers import workers
 from workflows.release import ReleaseWorkflow
+
+# Every approver of the fake worlds has a token (the clear values only tests know).
+TOKENS = {user: f"slw_test_{user}" for user in ("lead", "ana", "bob", "mallory", "sre")}
+
+
+def signed(handle: WorkflowHandle[Any, Any], user: str, decision: Decision = "approve",
+           comment: str = "", token: str | None = None, via: Door = "cli") -> ApprovalInput:
+    """An approval (or rejection) of ``handle``'s release by ``user``, with a proof signed by
+    ``token`` (default: the user's own test token)."""
+    proof = sign_proof(hash_token(token or TOKENS[user]), user, handle.id, decision, via,
+                       time.time())
+    return ApprovalInput(user=user, comment=comment, proof=proof)
 
 
 @dataclass
@@ -74,6 +95,9 @@ class FakeWorld:
     # Stable-wait windows end at once (probes counted as if time passed) unless held: then
     # the watch runs until the workflow stops it (promote, pause, abort).
     hold_stable: bool = False
+    # Approval proofs are checked against this catalogue's tokens when set, else against
+    # TOKENS (user → clear token, every role).
+    store: Store | None = None
 
     async def hold(self, what: str) -> None:
         """Block until the test lets go, heartbeating as the real activities do (that is how
@@ -226,10 +250,22 @@ class FakeWorld:
         async def notify(data: NotifyInput) -> None:
             world.notices.append(data.title)
 
+        @activity.defn(name="verify_approval")
+        async def verify_approval(data: VerifyApprovalInput) -> ApprovalVerdict:
+            if world.store is not None:
+                return check_approval(world.store, data, time.time())
+            keys = [TokenKey(user, user, hash_token(token), frozenset(ROLES))
+                    for user, token in TOKENS.items()]
+            decision: Decision = "reject" if data.decision == "reject" else "approve"
+            check = verify_proof(data.proof, data.user, data.release, decision, time.time(),
+                                 keys, set(data.used_nonces))
+            return ApprovalVerdict(ok=check.ok, reason=check.reason, via=check.via,
+                                   token=check.token, nonce=check.nonce)
+
         return [prepare_release, build_image, record_build, resolve_image, ensure_frontend,
                 list_versions, drain, remove_from_lb, add_to_lb, stop_version, remove_version,
                 start_version, wait_ready, finish_release, notify, check_health,
-                note_approval, watch_health]
+                note_approval, watch_health, verify_approval]
 
 
 async def run_release(env: WorkflowEnvironment, world: FakeWorld, request: ReleaseRequest,

@@ -9,8 +9,8 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpda
 from temporalio.testing import WorkflowEnvironment
 
 from schemas.enums import ReleaseState, Strategy
-from schemas.models import ApprovalInput, ControlInput, ReleaseRequest
-from tests.workflows.fakes import FakeWorld, start, wait_for, worker
+from schemas.models import ControlInput, ReleaseRequest
+from tests.workflows.fakes import FakeWorld, signed, start, wait_for, worker
 from workflows.release import ReleaseWorkflow
 
 REQUEST = ReleaseRequest(app="shop", env="prod@local", requested_by="ana")
@@ -43,7 +43,7 @@ async def test_approved_release_rolls_out(env: WorkflowEnvironment) -> None:
         assert status.approvers == ["lead", "ana"]
         assert "start v2" not in " ".join(world.calls)  # nothing runs before approval
         answer = await handle.execute_update(ReleaseWorkflow.approve,
-                                             ApprovalInput(user="lead", comment="go"))
+                                             signed(handle, "lead", comment="go"))
         assert "lead approved shop@prod@local v2" in answer
         outcome = await handle.result()
     assert outcome.state == ReleaseState.SUCCEEDED
@@ -60,10 +60,12 @@ async def test_rejected_release_ends_rejected_without_touching_the_environment(
         handle = await start(env, world, REQUEST, queue)
         await wait_for(handle, lambda s: s.awaiting == "approval")
         await handle.execute_update(ReleaseWorkflow.reject,
-                                    ApprovalInput(user="lead", comment="not on a Friday"))
+                                    signed(handle, "lead", "reject",
+                                           comment="not on a Friday"))
         with pytest.raises(WorkflowFailureError) as failure:
             await handle.result()
-    assert "release rejected: rejected by lead: not on a Friday" in str(failure.value.cause)
+    assert ("release rejected: rejected by lead (via cli, token lead): not on a Friday"
+            in str(failure.value.cause))
     assert world.finished[-1].state == ReleaseState.REJECTED
     assert not any(call.startswith(("start", "drain", "stop")) for call in world.calls)
 
@@ -91,11 +93,11 @@ async def test_approve_validator_refuses(env: WorkflowEnvironment, user: str,
         handle = await start(env, world, REQUEST, queue)
         await wait_for(handle, lambda s: s.awaiting == "approval")
         with pytest.raises(WorkflowUpdateFailedError) as refused:
-            await handle.execute_update(ReleaseWorkflow.approve, ApprovalInput(user=user))
+            await handle.execute_update(ReleaseWorkflow.approve, signed(handle, user))
         assert reason in str(refused.value.cause)
         status = await handle.query(ReleaseWorkflow.status)
         assert status.awaiting == "approval"  # a refused update changes nothing
-        await handle.execute_update(ReleaseWorkflow.approve, ApprovalInput(user="lead"))
+        await handle.execute_update(ReleaseWorkflow.approve, signed(handle, "lead"))
         assert (await handle.result()).state == ReleaseState.SUCCEEDED
 
 
@@ -197,7 +199,7 @@ async def test_promote_is_refused_outside_a_gate(env: WorkflowEnvironment) -> No
         await wait_for(handle, lambda s: s.awaiting == "approval")
         assert "nothing to promote" in await refusal(handle, ReleaseWorkflow.promote)
         assert "not rolling out" in await refusal(handle, ReleaseWorkflow.pause)
-        await handle.execute_update(ReleaseWorkflow.reject, ApprovalInput(user="lead"))
+        await handle.execute_update(ReleaseWorkflow.reject, signed(handle, "lead", "reject"))
 
 
 async def test_promote_full_skips_remaining_steps(env: WorkflowEnvironment) -> None:

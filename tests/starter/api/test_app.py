@@ -18,17 +18,20 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlmodel import select
+from sqlmodel import col, select
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from catalogue.lanes import record_lane
 from catalogue.store import Store
 from catalogue.tables import Application, AuditEvent, Change, Environment
 from schemas.enums import AppState, AppTier, ChangeKind, ChangeState, ReleaseState
 from schemas.lanes import (
     DeleteInput,
+    LaneRecordInput,
     LaneSpec,
+    LaneStage,
     LaneStatus,
     lane_workflow_id,
 )
@@ -92,7 +95,7 @@ def bearer(token: str) -> dict[str, str]:
 async def test_approval_tokens_and_the_validator_decide(env: WorkflowEnvironment, store: Store,
                                                         tmp_path: Path) -> None:
     app = register(store)
-    world = FakeWorld(current_version=1, versions=[1], approval_required=True)
+    world = FakeWorld(current_version=1, versions=[1], approval_required=True, store=store)
     _, lead = create_token(store, "lead")
     _, mallory = create_token(store, "mallory")
     _, ana = create_token(store, "ana")
@@ -108,6 +111,11 @@ async def test_approval_tokens_and_the_validator_decide(env: WorkflowEnvironment
         assert missing.status_code == 401
         assert missing.headers["WWW-Authenticate"] == "Bearer"
         assert (await http.post(url, json={}, headers=bearer("slw_wrong"))).status_code == 401
+
+        _, reader = create_token(store, "lead", name="lead-dashboard", roles=["read"])
+        read_only = await http.post(url, json={}, headers=bearer(reader))
+        assert read_only.status_code == 403
+        assert "token lead-dashboard of lead lacks the approve role" in read_only.json()["detail"]
 
         refused = await http.post(url, json={}, headers=bearer(mallory))
         assert refused.status_code == 403
@@ -136,18 +144,33 @@ async def test_approval_tokens_and_the_validator_decide(env: WorkflowEnvironment
         assert outcome.state == ReleaseState.SUCCEEDED
         assert world.approvals == ["awaiting", "lead"]
 
-        status = await http.get(f"/api/releases/{app}/prod")
+        assert (await http.get(f"/api/releases/{app}/prod")).status_code == 401
+        status = await http.get(f"/api/releases/{app}/prod", headers=bearer(lead))
         assert status.status_code == 200
         assert status.json()["status"] == "completed"
         assert status.json()["progress"]["stage"] == "succeeded"
         late = await http.post(url, json={}, headers=bearer(lead))
         assert late.status_code in (403, 409)
+    # Every refusal is an audit event with who and why; never a token value.
+    with store.session() as session:
+        events = session.exec(select(AuditEvent).where(
+            col(AuditEvent.action).in_(["api.refused", "release.refused"]))).all()
+    reasons = [(event.action, event.actor, event.detail.get("reason", "")) for event in events]
+    assert ("api.refused", "", "missing bearer token") in reasons
+    assert ("api.refused", "", "invalid or revoked token") in reasons
+    assert any(action == "api.refused" and actor == "lead" and "approve role" in reason
+               for action, actor, reason in reasons)
+    assert any(action == "release.refused" and actor == "ana" and reason.startswith("four eyes")
+               for action, actor, reason in reasons)
+    assert any(action == "release.refused" and actor == "mallory" for action, actor, _ in reasons)
+    assert not any(token in str(event.detail) for event in events
+                   for token in (lead, mallory, ana, reader))
 
 
 async def test_reject_ends_the_release(env: WorkflowEnvironment, store: Store,
                                        tmp_path: Path) -> None:
     app = register(store)
-    world = FakeWorld(current_version=1, versions=[1], approval_required=True)
+    world = FakeWorld(current_version=1, versions=[1], approval_required=True, store=store)
     _, lead = create_token(store, "lead")
     runner, queue = worker(env, world)
     async with runner, receiver(env, store, tmp_path) as http:
@@ -160,7 +183,7 @@ async def test_reject_ends_the_release(env: WorkflowEnvironment, store: Store,
         assert answer.status_code == 200, answer.text
         with pytest.raises(WorkflowFailureError) as failure:
             await handle.result()
-    assert "rejected by lead: not today" in str(failure.value.cause)
+    assert "rejected by lead (via receiver, token lead): not today" in str(failure.value.cause)
     assert world.finished[-1].state == ReleaseState.REJECTED
 
 
@@ -300,8 +323,10 @@ def test_openapi_baselines_and_malformed_hook(store: Store, tmp_path: Path) -> N
         paths = http.get("/openapi.json").json()["paths"]
         assert {"/api/releases/{app}/{env}/approve", "/hooks/gitlab",
                 "/api/baselines/{app}/{env}"} <= set(paths)
-        assert http.get(f"/api/baselines/{app}/prod").json() == []
-        assert http.get("/api/baselines/nope/prod").status_code == 404
+        _, token = create_token(store, "viewer", roles=["read"])
+        assert http.get(f"/api/baselines/{app}/prod").status_code == 401
+        assert http.get(f"/api/baselines/{app}/prod", headers=bearer(token)).json() == []
+        assert http.get("/api/baselines/nope/prod", headers=bearer(token)).status_code == 404
         malformed = http.post("/hooks/gitlab", content=b"{", headers=gitlab_headers("x"))
         assert malformed.status_code == 422
 
@@ -320,10 +345,11 @@ async def test_lane_endpoints_show_renew_and_delete_a_lane(fresh_env: WorkflowEn
         _, token = create_token(store, "qa")
         async with receiver(fresh_env, store, tmp_path, queue) as http:
             # GET /api/lanes needs visibility (list workflows): the dev-server lane test has it.
-            shown = (await http.get(f"/api/lanes/{lane.upper()}")).json()
+            assert (await http.get(f"/api/lanes/{lane}")).status_code == 401
+            shown = (await http.get(f"/api/lanes/{lane.upper()}", headers=bearer(token))).json()
             assert [entry["kind"] for entry in shown["ledger"]][:2] == ["namespace", "branch"]
-            assert (await http.get("/api/lanes/ghost")).status_code == 404
-            assert (await http.get("/api/lanes/__")).status_code == 422
+            assert (await http.get("/api/lanes/ghost", headers=bearer(token))).status_code == 404
+            assert (await http.get("/api/lanes/__", headers=bearer(token))).status_code == 422
             # Renew and delete act as the token's user; without a token nothing happens.
             assert (await http.post(f"/api/lanes/{lane}/renew")).status_code == 401
             renewed = await http.post(f"/api/lanes/{lane}/renew", headers=bearer(token))
@@ -333,6 +359,14 @@ async def test_lane_endpoints_show_renew_and_delete_a_lane(fresh_env: WorkflowEn
             assert (await http.post("/api/lanes/ghost/renew",
                                     headers=bearer(token))).status_code == 404
             assert (await http.delete(f"/api/lanes/{lane}")).status_code == 401
+            # Only the lane's owner (or a lane-admin) deletes it: qa is not its owner yet.
+            not_owner = await http.delete(f"/api/lanes/{lane}", headers=bearer(token))
+            assert not_owner.status_code == 403
+            assert "only its owner or a token with the lane-admin role" in (
+                not_owner.json()["detail"])
+            record_lane(store, LaneRecordInput(name=lane, workflow_id=lane_workflow_id(lane),
+                                               apps=["shop"], stage=LaneStage.ACTIVE,
+                                               requested_by="qa"))
             deleted = await http.delete(f"/api/lanes/{lane}", headers=bearer(token))
             assert deleted.status_code == 200, deleted.text
             assert deleted.json()["removed"][-1] == f"namespace {lane}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +23,9 @@ from schemas.models import ApprovalInput, ControlInput, ReleaseRequest, ReleaseS
 from schemas.settings import get_settings
 from starter.cli.main import cli
 from starter.service.controls import control_input, send_update, watch
+from starter.service.tokens import create_token
 from tests.support.cli import ok, runner
-from tests.workflows.fakes import FakeWorld, wait_for, worker
+from tests.workflows.fakes import FakeWorld, signed, wait_for, worker
 from workflows.release import ReleaseWorkflow, release_workflow_id
 
 ENV = "prod@local"
@@ -70,7 +72,7 @@ async def test_approval_refusals_then_approve(env: WorkflowEnvironment) -> None:
         assert four_eyes.startswith("approve refused: four eyes: ana requested this release")
         assert "nothing to promote" in await refused(env, release.app, "promote")
         answer = await send_update(env.client, release.app, ENV, "approve",
-                                   ApprovalInput(user="lead", comment="go"))
+                                   signed(handle, "lead", comment="go"))
         assert answer == f"lead approved {release.app}@{ENV} v2"
         outcome = await handle.result()
         assert outcome.state == ReleaseState.SUCCEEDED
@@ -144,7 +146,8 @@ async def test_watch_reports_until_the_release_ends(env: WorkflowEnvironment) ->
 
 
 async def test_cli_controls_end_to_end(env: WorkflowEnvironment, store: Store,  # noqa: F811
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+                                       monkeypatch: pytest.MonkeyPatch,
+                                       tmp_path: Path) -> None:
     """`slipway approve` / `status` against the test server: the CLI runs in a thread with its
     own event loop (as in a terminal) while the worker runs in the test's loop."""
     monkeypatch.setenv("SLIPWAY_TEMPORAL_ADDRESS", env.client.service_client.config.target_host)
@@ -153,10 +156,14 @@ async def test_cli_controls_end_to_end(env: WorkflowEnvironment, store: Store,  
     ok(f"app register {app} --ready --approver lead --approver ana")
     ok(f"env add {app} prod")
 
-    def cli_run(command: str) -> Any:
-        return runner.invoke(cli, shlex.split(command))
+    def cli_run(command: str, token: str = "") -> Any:
+        return runner.invoke(cli, shlex.split(command), env={"SLIPWAY_TOKEN": token})
 
-    world = FakeWorld(current_version=1, versions=[1], approval_required=True)
+    _, ana_token = create_token(store, "ana")
+    _, lead_token = create_token(store, "lead")
+    lead_file = tmp_path / "lead.token"
+    lead_file.write_text(lead_token + "\n")
+    world = FakeWorld(current_version=1, versions=[1], approval_required=True, store=store)
     runner_, queue = worker(env, world)
     async with runner_:
         handle = await start(env, ReleaseRequest(app=app, env=ENV, requested_by="ana"), queue)
@@ -164,11 +171,21 @@ async def test_cli_controls_end_to_end(env: WorkflowEnvironment, store: Store,  
         shown = await asyncio.to_thread(cli_run, f"status {app} prod")
         assert shown.exit_code == 0, shown.output
         assert "awaiting approval from lead, ana (requested by ana)" in shown.stdout
-        four_eyes = await asyncio.to_thread(cli_run, f"approve {app} prod --as ana")
+        no_token = await asyncio.to_thread(cli_run, f"approve {app} prod --as lead")
+        assert no_token.exit_code == 1
+        assert no_token.stderr.startswith("error: approve needs your API token")
+        four_eyes = await asyncio.to_thread(cli_run, f"approve {app} prod --as ana", ana_token)
         assert four_eyes.exit_code == 1 and four_eyes.stdout == ""
         assert four_eyes.stderr.startswith("error: approve refused: four eyes: ana requested")
         assert len(four_eyes.stderr.strip().splitlines()) == 1
-        approved = await asyncio.to_thread(cli_run, f"approve {app} prod --as lead --comment go")
+        # ana, holding only her own token, says she is lead: the worker sees through it.
+        forged = await asyncio.to_thread(cli_run, f"approve {app} prod --as lead", ana_token)
+        assert forged.exit_code == 1
+        assert forged.stderr.startswith("error: approve refused: the proof of lead's approve is "
+                                        "not signed by an active token of lead")
+        assert (await handle.query(ReleaseWorkflow.status)).awaiting == "approval"
+        approved = await asyncio.to_thread(
+            cli_run, f"approve {app} prod --as lead --comment go --token-file {lead_file}")
         assert approved.exit_code == 0, approved.output
         assert f"approve {app}@{ENV}: lead approved {app}@{ENV} v2" in approved.stdout
         watched = await asyncio.to_thread(cli_run, f"status {app} prod --watch")

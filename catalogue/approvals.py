@@ -1,0 +1,36 @@
+"""Checking an approval proof against the catalogue: the approver's active tokens, and an
+audit event for every refusal (who, what, why, through which door; never the proof)."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+
+from catalogue.store import Store, audit
+from catalogue.tokens import ApiToken
+from schemas.approvals import Decision, TokenKey, read_claims, verify_proof
+from schemas.models import ApprovalVerdict, VerifyApprovalInput
+
+
+def token_keys(store: Store, user: str) -> list[TokenKey]:
+    """The active tokens of ``user`` as the verifier sees them."""
+    with store.session() as session:
+        rows = session.exec(select(ApiToken).where(
+            ApiToken.user == user, ApiToken.revoked == False)).all()  # noqa: E712
+    return [TokenKey(name=row.name, user=row.user, hash=row.hash, roles=row.role_set())
+            for row in rows]
+
+
+def check_approval(store: Store, data: VerifyApprovalInput, now: float) -> ApprovalVerdict:
+    """Verify ``data.proof``; a refusal is recorded as a ``release.refused`` audit event."""
+    decision: Decision = "reject" if data.decision == "reject" else "approve"
+    check = verify_proof(data.proof, data.user, data.release, decision, now,
+                         token_keys(store, data.user), set(data.used_nonces))
+    if not check.ok:
+        claims = read_claims(data.proof)
+        with store.session() as session:
+            audit(session, "release.refused", actor=data.user, app=data.app, env=data.env,
+                  refused=decision, reason=check.reason,
+                  door=claims.via if claims else "unsigned")
+            session.commit()
+    return ApprovalVerdict(ok=check.ok, reason=check.reason, via=check.via, token=check.token,
+                           nonce=check.nonce)

@@ -1,0 +1,73 @@
+"""The approval desk of a release: who may approve or reject, the four-eyes rule, and the
+proof that the approver sent it. Updates (CLI, receiver) and, later, signals share it.
+
+A decision is checked twice. The Update's validator refuses at once what the workflow alone
+can judge (not waiting, not an approver, the requester approving their own release: names
+compared through :func:`schemas.identities.same_person`). The handler then has an activity
+verify the signed proof against the approver's tokens in the catalogue, and re-checks the
+desk, since another decision may have won meanwhile: the first accepted decision wins.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.catalogue import CatalogueActivities
+    from schemas.identities import same_person
+    from schemas.models import ApprovalInput, ApprovalVerdict, ReleaseStatus, VerifyApprovalInput
+    from workflows.policies import QUICK, RETRY
+
+# Releases started before approvals carried proofs replay without the verification.
+APPROVAL_PROOF_PATCH = "approval-proof"
+
+
+class ApprovalDesk:
+    """The decision a release waits for, and the proofs already spent on it."""
+
+    def __init__(self) -> None:
+        self.decision: tuple[bool, ApprovalInput] | None = None
+        self.used_nonces: list[str] = []
+
+    def refusal(self, progress: ReleaseStatus, approved: bool, data: ApprovalInput) -> str:
+        """Why ``data.user`` may not decide now (empty: they may)."""
+        if progress.awaiting != "approval" or self.decision is not None:
+            decided = (f"; already {'approved' if self.decision[0] else 'rejected'} by "
+                       f"{self.decision[1].user}" if self.decision is not None else "")
+            return f"the release is not waiting for approval (stage: {progress.stage}){decided}"
+        if data.user not in progress.approvers:
+            return (f"{data.user} is not an approver of {progress.app} (approvers: "
+                    f"{', '.join(progress.approvers) or 'none'})")
+        if approved and same_person(data.user, progress.requested_by):
+            form = ("" if data.user == progress.requested_by
+                    else f" (as {progress.requested_by})")
+            return (f"four eyes: {data.user} requested this release{form} and cannot approve "
+                    "it; ask another approver")
+        return ""
+
+    async def decide(self, progress: ReleaseStatus, approved: bool,
+                     data: ApprovalInput) -> ApprovalInput:
+        """Verify the proof and take the decision; ApplicationError with the reason if not."""
+        if workflow.patched(APPROVAL_PROOF_PATCH):
+            decision = "approve" if approved else "reject"
+            verdict: ApprovalVerdict = await workflow.execute_activity_method(
+                CatalogueActivities.verify_approval,
+                VerifyApprovalInput(proof=data.proof, user=data.user,
+                                    release=workflow.info().workflow_id, decision=decision,
+                                    used_nonces=self.used_nonces, app=progress.app,
+                                    env=progress.env),
+                start_to_close_timeout=QUICK, retry_policy=RETRY,
+                summary=f"verify the {decision} of {data.user}")
+            if not verdict.ok:
+                raise ApplicationError(verdict.reason, type="ApprovalRefused",
+                                       non_retryable=True)
+            again = self.refusal(progress, approved, data)
+            if again:  # another decision won while the proof was checked
+                raise ApplicationError(again, type="ApprovalRefused", non_retryable=True)
+            self.used_nonces.append(verdict.nonce)
+            # The proof has done its job: history keeps how it came, not the proof.
+            data = ApprovalInput(user=data.user, comment=data.comment,
+                                 via=f"{verdict.via}, token {verdict.token}")
+        self.decision = (approved, data)
+        return data
