@@ -30,7 +30,7 @@ async def refused(handle: object, data: ApprovalInput, update: object = None) ->
         await handle.execute_update(update or ReleaseWorkflow.approve, data)  # type: ignore[attr-defined]
     cause = error.value.cause
     while getattr(cause, "cause", None) is not None:
-        cause = cause.cause  # type: ignore[union-attr]
+        cause = cause.cause  # type: ignore[union-attr,attr-defined]
     return str(getattr(cause, "message", cause))
 
 
