@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import partial
 from typing import IO, TYPE_CHECKING, Any
 
 from temporalio.client import Client
@@ -27,6 +28,7 @@ from activities.lanes import LaneActivities
 from activities.notify import NotifyActivities
 from activities.runtime import RuntimeActivities
 from activities.traffic import TrafficActivities
+from catalogue.releases import env_values
 from catalogue.store import Store
 from integrations.builders import BuilderRouter, BuilderSettings
 from integrations.dns.rfc2136 import DnsSettings
@@ -163,7 +165,8 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
         runtimes[name], routers[name] = build_cluster(name, cluster, settings, auth)
     catalogue = CatalogueActivities(store, settings.drain_timeout_seconds,
                                     settings.progress_deadline_seconds)
-    runtime = RuntimeActivities(runtimes, settings.default_cluster)
+    runtime = RuntimeActivities(runtimes, settings.default_cluster,
+                                env_values=partial(env_values, store))
     traffic = TrafficActivities(routers, settings.default_cluster)
     dns_settings = DnsSettings()
     lane_settings = LaneSettings()

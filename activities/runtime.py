@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -31,9 +32,12 @@ CONFIRM_SPACING_SECONDS = 1.0
 class RuntimeActivities:
     """Runtime activities; the cluster named in each input picks the runtime."""
 
-    def __init__(self, runtimes: dict[str, Runtime], default_cluster: str) -> None:
+    def __init__(self, runtimes: dict[str, Runtime], default_cluster: str,
+                 env_values: Callable[[int], dict[str, str]] | None = None) -> None:
         self.runtimes = runtimes
         self.default_cluster = default_cluster
+        # Reads an environment's variables from the catalogue: values stay out of history.
+        self.env_values = env_values
 
     def _runtime(self, cluster: str) -> Runtime:
         try:
@@ -55,6 +59,9 @@ class RuntimeActivities:
         """Ensure the version's replicas exist and run (idempotent)."""
         with heartbeating(f"starting v{data.version.version}") as pulse, \
                 permanent(PermanentRuntimeError):
+            if data.env_id and self.env_values is not None:
+                data = data.model_copy(update={"env_vars": {**data.env_vars,
+                                                            **self.env_values(data.env_id)}})
             self._runtime(data.version.cluster).start_version(data, progress=pulse.progress)
 
     @activity.defn

@@ -150,7 +150,8 @@ def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_secon
             release_id=release.id or 0, app=app.name, env=env.name,
             env_key=env_key(app.name, env.env_type, env.cluster), lb_port=env.lb_port,
             cluster=env.cluster, strategy=env.strategy,
-            replicas=request.replicas or env.replicas, ports=env.ports, env_vars=env.env_vars,
+            replicas=request.replicas or env.replicas, ports=env.ports,
+            env_var_names=sorted(env.env_vars), env_id=env.id or 0,
             cpu=request.cpu or env.cpu, memory=request.memory or env.memory,
             health_path=env.health_path, source=app.source, namespace=env.namespace,
             from_version=release.from_version, to_version=release.to_version,
@@ -261,3 +262,12 @@ def _count_rollback(session: Session, env: Environment, rolled_back_version: int
         change.rollback_count += 1
         session.add(change)
         audit(session, "change.rolled_back", change_id=change.id, version=rolled_back_version)
+
+
+def env_values(store: Store, env_id: int) -> dict[str, str]:
+    """The environment variables of environment ``env_id``, read when a version starts."""
+    with store.session() as session:
+        env = session.get(Environment, env_id)
+        if env is None:
+            raise CatalogueError(f"environment {env_id} does not exist")
+        return dict(env.env_vars)

@@ -81,7 +81,11 @@ class ReleasePlan(BaseModel):
     strategy: Strategy
     replicas: int
     ports: list[int]
+    # Values only in plans made before values were kept out of history; now empty: the
+    # names say what is set, and start_version reads the values from the catalogue (env_id).
     env_vars: dict[str, str] = Field(default_factory=dict)
+    env_var_names: list[str] = Field(default_factory=list)
+    env_id: int = 0
     cpu: str = ""
     memory: str = ""
     health_path: str = "/healthz"
@@ -141,7 +145,10 @@ class StartVersionInput(BaseModel):
     image: str
     replicas: int
     ports: list[int]
+    # Set only when no catalogue holds them (lanes, older releases): a release passes env_id
+    # and start_version reads the values there, so they never enter workflow history.
     env_vars: dict[str, str] = Field(default_factory=dict)
+    env_id: int = 0
     cpu: str = ""
     memory: str = ""
     health_path: str = "/healthz"

@@ -10,7 +10,7 @@ from temporalio.testing import ActivityEnvironment
 from activities import runtime as runtime_activities
 from activities.runtime import RuntimeActivities
 from integrations.errors import ClusterUnavailableError
-from schemas.models import HealthCheckInput, VersionRef, WatchHealthInput
+from schemas.models import HealthCheckInput, StartVersionInput, VersionRef, WatchHealthInput
 
 
 class Probed:
@@ -84,3 +84,23 @@ def test_a_runtime_still_unreachable_when_the_window_ends_fails_the_attempt() ->
     runtime = Probed([down] * 1000)
     with pytest.raises(ClusterUnavailableError):
         run(runtime, 0.2)
+
+
+class Started:
+    """A runtime that records what start_version was asked to run."""
+
+    def __init__(self) -> None:
+        self.specs: list[StartVersionInput] = []
+
+    def start_version(self, spec: StartVersionInput, progress: Any = None) -> None:
+        self.specs.append(spec)
+
+
+def test_start_version_reads_environment_values_from_the_catalogue_not_its_input() -> None:
+    runtime = Started()
+    activities = RuntimeActivities({"local": runtime}, "local",  # type: ignore[dict-item]
+                                   env_values=lambda env_id: {"DB_PASSWORD": f"secret-{env_id}"})
+    ref = VersionRef(app="shop", env_key="shop-prod", cluster="local", version=2)
+    ActivityEnvironment().run(activities.start_version, StartVersionInput(
+        version=ref, image="shop:2", replicas=1, ports=[8080], env_id=7))
+    assert runtime.specs[0].env_vars == {"DB_PASSWORD": "secret-7"}

@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import col, select
 
 from catalogue.lanes import record_lane
-from catalogue.releases import finish_release, note_approval, open_release
+from catalogue.releases import env_values, finish_release, note_approval, open_release
 from catalogue.store import Store
 from catalogue.tables import AuditEvent
 from schemas.enums import ReleaseState
@@ -92,3 +92,20 @@ def test_lane_audit_rows_name_the_apps_and_the_lane(store: Store) -> None:
     with store.session() as session:
         row = session.exec(select(AuditEvent).where(AuditEvent.action == "lane.active")).one()
     assert (row.app, row.env) == ("shop,cart", "lane:try-1")
+
+
+def test_a_plan_names_environment_variables_and_the_worker_reads_their_values(
+    store: Store,
+) -> None:
+    ok("env add shop prod --env DB_PASSWORD=hunter2-do-not-log --env MODE=prod")
+    request = ReleaseRequest(app="shop", env="prod@local", image="slipway/shop:1",
+                             requested_by="dev")
+    plan = open_release(store, PrepareReleaseInput(request=request, workflow_id="release:x",
+                                                   run_id="r1"),
+                        drain_timeout_seconds=5, progress_deadline_seconds=30)
+    # The plan is the activity's result, stored in workflow history: names only.
+    assert "hunter2" not in plan.model_dump_json()
+    assert plan.env_var_names == ["DB_PASSWORD", "MODE"]
+    assert plan.env_vars == {}
+    assert env_values(store, plan.env_id) == {"DB_PASSWORD": "hunter2-do-not-log",
+                                              "MODE": "prod"}

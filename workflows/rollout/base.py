@@ -97,7 +97,8 @@ class Rollout(ABC):
         await self.wf.act(RuntimeActivities.start_version,
                           StartVersionInput(version=self.ref(version), image=image.run_ref,
                                             replicas=replicas, ports=plan.ports,
-                                            env_vars=plan.env_vars, cpu=plan.cpu,
+                                            env_vars=plan.env_vars, env_id=plan.env_id,
+                                            cpu=plan.cpu,
                                             memory=plan.memory,
                                             health_path=plan.health_path),
                           f"run {replicas}× v{version}", timeout=timedelta(minutes=10))
