@@ -166,7 +166,8 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     catalogue = CatalogueActivities(store, settings.drain_timeout_seconds,
                                     settings.progress_deadline_seconds)
     runtime = RuntimeActivities(runtimes, settings.default_cluster,
-                                env_values=partial(env_values, store))
+                                env_values=partial(env_values, store,
+                                                   credential=settings.credential))
     traffic = TrafficActivities(routers, settings.default_cluster)
     dns_settings = DnsSettings()
     lane_settings = LaneSettings()
@@ -188,6 +189,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
 
 async def connect(settings: Settings) -> Client:
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
+                                tls=settings.temporal_tls(),
                                 data_converter=pydantic_data_converter)
 
 

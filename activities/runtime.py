@@ -9,6 +9,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.support import Pulse, heartbeating, permanent
+from catalogue.store import CatalogueError
 from integrations.errors import ClusterUnavailableError, PermanentRuntimeError
 from integrations.protocols import Runtime
 from schemas.models import (
@@ -58,7 +59,7 @@ class RuntimeActivities:
     def start_version(self, data: StartVersionInput) -> None:
         """Ensure the version's replicas exist and run (idempotent)."""
         with heartbeating(f"starting v{data.version.version}") as pulse, \
-                permanent(PermanentRuntimeError):
+                permanent(PermanentRuntimeError, CatalogueError):
             if data.env_id and self.env_values is not None:
                 data = data.model_copy(update={"env_vars": {**data.env_vars,
                                                             **self.env_values(data.env_id)}})

@@ -8,6 +8,7 @@ retry never writes a second release row or a second baseline.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from sqlalchemy import func
 from sqlmodel import Session, select
@@ -264,10 +265,35 @@ def _count_rollback(session: Session, env: Environment, rolled_back_version: int
         audit(session, "change.rolled_back", change_id=change.id, version=rolled_back_version)
 
 
-def env_values(store: Store, env_id: int) -> dict[str, str]:
-    """The environment variables of environment ``env_id``, read when a version starts."""
+# A value such as ${credential:db-password} names a credential (SLIPWAY_CREDENTIALS) instead
+# of holding the secret: the catalogue stores the reference, the worker puts in the value when
+# it starts a container.
+CREDENTIAL_REF = re.compile(r"\$\{credential:([A-Za-z0-9._-]{1,64})\}")
+
+
+def resolve_credentials(values: dict[str, str],
+                        credential: Callable[[str], str]) -> dict[str, str]:
+    """``values`` with every ``${credential:NAME}`` replaced by that credential's value;
+    CatalogueError naming the variable and the credential when it is not configured."""
+    resolved = {}
+    for key, value in values.items():
+        reference = CREDENTIAL_REF.fullmatch(value)
+        if reference:
+            value = credential(reference.group(1))
+            if not value:
+                raise CatalogueError(f"environment variable {key} refers to credential "
+                                     f"{reference.group(1)!r}, which SLIPWAY_CREDENTIALS does "
+                                     "not set on this worker")
+        resolved[key] = value
+    return resolved
+
+
+def env_values(store: Store, env_id: int,
+               credential: Callable[[str], str] = lambda _name: "") -> dict[str, str]:
+    """The environment variables of environment ``env_id`` (credential references resolved),
+    read when a version starts."""
     with store.session() as session:
         env = session.get(Environment, env_id)
         if env is None:
             raise CatalogueError(f"environment {env_id} does not exist")
-        return dict(env.env_vars)
+        return resolve_credentials(dict(env.env_vars), credential)

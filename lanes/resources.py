@@ -19,6 +19,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlmodel import Session, col, select
 
+from catalogue.releases import resolve_credentials
 from catalogue.store import Store
 from catalogue.tables import Application, Baseline, Build, Environment
 from integrations.builders import BuilderSettings
@@ -206,7 +207,8 @@ class LaneResources:
     def _want(self, lane: str, app: str, image: str, env: Environment,
               version: int) -> LaneDeployment:
         """``image`` run the way the app's QA environment runs it, dyed with the lane."""
-        variables = {**env.env_vars, "SLIPWAY_LANE": lane}
+        variables = {**resolve_credentials(dict(env.env_vars), self.credential),
+                     "SLIPWAY_LANE": lane}
         for topic in self.settings.lane_topics:
             # Dyeing: lane instances consume from lane consumer groups, not QA's.
             variables[f"SLIPWAY_CONSUMER_GROUP_{re.sub(r'[^A-Z0-9]', '_', topic.upper())}"] = \

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from temporalio.service import TLSConfig
 
 
 def _default_state_dir() -> Path:
@@ -49,6 +50,11 @@ class Settings(BaseSettings):
 
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
+    # mTLS to the Temporal frontend (production: with a namespace authorizer, see
+    # docs/security.md). PEM files; a CA alone is server-verified TLS without a client cert.
+    temporal_tls_ca: Path | None = None
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
     temporal_ui_url: str = "http://localhost:8233"
     temporal_ui_port: int = 8233
     task_queue: str = "slipway"
@@ -99,6 +105,19 @@ class Settings(BaseSettings):
         """The secret value behind a credential name; empty when none is configured."""
         value = self.credentials.get(name)
         return value.get_secret_value() if value else ""
+
+    def temporal_tls(self) -> TLSConfig | bool:
+        """The client's TLS settings: False (plain) unless a CA or a client cert is set."""
+        if not (self.temporal_tls_ca or self.temporal_tls_cert):
+            return False
+        if bool(self.temporal_tls_cert) != bool(self.temporal_tls_key):
+            raise ValueError("set both SLIPWAY_TEMPORAL_TLS_CERT and SLIPWAY_TEMPORAL_TLS_KEY")
+        return TLSConfig(
+            server_root_ca_cert=(self.temporal_tls_ca.read_bytes()
+                                 if self.temporal_tls_ca else None),
+            client_cert=self.temporal_tls_cert.read_bytes() if self.temporal_tls_cert else None,
+            client_private_key=(self.temporal_tls_key.read_bytes()
+                                if self.temporal_tls_key else None))
 
     def ui_link(self, workflow_id: str, run_id: str | None = None) -> str:
         base = f"{self.temporal_ui_url.rstrip('/')}/namespaces/{self.temporal_namespace}/workflows"

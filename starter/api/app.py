@@ -47,7 +47,7 @@ from schemas.enums import ChangeKind, ChangeState
 from schemas.models import ApprovalInput, ReleaseRequest
 from schemas.settings import Settings, get_settings
 from schemas.sources import SourceRefused
-from starter.api.deps import Approver, ClientDep, Reader, StoreDep
+from starter.api.deps import Approver, ClientDep, Reader, StoreDep, refuse
 from starter.api.hooks import (
     GitEvent,
     WebhookShapeError,
@@ -203,7 +203,8 @@ def create_app(settings: Settings | None = None,
         config: ReceiverSettings = request.app.state.receiver_settings
         secret = settings.credential(config.gitlab_hook_credential)
         if not secret_matches(request.headers.get("X-Gitlab-Token"), secret):
-            raise HTTPException(401, "wrong or missing X-Gitlab-Token")
+            raise await run_in_threadpool(refuse, store, request, 401,
+                                          "wrong or missing X-Gitlab-Token")
         body, payload = await json_body(request)
         kind = request.headers.get("X-Gitlab-Event", "")
         event_id = request.headers.get("X-Gitlab-Event-UUID") or payload_id(body)
@@ -267,7 +268,8 @@ def create_app(settings: Settings | None = None,
         header = request.headers.get("Authorization", "")
         if not (secret_matches(header, secret)
                 or secret_matches(header.removeprefix("Bearer "), secret)):
-            raise HTTPException(401, "wrong or missing Authorization header")
+            raise await run_in_threadpool(refuse, store, request, 401,
+                                          "wrong or missing Authorization header")
         body, payload = await json_body(request)
         recorded, duplicates = 0, 0
         try:

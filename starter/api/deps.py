@@ -38,7 +38,8 @@ def refuse(store: Store, request: Request, status: int, reason: str, actor: str 
             headers: dict[str, str] | None = None) -> HTTPException:
     """Every refused request is an audit event: who (if known), what, why. Never the token."""
     with store.session() as session:
-        audit(session, "api.refused", actor=actor, method=request.method,
+        audit(session, "api.refused", actor=actor, app=request.path_params.get("app", ""),
+              env=request.path_params.get("env", ""), method=request.method,
               path=request.url.path, status=status, reason=reason)
         session.commit()
     return HTTPException(status, reason, headers=headers)

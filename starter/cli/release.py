@@ -13,6 +13,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
+from catalogue.tables import AuditEvent
 from schemas.models import ReleaseOutcome, ReleaseRequest, ReleaseStatus
 from schemas.settings import get_settings
 from starter.cli.console import catalogue_errors, console, fail, open_store
@@ -149,8 +150,11 @@ def history(app: AppArg, env: EnvArg) -> None:
         store = open_store()
         try:
             rows = changes.release_history(store, app, env)
+            refused = changes.refusals(store, app, env)
         finally:
             store.engine.dispose()
+    if refused:
+        _print_refusals(refused)
     if not rows:
         console.print(f"no releases of {app} on {env} yet: slipway release {app} {env}",
                       highlight=False)
@@ -175,6 +179,21 @@ def history(app: AppArg, env: EnvArg) -> None:
                                            item.error) if text)
         table.add_row(str(item.id), item.state, versions, item.image or "-", by,
                       item.started_at.strftime("%m-%d %H:%M"), note or "-")
+    console.print(table)
+
+
+def _print_refusals(events: list[AuditEvent]) -> None:
+    """Refused approvals, controls and API requests: who, what, why, through which door."""
+    table = Table(title="refused")
+    for header in ("at", "who", "what", "door"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("why", overflow="fold", ratio=3)
+    for event in events:
+        detail = event.detail
+        what = detail.get("refused") or f"{detail.get('method', '')} {detail.get('path', '')}"
+        table.add_row(event.at.strftime("%m-%d %H:%M:%S"), event.actor or "-", str(what),
+                      str(detail.get("door", "receiver" if "path" in detail else "-")),
+                      str(detail.get("reason", "")))
     console.print(table)
 
 

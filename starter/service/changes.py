@@ -16,7 +16,14 @@ from sqlmodel import Session, col, select
 
 from catalogue.releases import check_releasable
 from catalogue.store import CatalogueError, Store, audit, find_app, find_env, latest_baseline
-from catalogue.tables import Application, Baseline, Change, Environment, Release
+from catalogue.tables import (
+    Application,
+    AuditEvent,
+    Baseline,
+    Change,
+    Environment,
+    Release,
+)
 from schemas.enums import AppState, ChangeKind, ChangeState, ReleaseState
 from schemas.images import check_image_ref
 from schemas.models import ReleaseRequest
@@ -197,6 +204,24 @@ def release_history(store: Store, app: str, env: str) -> list[HistoryRow]:
                                 .order_by(col(Release.id).desc())).all()
         written = {b.release_id: b.version for b in _baselines(session, found)}
         return [HistoryRow(release, written.get(release.id)) for release in releases]
+
+
+REFUSAL_ACTIONS = ("release.refused", "api.refused")
+
+
+def refusals(store: Store, app: str, env: str) -> list[AuditEvent]:
+    """Refused approvals, controls and API requests about an environment, newest first."""
+    with store.session() as session:
+        owner = find_app(session, app)
+        found = find_env(session, owner, env)
+        events = session.exec(select(AuditEvent).where(
+            AuditEvent.app == owner.name,
+            col(AuditEvent.action).in_(REFUSAL_ACTIONS)).order_by(col(AuditEvent.id).desc())
+        ).all()
+    # The receiver records the environment as the caller wrote it (``prod``), the workflow
+    # its canonical name (``prod@local``).
+    names = {found.name, found.env_type}
+    return [event for event in events if not event.env or event.env in names]
 
 
 def list_baselines(store: Store, app: str, env: str) -> list[Baseline]:

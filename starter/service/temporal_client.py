@@ -13,6 +13,7 @@ async def connect(settings: Settings) -> Client:
     try:
         return await Client.connect(settings.temporal_address,
                                     namespace=settings.temporal_namespace,
+                                    tls=settings.temporal_tls(),
                                     data_converter=pydantic_data_converter)
     except RuntimeError as error:
         raise CatalogueError(

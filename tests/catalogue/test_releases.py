@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from catalogue.lanes import record_lane
 from catalogue.releases import env_values, finish_release, note_approval, open_release
-from catalogue.store import Store
+from catalogue.store import CatalogueError, Store
 from catalogue.tables import AuditEvent
 from schemas.enums import ReleaseState
 from schemas.lanes import LaneRecordInput, LaneStage
@@ -109,3 +109,19 @@ def test_a_plan_names_environment_variables_and_the_worker_reads_their_values(
     assert plan.env_vars == {}
     assert env_values(store, plan.env_id) == {"DB_PASSWORD": "hunter2-do-not-log",
                                               "MODE": "prod"}
+
+
+def test_a_credential_reference_is_stored_as_such_and_resolved_by_the_worker(
+    store: Store,
+) -> None:
+    ok("env add shop prod --env 'DB_PASSWORD=${credential:shop-db}' --env MODE=prod")
+    request = ReleaseRequest(app="shop", env="prod@local", image="slipway/shop:1",
+                             requested_by="dev")
+    plan = open_release(store, PrepareReleaseInput(request=request, workflow_id="release:x",
+                                                   run_id="r1"),
+                        drain_timeout_seconds=5, progress_deadline_seconds=30)
+    secrets = {"shop-db": "s3cr3t-value"}
+    assert env_values(store, plan.env_id, secrets.get) == {  # type: ignore[arg-type]
+        "DB_PASSWORD": "s3cr3t-value", "MODE": "prod"}
+    with pytest.raises(CatalogueError, match="DB_PASSWORD refers to credential 'shop-db'"):
+        env_values(store, plan.env_id, lambda _name: "")

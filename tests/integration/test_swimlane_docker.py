@@ -31,6 +31,7 @@ from starter.api.deps import get_client
 from starter.api.settings import ReceiverSettings
 from starter.service.catalogue import add_env, mark_ready, register_app
 from starter.service.releases import follow, start_release, validate_release
+from starter.service.tokens import create_token
 from tests.integration.test_release_docker import SAMPLE
 from tests.support.load import failures, request_loop
 from workflows.swimlane import SwimlaneWorkflow
@@ -122,7 +123,9 @@ async def test_lane_with_three_apps_is_created_and_deleted(
     api.dependency_overrides[get_client] = lambda: temporal.client
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api),
                                  base_url="http://receiver") as http:
-        listed = (await http.get("/api/lanes")).json()
+        _, token = create_token(store, "qa", roles=["read"])
+        listed = (await http.get("/api/lanes",
+                                 headers={"Authorization": f"Bearer {token}"})).json()
     assert [(item["name"], item["stage"]) for item in listed if item["name"] == lane] == [
         (lane, "active")]
 

@@ -28,7 +28,8 @@ RECOVERY_BUDGET_SECONDS = 30.0
 class WorkerProcess:
     """``python worker.py`` with the test's settings; its output goes to a log file."""
 
-    def __init__(self, settings: Settings, address: str, log: Path) -> None:
+    def __init__(self, settings: Settings, address: str, log: Path,
+                 extra_env: dict[str, str] | None = None) -> None:
         credentials = {name: value.get_secret_value()
                        for name, value in settings.credentials.items()}
         self.env = {
@@ -41,6 +42,7 @@ class WorkerProcess:
             "SLIPWAY_LB_PORT_START": str(settings.lb_port_start),
             "SLIPWAY_TASK_QUEUE": settings.task_queue,
             "SLIPWAY_TEMPORAL_ADDRESS": address,
+            **(extra_env or {}),
         }
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None

@@ -184,6 +184,11 @@ async def test_cli_controls_end_to_end(env: WorkflowEnvironment, store: Store,  
         assert forged.stderr.startswith("error: approve refused: the proof of lead's approve is "
                                         "not signed by an active token of lead")
         assert (await handle.query(ReleaseWorkflow.status)).awaiting == "approval"
+        # Both refusals are on record, with who and why.
+        history = await asyncio.to_thread(cli_run, f"release history {app} prod")
+        assert history.exit_code == 0, history.output
+        assert "refused" in history.stdout and "four eyes" in history.stdout
+        assert "not signed by an active token of lead" in " ".join(history.stdout.split())
         approved = await asyncio.to_thread(
             cli_run, f"approve {app} prod --as lead --comment go --token-file {lead_file}")
         assert approved.exit_code == 0, approved.output
