@@ -42,6 +42,7 @@ class WorkerProcess:
             "SLIPWAY_LB_PORT_START": str(settings.lb_port_start),
             "SLIPWAY_TASK_QUEUE": settings.task_queue,
             "SLIPWAY_TEMPORAL_ADDRESS": address,
+            "SLIPWAY_SOURCE_ROOTS": json.dumps([str(root) for root in settings.source_roots]),
             **(extra_env or {}),
         }
         self.log = log
