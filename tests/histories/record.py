@@ -3,7 +3,7 @@
 Run from the repository root after an intended change to a workflow's command sequence
 (and only then: see docs/operations.md, "Shipping a workflow change")::
 
-    PYTHONPATH=$PWD python -m tests.histories.record
+    PYTHONPATH=$PWD python -m tests.histories.record [STORY ...]
 
 Each story runs on the time-skipping test server with the fake activities of the unit tests
 and is written as ``<name>.json`` (``fetch_history().to_json()``) beside this file. Before
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,7 +30,7 @@ from schemas.lanes import DeleteInput, LanePushInput, LaneSpec, LaneStage, lane_
 from schemas.models import NotifyInput, ReleaseRequest
 from tests.conftest import _start_env
 from tests.support.workers import workers
-from tests.workflows.fakes import FakeWorld
+from tests.workflows.fakes import FakeWorld, signed
 from tests.workflows.lane_fakes import LaneWorld
 from workflows.janitor import JanitorWorkflow
 from workflows.release import ReleaseWorkflow
@@ -59,6 +60,21 @@ async def release_gray(env: WorkflowEnvironment) -> WorkflowHandle[Any, Any]:
 async def release_rolled_back(env: WorkflowEnvironment) -> WorkflowHandle[Any, Any]:
     """A recreate release whose new version never gets healthy: the undo stack runs."""
     return await _release(env, FakeWorld(current_version=1, versions=[1], fail_ready_for=2))
+
+
+async def release_approved(env: WorkflowEnvironment) -> WorkflowHandle[Any, Any]:
+    """A release that waits for approval; lead approves with a signed proof."""
+    world = FakeWorld(current_version=1, versions=[1], approval_required=True)
+    queue = f"golden-{uuid.uuid4()}"
+    async with workers(env.client, queue, [ReleaseWorkflow], world.activities()):
+        handle = await env.client.start_workflow(ReleaseWorkflow.run, REQUEST,
+                                                 id=f"release:shop:{uuid.uuid4()}",
+                                                 task_queue=queue)
+        while (await handle.query(ReleaseWorkflow.status)).awaiting != "approval":
+            await asyncio.sleep(0.05)
+        await handle.execute_update(ReleaseWorkflow.approve, signed(handle, "lead"))
+        await handle.result()
+    return handle
 
 
 async def swimlane(env: WorkflowEnvironment) -> WorkflowHandle[Any, Any]:
@@ -107,17 +123,20 @@ async def janitor(env: WorkflowEnvironment) -> WorkflowHandle[Any, Any]:
 STORIES: dict[str, Callable[[WorkflowEnvironment], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "release_gray": release_gray,
     "release_rolled_back": release_rolled_back,
+    "release_approved": release_approved,
     "swimlane": swimlane,
     "janitor": janitor,
 }
 
 
-async def record(directory: Path = HERE) -> list[Path]:
-    """Run every story and write its history; return the files written."""
+async def record(directory: Path = HERE, names: list[str] | None = None) -> list[Path]:
+    """Run every story (or those named) and write its history; return the files written."""
     env = await _start_env()
     written: list[Path] = []
     try:
         for name, story in STORIES.items():
+            if names and name not in names:
+                continue
             handle = await story(env)
             history = await handle.fetch_history()
             path = directory / f"{name}.json"
@@ -129,5 +148,5 @@ async def record(directory: Path = HERE) -> list[Path]:
 
 
 if __name__ == "__main__":
-    for path in asyncio.run(record()):
+    for path in asyncio.run(record(names=sys.argv[1:] or None)):
         print(f"wrote {path}")
