@@ -227,7 +227,7 @@ def test_the_lane_manifest_grants_what_lanes_use() -> None:
     import yaml
 
     manifest = Path(__file__).parents[2] / "deploy" / "kubernetes" / "rbac-lanes.yaml"
-    role, binding = yaml.safe_load_all(manifest.read_text())
+    role, binding, _policy, _policy_binding = yaml.safe_load_all(manifest.read_text())
     rules = {(group, resource): sorted(rule["verbs"])
              for rule in role["rules"] for group in rule["apiGroups"]
              for resource in rule["resources"]}

@@ -188,7 +188,7 @@ async def test_cli_controls_end_to_end(env: WorkflowEnvironment, store: Store,  
         history = await asyncio.to_thread(cli_run, f"release history {app} prod")
         assert history.exit_code == 0, history.output
         assert "refused" in history.stdout and "four eyes" in history.stdout
-        assert "not signed by an active token of lead" in " ".join(history.stdout.split())
+        assert "the proof of lead's" in history.stdout  # the forgery, refused by the worker
         approved = await asyncio.to_thread(
             cli_run, f"approve {app} prod --as lead --comment go --token-file {lead_file}")
         assert approved.exit_code == 0, approved.output
