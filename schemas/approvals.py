@@ -97,8 +97,11 @@ def read_claims(proof: str) -> ProofClaims | None:
 
 
 HOW_TO_GET_ONE = ("approve with your API token: `SLIPWAY_TOKEN=slw_… slipway approve APP ENV`, "
-                  "or POST /api/releases/APP/ENV/approve with it as bearer token (an admin "
-                  "creates one with `slipway token create USER --role approve`)")
+                  "or POST /api/releases/APP/ENV/approve with it as bearer token; for a "
+                  "signal, put the token printed by `slipway approve APP ENV --print-token` "
+                  "in its \"token\" field (an admin creates API tokens with `slipway token "
+                  "create USER --role approve`)")
+SIGNAL_TOKEN_SECONDS = 30 * 60
 
 
 def verify_proof(proof: str, user: str, release: str, decision: Decision, now: float,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from schemas.enums import ReleaseState, Strategy
 
@@ -254,15 +254,16 @@ class WatchHealthInput(BaseModel):
 
 
 class ApprovalInput(BaseModel):
-    """Argument of the ``approve`` / ``reject`` Updates (and signals).
+    """Argument of the ``approve`` / ``reject`` Updates and signals.
 
-    ``proof`` is a signed approval proof (:mod:`schemas.approvals`), never the token itself;
-    ``via`` is filled in by the workflow from the verified proof, for the record.
+    ``proof`` is a signed approval token (:mod:`schemas.approvals`), never the API token
+    itself; a person typing a signal in the Web UI calls it ``token``. ``via`` is filled in by
+    the workflow from the verified proof, for the record.
     """
 
     user: str
     comment: str = ""
-    proof: str = ""
+    proof: str = Field(default="", validation_alias=AliasChoices("proof", "token"))
     via: str = ""
 
 

@@ -10,6 +10,8 @@ desk, since another decision may have won meanwhile: the first accepted decision
 
 from __future__ import annotations
 
+import contextlib
+
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
@@ -71,3 +73,70 @@ class ApprovalDesk:
                                  via=f"{verdict.via}, token {verdict.token}")
         self.decision = (approved, data)
         return data
+
+
+class ApprovalHandlers:
+    """The approve/reject Updates and signals of ReleaseWorkflow, on its approval desk.
+
+    A mixin so the workflow module keeps to the run; the workflow provides ``progress``, the
+    desk, ``event`` and ``_release_name``.
+    """
+
+    progress: ReleaseStatus
+    _desk: ApprovalDesk
+
+    def event(self, message: str) -> None:
+        raise NotImplementedError
+
+    def _release_name(self) -> str:
+        raise NotImplementedError
+
+    @workflow.update
+    async def approve(self, data: ApprovalInput) -> str:
+        decided = await self._decide(True, data)
+        return f"{decided.user} approved {self._release_name()}"
+
+    @approve.validator
+    def _validate_approve(self, data: ApprovalInput) -> None:
+        if refusal := self._desk.refusal(self.progress, True, data):
+            raise ValueError(refusal)
+
+    @workflow.update
+    async def reject(self, data: ApprovalInput) -> str:
+        decided = await self._decide(False, data)
+        return f"{decided.user} rejected {self._release_name()}"
+
+    @reject.validator
+    def _validate_reject(self, data: ApprovalInput) -> None:
+        if refusal := self._desk.refusal(self.progress, False, data):
+            raise ValueError(refusal)
+
+    # Signals for people in the Web UI (More Actions → Send a Signal) or `temporal workflow
+    # signal`: the same desk decides; a refusal cannot be answered, so it is shown instead.
+    @workflow.signal(name="approve")
+    async def approve_signal(self, data: ApprovalInput) -> None:
+        await self._signalled(True, data)
+
+    @workflow.signal(name="reject")
+    async def reject_signal(self, data: ApprovalInput) -> None:
+        await self._signalled(False, data)
+
+    async def _signalled(self, approved: bool, data: ApprovalInput) -> None:
+        if refusal := self._desk.refusal(self.progress, approved, data):
+            self._refused(approved, data, refusal)
+            return
+        with contextlib.suppress(ApplicationError):  # refused: already shown by _decide
+            await self._decide(approved, data)
+
+    async def _decide(self, approved: bool, data: ApprovalInput) -> ApprovalInput:
+        try:
+            return await self._desk.decide(self.progress, approved, data)
+        except ApplicationError as refused:
+            self._refused(approved, data, refused.message)
+            raise
+
+    def _refused(self, approved: bool, data: ApprovalInput, reason: str) -> None:
+        """Record a refused decision where people look: the events and the Web UI."""
+        message = f"{'approval' if approved else 'rejection'} by {data.user} refused: {reason}"
+        self.event(message)
+        workflow.set_current_details(f"**{self.progress.stage}**: {message}")

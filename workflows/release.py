@@ -23,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.runtime import RuntimeActivities
     from schemas.enums import ReleaseState
     from schemas.models import (
-        ApprovalInput,
         BuildInput,
         ControlInput,
         FinishReleaseInput,
@@ -40,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
         ResolveImageInput,
     )
     from workflows import search
-    from workflows.approval import ApprovalDesk
+    from workflows.approval import ApprovalDesk, ApprovalHandlers
     from workflows.cancellation import is_cancellation, stopped, to_the_end
     from workflows.policies import HEARTBEAT_TIMEOUT, QUICK, RETRY, UNTIL_DONE, build_queue
     from workflows.rollout import Undo, cause_of, rollout_for
@@ -63,7 +62,7 @@ class ReleaseEnded(Exception):
 
 
 @workflow.defn
-class ReleaseWorkflow:
+class ReleaseWorkflow(ApprovalHandlers):
     def __init__(self) -> None:
         self.progress = ReleaseStatus(app="", env="", stage="pending")
         self._undo: list[tuple[str, Undo]] = []
@@ -352,34 +351,6 @@ class ReleaseWorkflow:
     def status(self) -> ReleaseStatus:
         """Stage, step i/n, replicas and traffic per version, events with times."""
         return self.progress
-
-    @workflow.update
-    async def approve(self, data: ApprovalInput) -> str:
-        decided = await self._decide(True, data)
-        return f"{decided.user} approved {self._release_name()}"
-
-    @approve.validator
-    def _validate_approve(self, data: ApprovalInput) -> None:
-        if refusal := self._desk.refusal(self.progress, True, data):
-            raise ValueError(refusal)
-
-    @workflow.update
-    async def reject(self, data: ApprovalInput) -> str:
-        decided = await self._decide(False, data)
-        return f"{decided.user} rejected {self._release_name()}"
-
-    @reject.validator
-    def _validate_reject(self, data: ApprovalInput) -> None:
-        if refusal := self._desk.refusal(self.progress, False, data):
-            raise ValueError(refusal)
-
-    async def _decide(self, approved: bool, data: ApprovalInput) -> ApprovalInput:
-        try:
-            return await self._desk.decide(self.progress, approved, data)
-        except ApplicationError as refused:
-            self.event(f"{'approval' if approved else 'rejection'} by {data.user} refused: "
-                       f"{refused.message}")
-            raise
 
     @workflow.update
     async def promote(self, data: ControlInput) -> str:

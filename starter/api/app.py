@@ -16,6 +16,8 @@ Every ``/api`` route takes a bearer token (``slipway token create``) whose roles
   (``/hooks/gitlab?lane=<name>``) acts on pushes to its branch only.
 * ``POST /hooks/registry`` — docker distribution notifications and Harbor webhooks, recorded
   as audit events.
+* ``POST /api/releases/{app}/{env}/approval-token`` — a signed approval token for the Web UI's
+  approve/reject signal (``approve`` role).
 * ``GET /api/releases/{app}/{env}``, ``GET /api/baselines/{app}/{env}``.
 * ``GET /api/lanes[/{name}]``, ``POST /api/lanes/{name}/renew``, ``DELETE /api/lanes/{name}``
   (starter/api/lanes.py; renew and delete as the bearer token's user).
@@ -42,7 +44,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from catalogue.store import CatalogueError, Store, audit, find_app, find_env
 from catalogue.tables import Application, Baseline, Change
 from catalogue.tokens import HookDelivery
-from schemas.approvals import Decision, sign_proof
+from schemas.approvals import SIGNAL_TOKEN_SECONDS, Decision, sign_proof
 from schemas.enums import ChangeKind, ChangeState
 from schemas.models import ApprovalInput, ReleaseRequest
 from schemas.settings import Settings, get_settings
@@ -171,6 +173,19 @@ def create_app(settings: Settings | None = None,
                      body: ApprovalBody | None = None) -> dict[str, str]:
         """Reject the running release as the token's user (``approve`` role)."""
         return await decide(app, env, False, body, caller, store, client)
+
+    @api.post("/api/releases/{app}/{env}/approval-token", tags=["releases"])
+    async def approval_token(app: str, env: str, caller: Approver, store: StoreDep,
+                             decision: Decision = "approve") -> dict[str, Any]:
+        """A signed approval token for the caller (``approve`` role), single use and valid 30
+        minutes, with the signal to send it in from the Temporal Web UI (More Actions → Send a
+        Signal) or ``temporal workflow signal``. The API token itself never leaves here."""
+        env_name = await run_in_threadpool(canonical_env, store, app, env)
+        workflow_id = release_workflow_id(app, env_name)
+        proof = sign_proof(caller.hash, caller.user, workflow_id, decision, "signal",
+                           time.time(), SIGNAL_TOKEN_SECONDS)
+        return {"workflow_id": workflow_id, "signal": decision,
+                "input": {"user": caller.user, "comment": "", "token": proof}}
 
     @api.get("/api/releases/{app}/{env}", tags=["releases"])
     async def release(app: str, env: str, _caller: Reader, store: StoreDep,

@@ -8,12 +8,14 @@ starts a new release whose target is an older baseline.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from schemas.approvals import SIGNAL_TOKEN_SECONDS
 from schemas.settings import get_settings
 from starter.cli.console import catalogue_errors, console, open_store
 from starter.cli.release import run_release
@@ -21,6 +23,7 @@ from starter.service import changes, releases
 from starter.service.controls import approval_proof, control_input, send_update
 from starter.service.identity import check_user, current_user
 from starter.service.temporal_client import connect
+from workflows.release import release_workflow_id
 
 AppArg = Annotated[str, typer.Argument(metavar="APP", help="Application.", show_default=False)]
 EnvArg = Annotated[str, typer.Argument(metavar="ENV", show_default=False,
@@ -43,13 +46,31 @@ def _token(token_file: Path | None) -> str:
     return os.environ.get("SLIPWAY_TOKEN", "").strip()
 
 
+PrintToken = Annotated[bool, typer.Option(
+    "--print-token", help="Send nothing: print a signed approval token (single use, valid 30 "
+                          "min) and the signal to send with it from the Temporal Web UI.")]
+
+
+def _print_signal_token(name: str, app: str, env_name: str, who: str, token: str,
+                        text: str) -> None:
+    proof = approval_proof(token, who, app, env_name, name, via="signal",
+                           seconds=SIGNAL_TOKEN_SECONDS)
+    console.print(f"signal [bold]{name}[/] to workflow {release_workflow_id(app, env_name)} "
+                  "with this input (Web UI: More Actions → Send a Signal):", highlight=False)
+    # Plain print: the JSON must survive copy and paste unaltered.
+    print(json.dumps({"user": who, "comment": text, "token": proof}))
+
+
 def _control(name: str, app: str, env: str, user: str | None, text: str = "",
-             token_file: Path | None = None) -> None:
+             token_file: Path | None = None, print_token: bool = False) -> None:
     store = open_store()
     try:
         with catalogue_errors():
             who = check_user(user or current_user(), "--as user")
             env_name = releases.env_name(store, app, env)
+            if print_token:
+                _print_signal_token(name, app, env_name, who, _token(token_file), text)
+                return
             proof = (approval_proof(_token(token_file), who, app, env_name, name)
                      if name in ("approve", "reject") else "")
             arg = control_input(name, who, text, proof)
@@ -69,10 +90,11 @@ def approve(
     comment: Annotated[str, typer.Option(help="Why, for the record.",
                                          show_default=False)] = "",
     token_file: TokenFile = None,
+    print_token: PrintToken = False,
 ) -> None:
     """Approve the release waiting on APP ENV (an approver other than the requester), signed
     with your API token ($SLIPWAY_TOKEN): the worker checks the token is yours."""
-    _control("approve", app, env, user, comment, token_file)
+    _control("approve", app, env, user, comment, token_file, print_token)
 
 
 def reject(
@@ -80,10 +102,11 @@ def reject(
     comment: Annotated[str, typer.Option(help="Why, for the requester.",
                                          show_default=False)] = "",
     token_file: TokenFile = None,
+    print_token: PrintToken = False,
 ) -> None:
     """Reject the release waiting for approval on APP ENV, signed with your API token
     ($SLIPWAY_TOKEN); its change goes back to developing."""
-    _control("reject", app, env, user, comment, token_file)
+    _control("reject", app, env, user, comment, token_file, print_token)
 
 
 def promote(app: AppArg, env: EnvArg, user: AsUser = None) -> None:

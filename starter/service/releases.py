@@ -85,6 +85,20 @@ def validate_release(store: Store, request: ReleaseRequest) -> tuple[ReleaseRequ
     return request.model_copy(update={"env": env.name}), summary
 
 
+def approval_help(app: str, env: str) -> str:
+    """The Web UI's static details of a release: how an approver approves from there."""
+    template = '{"user": "YOUR_NAME", "comment": "why", "token": "TOKEN"}'
+    return (
+        "**Approving from this page** (when the release waits for approval): More Actions → "
+        "Send a Signal, signal name `approve` (or `reject`), input:\n\n"
+        f"```json\n{template}\n```\n\n"
+        f"TOKEN: `slipway approve {app} {env} --as YOUR_NAME --print-token` (with your API "
+        f"token in SLIPWAY_TOKEN), or `POST /api/releases/{app}/{env}/approval-token` on the "
+        "receiver; single use, valid 30 minutes. A refused signal is shown in the current "
+        "details and in `slipway status`."
+    )
+
+
 async def start_release(client: Client, settings: Settings, request: ReleaseRequest,
                         summary: str) -> StartedRelease:
     workflow_id = release_workflow_id(request.app, request.env)
@@ -98,6 +112,7 @@ async def start_release(client: Client, settings: Settings, request: ReleaseRequ
                 SearchAttributePair(search.STAGE, "queued"),
             ]),
             static_summary=summary,
+            static_details=approval_help(request.app, request.env),
         )
     except WorkflowAlreadyStartedError as error:
         running = client.get_workflow_handle(workflow_id)

@@ -4,10 +4,11 @@ identity forms, single-use and expiring proofs, and the first decision winning a
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from schemas.approvals import sign_proof
@@ -106,6 +107,76 @@ async def test_two_approvers_racing_the_first_decision_wins(env: WorkflowEnviron
         if won[0].startswith("lead approved"):
             assert (await handle.result()).state == ReleaseState.SUCCEEDED
         else:
-            with pytest.raises(Exception, match="rejected"):
+            with pytest.raises(WorkflowFailureError) as failure:
                 await handle.result()
+            assert "rejected by bob" in str(failure.value.cause)
     assert state
+
+
+async def test_a_signal_with_a_valid_token_approves(env: WorkflowEnvironment) -> None:
+    fake = world()
+    runner, queue = worker(env, fake)
+    async with runner:
+        handle = await start(env, fake, ReleaseRequest(app="shop", env="prod@local",
+                                                       requested_by="ana"), queue)
+        await wait_for(handle, lambda s: s.awaiting == "approval")
+        # What a person types into the Web UI's signal form: user, comment, token.
+        typed = ApprovalInput.model_validate_json(json.dumps(
+            {"user": "lead", "comment": "from the UI",
+             "token": signed(handle, "lead", via="signal").proof}))
+        await handle.signal("approve", typed)
+        outcome = await handle.result()
+        events = [event.message for event in (await handle.query(ReleaseWorkflow.status)).events]
+    assert outcome.state == ReleaseState.SUCCEEDED
+    assert "approved by lead (via signal, token lead): from the UI" in events
+
+
+@pytest.mark.parametrize(("user", "token", "reason"), [
+    ("lead", "", "approval by lead refused: approve by lead carries no proof"),
+    ("ana", None, "approval by ana refused: four eyes: ana requested this release"),
+    ("mallory", None, "approval by mallory refused: mallory is not an approver"),
+])
+async def test_a_refused_signal_is_shown_and_the_release_keeps_waiting(
+    env: WorkflowEnvironment, user: str, token: str | None, reason: str,
+) -> None:
+    fake = world()
+    runner, queue = worker(env, fake)
+    async with runner:
+        handle = await start(env, fake, ReleaseRequest(app="shop", env="prod@local",
+                                                       requested_by="ana"), queue)
+        await wait_for(handle, lambda s: s.awaiting == "approval")
+        data = signed(handle, user, via="signal")
+        await handle.signal("approve", ApprovalInput(user=user, proof=data.proof
+                                                     if token is None else token))
+        status = await wait_for(handle, lambda s: any("refused" in e.message for e in s.events))
+        refusal = next(e.message for e in status.events if "refused" in e.message)
+        assert refusal.startswith(reason)
+        if token == "":
+            assert "--print-token" in refusal  # how to get one
+        assert status.awaiting == "approval"
+        metadata = await handle.query("__temporal_workflow_metadata")
+        assert reason in str(metadata)  # the Web UI's current details
+        await handle.execute_update(ReleaseWorkflow.approve, signed(handle, "lead"))
+        assert (await handle.result()).state == ReleaseState.SUCCEEDED
+
+
+async def test_a_signal_and_an_update_racing_the_first_decision_wins(
+    env: WorkflowEnvironment,
+) -> None:
+    fake = world()
+    runner, queue = worker(env, fake)
+    async with runner:
+        handle = await start(env, fake, ReleaseRequest(app="shop", env="prod@local",
+                                                       requested_by="ana"), queue)
+        await wait_for(handle, lambda s: s.awaiting == "approval")
+        # bob's reject signal lands first; lead's approve Update arrives while it is checked.
+        await handle.signal("reject", signed(handle, "bob", "reject", via="signal"))
+        update = await asyncio.gather(
+            handle.execute_update(ReleaseWorkflow.approve, signed(handle, "lead")),
+            return_exceptions=True)
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+    assert "rejected by bob (via signal, token bob)" in str(failure.value.cause)
+    assert isinstance(update[0], WorkflowUpdateFailedError)
+    assert "already rejected by bob" in str(update[0].cause) or \
+        "not waiting for approval" in str(update[0].cause)
