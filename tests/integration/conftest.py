@@ -47,11 +47,15 @@ def docker_client() -> docker.DockerClient:
     return client
 
 
+UI_PORT = free_port()
+
+
 @pytest_asyncio.fixture(scope="session")
 async def temporal() -> AsyncIterator[WorkflowEnvironment]:
+    """The dev server, with its Web UI on loopback port :data:`UI_PORT` (the browser test)."""
     environment = await WorkflowEnvironment.start_local(
         dev_server_existing_path=_temporal_cli(), data_converter=pydantic_data_converter,
-        search_attributes=list(search.ALL), ui=False,
+        search_attributes=list(search.ALL), ui=True, ui_port=UI_PORT,
     )
     try:
         yield environment
