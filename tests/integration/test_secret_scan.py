@@ -4,8 +4,10 @@ Known credential values go through a real run: the registry's htpasswd password 
 pushed to and pulled from the real docker-registry), the notifier's webhook token (a
 local receiver of notifications), the GitLab and registry webhook secrets (hooks delivered to
 the receiver), an approver's API token (an approval through the receiver, one signed by the
-CLI's path), and an environment variable marked secret (``${credential:…}``). The run: a
-release with approval, a second one, a rollback, and a lane created, pushed to and deleted.
+CLI's path), an environment variable marked secret (``${credential:…}``), and the Jenkins
+and GitLab tokens (builds on the CI fakes, which speak those servers' HTTP APIs). The run: a
+release with approval, a second one, a rollback, two releases built on CI, and a lane
+created, pushed to (built on its Jenkins job) and deleted.
 Then every workflow history of the run's task queue (with its search attributes and memo),
 every log line of the worker and of the receiver, every catalogue row and every file in the
 state directory is scanned: zero hits.
@@ -14,12 +16,13 @@ state directory is scanned: zero hits.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -29,11 +32,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import text
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from catalogue.store import Store
+from catalogue.tables import Baseline
 from schemas.lanes import DeleteInput, LanePushInput, LaneSpec, LaneStage, lane_workflow_id
 from schemas.models import ReleaseRequest
 from schemas.settings import Settings
@@ -48,6 +52,8 @@ from starter.service.tokens import create_token
 from tests.integration.test_release_docker import SAMPLE
 from tests.integration.test_swimlane_docker import commit_sample
 from tests.support.chaos import WorkerProcess
+from tests.support.gitlab_fake import FakeJob, PipelineScript, running_gitlab
+from tests.support.jenkins_fake import JobScript, running_jenkins
 from tests.support.registry import RegistryServer
 from workflows.release import ReleaseWorkflow
 from workflows.swimlane import SwimlaneWorkflow
@@ -59,6 +65,9 @@ NOTIFY_TOKEN = "notify-tok-7f3a9c1e"
 GITLAB_SECRET = "gitlab-hook-5b2d8e4f"
 REGISTRY_HOOK_SECRET = "registry-hook-9c4e1a7b"
 DB_PASSWORD = "db-pass-3e8f2a6d"
+JENKINS_TOKEN = "jenkins-api-1d7c5e9a"
+GITLAB_TOKEN = "glpat-scan-8b3f6a2c"
+CI_BUILT = {"vaultj": "jenkins", "vaultg": "gitlab"}  # apps built by the CI fakes
 
 
 class Notifications(BaseHTTPRequestHandler):
@@ -112,10 +121,16 @@ def captured_logs() -> Iterator[Captured]:
 
 
 @pytest.fixture
+def stack() -> Iterator[ExitStack]:
+    with ExitStack() as exits:
+        yield exits
+
+
+@pytest.fixture
 def cleanup(docker_client: docker.DockerClient) -> Iterator[None]:
     yield
     for container in docker_client.containers.list(all=True, filters={"label": "slipway.app"}):
-        if container.labels["slipway.app"] == APP:
+        if container.labels["slipway.app"].startswith(APP):
             container.remove(force=True)
 
 
@@ -154,12 +169,23 @@ def catalogue_rows(store: Store) -> list[str]:
 async def test_no_secret_reaches_history_logs_or_the_catalogue(
     temporal: WorkflowEnvironment, settings: Settings, store: Store,
     registry_server: RegistryServer, captured_logs: Captured, cleanup: None, tmp_path: Path,
-    docker_client: docker.DockerClient,
+    docker_client: docker.DockerClient, stack: ExitStack,
 ) -> None:
     settings = settings.model_copy(update={"credentials": {
         **settings.credentials, "notify": SecretStr(NOTIFY_TOKEN),
         "gitlab-hook": SecretStr(GITLAB_SECRET), "registry-hook": SecretStr(REGISTRY_HOOK_SECRET),
-        "vault-db": SecretStr(DB_PASSWORD)}})
+        "vault-db": SecretStr(DB_PASSWORD), "jenkins": SecretStr(f"slipway:{JENKINS_TOKEN}"),
+        "gitlab": SecretStr(GITLAB_TOKEN)}})
+    jenkins = stack.enter_context(running_jenkins())
+    gitlab_fake = stack.enter_context(running_gitlab())
+    for app in CI_BUILT:
+        register_app(store, app, category="in-house", tier="edge", owners=["dev"],
+                     approvers=[], source=str(SAMPLE), description="", actor="dev")
+        mark_ready(store, app, "dev")
+        add_env(store, app, "test", cluster="local", replicas=1, cpu="", memory="",
+                ports=[8080], env_vars={}, runtime="docker", namespace="default",
+                health_path="/healthz", settings=settings, actor="dev", strategy="recreate",
+                approval="none")
     register_app(store, APP, category="in-house", tier="core", owners=["dev"],
                  approvers=["lead"], source=str(SAMPLE), description="", actor="dev")
     mark_ready(store, APP, "dev")
@@ -171,7 +197,8 @@ async def test_no_secret_reaches_history_logs_or_the_catalogue(
     _, lead_token = create_token(store, "lead", roles=["read", "approve"])
     secrets = {"registry password": registry_server.password, "notifier token": NOTIFY_TOKEN,
                "gitlab hook secret": GITLAB_SECRET, "registry hook secret": REGISTRY_HOOK_SECRET,
-               "env var marked secret": DB_PASSWORD, "lead's API token": lead_token}
+               "env var marked secret": DB_PASSWORD, "lead's API token": lead_token,
+               "Jenkins API token": JENKINS_TOKEN, "GitLab token": GITLAB_TOKEN}
 
     api = create_app(settings, ReceiverSettings(), store)
     api.dependency_overrides[get_client] = lambda: temporal.client
@@ -180,7 +207,13 @@ async def test_no_secret_reaches_history_logs_or_the_catalogue(
                                tmp_path / "worker.log",
                                extra_env={"SLIPWAY_NOTIFIER": "webhook",
                                           "SLIPWAY_NOTIFY_URL": notify_url,
-                                          "SLIPWAY_NOTIFY_CREDENTIAL": "notify"})
+                                          "SLIPWAY_NOTIFY_CREDENTIAL": "notify",
+                                          "SLIPWAY_JENKINS_URL": jenkins.url,
+                                          "SLIPWAY_GITLAB_URL": gitlab_fake.url,
+                                          "SLIPWAY_BUILDERS": json.dumps({
+                                              "vaultj": {"kind": "jenkins", "job": "vault-image"},
+                                              "vaultg": {"kind": "gitlab",
+                                                         "project": "team/vault"}})})
         worker.start()
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api),
@@ -209,6 +242,21 @@ async def test_no_secret_reaches_history_logs_or_the_catalogue(
                                            json={"comment": "ok"})
                 assert approved.status_code == 200, approved.text
                 assert await released(first) == 1
+
+                # Builds on CI (the Jenkins and GitLab fakes), each answering with v1's image.
+                with store.session() as session:
+                    v1 = session.exec(select(Baseline)).one()
+                built = f"IMAGE={v1.image}\nDIGEST={v1.digest}\n"
+                jenkins.jobs["vault-image"] = JobScript(description=built)
+                gitlab_fake.projects["team/vault"] = PipelineScript(jobs=[FakeJob("image",
+                                                                              trace=built)])
+                for app in CI_BUILT:
+                    request, summary = validate_release(store, ReleaseRequest(
+                        app=app, env="test", ref="main", version_label="ci-1",
+                        requested_by="dev"))
+                    assert await released(
+                        (await start_release(temporal.client, settings, request,
+                                             summary)).handle) == 1
 
                 # v2: approved the CLI's way (a proof signed with the token, never sent).
                 request, summary = validate_release(store, ReleaseRequest(
@@ -245,6 +293,8 @@ async def test_no_secret_reaches_history_logs_or_the_catalogue(
                 while (await handle.query(SwimlaneWorkflow.status)).stage == LaneStage.CREATING:
                     assert time.monotonic() < deadline
                     await asyncio.sleep(0.2)
+                # With Jenkins configured the lane builds pushes on its own job (lane/app).
+                jenkins.jobs[f"{lane}/{APP}"] = JobScript(description=built)
                 sha = commit_sample(tmp_path / "vault-repo")
                 await handle.execute_update(SwimlaneWorkflow.push, LanePushInput(
                     app=APP, source=str(tmp_path / "vault-repo"), sha=sha, user="dev"))
@@ -252,7 +302,11 @@ async def test_no_secret_reaches_history_logs_or_the_catalogue(
                 await handle.result()
         finally:
             worker.stop()
-    # The secrets did their job: the container has the variable, the notifier sent its token.
+    # The secrets did their job: the container has the variable, the notifier sent its token,
+    # the CI servers saw theirs.
+    assert any(JENKINS_TOKEN in base64.b64decode(call.authorization.split()[-1]).decode()
+               for call in jenkins.calls if call.authorization)
+    assert any(call.token == GITLAB_TOKEN for call in gitlab_fake.calls)
     [serving] = docker_client.containers.list(filters={"label": "slipway.env=vault-prod-local"})
     assert f"DB_PASSWORD={DB_PASSWORD}" in serving.attrs["Config"]["Env"]
     assert Notifications.received and all(auth == f"Bearer {NOTIFY_TOKEN}"
