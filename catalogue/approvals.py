@@ -20,6 +20,15 @@ def token_keys(store: Store, user: str) -> list[TokenKey]:
             for row in rows]
 
 
+def record_refusal(store: Store, user: str, app: str, env: str, what: str, reason: str,
+                   door: str) -> None:
+    """A ``release.refused`` audit event: who, what, why, through which door."""
+    with store.session() as session:
+        audit(session, "release.refused", actor=user, app=app, env=env, refused=what,
+              reason=reason, door=door)
+        session.commit()
+
+
 def check_approval(store: Store, data: VerifyApprovalInput, now: float) -> ApprovalVerdict:
     """Verify ``data.proof``; a refusal is recorded as a ``release.refused`` audit event."""
     decision: Decision = "reject" if data.decision == "reject" else "approve"
@@ -27,10 +36,7 @@ def check_approval(store: Store, data: VerifyApprovalInput, now: float) -> Appro
                          token_keys(store, data.user), set(data.used_nonces))
     if not check.ok:
         claims = read_claims(data.proof)
-        with store.session() as session:
-            audit(session, "release.refused", actor=data.user, app=data.app, env=data.env,
-                  refused=decision, reason=check.reason,
-                  door=claims.via if claims else "unsigned")
-            session.commit()
+        record_refusal(store, data.user, data.app, data.env, decision, check.reason,
+                       claims.via if claims else "unsigned")
     return ApprovalVerdict(ok=check.ok, reason=check.reason, via=check.via, token=check.token,
                            nonce=check.nonce)

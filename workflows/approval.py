@@ -11,6 +11,7 @@ desk, since another decision may have won meanwhile: the first accepted decision
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -82,14 +83,11 @@ class ApprovalHandlers:
     desk, ``event`` and ``_release_name``.
     """
 
+    # Provided by the workflow class (declared here for the type checker only).
     progress: ReleaseStatus
     _desk: ApprovalDesk
-
-    def event(self, message: str) -> None:
-        raise NotImplementedError
-
-    def _release_name(self) -> str:
-        raise NotImplementedError
+    event: Callable[[str], None]
+    _release_name: Callable[[], str]
 
     @workflow.update
     async def approve(self, data: ApprovalInput) -> str:

@@ -20,7 +20,8 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from catalogue.store import CatalogueError, Store, audit
+from catalogue.approvals import record_refusal
+from catalogue.store import CatalogueError, Store
 from schemas.approvals import DEFAULT_PROOF_SECONDS, Decision, Door, sign_proof
 from schemas.models import ApprovalInput, ControlInput, ReleaseStatus
 from starter.service.identity import check_user
@@ -65,14 +66,6 @@ def approval_proof(token: str, user: str, app: str, env: str, name: str,
     return sign_proof(hash_token(token), user, release_workflow_id(app, env), decision, via,
                       time.time(), seconds)
 
-
-def record_refusal(store: Store, user: str, app: str, env: str, name: str, reason: str,
-                   door: str) -> None:
-    """An audit event for a refused control: who, what, why, through which door."""
-    with store.session() as session:
-        audit(session, "release.refused", actor=user, app=app, env=env, refused=name,
-              reason=reason, door=door)
-        session.commit()
 
 
 async def send_update(client: Client, app: str, env: str, name: str,

@@ -22,19 +22,21 @@ async def connect(settings: Settings) -> Client:
         ) from error
 
 
-def refusal_kind(error: WorkflowUpdateFailedError) -> str:
-    """The type of the innermost ApplicationError (``ValueError`` from a validator,
-    ``ApprovalRefused`` from the approval desk's proof check)."""
+def _innermost_cause(error: WorkflowUpdateFailedError) -> BaseException | None:
     cause: BaseException | None = error.cause
     while cause is not None and getattr(cause, "cause", None) is not None:
         cause = cause.cause  # type: ignore[attr-defined]
-    return str(getattr(cause, "type", "") or "")
+    return cause
+
+
+def refusal_kind(error: WorkflowUpdateFailedError) -> str:
+    """The type of the innermost ApplicationError (``ValueError`` from a validator,
+    ``ApprovalRefused`` from the approval desk's proof check)."""
+    return str(getattr(_innermost_cause(error), "type", "") or "")
 
 
 def update_refusal(error: WorkflowUpdateFailedError) -> str:
     """The validator's (or handler's) message: a ValueError arrives as an ApplicationError
     cause, possibly wrapped once more."""
-    cause: BaseException | None = error.cause
-    while cause is not None and getattr(cause, "cause", None) is not None:
-        cause = cause.cause  # type: ignore[attr-defined]
+    cause = _innermost_cause(error)
     return getattr(cause, "message", None) or str(cause or error)
