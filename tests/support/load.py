@@ -33,6 +33,9 @@ def request_loop(url: str, max_requests: int = 5000,
                              else f"{response.status_code} empty body"] += 1
                 except httpx.ConnectError:
                     outcomes["connection refused"] += 1
+                except (httpx.ReadError, httpx.RemoteProtocolError):
+                    # The peer closed an open connection mid-request (a killed proxy).
+                    outcomes["connection reset"] += 1
                 except httpx.HTTPError as error:
                     outcomes[type(error).__name__] += 1
                 time.sleep(0.02)
