@@ -21,6 +21,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from activities.analysis import AnalysisActivities, MetricProviders
 from activities.build import BuildActivities
 from activities.catalogue import CatalogueActivities
 from activities.janitor import JanitorActivities
@@ -164,11 +165,13 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     for name, cluster in settings.clusters.items():
         runtimes[name], routers[name] = build_cluster(name, cluster, settings, auth)
     catalogue = CatalogueActivities(store, settings.drain_timeout_seconds,
-                                    settings.progress_deadline_seconds)
+                                    settings.progress_deadline_seconds,
+                                    settings.fast_rollback_window_seconds)
     runtime = RuntimeActivities(runtimes, settings.default_cluster,
                                 env_values=partial(env_values, store,
                                                    credential=settings.credential))
     traffic = TrafficActivities(routers, settings.default_cluster)
+    analysis = AnalysisActivities(MetricProviders.from_settings(settings), store)
     dns_settings = DnsSettings()
     lane_settings = LaneSettings()
     lanes = LaneActivities(LaneResources(
@@ -183,7 +186,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
         traffic.ensure_frontend, traffic.add_to_lb, traffic.drain, traffic.remove_from_lb,
         NotifyActivities(build_notifier(NotifierSettings(), settings.credential)).notify,
         lanes.create_lane_resource, lanes.delete_lane_resource, lanes.deploy_lane_build,
-        lanes.record_lane,
+        lanes.record_lane, analysis.measure_analysis, analysis.check_analysis,
     ]
 
 

@@ -27,10 +27,12 @@ from schemas.models import (
 
 class CatalogueActivities:
     def __init__(self, store: Store, drain_timeout_seconds: float = 30.0,
-                 progress_deadline_seconds: float = 600.0) -> None:
+                 progress_deadline_seconds: float = 600.0,
+                 fast_rollback_window_seconds: int = 86400) -> None:
         self.store = store
         self.drain_timeout_seconds = drain_timeout_seconds
         self.progress_deadline_seconds = progress_deadline_seconds
+        self.fast_rollback_window_seconds = fast_rollback_window_seconds
 
     @activity.defn
     def prepare_release(self, data: PrepareReleaseInput) -> ReleasePlan:
@@ -38,7 +40,8 @@ class CatalogueActivities:
         with permanent(CatalogueError):
             return open_release(self.store, data,
                                 drain_timeout_seconds=self.drain_timeout_seconds,
-                                progress_deadline_seconds=self.progress_deadline_seconds)
+                                progress_deadline_seconds=self.progress_deadline_seconds,
+                                fast_rollback_window_seconds=self.fast_rollback_window_seconds)
 
     @activity.defn
     def finish_release(self, data: FinishReleaseInput) -> FinishReleaseResult:

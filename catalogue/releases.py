@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from catalogue.analysis import policy_of
 from catalogue.store import CatalogueError, Store, audit, find_app, find_env, latest_baseline
 from catalogue.tables import Application, Baseline, Change, Environment, Release, utcnow
 from schemas.enums import (
@@ -105,7 +107,8 @@ def next_version(session: Session, env_id: int, current: int) -> int:
 
 
 def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_seconds: float,
-                 progress_deadline_seconds: float) -> ReleasePlan:
+                 progress_deadline_seconds: float,
+                 fast_rollback_window_seconds: int = 86400) -> ReleasePlan:
     """Validate the request, record a running release, and return the plan to carry out."""
     with store.session() as session:
         app = find_app(session, data.request.app)
@@ -164,7 +167,26 @@ def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_secon
             batch_size=env.batch_size, approval_required=approval_required(app, env, request),
             approvers=app.approvers, approval_timeout_seconds=env.approval_timeout_seconds,
             requested_by=request.requested_by, rollback_to=request.rollback_to,
+            # A rollback returns to a known version: judged already, no canary to analyse.
+            analysis=None if request.is_rollback else policy_of(env.analysis),
+            fast_rollback=_fast_rollback(request, current, release, fast_rollback_window_seconds),
         )
+
+
+def _fast_rollback(request: ReleaseRequest, current: Baseline | None, release: Release,
+                   window_seconds: int) -> bool:
+    """A rollback to a baseline that ran until recently: the old version comes back at full
+    strength in one step. Measured from when the current baseline replaced it (or, once the
+    release is recorded, from when this release started, so a retry decides the same)."""
+    if request.rollback_to is None or request.gradual or current is None:
+        return False
+    return (_aware(release.started_at) - _aware(current.created_at)).total_seconds() \
+        <= window_seconds
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands datetimes back without a zone; the catalogue writes them in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _move_change(session: Session, change_id: int | None, state: ChangeState) -> None:

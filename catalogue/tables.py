@@ -69,6 +69,9 @@ class Environment(SQLModel, table=True):
     health_path: str = "/healthz"
     # Port the environment's load balancer listens on; unique across the catalogue.
     lb_port: int = Field(unique=True)
+    # Canary analysis (schemas.analysis.AnalysisPolicy as JSON); empty: health checks only.
+    analysis: dict[str, Any] = Field(default_factory=dict,
+                                     sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
 
     @property
@@ -160,6 +163,23 @@ class Baseline(SQLModel, table=True):
     release_id: int | None = Field(default=None, foreign_key="release.id", unique=True)
     rolled_back_from: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class AnalysisMeasurement(SQLModel, table=True):
+    """One canary-analysis measurement of a release's step: value, condition, verdict."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="release.id", index=True)
+    step: int
+    metric: str
+    mode: str
+    at: datetime
+    value: float | None = None
+    baseline: float | None = None
+    sample: int | None = None
+    condition: str = ""
+    verdict: str
+    detail: str = ""
 
 
 class AuditEvent(SQLModel, table=True):

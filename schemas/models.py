@@ -10,6 +10,7 @@ from datetime import datetime
 
 from pydantic import AliasChoices, BaseModel, Field
 
+from schemas.analysis import AnalysisPolicy, Measurement
 from schemas.enums import ReleaseState, Strategy
 
 
@@ -32,6 +33,8 @@ class ReleaseRequest(BaseModel):
     # Roll back the current baseline with ``image`` instead (fix forward); implied by
     # rollback_to. Either way the release is recorded, counted and approved as a rollback.
     rollback: bool = False
+    # A rollback through today's steps and stable waits instead of the fast switch.
+    gradual: bool = False
 
     @property
     def is_rollback(self) -> bool:
@@ -106,6 +109,10 @@ class ReleasePlan(BaseModel):
     approval_timeout_seconds: int = 86400
     requested_by: str = ""
     rollback_to: int | None = None
+    # Canary analysis judging every stable wait; None: health checks only.
+    analysis: AnalysisPolicy | None = None
+    # A rollback straight to the old version at full strength: no steps, no stable waits.
+    fast_rollback: bool = False
 
 
 class BuildInput(BaseModel):
@@ -328,6 +335,10 @@ class ReleaseStatus(BaseModel):
     approvers: list[str] = Field(default_factory=list)
     versions: list[VersionStatus] = Field(default_factory=list)
     events: list[ReleaseEvent] = Field(default_factory=list)
+    # Canary-analysis measurements, newest last (the latest ANALYSIS_SHOWN), and when the
+    # current analysed stable wait ends.
+    analysis: list[Measurement] = Field(default_factory=list)
+    wait_ends_at: datetime | None = None
 
 
 class ReleaseOutcome(BaseModel):

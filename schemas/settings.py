@@ -90,6 +90,9 @@ class Settings(BaseSettings):
 
     drain_timeout_seconds: float = 30.0
     progress_deadline_seconds: float = 600.0
+    # A rollback to a baseline replaced less than this long ago skips steps and stable waits
+    # (`slipway rollback --gradual` keeps them); 0 makes every rollback gradual.
+    fast_rollback_window_seconds: int = Field(default=86400, ge=0)
 
     def stack_label(self) -> str:
         """This stack's identity on shared engines: SLIPWAY_STACK_ID, else derived from the

@@ -11,7 +11,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
-PACKAGES=(docker.io docker-registry haproxy busybox-static apache2-utils docker-compose git curl ca-certificates
+PACKAGES=(docker.io docker-registry haproxy prometheus busybox-static apache2-utils docker-compose git curl ca-certificates
           python3.11 python3.11-venv bind9 bind9-utils chromium chromium-driver fonts-dejavu-core)
 VENV="$REPO/.venv"
 STAMP="$VENV/.slipway-pyproject.sha256"

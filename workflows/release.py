@@ -9,7 +9,7 @@ ends on a recorded baseline. People steer it with Updates; the ``status`` query 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -17,10 +17,12 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
+    from activities.analysis import AnalysisActivities
     from activities.build import BuildActivities
     from activities.catalogue import CatalogueActivities
     from activities.notify import NotifyActivities
     from activities.runtime import RuntimeActivities
+    from schemas.analysis import AnalysisTarget, CheckPolicyInput, Measurement, analysis_table
     from schemas.enums import ReleaseState
     from schemas.models import (
         BuildInput,
@@ -45,6 +47,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.rollout import Undo, cause_of, rollout_for
 
 BUILD_TIMEOUT = timedelta(minutes=30)
+# Measurements kept in the status query (the catalogue keeps them all).
+ANALYSIS_SHOWN = 60
 ROLLOUT_STAGES = {"starting", "draining", "shifting", "waiting_stable", "gate", "paused"}
 
 def release_workflow_id(app: str, env: str) -> str:
@@ -75,6 +79,7 @@ class ReleaseWorkflow(ApprovalHandlers):
         # Past the point of no return the new version serves all traffic: abort is refused and
         # only a rollback (a new release) can take it back.
         self._committed = False
+        self._stage_detail = ""
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -95,6 +100,8 @@ class ReleaseWorkflow(ApprovalHandlers):
         self.progress.from_version, self.progress.to_version = plan.from_version, plan.to_version
         approved_by = ""
         try:
+            if plan.analysis is not None:
+                await self._check_analysis(plan)
             target = await self._target_image(plan, request)
             self.progress.image = target.image
             if plan.approval_required:
@@ -129,6 +136,20 @@ class ReleaseWorkflow(ApprovalHandlers):
         return ReleaseOutcome(state=ReleaseState.SUCCEEDED, app=plan.app, env=plan.env,
                               baseline_version=result.baseline_version, image=target.image,
                               digest=target.digest)
+
+    async def _check_analysis(self, plan: ReleasePlan) -> None:
+        """Refuse, before anything is built or changed, a policy its providers reject
+        (a PromQL syntax error, a provider the cluster lacks)."""
+        assert plan.analysis is not None
+        target = AnalysisTarget(app=plan.app, env=plan.env, env_key=plan.env_key,
+                                cluster=plan.cluster, version=plan.to_version,
+                                baseline_version=plan.from_version)
+        try:
+            await self.act(AnalysisActivities.check_analysis,
+                           CheckPolicyInput(policy=plan.analysis, target=target),
+                           "check the analysis policy")
+        except ActivityError as error:
+            raise ReleaseEnded(ReleaseState.FAILED, cause_of(error)) from None
 
     async def _target_image(self, plan: ReleasePlan, request: ReleaseRequest) -> ImageSpec:
         if plan.target is not None and plan.target.digest:
@@ -338,9 +359,32 @@ class ReleaseWorkflow(ApprovalHandlers):
 
     def set_stage(self, stage: str, detail: str) -> None:
         self.progress.stage = stage
+        self._stage_detail = detail
         workflow.upsert_search_attributes([search.STAGE.value_set(stage)])
         workflow.set_current_details(f"**{stage}**: {detail}")
         self.event(f"{stage}: {detail}")
+
+    def record_analysis(self, measurements: list[Measurement]) -> None:
+        self.progress.analysis = (self.progress.analysis + measurements)[-ANALYSIS_SHOWN:]
+        if measurements:
+            self.event("analysis: " + "; ".join(
+                f"{m.metric} {m.verdict}" + (f" ({m.detail})" if m.verdict != "passed" else "")
+                for m in measurements))
+
+    def show_analysis(self, wait_ends_at: datetime | None) -> None:
+        """The Web UI's current details: the stage, the time the wait ends, the latest
+        figure of every metric (shown as of the last workflow task: the time to read is the
+        end time, not a ticking counter)."""
+        self.progress.wait_ends_at = wait_ends_at
+        details = f"**{self.progress.stage}**: {self._stage_detail}"
+        if wait_ends_at is not None:
+            left = (wait_ends_at - workflow.now()).total_seconds()
+            details += f"\n\nwait ends at {wait_ends_at:%H:%M:%S} UTC ({left:.0f}s left)"
+        details += analysis_table(self.progress.analysis)
+        workflow.set_current_details(details)
+
+    async def alert(self, title: str, text: str) -> None:
+        await self._notify(title, text)
 
     def event(self, message: str) -> None:
         self.progress.events.append(ReleaseEvent(at=workflow.now(), message=message))

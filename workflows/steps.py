@@ -12,6 +12,7 @@ import re
 
 from pydantic import BaseModel
 
+from schemas.analysis import AnalysisPolicy
 from schemas.durations import STABLE, STABLE_TOTAL_SECONDS
 
 GATE = "gate"
@@ -32,6 +33,24 @@ def stable_seconds_problem(stable_seconds: int, waits: int = 1) -> str | None:
     if stable_seconds * waits > MAX_STABLE_TOTAL_SECONDS:
         return (f"{waits} steps × {stable_seconds}s of stable time is over the maximum of "
                 f"{MAX_STABLE_TOTAL_SECONDS}s per release; use fewer steps or gate steps")
+    return None
+
+
+# An analysed stable wait writes about a dozen history events per interval (a health watch
+# and a measurement): this many intervals per release stay well inside Temporal's limit.
+MAX_ANALYSIS_INTERVALS = 2000
+
+
+def analysis_ticks_problem(stable_seconds: int, waits: int,
+                           policy: AnalysisPolicy | None) -> str | None:
+    """Why analysing ``waits`` stable waits of ``stable_seconds`` is too much, or None."""
+    if policy is None:
+        return None
+    intervals = math.ceil(stable_seconds / policy.interval_seconds) * waits
+    if intervals > MAX_ANALYSIS_INTERVALS:
+        return (f"{waits} steps × {stable_seconds}s of stable time measured every "
+                f"{policy.interval_seconds}s is {intervals} analysis intervals, over the "
+                f"maximum of {MAX_ANALYSIS_INTERVALS}; measure less often or wait less")
     return None
 
 

@@ -31,6 +31,34 @@ printf 'Content-Type: text/plain\r\n\r\nslow %s after %ss\n' "$APP_VERSION" "$se
 CGI
 chmod 0755 /www/cgi-bin/slow
 
+# Canary-analysis drills: ERROR_PERCENT=P answers P of every 100 requests to / with a 500
+# (spread evenly by a request counter, so a drill fails the same way every run) and
+# EXTRA_LATENCY_MS=N delays every answer to / by N ms. Either one serves / from a CGI script
+# (busybox httpd runs cgi-bin/index.cgi when there is no index.html); with neither, / stays
+# a static file.
+if [ -n "${ERROR_PERCENT:-}${EXTRA_LATENCY_MS:-}" ]; then
+    rm -f /www/index.html
+    cat >/www/cgi-bin/index.cgi <<'CGI'
+#!/bin/sh
+count_file=/tmp/requests
+count=$(( $(cat "$count_file" 2>/dev/null || echo 0) + 1 ))
+echo "$count" >"$count_file"
+delay="${EXTRA_LATENCY_MS:-0}"
+case "$delay" in ''|*[!0-9]*) delay=0 ;; esac
+[ "$delay" -gt 0 ] && usleep $(( delay * 1000 ))
+percent="${ERROR_PERCENT:-0}"
+case "$percent" in ''|*[!0-9]*) percent=0 ;; esac
+# Request n fails when the running count of failures should step up: P per 100, evenly.
+if [ $(( count * percent / 100 )) -gt $(( (count - 1) * percent / 100 )) ]; then
+    printf 'Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\n\r\n'
+    printf 'sample-app %s failed request %s\n' "$APP_VERSION" "$count"
+    exit 0
+fi
+printf 'Content-Type: text/plain\r\n\r\nsample-app %s\n' "$APP_VERSION"
+CGI
+    chmod 0755 /www/cgi-bin/index.cgi
+fi
+
 httpd -f -p "$PORT" -h /www &
 HTTPD_PID=$!
 

@@ -11,6 +11,8 @@ from pydantic import BaseModel
 
 BACKEND = "be"
 FRONTEND = "fe"
+# Where an environment's HAProxy answers with its Prometheus metrics (loopback clients only).
+METRICS_PATH = "/.slipway/metrics"
 
 # sun_path holds 108 bytes with the NUL; HAProxy binds to "<path>.<pid>.tmp" first and renames,
 # so the usable length is ~95 bytes (pid up to 7 digits). Keep a margin.

@@ -24,6 +24,7 @@ from integrations.haproxy.common import (
     _NAME_RE,
     BACKEND,
     FRONTEND,
+    METRICS_PATH,
     HaproxyError,
 )
 from schemas.http import check_health_path
@@ -159,6 +160,10 @@ class HaproxyProcesses:
             "\n"
             f"frontend {FRONTEND}\n"
             f"    bind {self.bind_address}:{bind_port}\n"
+            # HAProxy's own Prometheus exporter, for a Prometheus on this host to scrape
+            # (canary analysis): answered by HAProxy, never forwarded, loopback clients only.
+            f"    http-request use-service prometheus-exporter if {{ path {METRICS_PATH} }} "
+            "{ src 127.0.0.0/8 ::1 }\n"
             f"    default_backend {BACKEND}\n"
             "\n"
             f"backend {BACKEND}\n"

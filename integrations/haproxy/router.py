@@ -76,6 +76,11 @@ class HaproxyRouter(HaproxyProcesses):
             )
         return result
 
+    def server_stats(self, key: str) -> dict[str, dict[str, str]]:
+        """`show stat` of the backend's servers: {server name: {column: value}}."""
+        self._check_key(key)
+        return _parse_stat(self._command(key, "show stat -1 4 -1", ok=("# pxname",)))
+
     def _server(self, key: str, name: str) -> LbServer | None:
         return next((s for s in self.servers(key) if s.name == name), None)
 

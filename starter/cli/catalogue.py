@@ -6,6 +6,7 @@ Thin typer + rich layer: parsing and printing only; the rules live in
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,6 +18,7 @@ from schemas.enums import AppCategory, AppState, AppTier, RuntimeKind, Strategy
 from schemas.settings import get_settings
 from starter.cli.console import command_store, console
 from starter.service import catalogue
+from starter.service.analysis import load_policy
 from starter.service.identity import current_user
 from starter.service.validation import format_duration, parse_duration
 
@@ -218,6 +220,10 @@ def env_add(
         metavar="DURATION",
         help="How long a release waits for approval before it expires (at least 60s): "
              "seconds, or with s/m/h/d.")] = "24h",
+    analysis_file: Annotated[Path | None, typer.Option(
+        "--analysis", metavar="FILE", show_default=False,
+        help="gray/rolling: canary-analysis policy (YAML or JSON) judging every stable wait; "
+             "see `slipway analysis set --help`.")] = None,
 ) -> None:
     """Add an environment (ENV_TYPE@CLUSTER) to an application.
 
@@ -234,6 +240,7 @@ def env_add(
             approval=approval,
             approval_timeout_seconds=parse_duration(approval_timeout, "--approval-timeout",
                                                     APPROVAL_TIMEOUT),
+            analysis=load_policy(analysis_file) if analysis_file else None,
         )
     console.print(f"added {app} {added.name} ({_rollout_text(added)}), load balancer "
                   f"{_lb_url(added)}", highlight=False)

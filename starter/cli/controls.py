@@ -147,13 +147,18 @@ def rollback(
         metavar="REF", show_default=False,
         help="Release this image instead of an older baseline (not with --to).")] = None,
     wait: Annotated[bool, typer.Option(help="Follow the rollback until it ends.")] = False,
+    gradual: Annotated[bool, typer.Option(
+        help="Go through the environment's steps and stable waits. Default: a baseline that "
+             "ran within SLIPWAY_FAST_ROLLBACK_WINDOW comes back at full strength in one "
+             "step, without stable waits or analysis.")] = False,
 ) -> None:
     """Roll APP on ENV back: a release of baseline N's image that rolls forward as N+1."""
     actor = current_user()
     with catalogue_errors():
         store = open_store()
         try:
-            request = changes.rollback_request(store, app, env, to=to, image=image, actor=actor)
+            request = changes.rollback_request(store, app, env, to=to, image=image, actor=actor,
+                                               gradual=gradual)
         finally:
             store.engine.dispose()
         target = f"baseline v{request.rollback_to}" if request.rollback_to else f"image {image}"

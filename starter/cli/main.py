@@ -14,6 +14,7 @@ from starter.cli import controls as cli_controls
 from starter.cli import release as cli_release
 from starter.cli import serve as cli_serve
 from starter.cli import stack as cli_stack
+from starter.cli.analysis import analysis_cli, release_show
 from starter.cli.build import build_cli, token_cli
 from starter.cli.catalogue import app_cli, env_cli
 from starter.cli.change import baseline_cli, change_cli
@@ -41,7 +42,11 @@ cli.add_typer(change_cli, name="change",
               help="Create, submit and close changes (what a release carries out).")
 cli.add_typer(baseline_cli, name="baseline", help="List and compare an environment's baselines.")
 cli.add_typer(release_cli, name="release",
-              help="Release APP ENV (`slipway release APP ENV [OPTIONS]`), or `release history`.")
+              help="Release APP ENV (`slipway release APP ENV [OPTIONS]`), or `release "
+                   "history` / `release show`.")
+release_cli.command("show")(release_show)
+cli.add_typer(analysis_cli, name="analysis",
+              help="Canary analysis: an environment's policy, and running it now.")
 cli.command()(cli_release.status)
 for control in (cli_controls.approve, cli_controls.reject, cli_controls.promote,
                 cli_controls.promote_full, cli_controls.pause, cli_controls.resume,

@@ -7,11 +7,14 @@ render it without Temporal.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from schemas.models import ReleaseStatus
+from starter.cli.analysis import measurement_table
 from starter.service.releases import ServerView
 
 EVENTS_SHOWN = 8
@@ -35,6 +38,12 @@ def render_status(title: str, execution: str, status: ReleaseStatus | None,
             parts.append(waiting)
         if status.versions:
             parts.append(_versions(status))
+        if status.wait_ends_at is not None and status.stage == "waiting_stable":
+            left = max(0.0, (status.wait_ends_at - datetime.now(UTC)).total_seconds())
+            parts.append(Text(f"stable wait ends in {left:.0f}s (at "
+                              f"{status.wait_ends_at:%H:%M:%S} UTC)", style="cyan"))
+        if status.analysis:
+            parts.append(_analysis(status))
         if status.events:
             parts.append(_events(status, events))
     else:
@@ -93,6 +102,14 @@ def _versions(status: ReleaseStatus) -> Table:
         table.add_row(name, str(version.desired),
                       Text(str(version.ready), style=ready_style),
                       f"{version.traffic_percent:.0f}%")
+    return table
+
+
+def _analysis(status: ReleaseStatus) -> Table:
+    """The latest measurement of each metric (``release show`` prints them all)."""
+    latest = {item.metric: item for item in status.analysis}
+    table = measurement_table(list(latest.values()))
+    table.title, table.title_justify = "canary analysis (latest per metric)", "left"
     return table
 
 

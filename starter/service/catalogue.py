@@ -19,10 +19,12 @@ from sqlmodel import Session, col, select
 from catalogue.store import CatalogueError, Store, audit, find_app, find_env, latest_baseline
 from catalogue.tables import Application, Baseline, Environment
 from schemas import settings as settings_module
+from schemas.analysis import AnalysisPolicy
 from schemas.enums import AppCategory, ApprovalPolicy, AppState, AppTier, RuntimeKind, Strategy
 from schemas.http import check_health_path
 from schemas.settings import Settings
 from schemas.sources import SourceRefused, check_source
+from starter.service.analysis import check_policy
 from starter.service.identity import check_user
 from starter.service.validation import (
     check_cpu,
@@ -148,7 +150,8 @@ def add_env(store: Store, app: str, env_type: str, *, cluster: str, replicas: in
             actor: str, strategy: Strategy | str | None = None,
             gray_steps: list[str] | None = None, stable_seconds: int = 60, batch_size: int = 1,
             approval: ApprovalPolicy | str = ApprovalPolicy.AUTO,
-            approval_timeout_seconds: int = 86400) -> Environment:
+            approval_timeout_seconds: int = 86400,
+            analysis: AnalysisPolicy | None = None) -> Environment:
     """Add an environment (``env_type@cluster``) to an application and give it a load-balancer
     port. Nothing is deployed: the first release does that.
 
@@ -192,6 +195,9 @@ def add_env(store: Store, app: str, env_type: str, *, cluster: str, replicas: in
                           replicas=replicas, cpu=cpu, memory=memory, ports=port_list,
                           env_vars=variables, runtime=runtime, namespace=namespace,
                           health_path=health_path, lb_port=lb_port, **rollout)
+        if analysis is not None:
+            check_policy(analysis, env, owner.name, settings)
+            env.analysis = analysis.model_dump(mode="json")
         session.add(env)
         # Values of env vars may be sensitive: the audit trail keeps only their names.
         audit(session, "env.added", actor=actor, app=app, env=env_name, replicas=replicas,

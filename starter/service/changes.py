@@ -252,7 +252,8 @@ def diff_versions(store: Store, app: str, env: str, a: int | None = None,
 
 
 def rollback_request(store: Store, app: str, env: str, *, to: int | None = None,
-                     image: str | None = None, actor: str) -> ReleaseRequest:
+                     image: str | None = None, actor: str,
+                     gradual: bool = False) -> ReleaseRequest:
     """A release that puts an older baseline (default: the one before the current) back.
 
     It rolls forward as baseline N+1 running baseline N's image (by digest). With ``image``
@@ -271,12 +272,13 @@ def rollback_request(store: Store, app: str, env: str, *, to: int | None = None,
                                  "there is nothing to roll back")
         if image:
             return ReleaseRequest(app=owner.name, env=found.name, image=image,
-                                  requested_by=actor, rollback=True)
+                                  requested_by=actor, rollback=True, gradual=gradual)
         target = _rollback_target(baselines, to, f"{app} {found.name}")
         # The workflow takes image and digest from baseline N (rollback_to); the image here
         # only lets the request validate for applications without a build source.
         return ReleaseRequest(app=owner.name, env=found.name, image=target.image,
-                              requested_by=actor, rollback_to=target.version)
+                              requested_by=actor, rollback_to=target.version,
+                              gradual=gradual)
 
 
 # ---------------------------------------------------------------- helpers

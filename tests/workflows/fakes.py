@@ -8,7 +8,7 @@ import time
 import uuid
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import activity
@@ -19,6 +19,14 @@ from temporalio.testing import WorkflowEnvironment
 from catalogue.approvals import check_approval
 from catalogue.store import Store
 from catalogue.tokens import ROLES
+from schemas.analysis import (
+    AnalysisPolicy,
+    CheckPolicyInput,
+    Measurement,
+    MeasureInput,
+    MeasureResult,
+    Verdict,
+)
 from schemas.approvals import Decision, Door, TokenKey, sign_proof, verify_proof
 from schemas.enums import ReleaseState, Strategy
 from schemas.models import (
@@ -98,6 +106,13 @@ class FakeWorld:
     # Approval proofs are checked against this catalogue's tokens when set, else against
     # TOKENS (user → clear token, every role).
     store: Store | None = None
+    # Canary analysis: the policy the plan carries, the verdict of each measurement in turn
+    # (the last repeats), and a reason check_analysis refuses the policy with.
+    analysis: AnalysisPolicy | None = None
+    verdicts: list[Verdict] = field(default_factory=lambda: [Verdict.PASSED])
+    bad_policy: str = ""
+    measured: list[MeasureInput] = field(default_factory=list)
+    fast_rollback: bool = False
 
     async def hold(self, what: str) -> None:
         """Block until the test lets go, heartbeating as the real activities do (that is how
@@ -141,6 +156,8 @@ class FakeWorld:
                 approval_required=world.approval_required, approvers=world.approvers,
                 requested_by=data.request.requested_by, rollback_to=data.request.rollback_to,
                 approval_timeout_seconds=86400,
+                analysis=None if data.request.is_rollback else world.analysis,
+                fast_rollback=world.fast_rollback and data.request.rollback_to is not None,
             )
 
         @activity.defn(name="build_image")
@@ -262,7 +279,28 @@ class FakeWorld:
             return ApprovalVerdict(ok=check.ok, reason=check.reason, via=check.via,
                                    token=check.token, nonce=check.nonce)
 
-        return [prepare_release, build_image, record_build, resolve_image, ensure_frontend,
+        @activity.defn(name="measure_analysis")
+        async def measure_analysis(data: MeasureInput) -> MeasureResult:
+            world.measured.append(data)
+            measurements = []
+            for name in data.metrics:
+                taken = sum(len(m.metrics) for m in world.measured) - 1
+                verdict = world.verdicts[min(taken, len(world.verdicts) - 1)]
+                metric = data.policy.metric(name)
+                measurements.append(Measurement(
+                    metric=name, mode=metric.mode, step=data.step, at=datetime.now(UTC),
+                    value=0.1 if verdict == Verdict.FAILED else 0.0, sample=100,
+                    condition=metric.condition_text(), verdict=verdict, detail=str(verdict)))
+            return MeasureResult(measurements=measurements, counters={"2": [100.0, 0.0]})
+
+        @activity.defn(name="check_analysis")
+        async def check_analysis(data: CheckPolicyInput) -> None:
+            world.calls.append("check analysis")
+            if world.bad_policy:
+                raise ApplicationError(f"bad analysis policy: {world.bad_policy}",
+                                       type="BadAnalysisPolicy", non_retryable=True)
+
+        return [measure_analysis, check_analysis, prepare_release, build_image, record_build, resolve_image, ensure_frontend,
                 list_versions, drain, remove_from_lb, add_to_lb, stop_version, remove_version,
                 start_version, wait_ready, finish_release, notify, check_health,
                 note_approval, watch_health, verify_approval]

@@ -8,12 +8,13 @@ one way (release → rollout) and lets a strategy be read without the workflow o
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from schemas.analysis import Measurement
     from schemas.models import ReleaseStatus
     from workflows.policies import QUICK
 
@@ -55,3 +56,12 @@ class RolloutHost(Protocol):
     def set_stage(self, stage: str, detail: str) -> None: ...
 
     def event(self, message: str) -> None: ...
+
+    def record_analysis(self, measurements: list[Measurement]) -> None:
+        """Keep canary-analysis measurements for ``status`` and the Web UI."""
+
+    def show_analysis(self, wait_ends_at: datetime | None) -> None:
+        """Show when the analysed wait ends and the latest figures (None: no wait)."""
+
+    async def alert(self, title: str, text: str) -> None:
+        """Notify the people of the release (approvers, channel)."""

@@ -16,8 +16,15 @@ with workflow.unsafe.imports_passed_through():
     from activities.runtime import RuntimeActivities
     from schemas.enums import Strategy
     from schemas.models import HealthCheckInput, WatchHealthInput
+    from workflows.rollout.analysis import AnalysedWait
     from workflows.rollout.base import Rollout
-    from workflows.steps import Step, gray_plan, rolling_plan, stable_seconds_problem
+    from workflows.steps import (
+        Step,
+        analysis_ticks_problem,
+        gray_plan,
+        rolling_plan,
+        stable_seconds_problem,
+    )
 
 # Health is probed this often while waiting for a step to be stable.
 HEALTH_INTERVAL_SECONDS = 10
@@ -36,7 +43,8 @@ class Stepped(Rollout):
                  else rolling_plan(plan.batch_size, plan.replicas, self.old_count))
         self.wf.progress.steps = len(steps)
         waits = sum(1 for step in steps if not step.gate)
-        if problem := stable_seconds_problem(plan.stable_seconds, waits):
+        if problem := (stable_seconds_problem(plan.stable_seconds, waits)
+                       or analysis_ticks_problem(plan.stable_seconds, waits, plan.analysis)):
             # Before anything changes: a history that outgrows Temporal's limit is terminated
             # mid-rollout, with nothing undone.
             raise ApplicationError(problem, type="StableTooLong", non_retryable=True)
@@ -76,8 +84,11 @@ class Stepped(Rollout):
         if plan.stable_seconds <= 0 or wf.promote_full_requested:
             return
         wf.set_stage("waiting_stable", f"v{plan.to_version} must stay healthy for "
-                     f"{plan.stable_seconds}s")
-        if workflow.patched(STABLE_WATCH_PATCH):
+                     f"{plan.stable_seconds}s" + (" and pass canary analysis"
+                                                  if plan.analysis is not None else ""))
+        if plan.analysis is not None:
+            await AnalysedWait(self, plan.analysis, replicas, wf.progress.step).run()
+        elif workflow.patched(STABLE_WATCH_PATCH):
             await self.watch_stable(replicas)
         else:  # histories recorded before the patch: a timer and a probe per tick
             await self.tick_stable(replicas)

@@ -1,0 +1,1 @@
+"""Prometheus: instant PromQL queries over its HTTP API (canary analysis)."""

@@ -1,0 +1,1 @@
+"""Plain HTTP endpoints answering JSON: the ``web`` provider of canary analysis."""

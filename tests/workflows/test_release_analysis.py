@@ -1,0 +1,127 @@
+"""Canary analysis decides gray steps, and a fast rollback switches in one step
+(ReleaseWorkflow on the time-skipping server, activities faked)."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
+
+from schemas.analysis import AnalysisPolicy, Metric, Mode, Verdict
+from schemas.enums import ReleaseState, Strategy
+from schemas.models import ControlInput, ReleaseRequest
+from tests.workflows.fakes import FakeWorld, run_release, start, wait_for, worker
+from workflows.release import ReleaseWorkflow
+
+REQUEST = ReleaseRequest(app="shop", env="prod@local", image="slipway/shop:v2",
+                         requested_by="ana")
+
+
+def policy(mode: Mode = Mode.ENFORCING, **overrides: object) -> AnalysisPolicy:
+    return AnalysisPolicy(metrics=[Metric(name="errors", query="error_rate", max=0.05,
+                                          interval_seconds=10, mode=mode, **overrides)])
+
+
+def analysed_world(verdicts: list[Verdict], mode: Mode = Mode.ENFORCING) -> FakeWorld:
+    return FakeWorld(current_version=1, versions=[1], strategy=Strategy.GRAY, replicas=4,
+                     stable_seconds=30, analysis=policy(mode), verdicts=verdicts)
+
+
+async def test_a_failed_measurement_rolls_back_at_the_first_step(
+        env: WorkflowEnvironment) -> None:
+    world = analysed_world([Verdict.FAILED])
+    with pytest.raises(WorkflowFailureError):
+        status, _ = await run_release(env, world, REQUEST)
+    assert world.finished[-1].state == ReleaseState.ROLLED_BACK
+    assert "canary analysis failed at step 1: errors failed 1×" in world.finished[-1].error
+    # One counter snapshot and one measurement, then the undo: step 2 never started.
+    assert [m.metrics for m in world.measured] == [[], ["errors"]]
+    assert not any(call.startswith("start v2") and call.endswith("x2") for call in world.calls)
+    assert "remove v2" in world.calls  # the undo took the canary away
+
+
+async def test_a_healthy_canary_completes_with_every_measurement_recorded(
+        env: WorkflowEnvironment) -> None:
+    world = analysed_world([Verdict.PASSED])
+    status, outcome = await run_release(env, world, REQUEST)
+    assert outcome.state == ReleaseState.SUCCEEDED
+    # Three steps × (30 s / 10 s) measurements, each step from its own counter snapshot.
+    measured = [m for m in world.measured if m.metrics]
+    assert [m.step for m in measured] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert len(status.analysis) == 9
+    assert all(item.verdict == Verdict.PASSED for item in status.analysis)
+    assert world.measured[1].since == {"errors": {"2": [100.0, 0.0]}}
+
+
+async def test_a_dry_run_metric_that_fails_never_stops_the_release(
+        env: WorkflowEnvironment) -> None:
+    world = analysed_world([Verdict.FAILED], mode=Mode.DRY_RUN)
+    status, outcome = await run_release(env, world, REQUEST)
+    assert outcome.state == ReleaseState.SUCCEEDED
+    assert status.analysis and all(m.verdict == Verdict.FAILED for m in status.analysis)
+
+
+async def test_too_little_traffic_is_inconclusive_and_pauses_until_promoted(
+        env: WorkflowEnvironment) -> None:
+    world = analysed_world([Verdict.INCONCLUSIVE])
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start(env, world, REQUEST, queue)
+        status = await wait_for(handle, lambda s: s.awaiting == "promote")
+        assert status.step == 1 and status.stage == "gate"
+        assert "inconclusive: no conclusive passing measurement of errors" \
+            in status.events[-1].message
+        assert any(n.startswith("analysis needs a decision") for n in world.notices)
+        world.verdicts = [Verdict.PASSED]
+        await handle.execute_update(ReleaseWorkflow.promote, ControlInput(user="lead"))
+        outcome = await handle.result()
+    assert outcome.state == ReleaseState.SUCCEEDED
+
+
+async def test_an_advisory_failure_pauses_and_an_abort_rolls_back(
+        env: WorkflowEnvironment) -> None:
+    world = analysed_world([Verdict.FAILED], mode=Mode.ADVISORY)
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start(env, world, REQUEST, queue)
+        status = await wait_for(handle, lambda s: s.awaiting == "promote")
+        assert "errors failed 1× (limit 0)" in status.events[-1].message
+        await handle.execute_update(ReleaseWorkflow.abort,
+                                    ControlInput(user="sre", reason="error rate"))
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    assert world.finished[-1].state == ReleaseState.ROLLED_BACK
+    assert "remove v2" in world.calls  # the undo took the canary away
+
+
+async def test_the_failure_limit_tolerates_that_many_failed_measurements(
+        env: WorkflowEnvironment) -> None:
+    world = analysed_world([Verdict.FAILED, Verdict.FAILED, Verdict.PASSED])
+    world.analysis = policy(failure_limit=2)
+    _status, outcome = await run_release(env, world, REQUEST)
+    assert outcome.state == ReleaseState.SUCCEEDED
+
+
+async def test_a_policy_the_providers_refuse_fails_the_release_before_anything_runs(
+        env: WorkflowEnvironment) -> None:
+    world = analysed_world([Verdict.PASSED])
+    world.bad_policy = "metric 'p95': Prometheus refused the query: bad_data: parse error"
+    with pytest.raises(WorkflowFailureError):
+        await run_release(env, world, REQUEST)
+    assert world.finished[-1].state == ReleaseState.FAILED
+    assert "parse error" in world.finished[-1].error
+    assert world.calls == ["prepare", "check analysis"]
+
+
+async def test_a_fast_rollback_brings_the_old_image_back_in_one_step_without_waits(
+        env: WorkflowEnvironment) -> None:
+    world = FakeWorld(current_version=2, versions=[2], strategy=Strategy.GRAY, replicas=4,
+                      stable_seconds=60, analysis=policy(), fast_rollback=True)
+    status, outcome = await run_release(
+        env, world, ReleaseRequest(app="shop", env="prod@local", rollback_to=1))
+    assert outcome.state == ReleaseState.SUCCEEDED
+    assert status.steps == 1
+    assert [call for call in world.calls if call.startswith("start")] == [
+        "start v3 sha256:v1 x4"]
+    assert world.health_checks == 0 and world.measured == []  # no stable wait, no analysis
+    assert world.calls[-2:] == ["drain v2", "remove v2"]  # v2 out of rotation, then gone

@@ -1,0 +1,36 @@
+"""Fast rollback: the old version back at full strength in one step.
+
+In an incident the previous baseline is known to have served well until recently, so its
+image comes back with every replica at once, is put in rotation as soon as it is healthy,
+and the version being rolled back is drained and removed: no steps, no stable waits, no
+analysis. Its image is still on the engine (images outlive their containers), so no pull
+is needed. ``slipway rollback --gradual`` takes the environment's usual strategy instead.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.rollout.base import Rollout
+
+
+class Switch(Rollout):
+    async def carry_out(self, leftovers: list[int]) -> None:
+        plan = self.plan
+        for version in leftovers:  # debris of an earlier release whose undo failed
+            await self.drain(version, keep=0)
+            await self.remove(version)
+        self.wf.progress.steps = self.wf.progress.step = 1
+        self.wf.push_undo(f"remove v{plan.to_version}", self.tear_down)
+        self.wf.set_stage("shifting", f"fast rollback: v{plan.to_version}×{plan.replicas} "
+                          f"(baseline {plan.rollback_to}'s image) replaces "
+                          f"v{self.old_version}×{self.old_count}")
+        await self.bring_up(plan.to_version, self.target, plan.replicas)
+        self.show(plan.replicas, self.old_count)
+        if self.old_version and self.old_count:
+            self.push_restore()
+            await self.drain(self.old_version, keep=0)
+            self.show(plan.replicas, 0)
+        # The old version is out of rotation: commit, then clear its containers.
+        await self.finish([self.old_version] if self.old_version else [])
