@@ -9,7 +9,7 @@ ends on a recorded baseline. People steer it with Updates; the ``status`` query 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.catalogue import CatalogueActivities
     from activities.notify import NotifyActivities
     from activities.runtime import RuntimeActivities
-    from schemas.analysis import AnalysisTarget, CheckPolicyInput, Measurement, analysis_table
+    from schemas.analysis import AnalysisTarget, CheckPolicyInput
     from schemas.enums import ReleaseState
     from schemas.models import (
         BuildInput,
@@ -33,22 +33,19 @@ with workflow.unsafe.imports_passed_through():
         NotifyInput,
         PrepareReleaseInput,
         RecordBuildInput,
-        ReleaseEvent,
         ReleaseOutcome,
         ReleasePlan,
         ReleaseRequest,
         ReleaseStatus,
         ResolveImageInput,
     )
-    from workflows import search
     from workflows.approval import ApprovalDesk, ApprovalHandlers
+    from workflows.board import StageBoard
     from workflows.cancellation import is_cancellation, stopped, to_the_end
     from workflows.policies import HEARTBEAT_TIMEOUT, QUICK, RETRY, UNTIL_DONE, build_queue
     from workflows.rollout import Undo, cause_of, rollout_for
 
 BUILD_TIMEOUT = timedelta(minutes=30)
-# Measurements kept in the status query (the catalogue keeps them all).
-ANALYSIS_SHOWN = 60
 ROLLOUT_STAGES = {"starting", "draining", "shifting", "waiting_stable", "gate", "paused"}
 
 def release_workflow_id(app: str, env: str) -> str:
@@ -66,7 +63,7 @@ class ReleaseEnded(Exception):
 
 
 @workflow.defn
-class ReleaseWorkflow(ApprovalHandlers):
+class ReleaseWorkflow(ApprovalHandlers, StageBoard):
     def __init__(self) -> None:
         self.progress = ReleaseStatus(app="", env="", stage="pending")
         self._undo: list[tuple[str, Undo]] = []
@@ -357,37 +354,8 @@ class ReleaseWorkflow(ApprovalHandlers):
             start_to_close_timeout=QUICK, retry_policy=RETRY, summary="notify",
         )
 
-    def set_stage(self, stage: str, detail: str) -> None:
-        self.progress.stage = stage
-        self._stage_detail = detail
-        workflow.upsert_search_attributes([search.STAGE.value_set(stage)])
-        workflow.set_current_details(f"**{stage}**: {detail}")
-        self.event(f"{stage}: {detail}")
-
-    def record_analysis(self, measurements: list[Measurement]) -> None:
-        self.progress.analysis = (self.progress.analysis + measurements)[-ANALYSIS_SHOWN:]
-        if measurements:
-            self.event("analysis: " + "; ".join(
-                f"{m.metric} {m.verdict}" + (f" ({m.detail})" if m.verdict != "passed" else "")
-                for m in measurements))
-
-    def show_analysis(self, wait_ends_at: datetime | None) -> None:
-        """The Web UI's current details: the stage, the time the wait ends, the latest
-        figure of every metric (shown as of the last workflow task: the time to read is the
-        end time, not a ticking counter)."""
-        self.progress.wait_ends_at = wait_ends_at
-        details = f"**{self.progress.stage}**: {self._stage_detail}"
-        if wait_ends_at is not None:
-            left = (wait_ends_at - workflow.now()).total_seconds()
-            details += f"\n\nwait ends at {wait_ends_at:%H:%M:%S} UTC ({left:.0f}s left)"
-        details += analysis_table(self.progress.analysis)
-        workflow.set_current_details(details)
-
     async def alert(self, title: str, text: str) -> None:
         await self._notify(title, text)
-
-    def event(self, message: str) -> None:
-        self.progress.events.append(ReleaseEvent(at=workflow.now(), message=message))
 
     # -- query and updates ------------------------------------------------------------------
 

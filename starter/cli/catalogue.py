@@ -299,6 +299,8 @@ def env_show(
         ("stable", format_duration(found.stable_seconds)),
         ("batch size", str(found.batch_size)), ("approval", found.approval),
         ("approval timeout", format_duration(found.approval_timeout_seconds)),
+        ("analysis", ", ".join(f"{m['name']} ({m.get('mode', 'enforcing')})"
+                               for m in found.analysis.get("metrics", [])) or "-"),
         ("load balancer", _lb_url(found)),
     ])
     if not detail.baselines:

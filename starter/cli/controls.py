@@ -149,7 +149,7 @@ def rollback(
     wait: Annotated[bool, typer.Option(help="Follow the rollback until it ends.")] = False,
     gradual: Annotated[bool, typer.Option(
         help="Go through the environment's steps and stable waits. Default: a baseline that "
-             "ran within SLIPWAY_FAST_ROLLBACK_WINDOW comes back at full strength in one "
+             "ran within SLIPWAY_FAST_ROLLBACK_WINDOW_SECONDS comes back at full strength in one "
              "step, without stable waits or analysis.")] = False,
 ) -> None:
     """Roll APP on ENV back: a release of baseline N's image that rolls forward as N+1."""

@@ -1,26 +1,35 @@
-"""``slipway demo``: a real release of the sample app, twice, on the embedded stack.
+"""``slipway demo``: real releases of the sample app on the embedded stack.
 
 Starts what is missing (Temporal dev server + worker), registers ``examples/sample-app`` as
 application ``sample`` with environment ``demo@local`` (2 replicas behind HAProxy, grayscale
-steps 1 → 50% → 100% with a short wait-for-stable), releases it twice from source, and shows
-what the load balancer serves after each release.
+steps 1 → 50% → 100% with a short wait-for-stable, judged by canary analysis of HAProxy's
+figures), releases it twice from source, then releases a drill build that answers 20 % of
+requests with a 500 under a bounded loopback request loop: the analysis rolls it back at
+its first step. It shows what the load balancer serves after each release.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import docker
 import httpx
 from docker.errors import DockerException, ImageNotFound
 from sqlmodel import select
 
-from catalogue.store import Store
+from catalogue.store import CatalogueError, Store
 from catalogue.tables import Application, Environment
+from schemas.analysis import AnalysisPolicy, Metric
 from schemas.models import ReleaseOutcome, ReleaseRequest
 from schemas.settings import Settings
 from starter.cli.console import console
 from starter.cli.release import run_release
+from starter.service.analysis import set_policy
 from starter.service.catalogue import add_env, mark_ready, register_app
 from starter.service.identity import current_user
 from starter.stack.processes import REPO_ROOT, start_temporal, start_worker
@@ -31,7 +40,15 @@ DEMO_APP = "sample"
 DEMO_ENV_TYPE = "demo"
 RELEASES = 2
 # Short, so the demo ends soon; production environments default to 60 s.
-DEMO_STABLE_SECONDS = 3
+DEMO_STABLE_SECONDS = 4
+# The demo environment's canary analysis: 5xx share from HAProxy, judged every 2 s once
+# the canary has answered 10 requests in the interval.
+DEMO_ANALYSIS = AnalysisPolicy(metrics=[Metric(
+    name="errors", query="error_rate", max=0.05, min_sample=10, interval_seconds=2)])
+DRILL_ERROR_PERCENT = "20"
+# The drill's request loop: loopback only, bounded in count and time.
+DRILL_MAX_REQUESTS = 3000
+DRILL_MAX_SECONDS = 90
 
 
 class DemoError(Exception):
@@ -67,7 +84,8 @@ def ensure_catalogue(store: Store, settings: Settings) -> Environment:
                        replicas=2, cpu="", memory="", ports=[8080], env_vars={},
                        runtime="docker", namespace="default", health_path="/healthz",
                        settings=settings, actor=actor, strategy="gray",
-                       gray_steps=["1", "50%", "100%"], stable_seconds=DEMO_STABLE_SECONDS)
+                       gray_steps=["1", "50%", "100%"], stable_seconds=DEMO_STABLE_SECONDS,
+                       analysis=DEMO_ANALYSIS)
     with store.session() as session:
         env = session.exec(select(Environment).where(Environment.app_id == app.id)).first()
     if env is None:
@@ -80,6 +98,64 @@ def served(url: str) -> str:
         return httpx.get(url, timeout=5).text.strip()
     except httpx.HTTPError as error:
         return f"(no answer: {error})"
+
+
+def build_drill(settings: Settings) -> str:
+    """The sample app answering DRILL_ERROR_PERCENT % of requests with a 500."""
+    image = f"slipway/{DEMO_APP}:drill-5xx"
+    engine = settings.clusters[settings.default_cluster].engines[0]
+    docker.DockerClient(base_url=engine, timeout=120).images.build(
+        path=str(SAMPLE_SOURCE), tag=image, rm=True,
+        buildargs={"BASE_IMAGE": settings.base_image, "VERSION": "drill-5xx",
+                   "ERROR_PERCENT": DRILL_ERROR_PERCENT})
+    return image
+
+
+@contextmanager
+def request_loop(url: str) -> Iterator[Counter[str]]:
+    """Users of the demo app: GET ``url`` until the block ends (bounded), counting answers."""
+    answers: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def loop() -> None:
+        deadline = time.monotonic() + DRILL_MAX_SECONDS
+        with httpx.Client(timeout=5) as client:
+            while (not stop.is_set() and time.monotonic() < deadline
+                   and answers.total() < DRILL_MAX_REQUESTS):
+                try:
+                    answers[str(client.get(url).status_code)] += 1
+                except httpx.HTTPError as error:
+                    answers[type(error).__name__] += 1
+                time.sleep(0.02)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield answers
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def run_drill(settings: Settings, store: Store, env: Environment, url: str) -> str:
+    """Release the 5xx drill under traffic; canary analysis must roll it back."""
+    actor = current_user()
+    if not env.analysis:  # a demo environment made before analysis existed
+        set_policy(store, DEMO_APP, env.name, DEMO_ANALYSIS, settings=settings, actor=actor)
+    image = build_drill(settings)
+    request = ReleaseRequest(app=DEMO_APP, env=env.name, image=image, requested_by=actor)
+    with request_loop(url) as answers:
+        try:
+            asyncio.run(run_release(request, wait=True))
+        except CatalogueError as error:
+            verdict = str(error)
+        else:
+            raise DemoError("the 5xx drill was released: canary analysis did not stop it")
+    console.print(f"  [bold yellow]rolled back by canary analysis[/]: {verdict}",
+                  highlight=False)
+    console.print(f"  users' answers during the drill: {dict(answers)}; every measurement: "
+                  f"`slipway release show {DEMO_APP} {env.name}`", highlight=False)
+    return verdict
 
 
 def run_demo(settings: Settings, store: Store) -> list[ReleaseOutcome]:
@@ -100,6 +176,10 @@ def run_demo(settings: Settings, store: Store) -> list[ReleaseOutcome]:
         assert outcome is not None  # wait=True always returns the outcome
         outcomes.append(outcome)
         console.print(f"  {url} serves: [bold]{served(url)}[/]", highlight=False)
+    console.print(f"[bold]3/3[/] release {RELEASES + 1}: a drill build answering "
+                  f"{DRILL_ERROR_PERCENT}% of requests with 500, under a request loop")
+    run_drill(settings, store, env, url)
+    console.print(f"  {url} serves: [bold]{served(url)}[/]", highlight=False)
     console.print()
     console.print(f"[bold green]done.[/] The app answers at {url}", highlight=False)
     console.print(f"  releases: {settings.ui_link(release_workflow_id(DEMO_APP, env.name))}",

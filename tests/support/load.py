@@ -11,13 +11,28 @@ from contextlib import contextmanager
 import httpx
 
 
+class Outcomes(Counter[str]):
+    """Counts of each outcome, and when (time.monotonic) each was first and last seen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+
+    def saw(self, key: str) -> None:
+        now = time.monotonic()
+        self[key] += 1
+        self.first.setdefault(key, now)
+        self.last[key] = now
+
+
 @contextmanager
 def request_loop(url: str, max_requests: int = 5000,
-                 max_seconds: float = 180) -> Iterator[Counter[str]]:
+                 max_seconds: float = 180) -> Iterator[Outcomes]:
     """Request ``url`` until the block ends, bounded in count and time; loopback only."""
     if not url.startswith(("http://127.", "http://localhost")):
         raise ValueError(f"load loops target loopback addresses only, not {url}")
-    outcomes: Counter[str] = Counter()
+    outcomes = Outcomes()
     stop = threading.Event()
 
     def loop() -> None:
@@ -29,15 +44,15 @@ def request_loop(url: str, max_requests: int = 5000,
                     response = client.get(url)
                     body = response.text.strip()
                     # A 200 with no body is a truncated answer, not a success.
-                    outcomes[f"{response.status_code} {body[:40]}" if body
-                             else f"{response.status_code} empty body"] += 1
+                    outcomes.saw(f"{response.status_code} {body[:40]}" if body
+                                 else f"{response.status_code} empty body")
                 except httpx.ConnectError:
-                    outcomes["connection refused"] += 1
+                    outcomes.saw("connection refused")
                 except (httpx.ReadError, httpx.RemoteProtocolError):
                     # The peer closed an open connection mid-request (a killed proxy).
-                    outcomes["connection reset"] += 1
+                    outcomes.saw("connection reset")
                 except httpx.HTTPError as error:
-                    outcomes[type(error).__name__] += 1
+                    outcomes.saw(type(error).__name__)
                 time.sleep(0.02)
 
     thread = threading.Thread(target=loop, daemon=True)

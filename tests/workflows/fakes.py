@@ -22,8 +22,8 @@ from catalogue.tokens import ROLES
 from schemas.analysis import (
     AnalysisPolicy,
     CheckPolicyInput,
-    Measurement,
     MeasureInput,
+    Measurement,
     MeasureResult,
     Verdict,
 )
@@ -300,7 +300,8 @@ class FakeWorld:
                 raise ApplicationError(f"bad analysis policy: {world.bad_policy}",
                                        type="BadAnalysisPolicy", non_retryable=True)
 
-        return [measure_analysis, check_analysis, prepare_release, build_image, record_build, resolve_image, ensure_frontend,
+        return [measure_analysis, check_analysis, prepare_release, build_image, record_build,
+                resolve_image, ensure_frontend,
                 list_versions, drain, remove_from_lb, add_to_lb, stop_version, remove_version,
                 start_version, wait_ready, finish_release, notify, check_health,
                 note_approval, watch_health, verify_approval]
