@@ -108,16 +108,17 @@ def release_show(
 
 
 def measurement_table(measurements: list[Measurement], title: str | None = None) -> Table:
+    """One row per measurement; ``why`` names the condition that held or broke."""
     table = Table(title=title)
-    for header in ("step", "at", "metric", "mode", "value", "baseline", "sample",
-                   "condition", "verdict"):
-        table.add_column(header, no_wrap=header in ("metric", "verdict"))
+    for header in ("step", "at", "metric", "value", "baseline", "sample", "verdict"):
+        table.add_column(header, no_wrap=True)
     table.add_column("why", overflow="fold", ratio=2)
     for item in measurements:
         style = VERDICT_STYLE.get(item.verdict, "")
-        table.add_row(str(item.step or "-"), item.at.strftime("%H:%M:%S"), item.metric,
-                      str(item.mode), _figure(item.value), _figure(item.baseline),
-                      "-" if item.sample is None else str(item.sample), item.condition,
+        metric = item.metric if item.mode == "enforcing" else f"{item.metric} ({item.mode})"
+        table.add_row(str(item.step or "-"), item.at.strftime("%H:%M:%S"), metric,
+                      _figure(item.value), _figure(item.baseline),
+                      "-" if item.sample is None else str(item.sample),
                       f"[{style}]{item.verdict}[/{style}]", item.detail)
     return table
 
