@@ -5,11 +5,12 @@ PACKAGES := workflows activities lanes catalogue integrations schemas starter
 # The product, its tests and benches (alembic's revisions are excluded in pyproject.toml).
 LINT_PATHS := $(PACKAGES) worker.py tests bench
 
-.PHONY: help bootstrap demo test lint up down
+.PHONY: help bootstrap demo test bench lint up down
 
 help:
 	@echo "make demo       bootstrap, then run the end-to-end demo (python -m starter demo)"
 	@echo "make test       bootstrap, then unit + integration tests (scripts/test.sh)"
+	@echo "make bench      bootstrap, then every benchmark (bench/run_all.py, ~20 min)"
 	@echo "make lint       ruff check + mypy"
 	@echo "make up | down  start / stop the embedded stack (Temporal dev server + worker)"
 
@@ -21,6 +22,9 @@ demo: bootstrap
 
 test: bootstrap
 	bash scripts/test.sh
+
+bench: bootstrap
+	$(PY) -m bench.run_all
 
 lint:
 	.venv/bin/ruff check .

@@ -24,6 +24,7 @@ from schemas.enums import (
     AppTier,
     ChangeState,
     ReleaseState,
+    Strategy,
 )
 from schemas.models import (
     FinishReleaseInput,
@@ -169,7 +170,9 @@ def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_secon
             requested_by=request.requested_by, rollback_to=request.rollback_to,
             # A rollback returns to a known version: judged already, no canary to analyse.
             analysis=None if request.is_rollback else policy_of(env.analysis),
-            fast_rollback=_fast_rollback(request, current, release, fast_rollback_window_seconds),
+            fast_rollback=(env.strategy != Strategy.RECREATE  # never two versions at once
+                           and _fast_rollback(request, current, release,
+                                              fast_rollback_window_seconds)),
         )
 
 

@@ -12,8 +12,8 @@ from sqlmodel import col, select
 from catalogue.lanes import record_lane
 from catalogue.releases import env_values, finish_release, note_approval, open_release
 from catalogue.store import CatalogueError, Store
-from catalogue.tables import AuditEvent
-from schemas.enums import ReleaseState
+from catalogue.tables import AuditEvent, Environment
+from schemas.enums import ReleaseState, Strategy
 from schemas.lanes import LaneRecordInput, LaneStage
 from schemas.models import (
     FinishReleaseInput,
@@ -125,3 +125,32 @@ def test_a_credential_reference_is_stored_as_such_and_resolved_by_the_worker(
         "DB_PASSWORD": "s3cr3t-value", "MODE": "prod"}
     with pytest.raises(CatalogueError, match="DB_PASSWORD refers to credential 'shop-db'"):
         env_values(store, plan.env_id, lambda _name: "")
+
+
+def _rollback(store: Store, run: str, window: int, gradual: bool = False) -> ReleasePlan:
+    request = ReleaseRequest(app="shop", env="test@local", image="slipway/shop:1",
+                             requested_by="dev", rollback_to=1, gradual=gradual)
+    return open_release(store, PrepareReleaseInput(request=request, workflow_id="release:shop",
+                                                   run_id=run),
+                        drain_timeout_seconds=5, progress_deadline_seconds=30,
+                        fast_rollback_window_seconds=window)
+
+
+def test_a_rollback_to_a_recent_baseline_is_fast_unless_gradual_or_recreate(
+        store: Store) -> None:
+    _finish(store, _open(store, "run-1"), ReleaseState.SUCCEEDED)
+    _finish(store, _open(store, "run-2"), ReleaseState.SUCCEEDED)
+    ok("env add shop prod --strategy gray")
+    # test@local is recreate: one step already, and never two versions at once.
+    assert not _rollback(store, "run-3", window=3600).fast_rollback
+    with store.session() as session:
+        env = session.exec(select(Environment).where(Environment.env_type == "test")).one()
+        env.strategy = Strategy.GRAY
+        env.analysis = {"metrics": [{"name": "errors", "query": "error_rate", "max": 0.1}]}
+        session.add(env)
+        session.commit()
+    plan = _rollback(store, "run-4", window=3600)
+    assert plan.fast_rollback and plan.analysis is None  # a rollback is never analysed
+    assert not _rollback(store, "run-5", window=3600, gradual=True).fast_rollback
+    assert not _rollback(store, "run-6", window=0).fast_rollback  # replaced too long ago
+    assert _open(store, "run-7").analysis is not None  # a release is

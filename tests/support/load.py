@@ -12,24 +12,29 @@ import httpx
 
 
 class Outcomes(Counter[str]):
-    """Counts of each outcome, and when (time.monotonic) each was first and last seen."""
+    """Counts of each outcome, when (time.monotonic) each was first and last seen, and how
+    long every request took (seconds)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.first: dict[str, float] = {}
         self.last: dict[str, float] = {}
+        self.latencies: list[float] = []
 
-    def saw(self, key: str) -> None:
+    def saw(self, key: str, sent: float | None = None) -> None:
         now = time.monotonic()
+        if sent is not None:
+            self.latencies.append(now - sent)
         self[key] += 1
         self.first.setdefault(key, now)
         self.last[key] = now
 
 
 @contextmanager
-def request_loop(url: str, max_requests: int = 5000,
-                 max_seconds: float = 180) -> Iterator[Outcomes]:
-    """Request ``url`` until the block ends, bounded in count and time; loopback only."""
+def request_loop(url: str, max_requests: int = 5000, max_seconds: float = 180,
+                 pause: float = 0.02) -> Iterator[Outcomes]:
+    """Request ``url`` until the block ends, bounded in count and time, ``pause`` seconds
+    between requests; loopback only."""
     if not url.startswith(("http://127.", "http://localhost")):
         raise ValueError(f"load loops target loopback addresses only, not {url}")
     outcomes = Outcomes()
@@ -40,20 +45,21 @@ def request_loop(url: str, max_requests: int = 5000,
         with httpx.Client(timeout=5) as client:
             while (not stop.is_set() and time.monotonic() < deadline
                    and outcomes.total() < max_requests):
+                sent = time.monotonic()
                 try:
                     response = client.get(url)
                     body = response.text.strip()
                     # A 200 with no body is a truncated answer, not a success.
                     outcomes.saw(f"{response.status_code} {body[:40]}" if body
-                                 else f"{response.status_code} empty body")
+                                 else f"{response.status_code} empty body", sent)
                 except httpx.ConnectError:
-                    outcomes.saw("connection refused")
+                    outcomes.saw("connection refused", sent)
                 except (httpx.ReadError, httpx.RemoteProtocolError):
                     # The peer closed an open connection mid-request (a killed proxy).
-                    outcomes.saw("connection reset")
+                    outcomes.saw("connection reset", sent)
                 except httpx.HTTPError as error:
-                    outcomes.saw(type(error).__name__)
-                time.sleep(0.02)
+                    outcomes.saw(type(error).__name__, sent)
+                time.sleep(pause)
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
