@@ -7,6 +7,7 @@ starts a release (the documented form), and ``slipway release history APP ENV`` 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Annotated, Any
 
 import typer
@@ -14,11 +15,13 @@ from rich.live import Live
 from rich.table import Table
 
 from catalogue.tables import AuditEvent
+from schemas.durations import HISTORY_WINDOW
 from schemas.models import ReleaseOutcome, ReleaseRequest, ReleaseStatus
 from schemas.settings import get_settings
 from starter.cli.console import catalogue_errors, console, fail, open_store
 from starter.cli.status_view import render_status
 from starter.service import changes, releases
+from starter.service.calendar import change_calendar
 from starter.service.controls import watch
 from starter.service.identity import current_user
 from starter.service.releases import (
@@ -28,6 +31,7 @@ from starter.service.releases import (
     validate_release,
 )
 from starter.service.temporal_client import connect
+from starter.service.validation import parse_duration
 from workflows.release import release_workflow_id
 
 DEFAULT_COMMAND = "start"
@@ -144,8 +148,28 @@ def _change_request(app: str, env: str, change_id: int, actor: str, *given: str 
 
 
 @release_cli.command("history")
-def history(app: AppArg, env: EnvArg) -> None:
-    """List the releases of APP on ENV, newest first, with the baseline each wrote."""
+def history(
+    app: Annotated[str | None, typer.Argument(metavar="[APP]", show_default=False,
+                                              help="Application (not with --all).")] = None,
+    env: Annotated[str | None, typer.Argument(metavar="[ENV]", show_default=False,
+                                              help="Environment (not with --all).")] = None,
+    every_app: Annotated[bool, typer.Option(
+        "--all", help="The change calendar: releases of every application and environment "
+                      "started within --since.")] = False,
+    since: Annotated[str, typer.Option(
+        metavar="DURATION", help="With --all: how far back, e.g. 7d or 24h.")] = "7d",
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="With --all: print JSON (for change-advisory reviews).")] = False,
+) -> None:
+    """List the releases of APP on ENV, newest first, with the baseline each wrote; or, with
+    --all, every release across applications (the change calendar)."""
+    if every_app or as_json:
+        if app or env:
+            fail("--all lists every application: leave out APP and ENV")
+        _calendar(since, as_json)
+        return
+    if not app or not env:
+        fail("give APP and ENV, or --all for every application")
     with catalogue_errors():
         store = open_store()
         try:
@@ -179,6 +203,34 @@ def history(app: AppArg, env: EnvArg) -> None:
                                            item.error) if text)
         table.add_row(str(item.id), item.state, versions, item.image or "-", by,
                       item.started_at.strftime("%m-%d %H:%M"), note or "-")
+    console.print(table)
+
+
+def _calendar(since: str, as_json: bool) -> None:
+    with catalogue_errors():
+        seconds = parse_duration(since, "--since", HISTORY_WINDOW)
+        store = open_store()
+        try:
+            entries = change_calendar(store, seconds)
+        finally:
+            store.engine.dispose()
+    if as_json:
+        print(json.dumps([entry.model_dump(mode="json") for entry in entries], indent=2))
+        return
+    if not entries:
+        console.print(f"no releases in the last {since}", highlight=False)
+        return
+    table = Table(title=f"releases in the last {since}, newest first")
+    for header in ("started", "app", "env", "release", "state", "versions", "by / approved"):
+        table.add_column(header, no_wrap=header in ("started", "app", "env"))
+    table.add_column("image", overflow="fold", ratio=2)
+    for entry in entries:
+        versions = f"v{entry.from_version} → v{entry.to_version}" + (
+            " (rollback)" if entry.rollback else "")
+        by = (entry.requested_by or "-") + (f" / {entry.approved_by}"
+                                            if entry.approved_by else "")
+        table.add_row(entry.started_at.strftime("%m-%d %H:%M"), entry.app, entry.env,
+                      str(entry.release_id), entry.state, versions, by, entry.image or "-")
     console.print(table)
 
 
