@@ -179,7 +179,8 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
         dns_settings.client(), lane_settings, dns_target=dns_settings.dns_target))
     return [
         catalogue.prepare_release, catalogue.finish_release, catalogue.record_build,
-        catalogue.note_approval, catalogue.verify_approval, runtime.check_health,
+        catalogue.note_approval, catalogue.verify_approval, catalogue.check_freeze,
+        runtime.check_health,
         runtime.watch_health,
         runtime.resolve_image, runtime.start_version, runtime.wait_ready, runtime.list_versions,
         runtime.stop_version, runtime.remove_version,

@@ -10,9 +10,11 @@ from temporalio import activity
 
 from activities.support import permanent
 from catalogue.approvals import check_approval
+from catalogue.freezes import verdict_for
 from catalogue.releases import finish_release, note_approval, open_release
 from catalogue.store import CatalogueError, Store, audit, find_app
 from catalogue.tables import Build
+from schemas.freezes import FreezeCheckInput, FreezeVerdict
 from schemas.models import (
     ApprovalVerdict,
     FinishReleaseInput,
@@ -90,3 +92,9 @@ class CatalogueActivities:
         """Check an approval proof against the approver's active tokens; a refusal is an
         audit event with who and why (the proof itself is never stored)."""
         return check_approval(self.store, data, time.time())
+
+    @activity.defn
+    def check_freeze(self, data: FreezeCheckInput) -> FreezeVerdict:
+        """May the environment be released into now? If not: why, and when it opens."""
+        env_type, _, cluster = data.env.partition("@")
+        return verdict_for(self.store, env_type, cluster)

@@ -26,6 +26,7 @@ from schemas.enums import (
     ReleaseState,
     Strategy,
 )
+from schemas.identities import same_person
 from schemas.models import (
     FinishReleaseInput,
     FinishReleaseResult,
@@ -63,12 +64,33 @@ def check_releasable(app: Application) -> None:
 
 def approval_required(app: Application, env: Environment, request: ReleaseRequest) -> bool:
     """The environment's policy; ``auto`` means core applications in prod, rollbacks excepted
-    (an emergency rollback must not wait for a second person unless policy says so)."""
+    (an emergency rollback must not wait for a second person unless policy says so).
+    A break-glass release always needs a second person; a train member was approved with
+    its train."""
+    if request.break_glass:
+        return True
+    if request.train_id is not None:
+        return False
     if env.approval == ApprovalPolicy.REQUIRED:
         return True
     if env.approval == ApprovalPolicy.NONE or request.is_rollback:
         return False
     return app.tier == AppTier.CORE and env.env_type == "prod"
+
+
+def check_break_glass(app: Application, env: Environment, request: ReleaseRequest) -> None:
+    """A break-glass release needs a reason and an approver other than its requester."""
+    if not request.break_glass:
+        return
+    if not request.break_glass.strip():
+        raise CatalogueError("break glass needs a reason: --break-glass \"why it cannot wait\"")
+    others = [name for name in app.approvers if not same_person(name, request.requested_by)]
+    if not others:
+        who = ", ".join(app.approvers) or "none"
+        raise CatalogueError(
+            f"break glass on {app.name}@{env.name} needs a second approver, and there is none "
+            f"besides {request.requested_by or 'the requester'} (approvers: {who}): {app.name} "
+            "needs another approver, or the release waits for the window")
 
 
 def _rollback_target(session: Session, env: Environment, version: int) -> ImageSpec:
@@ -125,6 +147,7 @@ def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_secon
             target = ImageSpec(image=current.image, digest=current.digest)
         if release is None:
             check_releasable(app)
+            check_break_glass(app, env, request)
             if target is None and not app.source:
                 raise CatalogueError(
                     f"application {app.name!r} has no build source: pass --image REF, or "
@@ -143,13 +166,16 @@ def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_secon
                 to_version=next_version(session, env.id or 0, from_version),
                 image=target.image if target else "",
                 requested_by=request.requested_by, rollback_to=request.rollback_to,
-                rollback=request.is_rollback,
+                rollback=request.is_rollback, break_glass=request.break_glass,
+                train_id=request.train_id,
             )
             session.add(release)
             _move_change(session, request.change_id, ChangeState.RELEASING)
             audit(session, "release.started", actor=request.requested_by, app=app.name,
                   env=env.name, workflow_id=data.workflow_id, to_version=release.to_version,
-                  rollback_to=request.rollback_to, rollback=request.is_rollback)
+                  rollback_to=request.rollback_to, rollback=request.is_rollback,
+                  **({"break_glass": request.break_glass} if request.break_glass else {}),
+                  **({"train_id": request.train_id} if request.train_id else {}))
             session.commit()
         return ReleasePlan(
             release_id=release.id or 0, app=app.name, env=env.name,
@@ -173,6 +199,7 @@ def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_secon
             fast_rollback=(env.strategy != Strategy.RECREATE  # never two versions at once
                            and _fast_rollback(request, current, release,
                                               fast_rollback_window_seconds)),
+            break_glass=request.break_glass, no_wait=request.no_wait,
         )
 
 

@@ -141,6 +141,10 @@ class Release(SQLModel, table=True):
     rollback_to: int | None = None
     # It rolls back the baseline it started from (to an older one, or to a fix-forward image).
     rollback: bool = False
+    # A break-glass release passes freezes and deploy windows; this is the reason given.
+    break_glass: str = ""
+    # The release train it belongs to, if any.
+    train_id: int | None = Field(default=None, foreign_key="train.id", index=True)
     error: str = ""
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
@@ -180,6 +184,40 @@ class AnalysisMeasurement(SQLModel, table=True):
     condition: str = ""
     verdict: str
     detail: str = ""
+
+
+class FreezeRecord(SQLModel, table=True):
+    """A freeze or deploy window (schemas.freezes.FreezeRule) as stored."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(default="freeze", sa_type=String(16))
+    scope: str = Field(index=True)
+    reason: str = ""
+    starts_at: datetime
+    ends_at: datetime | None = None
+    rrule: str = ""
+    duration_seconds: int = 0
+    timezone: str = "UTC"
+    incident: bool = False
+    created_by: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Train(SQLModel, table=True):
+    """A release train: several applications released together under one approval."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True)
+    workflow_id: str = Field(unique=True)
+    state: ReleaseState = Field(default=ReleaseState.RUNNING, sa_type=String(32))
+    # [{"app": …, "env": …, "after": [apps], "from_version": N}] in the train's order.
+    members: list[dict[str, Any]] = Field(default_factory=list,
+                                          sa_column=Column(JSON, nullable=False))
+    requested_by: str = ""
+    approved_by: str = ""
+    error: str = ""
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
 
 
 class AuditEvent(SQLModel, table=True):

@@ -48,3 +48,5 @@ DRAIN_TIMEOUT = DurationRule("drain timeout", 0, HOUR)
 PROGRESS_DEADLINE = DurationRule("progress deadline", 1, DAY)
 ANALYSIS_WINDOW = DurationRule("analysis window", 1, 10 * MINUTE)
 HISTORY_WINDOW = DurationRule("history window", MINUTE, 366 * DAY)
+# One freeze or deploy-window occurrence: a minute to a quarter.
+FREEZE_SPAN = DurationRule("freeze duration", MINUTE, 92 * DAY)

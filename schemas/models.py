@@ -35,6 +35,13 @@ class ReleaseRequest(BaseModel):
     rollback: bool = False
     # A rollback through today's steps and stable waits instead of the fast switch.
     gradual: bool = False
+    # Refuse at once, instead of waiting, when the environment is frozen or outside its
+    # deploy windows.
+    no_wait: bool = False
+    # Break glass: pass freezes and windows; needs this reason and a second approver.
+    break_glass: str = ""
+    # Part of release train N: the train's approval covers it.
+    train_id: int | None = None
 
     @property
     def is_rollback(self) -> bool:
@@ -113,6 +120,9 @@ class ReleasePlan(BaseModel):
     analysis: AnalysisPolicy | None = None
     # A rollback straight to the old version at full strength: no steps, no stable waits.
     fast_rollback: bool = False
+    # Passes freezes and deploy windows (the reason given); approval is then required.
+    break_glass: str = ""
+    no_wait: bool = False
 
 
 class BuildInput(BaseModel):
@@ -339,6 +349,12 @@ class ReleaseStatus(BaseModel):
     # current analysed stable wait ends.
     analysis: list[Measurement] = Field(default_factory=list)
     wait_ends_at: datetime | None = None
+    # Held by a freeze or outside the deploy windows: why, and when it opens (None: when
+    # the freeze is lifted).
+    frozen: str = ""
+    frozen_until: datetime | None = None
+    break_glass: str = ""
+    train: str = ""
 
 
 class ReleaseOutcome(BaseModel):

@@ -42,11 +42,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approval import ApprovalDesk, ApprovalHandlers
     from workflows.board import StageBoard
     from workflows.cancellation import is_cancellation, stopped, to_the_end
+    from workflows.freeze import FreezeGate, Frozen
     from workflows.policies import HEARTBEAT_TIMEOUT, QUICK, RETRY, UNTIL_DONE, build_queue
     from workflows.rollout import Undo, cause_of, rollout_for
 
 BUILD_TIMEOUT = timedelta(minutes=30)
-ROLLOUT_STAGES = {"starting", "draining", "shifting", "waiting_stable", "gate", "paused"}
+ROLLOUT_STAGES = {"starting", "draining", "shifting", "waiting_stable", "gate", "paused",
+                  "frozen"}
 
 def release_workflow_id(app: str, env: str) -> str:
     """At most one release per environment: the id is the environment's."""
@@ -63,7 +65,7 @@ class ReleaseEnded(Exception):
 
 
 @workflow.defn
-class ReleaseWorkflow(ApprovalHandlers, StageBoard):
+class ReleaseWorkflow(ApprovalHandlers, StageBoard, FreezeGate):
     def __init__(self) -> None:
         self.progress = ReleaseStatus(app="", env="", stage="pending")
         self._undo: list[tuple[str, Undo]] = []
@@ -77,6 +79,9 @@ class ReleaseWorkflow(ApprovalHandlers, StageBoard):
         # only a rollback (a new release) can take it back.
         self._committed = False
         self._stage_detail = ""
+        self._plan: ReleasePlan | None = None
+        self._freeze_notice = None
+        self._thawed = False
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -95,6 +100,8 @@ class ReleaseWorkflow(ApprovalHandlers, StageBoard):
         self.progress.strategy = str(plan.strategy)
         self.progress.approvers = plan.approvers
         self.progress.from_version, self.progress.to_version = plan.from_version, plan.to_version
+        self.progress.break_glass = plan.break_glass
+        self._plan = plan
         approved_by = ""
         try:
             if plan.analysis is not None:
@@ -103,6 +110,10 @@ class ReleaseWorkflow(ApprovalHandlers, StageBoard):
             self.progress.image = target.image
             if plan.approval_required:
                 approved_by = await self._await_approval(plan, target)
+            try:
+                await self.through_freeze(plan, no_wait=plan.no_wait)
+            except Frozen as frozen:
+                raise ReleaseEnded(ReleaseState.FAILED, str(frozen)) from None
             await self.checkpoint()
             await self._notify(f"release {plan.app}@{plan.env} v{plan.to_version}",
                                f"rolling out {target.image} ({plan.strategy})")
@@ -293,9 +304,13 @@ class ReleaseWorkflow(ApprovalHandlers, StageBoard):
         return None
 
     async def checkpoint(self) -> None:
-        """Stop here on ``abort``; wait here while paused."""
+        """Stop here on ``abort``; wait here while paused or held by an incident freeze."""
         if self._abort is not None:
             raise self._aborted()
+        if self.freeze_declared() and self._plan is not None:
+            await self.through_freeze(self._plan)
+            if self._abort is not None:
+                raise self._aborted()
         if self._paused:
             previous = self.progress.stage
             self.set_stage("paused", "waiting for resume")
@@ -349,6 +364,9 @@ class ReleaseWorkflow(ApprovalHandlers, StageBoard):
         return ReleaseEnded(ReleaseState.ROLLED_BACK, f"aborted: {self._abort}")
 
     async def _notify(self, title: str, text: str) -> None:
+        if self.progress.break_glass:
+            title = f"[BREAK GLASS] {title}"
+            text = f"{text}\n\nbreak glass: {self.progress.break_glass}"
         await workflow.execute_activity_method(
             NotifyActivities.notify, NotifyInput(title=title, text=text),
             start_to_close_timeout=QUICK, retry_policy=RETRY, summary="notify",

@@ -27,8 +27,10 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from catalogue.releases import approval_required, check_releasable
+from catalogue.freezes import verdict_for
+from catalogue.releases import approval_required, check_break_glass, check_releasable
 from catalogue.store import CatalogueError, Store, find_app, find_env, latest_baseline
+from schemas.freezes import FreezeVerdict
 from schemas.images import check_image_ref
 from schemas.models import ReleaseOutcome, ReleaseRequest, ReleaseStatus
 from schemas.settings import Settings
@@ -78,11 +80,26 @@ def validate_release(store: Store, request: ReleaseRequest) -> tuple[ReleaseRequ
         if not request.image and not app.source and request.rollback_to is None:
             raise CatalogueError(f"application {app.name!r} has no build source: pass --image "
                                  "REF, or register it with --source DIR")
+        check_break_glass(app, env, request)
         current = latest_baseline(session, env.id or 0)
+    if request.no_wait and not request.break_glass:
+        verdict = check_open(store, env.name)
+        if not verdict.open:
+            until = (f"; it opens at {verdict.opens_at:%Y-%m-%d %H:%M} UTC" if verdict.opens_at
+                     else "; it opens when the freeze is lifted")
+            raise CatalogueError(f"{env.name} is closed for releases: {verdict.reason}{until}. "
+                                 "Leave out --no-wait to queue the release until then, or "
+                                 "--break-glass \"REASON\" with a second approver")
     version = (current.version if current else 0) + 1
     what = request.image or f"build of {app.source}" + (f" at {request.ref}" if request.ref else "")
     summary = f"{app.name}@{env.name} v{version} → {what}"
     return request.model_copy(update={"env": env.name}), summary
+
+
+def check_open(store: Store, env: str) -> FreezeVerdict:
+    """May ``env`` (type@cluster) be released into now?"""
+    env_type, _, cluster = env.partition("@")
+    return verdict_for(store, env_type, cluster)
 
 
 def approval_help(app: str, env: str) -> str:

@@ -29,6 +29,7 @@ from schemas.analysis import (
 )
 from schemas.approvals import Decision, Door, TokenKey, sign_proof, verify_proof
 from schemas.enums import ReleaseState, Strategy
+from schemas.freezes import FreezeCheckInput, FreezeRule, FreezeVerdict, gate
 from schemas.models import (
     ApprovalInput,
     ApprovalVerdict,
@@ -113,6 +114,10 @@ class FakeWorld:
     bad_policy: str = ""
     measured: list[MeasureInput] = field(default_factory=list)
     fast_rollback: bool = False
+    # Freezes and deploy windows check_freeze judges by (at the server's, possibly skipped,
+    # time); the times each rollout activity was scheduled at.
+    freezes: list[FreezeRule] = field(default_factory=list)
+    scheduled: dict[str, datetime] = field(default_factory=dict)
 
     async def hold(self, what: str) -> None:
         """Block until the test lets go, heartbeating as the real activities do (that is how
@@ -153,11 +158,13 @@ class FakeWorld:
                 current=ImageSpec(image="slipway/shop:v1", digest="sha256:v1") if current else None,
                 current_replicas=world.replicas if current else 0,
                 target=target, gray_steps=world.gray_steps, stable_seconds=world.stable_seconds,
-                approval_required=world.approval_required, approvers=world.approvers,
+                approval_required=world.approval_required or bool(data.request.break_glass),
+                approvers=world.approvers,
                 requested_by=data.request.requested_by, rollback_to=data.request.rollback_to,
                 approval_timeout_seconds=86400,
                 analysis=None if data.request.is_rollback else world.analysis,
                 fast_rollback=world.fast_rollback and data.request.rollback_to is not None,
+                break_glass=data.request.break_glass, no_wait=data.request.no_wait,
             )
 
         @activity.defn(name="build_image")
@@ -238,6 +245,8 @@ class FakeWorld:
                 world.block_start_for = None  # only the first start is held
                 await world.hold(f"start v{data.version.version}")
             world.calls.append(f"start v{data.version.version} {data.image} x{data.replicas}")
+            world.scheduled.setdefault(f"start v{data.version.version}",
+                                       activity.info().current_attempt_scheduled_time)
 
         @activity.defn(name="wait_ready")
         async def wait_ready(data: WaitReadyInput) -> list[Instance]:
@@ -293,6 +302,12 @@ class FakeWorld:
                     condition=metric.condition_text(), verdict=verdict, detail=str(verdict)))
             return MeasureResult(measurements=measurements, counters={"2": [100.0, 0.0]})
 
+        @activity.defn(name="check_freeze")
+        async def check_freeze(data: FreezeCheckInput) -> FreezeVerdict:
+            env_type, _, cluster = data.env.partition("@")
+            return gate(world.freezes, env_type, cluster,
+                        activity.info().current_attempt_scheduled_time)
+
         @activity.defn(name="check_analysis")
         async def check_analysis(data: CheckPolicyInput) -> None:
             world.calls.append("check analysis")
@@ -300,7 +315,7 @@ class FakeWorld:
                 raise ApplicationError(f"bad analysis policy: {world.bad_policy}",
                                        type="BadAnalysisPolicy", non_retryable=True)
 
-        return [measure_analysis, check_analysis, prepare_release, build_image, record_build,
+        return [check_freeze, measure_analysis, check_analysis, prepare_release, build_image, record_build,
                 resolve_image, ensure_frontend,
                 list_versions, drain, remove_from_lb, add_to_lb, stop_version, remove_version,
                 start_version, wait_ready, finish_release, notify, check_health,

@@ -1,0 +1,74 @@
+"""Freezes and deploy windows in the catalogue: add, list, lift, and the verdict for an
+environment now (schemas.freezes holds the rules' logic)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlmodel import col, select
+
+from catalogue.store import CatalogueError, Store, audit
+from catalogue.tables import FreezeRecord
+from schemas.freezes import FreezeRule, FreezeVerdict, RuleKind, gate
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; the catalogue writes UTC.
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+def _rule(row: FreezeRecord) -> FreezeRule:
+    return FreezeRule(id=row.id, kind=RuleKind(row.kind), scope=row.scope, reason=row.reason,
+                      starts_at=_aware(row.starts_at) or row.starts_at,
+                      ends_at=_aware(row.ends_at), rrule=row.rrule,
+                      duration_seconds=row.duration_seconds, timezone=row.timezone,
+                      created_by=row.created_by, incident=row.incident)
+
+
+def add_rule(store: Store, rule: FreezeRule, actor: str) -> FreezeRule:
+    """Store a freeze or window (already validated by FreezeRule) and audit it."""
+    with store.session() as session:
+        row = FreezeRecord(kind=str(rule.kind), scope=rule.scope, reason=rule.reason,
+                           starts_at=rule.starts_at.astimezone(UTC),
+                           ends_at=rule.ends_at.astimezone(UTC) if rule.ends_at else None,
+                           rrule=rule.rrule, duration_seconds=rule.duration_seconds,
+                           timezone=rule.timezone, incident=rule.incident, created_by=actor)
+        session.add(row)
+        session.flush()
+        audit(session, f"{rule.kind}.added", actor=actor, env=rule.scope, id=row.id,
+              rule=_rule(row).describe(), reason=rule.reason, incident=rule.incident)
+        session.commit()
+        session.refresh(row)
+        return _rule(row)
+
+
+def rules(store: Store, now: datetime | None = None) -> list[FreezeRule]:
+    """Every rule still in force at ``now`` or later (past one-off intervals are left out)."""
+    now = now or datetime.now(UTC)
+    with store.session() as session:
+        rows = session.exec(select(FreezeRecord).order_by(col(FreezeRecord.id))).all()
+        found = [_rule(row) for row in rows]
+    return [rule for rule in found if rule.rrule or rule.ends_at is None or rule.ends_at > now]
+
+
+def remove_rule(store: Store, rule_id: int, actor: str) -> FreezeRule:
+    """Lift a freeze or remove a window; CatalogueError when there is no such rule."""
+    with store.session() as session:
+        row = session.get(FreezeRecord, rule_id)
+        if row is None:
+            raise CatalogueError(f"no freeze or window #{rule_id}: see `slipway freeze list`")
+        removed = _rule(row)
+        session.delete(row)
+        audit(session, f"{removed.kind}.removed", actor=actor, env=removed.scope, id=rule_id,
+              rule=removed.describe(), reason=removed.reason)
+        session.commit()
+        return removed
+
+
+def verdict_for(store: Store, env_type: str, cluster: str,
+                now: datetime | None = None) -> FreezeVerdict:
+    """May ``env_type@cluster`` be released into at ``now``?"""
+    now = now or datetime.now(UTC)
+    return gate(rules(store, now), env_type, cluster, now)

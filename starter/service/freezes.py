@@ -1,0 +1,115 @@
+"""Freezes and deploy windows for the CLI and the receiver: parse what a person typed, store
+it, and tell running releases (an incident freeze holds them at their next step; a lifted
+freeze wakes the ones waiting)."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from catalogue.freezes import add_rule, remove_rule, rules
+from catalogue.store import CatalogueError, Store
+from schemas.durations import FREEZE_SPAN
+from schemas.freezes import FreezeNotice, FreezeRule, RuleKind
+from starter.service.validation import parse_duration
+from workflows import search
+from workflows.release import ReleaseWorkflow
+
+TIME_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
+
+
+def parse_time(text: str, zone: str, now: datetime | None = None) -> datetime:
+    """``now``, ``2026-12-04 18:00`` or ``2026-12-04`` in ``zone``; an ISO time with an
+    offset keeps its own."""
+    now = now or datetime.now(UTC)
+    if text.strip().lower() == "now":
+        return now
+    with contextlib.suppress(ValueError):
+        moment = datetime.fromisoformat(text.strip())
+        if moment.tzinfo is not None:
+            return moment
+    for form in TIME_FORMATS:
+        with contextlib.suppress(ValueError):
+            return datetime.strptime(text.strip(), form).replace(tzinfo=ZoneInfo(zone))
+    raise CatalogueError(f"invalid time {text!r}: use now, YYYY-MM-DD HH:MM (in --tz) or an "
+                         "ISO time with an offset")
+
+
+def make_rule(kind: RuleKind, scope: str, reason: str, *, start: str, end: str = "",
+              rrule: str = "", duration: str = "", zone: str = "UTC",
+              incident: bool = False) -> FreezeRule:
+    """A validated rule from command-line words; CatalogueError says what to fix."""
+    try:
+        ZoneInfo(zone)
+    except (ValueError, KeyError):
+        raise CatalogueError(f"unknown time zone {zone!r} (use an IANA name such as "
+                             "Asia/Shanghai or UTC)") from None
+    if rrule and end:
+        raise CatalogueError("a recurring rule takes --duration, not --to")
+    if duration and end:
+        raise CatalogueError("give --to or --duration, not both")
+    starts_at = parse_time(start, zone)
+    seconds = parse_duration(duration, "duration", FREEZE_SPAN) if duration else 0
+    ends_at = parse_time(end, zone) if end else None
+    if not rrule and seconds:
+        ends_at = starts_at + timedelta(seconds=seconds)
+        seconds = 0
+    try:
+        return FreezeRule(kind=kind, scope=scope, reason=reason, starts_at=starts_at,
+                          ends_at=ends_at, rrule=rrule.upper(), duration_seconds=seconds,
+                          timezone=zone, incident=incident)
+    except ValidationError as error:
+        raise CatalogueError("; ".join(item["msg"].removeprefix("Value error, ")
+                                       for item in error.errors())) from None
+
+
+def list_rules(store: Store) -> list[FreezeRule]:
+    return rules(store)
+
+
+async def _running_releases(client: Client, query: str = "") -> list[tuple[str, str]]:
+    """(workflow id, env) of running releases, from visibility."""
+    found = []
+    base = "WorkflowType='ReleaseWorkflow' AND ExecutionStatus='Running'"
+    async for execution in client.list_workflows(f"{base} AND {query}" if query else base):
+        env = execution.typed_search_attributes.get(search.ENV) or ""
+        found.append((execution.id, env))
+    return found
+
+
+async def declare_incident(store: Store, client: Client | None, scope: str, reason: str,
+                           actor: str, duration: str = "") -> tuple[FreezeRule, list[str]]:
+    """Freeze ``scope`` from now (until lifted, or for ``duration``) and hold the running
+    releases there at their next step; return the rule and the releases told."""
+    if not reason.strip():
+        raise CatalogueError("an incident freeze needs a reason: --reason \"what happened\"")
+    rule = add_rule(store, make_rule(RuleKind.FREEZE, scope, reason, start="now",
+                                     duration=duration, incident=True), actor)
+    told = []
+    if client is not None:
+        for workflow_id, env in await _running_releases(client):
+            env_type, _, cluster = env.partition("@")
+            if rule.applies_to(env_type, cluster):
+                with contextlib.suppress(RPCError):  # it just ended
+                    await client.get_workflow_handle(workflow_id).signal(
+                        ReleaseWorkflow.freeze, FreezeNotice(reason=reason, by=actor))
+                    told.append(workflow_id)
+    return rule, told
+
+
+async def lift(store: Store, client: Client | None, rule_id: int,
+               actor: str) -> tuple[FreezeRule, list[str]]:
+    """Remove a rule and wake the releases waiting in a freeze so they look again."""
+    removed = remove_rule(store, rule_id, actor)
+    woken = []
+    if client is not None:
+        for workflow_id, _env in await _running_releases(client, "Stage='frozen'"):
+            with contextlib.suppress(RPCError):
+                await client.get_workflow_handle(workflow_id).signal(ReleaseWorkflow.thaw)
+                woken.append(workflow_id)
+    return removed, woken

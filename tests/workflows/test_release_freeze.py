@@ -1,0 +1,129 @@
+"""Freezes, deploy windows and break glass in ReleaseWorkflow, on the time-skipping server."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+from schemas.enums import ReleaseState, Strategy
+from schemas.freezes import FreezeNotice, FreezeRule, RuleKind
+from schemas.models import ControlInput, ReleaseRequest
+from tests.workflows.fakes import FakeWorld, signed, start, wait_for, worker
+from workflows.release import ReleaseWorkflow
+
+REQUEST = ReleaseRequest(app="shop", env="prod@local", image="slipway/shop:v2",
+                         requested_by="ana")
+
+
+async def test_a_release_into_a_freeze_waits_and_starts_when_it_ends(
+    env: WorkflowEnvironment,
+) -> None:
+    now = await env.get_current_time()
+    ends = now + timedelta(hours=3)
+    world = FakeWorld(current_version=1, versions=[1], freezes=[FreezeRule(
+        id=4, scope="prod", reason="promotion weekend", starts_at=now - timedelta(hours=1),
+        ends_at=ends, created_by="sre")])
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start(env, world, REQUEST, queue)
+        status = await wait_for(handle, lambda s: s.stage == "frozen")
+        assert status.frozen == "freeze #4 of prod by sre: promotion weekend"
+        assert status.frozen_until == ends
+        assert not any(call.startswith("start") for call in world.calls)
+        outcome = await handle.result()  # the server skips the three hours
+        status = await handle.query(ReleaseWorkflow.status)
+    assert outcome.state == ReleaseState.SUCCEEDED
+    assert world.scheduled["start v2"] >= ends
+    assert status.frozen == "" and status.frozen_until is None
+    assert any("prod@local is open: going on" in e.message for e in status.events)
+
+
+async def test_outside_the_deploy_windows_it_waits_for_the_next_window(
+    env: WorkflowEnvironment,
+) -> None:
+    now = await env.get_current_time()
+    opens = now.replace(microsecond=0) + timedelta(hours=5)  # RRULEs count whole seconds
+    window = FreezeRule(kind=RuleKind.WINDOW, scope="prod@local", starts_at=opens,
+                        rrule="FREQ=DAILY", duration_seconds=3600)
+    world = FakeWorld(current_version=1, versions=[1], freezes=[window])
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start(env, world, REQUEST, queue)
+        status = await wait_for(handle, lambda s: s.stage == "frozen")
+        assert status.frozen.startswith("outside the deploy windows: window prod@local: "
+                                        "FREQ=DAILY")
+        assert status.frozen_until == opens
+        outcome = await handle.result()
+    assert outcome.state == ReleaseState.SUCCEEDED
+    assert opens <= world.scheduled["start v2"] < opens + timedelta(hours=1)
+
+
+async def test_no_wait_into_a_freeze_ends_at_once_and_touches_nothing(
+    env: WorkflowEnvironment,
+) -> None:
+    now = await env.get_current_time()
+    world = FakeWorld(current_version=1, versions=[1], freezes=[FreezeRule(
+        scope="*", reason="incident 42", starts_at=now, incident=True)])
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start(env, world, REQUEST.model_copy(update={"no_wait": True}), queue)
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+    assert ("prod@local is closed for releases: incident freeze of *: incident 42; opens when "
+            "the freeze is lifted") in str(failure.value.cause)
+    assert world.finished[-1].state == ReleaseState.FAILED
+    assert not any(call.startswith(("start", "drain")) for call in world.calls)
+
+
+async def test_break_glass_needs_a_second_approver_then_passes_the_freeze(
+    env: WorkflowEnvironment,
+) -> None:
+    now = await env.get_current_time()
+    world = FakeWorld(current_version=1, versions=[1], freezes=[FreezeRule(
+        scope="prod", reason="incident 42", starts_at=now, incident=True)])
+    request = REQUEST.model_copy(update={"break_glass": "payments down, fix in v2"})
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start(env, world, request, queue)
+        await wait_for(handle, lambda s: s.awaiting == "approval")
+        with pytest.raises(WorkflowUpdateFailedError) as own:
+            await handle.execute_update(ReleaseWorkflow.approve, signed(handle, "ana"))
+        assert "four eyes: ana requested this release" in str(own.value.cause)
+        await handle.execute_update(ReleaseWorkflow.approve, signed(handle, "lead"))
+        outcome = await handle.result()
+        status = await handle.query(ReleaseWorkflow.status)
+    assert outcome.state == ReleaseState.SUCCEEDED
+    assert status.break_glass == "payments down, fix in v2"
+    assert any("break glass: freezes and windows do not hold this release" in e.message
+               for e in status.events)
+    assert world.notices and all(title.startswith("[BREAK GLASS]") for title in world.notices)
+
+
+async def test_an_incident_freeze_holds_a_gray_release_at_its_next_step_until_lifted(
+    env: WorkflowEnvironment,
+) -> None:
+    world = FakeWorld(current_version=1, versions=[1], strategy=Strategy.GRAY, replicas=4,
+                      stable_seconds=60, hold_stable=True)
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start(env, world, REQUEST, queue)
+        await wait_for(handle, lambda s: s.stage == "waiting_stable" and s.step == 1)
+        now = await env.get_current_time()
+        world.freezes.append(FreezeRule(id=9, scope="prod", reason="db failover",
+                                        starts_at=now, incident=True, created_by="sre"))
+        await handle.signal(ReleaseWorkflow.freeze, FreezeNotice(reason="db failover",
+                                                                 by="sre"))
+        world.hold_stable = False
+        await handle.execute_update(ReleaseWorkflow.promote, ControlInput(user="sre"))
+        status = await wait_for(handle, lambda s: s.stage == "frozen")
+        assert status.step == 1 and "db failover" in status.frozen
+        started = [call for call in world.calls if call.startswith("start")]
+        world.freezes.clear()
+        await handle.signal(ReleaseWorkflow.thaw)
+        outcome = await handle.result()
+    assert outcome.state == ReleaseState.SUCCEEDED
+    assert len(started) == 1  # step 2 waited for the thaw
+    assert len([call for call in world.calls if call.startswith("start")]) > 1

@@ -1,0 +1,109 @@
+"""Freezes and deploy windows as a release meets them (a mixin of ReleaseWorkflow).
+
+Before the rollout starts the release asks the catalogue whether its environment is open.
+Closed, it waits durably (a timer to the opening time, re-checked at least every
+FREEZE_RECHECK so a lifted freeze is noticed) with the reason and opening time in ``status``
+and the Web UI; with ``no_wait`` it ends at once. An incident freeze declared while a
+release rolls out (the ``freeze`` signal, sent by ``slipway freeze now``) holds it at its
+next step the same way. A break-glass release passes both, having had a second approver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.catalogue import CatalogueActivities
+    from schemas.freezes import FreezeCheckInput, FreezeNotice, FreezeVerdict
+    from schemas.models import ReleasePlan, ReleaseStatus
+    from workflows.policies import QUICK, RETRY
+
+# Releases started before freezes existed replay without the check.
+FREEZE_PATCH = "freeze-gate"
+# A closed environment is asked again at least this often (a freeze may be lifted early).
+FREEZE_RECHECK = timedelta(minutes=10)
+
+
+class Frozen(Exception):
+    """Asked not to wait (``--no-wait``) and the environment is closed."""
+
+
+class FreezeGate:
+    """Wait out freezes and closed windows; the workflow provides the attributes below."""
+
+    progress: ReleaseStatus
+    set_stage: Callable[[str, str], None]
+    event: Callable[[str], None]
+    _abort: str | None
+    _freeze_notice: FreezeNotice | None = None
+    _thawed: bool = False
+
+    async def through_freeze(self, plan: ReleasePlan, no_wait: bool = False) -> None:
+        """Return when ``plan.env`` is open (or break glass), or on abort; raise Frozen when
+        closed and ``no_wait``."""
+        if not workflow.patched(FREEZE_PATCH):
+            return
+        if plan.break_glass:
+            self.event(f"break glass: freezes and windows do not hold this release "
+                       f"({plan.break_glass})")
+            return
+        previous = self.progress.stage
+        held = False
+        while True:
+            verdict: FreezeVerdict = await workflow.execute_activity_method(
+                CatalogueActivities.check_freeze, FreezeCheckInput(env=plan.env),
+                start_to_close_timeout=QUICK, retry_policy=RETRY,
+                summary=f"is {plan.env} open for releases?")
+            if verdict.open:
+                break
+            if no_wait:
+                raise Frozen(f"{plan.env} is closed for releases: {verdict.reason}"
+                             + _opening(verdict))
+            held = True
+            self.progress.frozen, self.progress.frozen_until = verdict.reason, verdict.opens_at
+            if self.progress.stage != "frozen":
+                self.set_stage("frozen", f"{verdict.reason}{_opening(verdict)}")
+            self._freeze_notice, self._thawed = None, False
+            period = FREEZE_RECHECK
+            if verdict.opens_at is not None:
+                period = min(period, max(verdict.opens_at - workflow.now(),
+                                         timedelta(seconds=1)))
+            # Woken early by `thaw` (a freeze lifted) or abort; the loop asks again.
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: self._thawed or self._abort is not None,
+                                              timeout=period)
+            if self._abort is not None:
+                return  # the caller's checkpoint raises the abort
+        self.progress.frozen, self.progress.frozen_until = "", None
+        self._freeze_notice = None
+        if held:
+            self.set_stage(previous, f"{plan.env} is open: going on")
+
+    @workflow.signal
+    def freeze(self, notice: FreezeNotice) -> None:
+        """An incident freeze: hold at the next step until it is lifted."""
+        if self.progress.break_glass:
+            self.event(f"freeze declared by {notice.by or 'someone'} ({notice.reason}); "
+                       "this break-glass release goes on")
+            return
+        self._freeze_notice = notice
+        self.event(f"freeze declared by {notice.by or 'someone'}: {notice.reason}")
+
+    @workflow.signal
+    def thaw(self) -> None:
+        """A freeze was lifted: look again now instead of at the next re-check."""
+        self._thawed = True
+
+    def freeze_declared(self) -> bool:
+        return self._freeze_notice is not None
+
+
+def _opening(verdict: FreezeVerdict) -> str:
+    if verdict.opens_at is None:
+        return "; opens when the freeze is lifted"
+    return f"; opens at {verdict.opens_at:%Y-%m-%d %H:%M} UTC"
+
