@@ -56,7 +56,7 @@ def rules(store: Store, now: datetime | None = None) -> list[FreezeRule]:
 def remove_rule(store: Store, rule_id: int, actor: str) -> FreezeRule:
     """Lift a freeze or remove a window; CatalogueError when there is no such rule."""
     with store.session() as session:
-        row = session.get(FreezeRecord, rule_id)
+        row = session.get(FreezeRecord, rule_id) if 0 < rule_id < 2**63 else None
         if row is None:
             raise CatalogueError(f"no freeze or window #{rule_id}: see `slipway freeze list`")
         removed = _rule(row)

@@ -23,6 +23,8 @@ from pydantic import BaseModel, field_validator, model_validator
 
 # How far ahead the opening time of a closed environment is looked for.
 HORIZON = timedelta(days=400)
+# Occurrences are counted from a rule's first one: an older start would make every check slow.
+EARLIEST_YEAR = 2000
 # A walk through overlapping rules ends after this many hops (each hop passes one interval).
 MAX_HOPS = 500
 
@@ -75,14 +77,18 @@ class FreezeRule(BaseModel):
 
     @model_validator(mode="after")
     def _shape(self) -> FreezeRule:
+        if self.starts_at.year < EARLIEST_YEAR:
+            raise ValueError(f"a rule starts in {EARLIEST_YEAR} or later")
         if self.rrule:
+            if any(f"FREQ={fine}" in self.rrule.upper() for fine in ("SECONDLY", "MINUTELY")):
+                raise ValueError("recur at most hourly (FREQ=HOURLY, DAILY, WEEKLY, …)")
             if self.ends_at is not None:
                 raise ValueError("a recurring rule has a duration, not an end")
             if self.duration_seconds <= 0:
                 raise ValueError("a recurring rule needs a duration (e.g. --duration 2d)")
             try:
-                rrulestr(self.rrule, dtstart=self.local_start)
-            except (ValueError, TypeError) as error:
+                rrulestr(self.rrule, dtstart=self.local_start.replace(tzinfo=None))
+            except Exception as error:  # dateutil's parser raises several kinds
                 raise ValueError(f"bad RRULE {self.rrule!r}: {error}") from None
         elif self.ends_at is not None and self.ends_at <= self.starts_at:
             raise ValueError("the rule ends before it starts")

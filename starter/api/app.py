@@ -50,6 +50,7 @@ from schemas.models import ApprovalInput, ReleaseRequest
 from schemas.settings import Settings, get_settings
 from schemas.sources import SourceRefused
 from starter.api.deps import Approver, ClientDep, Reader, StoreDep, refuse
+from starter.api.freezes import router as freezes_router
 from starter.api.hooks import (
     GitEvent,
     WebhookShapeError,
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None,
     api.state.store = store or Store(settings.resolved_database_url())
     api.state.client = None
     api.include_router(lanes_router)
+    api.include_router(freezes_router)
 
     async def decide(app: str, env: str, approve: bool, body: ApprovalBody | None,
                      caller: Caller, store: Store, client: Client) -> dict[str, str]:

@@ -19,6 +19,7 @@ from starter.cli.build import build_cli, token_cli
 from starter.cli.catalogue import app_cli, env_cli
 from starter.cli.change import baseline_cli, change_cli
 from starter.cli.console import fail
+from starter.cli.freeze import freeze_cli
 from starter.cli.lane import lane_cli
 from starter.cli.release import release_cli
 from starter.cli.schedule import schedules_cli
@@ -58,6 +59,8 @@ cli.command()(cli_stack.dev)
 cli.command()(cli_stack.up)
 cli.command()(cli_stack.down)
 cli.command()(cli_serve.serve)
+cli.add_typer(freeze_cli, name="freeze",
+              help="Freezes and deploy windows; `freeze now` for an incident.")
 cli.add_typer(lane_cli, name="lane",
               help="Swimlanes: isolated environments for one iteration, with an idle TTL.")
 cli.add_typer(schedules_cli, name="schedules", help="Temporal Schedules (the lane janitor).")

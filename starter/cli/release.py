@@ -120,6 +120,13 @@ def release(
              "ref, replicas or resources, so --image/--ref/--version are not allowed with it.",
     )] = None,
     wait: Annotated[bool, typer.Option(help="Follow the release until it ends.")] = False,
+    no_wait: Annotated[bool, typer.Option(
+        "--no-wait", help="Refuse at once if ENV is frozen or outside its deploy windows "
+                          "(default: the release waits until it opens).")] = False,
+    break_glass: Annotated[str, typer.Option(
+        "--break-glass", metavar="REASON",
+        help="Release through a freeze or outside the windows; needs a second approver, "
+             "and is marked break glass in the audit and notifications.")] = "",
 ) -> None:
     """Release APP on ENV as a durable ReleaseWorkflow (one at a time per environment)."""
     actor = current_user()
@@ -129,6 +136,7 @@ def release(
                                      version_label=version, requested_by=actor)
         else:
             request = _change_request(app, env, change, actor, image, ref, version)
+        request = request.model_copy(update={"no_wait": no_wait, "break_glass": break_glass})
         asyncio.run(run_release(request, wait))
 
 

@@ -56,16 +56,18 @@ def make_rule(kind: RuleKind, scope: str, reason: str, *, start: str, end: str =
     starts_at = parse_time(start, zone)
     seconds = parse_duration(duration, "duration", FREEZE_SPAN) if duration else 0
     ends_at = parse_time(end, zone) if end else None
-    if not rrule and seconds:
-        ends_at = starts_at + timedelta(seconds=seconds)
-        seconds = 0
     try:
+        if not rrule and seconds:
+            ends_at = starts_at + timedelta(seconds=seconds)
+            seconds = 0
         return FreezeRule(kind=kind, scope=scope, reason=reason, starts_at=starts_at,
                           ends_at=ends_at, rrule=rrule.upper(), duration_seconds=seconds,
                           timezone=zone, incident=incident)
     except ValidationError as error:
         raise CatalogueError("; ".join(item["msg"].removeprefix("Value error, ")
                                        for item in error.errors())) from None
+    except OverflowError:
+        raise CatalogueError(f"{start} plus {duration} is past the end of time") from None
 
 
 def list_rules(store: Store) -> list[FreezeRule]:

@@ -315,7 +315,8 @@ class FakeWorld:
                 raise ApplicationError(f"bad analysis policy: {world.bad_policy}",
                                        type="BadAnalysisPolicy", non_retryable=True)
 
-        return [check_freeze, measure_analysis, check_analysis, prepare_release, build_image, record_build,
+        return [check_freeze, measure_analysis, check_analysis, prepare_release, build_image,
+                record_build,
                 resolve_image, ensure_frontend,
                 list_versions, drain, remove_from_lb, add_to_lb, stop_version, remove_version,
                 start_version, wait_ready, finish_release, notify, check_health,

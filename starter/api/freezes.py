@@ -1,0 +1,99 @@
+"""The receiver's freeze endpoints: list, add and lift freezes and deploy windows, and declare
+an incident freeze from a phone (``POST /api/freezes/now``).
+
+Reading needs the ``read`` role; changing needs ``approve`` (the people who may let a release
+through may also hold them back).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client
+
+from catalogue.store import CatalogueError, Store
+from schemas.freezes import FreezeRule, RuleKind
+from starter.api.deps import Approver, Reader, StoreDep, get_client
+from starter.service import freezes
+
+router = APIRouter(prefix="/api/freezes", tags=["freezes"])
+
+
+class FreezeBody(BaseModel):
+    """A freeze or window in the CLI's words (``slipway freeze add --help``)."""
+
+    scope: str
+    kind: RuleKind = RuleKind.FREEZE
+    reason: str = ""
+    start: str = "now"
+    end: str = ""
+    rrule: str = ""
+    duration: str = ""
+    timezone: str = "UTC"
+
+
+class IncidentBody(BaseModel):
+    reason: str
+    scope: str = "prod"
+    duration: str = ""
+
+
+async def _client_or_none(request: Request) -> Client | None:
+    """Temporal down: the catalogue change stands, running releases are not told."""
+    try:
+        return await get_client(request)
+    except HTTPException:
+        return None
+
+
+def _shown(rule: FreezeRule) -> dict[str, Any]:
+    return {**rule.model_dump(mode="json"), "text": rule.describe()}
+
+
+@router.get("")
+async def freeze_list(_caller: Reader, store: StoreDep) -> list[dict[str, Any]]:
+    """Freezes and windows in force now or later (``read``)."""
+    return [_shown(rule) for rule in await run_in_threadpool(freezes.list_rules, store)]
+
+
+@router.post("", status_code=201)
+async def freeze_add(body: FreezeBody, caller: Approver, store: StoreDep) -> dict[str, Any]:
+    """Add a freeze or deploy window (``approve``); 422 says what to fix."""
+    def add(target: Store) -> FreezeRule:
+        rule = freezes.make_rule(body.kind, body.scope, body.reason, start=body.start,
+                                 end=body.end, rrule=body.rrule, duration=body.duration,
+                                 zone=body.timezone)
+        return freezes.add_rule(target, rule, caller.user)
+    try:
+        return _shown(await run_in_threadpool(add, store))
+    except CatalogueError as error:
+        raise HTTPException(422, str(error)) from error
+
+
+@router.post("/now", status_code=201)
+async def freeze_now(body: IncidentBody, caller: Approver, store: StoreDep,
+                     request: Request) -> dict[str, Any]:
+    """Declare an incident freeze (``approve``): running releases in scope hold at their
+    next step."""
+    try:
+        rule, told = await freezes.declare_incident(
+            store, await _client_or_none(request), body.scope, body.reason, caller.user,
+            body.duration)
+    except CatalogueError as error:
+        raise HTTPException(422, str(error)) from error
+    return {**_shown(rule), "held": told}
+
+
+@router.delete("/{rule_id}")
+async def freeze_remove(rule_id: int, caller: Approver, store: StoreDep,
+                        request: Request) -> dict[str, Any]:
+    """Lift a freeze or remove a window (``approve``); waiting releases look again."""
+    try:
+        removed, woken = await freezes.lift(store, await _client_or_none(request), rule_id,
+                                            caller.user)
+    except CatalogueError as error:
+        raise HTTPException(404, str(error)) from error
+    return {**_shown(removed), "woken": woken}
