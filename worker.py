@@ -38,6 +38,7 @@ from integrations.docker.runtime import DockerRuntime
 from integrations.haproxy.router import HaproxyRouter
 from integrations.haproxy.traffic import HaproxyTraffic
 from integrations.lb_reconcile import LoadBalancerReconciler
+from integrations.notify.links import ApprovalLinks
 from integrations.notify.notifier import NotifierSettings, build_notifier
 from integrations.protocols import Runtime, TrafficRouter
 from lanes.docker_target import LANE_PORT_OFFSET, DockerLaneTarget
@@ -155,6 +156,17 @@ def image_builder(settings: Settings) -> BuilderRouter:
         BuilderSettings(), settings.credential)
 
 
+def notify_activities(settings: Settings) -> NotifyActivities:
+    """The notifier, with approval links when the receiver's address is set and the notifier
+    reaches people (links are bearer credentials: never into a console log)."""
+    notifier_settings = NotifierSettings()
+    links = None
+    if settings.receiver_url and notifier_settings.notifier != "console":
+        links = ApprovalLinks(settings.receiver_url,
+                              partial(settings.credential, settings.approval_link_credential))
+    return NotifyActivities(build_notifier(notifier_settings, settings.credential), links)
+
+
 def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     """Every activity function but the build, bound to integrations built from ``settings``."""
     store = Store(settings.resolved_database_url())
@@ -166,7 +178,9 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
         runtimes[name], routers[name] = build_cluster(name, cluster, settings, auth)
     catalogue = CatalogueActivities(store, settings.drain_timeout_seconds,
                                     settings.progress_deadline_seconds,
-                                    settings.fast_rollback_window_seconds)
+                                    settings.fast_rollback_window_seconds,
+                                    link_secret=partial(settings.credential,
+                                                        settings.approval_link_credential))
     runtime = RuntimeActivities(runtimes, settings.default_cluster,
                                 env_values=partial(env_values, store,
                                                    credential=settings.credential))
@@ -185,7 +199,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
         runtime.resolve_image, runtime.start_version, runtime.wait_ready, runtime.list_versions,
         runtime.stop_version, runtime.remove_version,
         traffic.ensure_frontend, traffic.add_to_lb, traffic.drain, traffic.remove_from_lb,
-        NotifyActivities(build_notifier(NotifierSettings(), settings.credential)).notify,
+        notify_activities(settings).notify,
         lanes.create_lane_resource, lanes.delete_lane_resource, lanes.deploy_lane_build,
         lanes.record_lane, analysis.measure_analysis, analysis.check_analysis,
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
@@ -30,8 +31,10 @@ from schemas.models import (
 class CatalogueActivities:
     def __init__(self, store: Store, drain_timeout_seconds: float = 30.0,
                  progress_deadline_seconds: float = 600.0,
-                 fast_rollback_window_seconds: int = 86400) -> None:
+                 fast_rollback_window_seconds: int = 86400,
+                 link_secret: Callable[[], str] = lambda: "") -> None:
         self.store = store
+        self.link_secret = link_secret
         self.drain_timeout_seconds = drain_timeout_seconds
         self.progress_deadline_seconds = progress_deadline_seconds
         self.fast_rollback_window_seconds = fast_rollback_window_seconds
@@ -91,7 +94,7 @@ class CatalogueActivities:
     def verify_approval(self, data: VerifyApprovalInput) -> ApprovalVerdict:
         """Check an approval proof against the approver's active tokens; a refusal is an
         audit event with who and why (the proof itself is never stored)."""
-        return check_approval(self.store, data, time.time())
+        return check_approval(self.store, data, time.time(), self.link_secret())
 
     @activity.defn
     def check_freeze(self, data: FreezeCheckInput) -> FreezeVerdict:

@@ -7,7 +7,15 @@ from sqlmodel import select
 
 from catalogue.store import Store, audit
 from catalogue.tokens import ApiToken
-from schemas.approvals import Decision, TokenKey, read_claims, verify_proof
+from schemas.approvals import (
+    Decision,
+    ProofCheck,
+    TokenKey,
+    is_link,
+    link_key,
+    read_claims,
+    verify_proof,
+)
 from schemas.models import ApprovalVerdict, VerifyApprovalInput
 
 
@@ -29,11 +37,29 @@ def record_refusal(store: Store, user: str, app: str, env: str, what: str, reaso
         session.commit()
 
 
-def check_approval(store: Store, data: VerifyApprovalInput, now: float) -> ApprovalVerdict:
-    """Verify ``data.proof``; a refusal is recorded as a ``release.refused`` audit event."""
+def _link_keys(store: Store, user: str, link_secret: str) -> tuple[list[TokenKey], str]:
+    """The key an approval link of ``user`` is checked with, or why none counts: links are
+    off, or the user holds no active token with the approve role (left, or lost the role)."""
+    if not link_secret:
+        return [], "approval links are not enabled here (no link secret): approve with a token"
+    if not any("approve" in key.roles for key in token_keys(store, user)):
+        return [], (f"{user} holds no active API token with the approve role, so their "
+                    "approval links no longer count")
+    return [TokenKey("approval link", user, link_key(link_secret), frozenset({"approve"}))], ""
+
+
+def check_approval(store: Store, data: VerifyApprovalInput, now: float,
+                   link_secret: str = "") -> ApprovalVerdict:
+    """Verify ``data.proof`` (signed by a token, or an approval link); a refusal is recorded
+    as a ``release.refused`` audit event."""
     decision: Decision = "reject" if data.decision == "reject" else "approve"
-    check = verify_proof(data.proof, data.user, data.release, decision, now,
-                         token_keys(store, data.user), set(data.used_nonces))
+    if is_link(data.proof):
+        keys, why_not = _link_keys(store, data.user, link_secret)
+    else:
+        keys, why_not = token_keys(store, data.user), ""
+    check = (ProofCheck(False, why_not) if why_not else
+             verify_proof(data.proof, data.user, data.release, decision, now, keys,
+                          set(data.used_nonces)))
     if not check.ok:
         claims = read_claims(data.proof)
         record_refusal(store, data.user, data.app, data.env, decision, check.reason,

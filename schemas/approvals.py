@@ -26,9 +26,12 @@ from typing import Literal
 from pydantic import BaseModel, ValidationError
 
 PROOF_PREFIX = "sap1"
+# Approval links (in the notification of an approval request) carry proofs signed with the
+# deployment's link secret instead of the approver's token.
+LINK_PREFIX = "sal1"
 DEFAULT_PROOF_SECONDS = 15 * 60
 Decision = Literal["approve", "reject"]
-Door = Literal["cli", "receiver", "signal"]
+Door = Literal["cli", "receiver", "signal", "link"]
 
 
 class ProofClaims(BaseModel):
@@ -76,24 +79,41 @@ def _mac(key_hash: str, body: str) -> str:
 
 
 def sign_proof(key_hash: str, user: str, release: str, decision: Decision, via: Door,
-               now: float, seconds: int = DEFAULT_PROOF_SECONDS) -> str:
+               now: float, seconds: int = DEFAULT_PROOF_SECONDS,
+               prefix: str = PROOF_PREFIX) -> str:
     """A proof for ``user``'s ``decision`` on ``release``, valid ``seconds`` from ``now``,
     signed with the token whose SHA-256 hash is ``key_hash``."""
     claims = ProofClaims(user=user, release=release, decision=decision, via=via,
                          exp=int(now) + seconds, nonce=secrets.token_hex(8))
     body = _b64(json.dumps(claims.model_dump(), sort_keys=True).encode())
-    return f"{PROOF_PREFIX}.{body}.{_mac(key_hash, body)}"
+    return f"{prefix}.{body}.{_mac(key_hash, body)}"
 
 
 def read_claims(proof: str) -> ProofClaims | None:
     """The claims of a well-formed proof (not yet verified), else None."""
     parts = proof.split(".")
-    if len(parts) != 3 or parts[0] != PROOF_PREFIX:
+    if len(parts) != 3 or parts[0] not in (PROOF_PREFIX, LINK_PREFIX):
         return None
     try:
         return ProofClaims.model_validate_json(_unb64(parts[1]))
     except (ValueError, ValidationError):
         return None
+
+
+def link_key(secret: str) -> str:
+    """The MAC key of approval links, from the deployment's link secret."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def is_link(proof: str) -> bool:
+    return proof.startswith(f"{LINK_PREFIX}.")
+
+
+def sign_link(secret: str, user: str, release: str, decision: Decision, now: float,
+              seconds: int) -> str:
+    """An approval link's proof: ``user``'s ``decision`` on ``release``, valid ``seconds``."""
+    return sign_proof(link_key(secret), user, release, decision, "link", now, seconds,
+                      prefix=LINK_PREFIX)
 
 
 HOW_TO_GET_ONE = ("approve with your API token: `SLIPWAY_TOKEN=slw_… slipway approve APP ENV`, "

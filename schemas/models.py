@@ -248,9 +248,20 @@ class FinishReleaseResult(BaseModel):
     baseline_version: int | None = None
 
 
+class ApprovalLinkRequest(BaseModel):
+    """Ask the notifier to add approve/reject links for each approver (never the requester):
+    the links are made and sent by the activity, so they never enter workflow history."""
+
+    release: str  # workflow id
+    approvers: list[str]
+    requested_by: str = ""
+    seconds: int  # how long the links are valid
+
+
 class NotifyInput(BaseModel):
     title: str
     text: str
+    links: ApprovalLinkRequest | None = None
 
 
 class HealthCheckInput(BaseModel):

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     # Credential name -> value, e.g. SLIPWAY_CREDENTIALS='{"registry": "ci:secret"}'.
     credentials: dict[str, SecretStr] = Field(default_factory=dict)
 
+    # Approval links in approval notifications (DingTalk, webhook): the receiver's address
+    # as approvers reach it, and the credential whose value signs the links (shared by the
+    # worker, which checks them, and the receiver, which they land on). Either empty: no links.
+    receiver_url: str = ""
+    approval_link_credential: str = "approval-links"
+
     # Local build sources must lie under one of these (symlinks resolved). Default: this
     # checkout (its examples/ included), so the demo builds; JSON list to change it.
     source_roots: list[Path] = Field(default_factory=lambda: [CHECKOUT / "examples", CHECKOUT])

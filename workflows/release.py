@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.analysis import AnalysisTarget, CheckPolicyInput
     from schemas.enums import ReleaseState
     from schemas.models import (
+        ApprovalLinkRequest,
         BuildInput,
         ControlInput,
         FinishReleaseInput,
@@ -47,6 +48,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.rollout import Undo, cause_of, rollout_for
 
 BUILD_TIMEOUT = timedelta(minutes=30)
+# Releases started before approval reminders replay without the reminder timer.
+APPROVAL_REMINDER_PATCH = "approval-reminder"
 ROLLOUT_STAGES = {"starting", "draining", "shifting", "waiting_stable", "gate", "paused",
                   "frozen"}
 
@@ -188,17 +191,17 @@ class ReleaseWorkflow(ApprovalHandlers, StageBoard, FreezeGate):
         await self.act(CatalogueActivities.note_approval,
                        NoteApprovalInput(release_id=plan.release_id), "note: awaiting approval",
                        heartbeat=False)
-        await self._notify(
-            f"approval needed: {plan.app}@{plan.env} v{plan.to_version}",
-            f"{plan.requested_by or 'someone'} asks to release {target.image}; approvers: "
-            f"{', '.join(plan.approvers)}: `SLIPWAY_TOKEN=<your token> slipway approve "
-            f"{plan.app} {plan.env} --as USER`",
-        )
+        links = ApprovalLinkRequest(release=workflow.info().workflow_id,
+                                    approvers=plan.approvers, requested_by=plan.requested_by,
+                                    seconds=plan.approval_timeout_seconds)
+        how = (f"{plan.requested_by or 'someone'} asks to release {target.image}; approvers: "
+               f"{', '.join(plan.approvers)}: `SLIPWAY_TOKEN=<your token> slipway approve "
+               f"{plan.app} {plan.env} --as USER`")
+        await self._notify(f"approval needed: {plan.app}@{plan.env} v{plan.to_version}", how,
+                           links=links)
         timeout = timedelta(seconds=plan.approval_timeout_seconds)
         try:
-            await workflow.wait_condition(
-                lambda: self._desk.decision is not None or self._abort is not None,
-                timeout=timeout)
+            await self._wait_for_decision(plan, timeout, how, links)
         except TimeoutError:
             raise ReleaseEnded(ReleaseState.APPROVAL_EXPIRED,
                                f"nobody approved within {timeout}") from None
@@ -217,6 +220,29 @@ class ReleaseWorkflow(ApprovalHandlers, StageBoard, FreezeGate):
                                          via=decision.via),
                        f"note: approved by {decision.user}", heartbeat=False)
         return decision.user
+
+    async def _wait_for_decision(self, plan: ReleasePlan, timeout: timedelta, how: str,
+                                 links: ApprovalLinkRequest) -> None:
+        """Wait for a decision or abort; remind the approvers shortly before the approval
+        expires (a quarter of the timeout before, at most an hour). TimeoutError: expired."""
+        def decided() -> bool:
+            return self._desk.decision is not None or self._abort is not None
+
+        if not workflow.patched(APPROVAL_REMINDER_PATCH):
+            await workflow.wait_condition(decided, timeout=timeout)
+            return
+        lead = min(timeout / 4, timedelta(hours=1))
+        try:
+            await workflow.wait_condition(decided, timeout=timeout - lead)
+        except TimeoutError:
+            expires = workflow.now() + lead
+            self.event(f"reminded {', '.join(plan.approvers)}: the approval expires at "
+                       f"{expires:%Y-%m-%d %H:%M} UTC")
+            await self._notify(
+                f"reminder: approval of {plan.app}@{plan.env} v{plan.to_version} expires at "
+                f"{expires:%H:%M} UTC", how,
+                links=links.model_copy(update={"seconds": int(lead.total_seconds())}))
+            await workflow.wait_condition(decided, timeout=lead)
 
     async def _give_up(self, plan: ReleasePlan,
                        error: BaseException) -> tuple[ReleaseState, str]:
@@ -363,12 +389,13 @@ class ReleaseWorkflow(ApprovalHandlers, StageBoard, FreezeGate):
     def _aborted(self) -> ReleaseEnded:
         return ReleaseEnded(ReleaseState.ROLLED_BACK, f"aborted: {self._abort}")
 
-    async def _notify(self, title: str, text: str) -> None:
+    async def _notify(self, title: str, text: str,
+                      links: ApprovalLinkRequest | None = None) -> None:
         if self.progress.break_glass:
             title = f"[BREAK GLASS] {title}"
             text = f"{text}\n\nbreak glass: {self.progress.break_glass}"
         await workflow.execute_activity_method(
-            NotifyActivities.notify, NotifyInput(title=title, text=text),
+            NotifyActivities.notify, NotifyInput(title=title, text=text, links=links),
             start_to_close_timeout=QUICK, retry_policy=RETRY, summary="notify",
         )
 

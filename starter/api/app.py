@@ -49,6 +49,8 @@ from schemas.enums import ChangeKind, ChangeState
 from schemas.models import ApprovalInput, ReleaseRequest
 from schemas.settings import Settings, get_settings
 from schemas.sources import SourceRefused
+from starter.api.approval_links import redact_access_logs
+from starter.api.approval_links import router as approval_links_router
 from starter.api.deps import Approver, ClientDep, Reader, StoreDep, refuse
 from starter.api.freezes import router as freezes_router
 from starter.api.hooks import (
@@ -137,6 +139,8 @@ def create_app(settings: Settings | None = None,
     api.state.client = None
     api.include_router(lanes_router)
     api.include_router(freezes_router)
+    api.include_router(approval_links_router)
+    redact_access_logs()
 
     async def decide(app: str, env: str, approve: bool, body: ApprovalBody | None,
                      caller: Caller, store: Store, client: Client) -> dict[str, str]:

@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from catalogue.approvals import check_approval
 from catalogue.store import Store
 from catalogue.tokens import ROLES
+from integrations.notify.links import ApprovalLinks
 from schemas.analysis import (
     AnalysisPolicy,
     CheckPolicyInput,
@@ -117,6 +118,11 @@ class FakeWorld:
     # Freezes and deploy windows check_freeze judges by (at the server's, possibly skipped,
     # time); the times each rollout activity was scheduled at.
     freezes: list[FreezeRule] = field(default_factory=list)
+    # Approval links: the secret verify_approval checks them with, and the maker the fake
+    # notifier uses (as the real notify activity does); messages keeps title and text.
+    link_secret: str = ""
+    links: ApprovalLinks | None = None
+    messages: list[str] = field(default_factory=list)
     scheduled: dict[str, datetime] = field(default_factory=dict)
 
     async def hold(self, what: str) -> None:
@@ -275,11 +281,14 @@ class FakeWorld:
         @activity.defn(name="notify")
         async def notify(data: NotifyInput) -> None:
             world.notices.append(data.title)
+            links = (world.links.markdown(data.links)
+                     if world.links is not None and data.links is not None else "")
+            world.messages.append(f"{data.title}\n{data.text}{links}")
 
         @activity.defn(name="verify_approval")
         async def verify_approval(data: VerifyApprovalInput) -> ApprovalVerdict:
             if world.store is not None:
-                return check_approval(world.store, data, time.time())
+                return check_approval(world.store, data, time.time(), world.link_secret)
             keys = [TokenKey(user, user, hash_token(token), frozenset(ROLES))
                     for user, token in TOKENS.items()]
             decision: Decision = "reject" if data.decision == "reject" else "approve"

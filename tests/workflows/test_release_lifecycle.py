@@ -77,7 +77,15 @@ async def test_unanswered_approval_expires(env: WorkflowEnvironment) -> None:
         handle = await start(env, world, REQUEST, queue)
         with pytest.raises(WorkflowFailureError) as failure:
             await handle.result()  # the time-skipping server runs the 24 h timer out
+        status = await handle.query(ReleaseWorkflow.status)
     assert "approval_expired" in str(failure.value.cause)
+    # An hour before it expires, the approvers are reminded.
+    reminder = [title for title in world.notices if title.startswith("reminder")]
+    assert reminder and reminder[0].startswith("reminder: approval of shop@prod@local v2 "
+                                               "expires at")
+    reminded, expired = [e.at for e in status.events
+                         if e.message.startswith(("reminded lead, ana", "approval_expired"))]
+    assert round((expired - reminded).total_seconds()) == 3600
     assert world.finished[-1].state == ReleaseState.APPROVAL_EXPIRED
 
 
