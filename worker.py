@@ -49,11 +49,12 @@ from workflows.janitor import JanitorWorkflow
 from workflows.policies import BUILD_QUEUE_SUFFIX
 from workflows.release import ReleaseWorkflow
 from workflows.swimlane import SwimlaneWorkflow
+from workflows.train import TrainWorkflow
 
 if TYPE_CHECKING:  # imported where needed: Docker-only installations never load it
     from lanes.kubernetes_target import KubernetesLaneTarget
 
-WORKFLOWS = [ReleaseWorkflow, SwimlaneWorkflow, JanitorWorkflow]
+WORKFLOWS = [ReleaseWorkflow, SwimlaneWorkflow, JanitorWorkflow, TrainWorkflow]
 # One activity slot per executor thread: a task the worker accepts always has a thread, so a
 # queue of long builds and waits cannot hold health checks and undo past their timeouts here
 # (beyond the slots, tasks wait on the server, where another worker can take them).
@@ -194,6 +195,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     return [
         catalogue.prepare_release, catalogue.finish_release, catalogue.record_build,
         catalogue.note_approval, catalogue.verify_approval, catalogue.check_freeze,
+        catalogue.prepare_train, catalogue.finish_train,
         runtime.check_health,
         runtime.watch_health,
         runtime.resolve_image, runtime.start_version, runtime.wait_ready, runtime.list_versions,

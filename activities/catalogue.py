@@ -15,6 +15,7 @@ from catalogue.freezes import verdict_for
 from catalogue.releases import finish_release, note_approval, open_release
 from catalogue.store import CatalogueError, Store, audit, find_app
 from catalogue.tables import Build
+from catalogue.trains import finish_train, open_train
 from schemas.freezes import FreezeCheckInput, FreezeVerdict
 from schemas.models import (
     ApprovalVerdict,
@@ -26,6 +27,7 @@ from schemas.models import (
     ReleasePlan,
     VerifyApprovalInput,
 )
+from schemas.trains import FinishTrainInput, PrepareTrainInput, TrainPlan
 
 
 class CatalogueActivities:
@@ -101,3 +103,16 @@ class CatalogueActivities:
         """May the environment be released into now? If not: why, and when it opens."""
         env_type, _, cluster = data.env.partition("@")
         return verdict_for(self.store, env_type, cluster)
+
+    @activity.defn
+    def prepare_train(self, data: PrepareTrainInput) -> TrainPlan:
+        """Validate every member of a train and record it with the baselines they start from."""
+        with permanent(CatalogueError):
+            return open_train(self.store, data.request, data.workflow_id, data.run_id)
+
+    @activity.defn
+    def finish_train(self, data: FinishTrainInput) -> int:
+        """Close the train: its state and each member's outcome and baseline; its id."""
+        with permanent(CatalogueError):
+            finish_train(self.store, data)
+        return data.train_id

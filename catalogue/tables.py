@@ -208,13 +208,16 @@ class Train(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True)
-    workflow_id: str = Field(unique=True)
+    workflow_id: str
+    run_id: str = Field(unique=True)
     state: ReleaseState = Field(default=ReleaseState.RUNNING, sa_type=String(32))
-    # [{"app": …, "env": …, "after": [apps], "from_version": N}] in the train's order.
+    # schemas.trains.TrainMemberStatus of each member, as of the last write.
     members: list[dict[str, Any]] = Field(default_factory=list,
                                           sa_column=Column(JSON, nullable=False))
     requested_by: str = ""
     approved_by: str = ""
+    # The train this one rolled back.
+    rollback_of: int | None = None
     error: str = ""
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None

@@ -14,6 +14,11 @@ from schemas.analysis import AnalysisPolicy, Measurement
 from schemas.enums import ReleaseState, Strategy
 
 
+def release_workflow_id(app: str, env: str) -> str:
+    """At most one release per environment: the id is the environment's."""
+    return f"release:{app}:{env}"
+
+
 class ReleaseRequest(BaseModel):
     """Input of ReleaseWorkflow: release ``app`` on ``env`` (``type@cluster``)."""
 

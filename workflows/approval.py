@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import Protocol
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -19,11 +20,22 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.catalogue import CatalogueActivities
     from schemas.identities import same_person
-    from schemas.models import ApprovalInput, ApprovalVerdict, ReleaseStatus, VerifyApprovalInput
+    from schemas.models import ApprovalInput, ApprovalVerdict, VerifyApprovalInput
     from workflows.policies import QUICK, RETRY
 
 # Releases started before approvals carried proofs replay without the verification.
 APPROVAL_PROOF_PATCH = "approval-proof"
+
+
+class DeskView(Protocol):
+    """What the desk reads of the thing awaiting approval (a release's or a train's status)."""
+
+    app: str
+    env: str
+    stage: str
+    awaiting: str
+    requested_by: str
+    approvers: list[str]
 
 
 class ApprovalDesk:
@@ -33,7 +45,7 @@ class ApprovalDesk:
         self.decision: tuple[bool, ApprovalInput] | None = None
         self.used_nonces: list[str] = []
 
-    def refusal(self, progress: ReleaseStatus, approved: bool, data: ApprovalInput) -> str:
+    def refusal(self, progress: DeskView, approved: bool, data: ApprovalInput) -> str:
         """Why ``data.user`` may not decide now (empty: they may)."""
         if progress.awaiting != "approval" or self.decision is not None:
             decided = (f"; already {'approved' if self.decision[0] else 'rejected'} by "
@@ -49,7 +61,7 @@ class ApprovalDesk:
                     "it; ask another approver")
         return ""
 
-    async def decide(self, progress: ReleaseStatus, approved: bool,
+    async def decide(self, progress: DeskView, approved: bool,
                      data: ApprovalInput) -> ApprovalInput:
         """Verify the proof and take the decision; ApplicationError with the reason if not."""
         if workflow.patched(APPROVAL_PROOF_PATCH):
@@ -84,7 +96,7 @@ class ApprovalHandlers:
     """
 
     # Provided by the workflow class (declared here for the type checker only).
-    progress: ReleaseStatus
+    progress: DeskView
     _desk: ApprovalDesk
     event: Callable[[str], None]
     _release_name: Callable[[], str]

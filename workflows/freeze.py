@@ -47,6 +47,10 @@ class FreezeGate:
         closed and ``no_wait``."""
         if not workflow.patched(FREEZE_PATCH):
             return
+        if plan.rollback_to is not None:
+            self.event(f"a rollback to baseline v{plan.rollback_to}: freezes and windows do "
+                       "not hold it")
+            return
         if plan.break_glass:
             self.event(f"break glass: freezes and windows do not hold this release "
                        f"({plan.break_glass})")

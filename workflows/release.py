@@ -40,6 +40,9 @@ with workflow.unsafe.imports_passed_through():
         ReleaseStatus,
         ResolveImageInput,
     )
+
+    # Re-exported: callers name a release's workflow id from here.
+    from schemas.models import release_workflow_id as release_workflow_id
     from workflows.approval import ApprovalDesk, ApprovalHandlers
     from workflows.board import StageBoard
     from workflows.cancellation import is_cancellation, stopped, to_the_end
@@ -53,10 +56,6 @@ APPROVAL_REMINDER_PATCH = "approval-reminder"
 ROLLOUT_STAGES = {"starting", "draining", "shifting", "waiting_stable", "gate", "paused",
                   "frozen"}
 
-def release_workflow_id(app: str, env: str) -> str:
-    """At most one release per environment: the id is the environment's."""
-    return f"release:{app}:{env}"
-
 
 class ReleaseEnded(Exception):
     """The release stops without a failure of its own: rejected, expired or aborted."""
@@ -69,6 +68,8 @@ class ReleaseEnded(Exception):
 
 @workflow.defn
 class ReleaseWorkflow(ApprovalHandlers, StageBoard, FreezeGate):
+    progress: ReleaseStatus
+
     def __init__(self) -> None:
         self.progress = ReleaseStatus(app="", env="", stage="pending")
         self._undo: list[tuple[str, Undo]] = []

@@ -31,6 +31,7 @@ from schemas.analysis import (
 from schemas.approvals import Decision, Door, TokenKey, sign_proof, verify_proof
 from schemas.enums import ReleaseState, Strategy
 from schemas.freezes import FreezeCheckInput, FreezeRule, FreezeVerdict, gate
+from schemas.trains import FinishTrainInput, PrepareTrainInput, TrainMemberPlan, TrainPlan
 from schemas.models import (
     ApprovalInput,
     ApprovalVerdict,
@@ -60,6 +61,7 @@ from schemas.models import (
 from starter.service.tokens import hash_token
 from tests.support.workers import workers
 from workflows.release import ReleaseWorkflow
+from workflows.train import TrainWorkflow
 
 # Every approver of the fake worlds has a token (the clear values only tests know).
 TOKENS = {user: f"slw_test_{user}" for user in ("lead", "ana", "bob", "mallory", "sre")}
@@ -123,6 +125,10 @@ class FakeWorld:
     link_secret: str = ""
     links: ApprovalLinks | None = None
     messages: list[str] = field(default_factory=list)
+    # Release trains: apps whose new version fails its health checks, and closed trains.
+    unhealthy_apps: set[str] = field(default_factory=set)
+    block_ready_apps: set[str] = field(default_factory=set)  # their new version is held
+    trains: list[FinishTrainInput] = field(default_factory=list)
     scheduled: dict[str, datetime] = field(default_factory=dict)
 
     async def hold(self, what: str) -> None:
@@ -145,8 +151,27 @@ class FakeWorld:
         if activity.info().attempt <= self.flaky_times:
             raise ApplicationError(f"{what}: store unavailable")
 
+    def sick(self, version: VersionRef) -> bool:
+        return version.app in self.unhealthy_apps and version.version > self.current_version
+
     def activities(self) -> list[Any]:
         world = self
+
+        @activity.defn(name="prepare_train")
+        async def prepare_train(data: PrepareTrainInput) -> TrainPlan:
+            world.calls.append(f"prepare train {data.request.name}")
+            env = "prod@local"
+            return TrainPlan(train_id=3, approval_required=world.approval_required,
+                             approvers=world.approvers, members=[
+                                 TrainMemberPlan(app=m.app, env=env,
+                                                 from_version=world.current_version,
+                                                 workflow_id=f"release:{m.app}:{env}")
+                                 for m in data.request.members])
+
+        @activity.defn(name="finish_train")
+        async def finish_train(data: FinishTrainInput) -> int:
+            world.trains.append(data)
+            return data.train_id
 
         @activity.defn(name="prepare_release")
         async def prepare_release(data: PrepareReleaseInput) -> ReleasePlan:
@@ -164,7 +189,8 @@ class FakeWorld:
                 current=ImageSpec(image="slipway/shop:v1", digest="sha256:v1") if current else None,
                 current_replicas=world.replicas if current else 0,
                 target=target, gray_steps=world.gray_steps, stable_seconds=world.stable_seconds,
-                approval_required=world.approval_required or bool(data.request.break_glass),
+                approval_required=((world.approval_required and data.request.train_id is None)
+                                   or bool(data.request.break_glass)),
                 approvers=world.approvers,
                 requested_by=data.request.requested_by, rollback_to=data.request.rollback_to,
                 approval_timeout_seconds=86400,
@@ -204,13 +230,14 @@ class FakeWorld:
         @activity.defn(name="check_health")
         async def check_health(data: HealthCheckInput) -> list[str]:
             world.health_checks += 1
-            if data.version.version == world.unhealthy_version:
+            if data.version.version == world.unhealthy_version or world.sick(data.version):
                 return [f"v{data.version.version}-0 failed /healthz"]
             return []
 
         @activity.defn(name="watch_health")
         async def watch_health(data: WatchHealthInput) -> list[str]:
-            if data.check.version.version == world.unhealthy_version:
+            if data.check.version.version == world.unhealthy_version or world.sick(
+                    data.check.version):
                 world.health_checks += 1
                 return [f"v{data.check.version.version}-0 failed /healthz"]
             while world.hold_stable:
@@ -257,12 +284,16 @@ class FakeWorld:
         @activity.defn(name="wait_ready")
         async def wait_ready(data: WaitReadyInput) -> list[Instance]:
             version = data.version.version
-            if version == world.block_ready_for:
+            if version == world.block_ready_for or (
+                    data.version.app in world.block_ready_apps and version > world.current_version):
                 world.ready_started.set()
                 # Held until the test lets go: an activity still running when the worker
                 # stops would keep the time-skipping server from skipping in later tests.
                 await world.hold(f"ready v{version}")
                 return []
+            if world.sick(data.version):
+                raise ApplicationError(f"{data.version.app} v{version}-0 failed /healthz",
+                                       type="NotReadyError", non_retryable=True)
             if version == world.fail_ready_for:
                 raise ApplicationError("v2-0 exited: boom", type="NotReadyError",
                                        non_retryable=True)
@@ -324,7 +355,7 @@ class FakeWorld:
                 raise ApplicationError(f"bad analysis policy: {world.bad_policy}",
                                        type="BadAnalysisPolicy", non_retryable=True)
 
-        return [check_freeze, measure_analysis, check_analysis, prepare_release, build_image,
+        return [prepare_train, finish_train, check_freeze, measure_analysis, check_analysis, prepare_release, build_image,
                 record_build,
                 resolve_image, ensure_frontend,
                 list_versions, drain, remove_from_lb, add_to_lb, stop_version, remove_version,
@@ -363,7 +394,7 @@ def worker(env: WorkflowEnvironment,
            world: FakeWorld) -> tuple[AbstractAsyncContextManager[None], str]:
     queue = f"q-{uuid.uuid4()}"
     # As worker.py: heartbeats reach the server within 1 s, so a cancel reaches the activity.
-    return workers(env.client, queue, [ReleaseWorkflow], world.activities(),
+    return workers(env.client, queue, [ReleaseWorkflow, TrainWorkflow], world.activities(),
                    max_heartbeat_throttle_interval=timedelta(seconds=1)), queue
 
 

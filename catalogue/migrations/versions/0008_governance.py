@@ -40,15 +40,17 @@ def upgrade() -> None:
         sa.Column('id', sa.Integer(), nullable=False),
         sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column('workflow_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column('run_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column('state', sa.String(length=32), nullable=False),
         sa.Column('members', sa.JSON(), nullable=False),
         sa.Column('requested_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column('approved_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column('rollback_of', sa.Integer(), nullable=True),
         sa.Column('error', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column('started_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column('finished_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint('id'),
-        sa.UniqueConstraint('workflow_id'),
+        sa.UniqueConstraint('run_id'),
     )
     op.create_index('ix_train_name', 'train', ['name'], unique=False)
     # Plain ADD COLUMNs (not batch mode): a batch copy would drop "release", which baselines

@@ -1,0 +1,98 @@
+"""TrainWorkflow on the time-skipping server: order, one approval, joint abort."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+from schemas.enums import ReleaseState
+from schemas.trains import TrainMember, TrainRequest, TrainStatus, chained
+from tests.workflows.fakes import FakeWorld, signed, worker
+from workflows.train import TrainWorkflow
+
+
+def train(apps: list[str], ordered: bool = True) -> TrainRequest:
+    after = chained(apps) if ordered else {app: [] for app in apps}
+    return TrainRequest(name=f"t-{uuid.uuid4().hex[:6]}", requested_by="ana", members=[
+        TrainMember(app=app, env="prod", image=f"slipway/{app}:v2", after=after[app])
+        for app in apps])
+
+
+async def start_train(env: WorkflowEnvironment, request: TrainRequest,
+                      queue: str) -> WorkflowHandle[Any, Any]:
+    return await env.client.start_workflow(TrainWorkflow.run, request,
+                                           id=f"train:{request.name}", task_queue=queue)
+
+
+async def test_a_failing_member_rolls_back_every_member_that_went_out_newest_first(
+    env: WorkflowEnvironment,
+) -> None:
+    world = FakeWorld(current_version=1, versions=[1], unhealthy_apps={"cart"})
+    request = train(["shop", "cart", "mail"])
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start_train(env, request, queue)
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+        status: TrainStatus = await handle.query(TrainWorkflow.status)
+    assert f"train {request.name} rolled_back: cart@prod@local failed" in str(
+        failure.value.cause)
+    states = {m.app: (m.state, m.rollback) for m in status.members}
+    assert states == {"shop": ("rolled_back", "back on v1 (baseline v2)"),
+                      "cart": ("rolled_back", ""), "mail": ("waiting", "")}
+    # shop went out, cart failed and undid itself, mail never started, shop went back.
+    assert [str(f.state) for f in world.finished] == ["succeeded", "rolled_back", "succeeded"]
+    starts = [call for call in world.calls if call.startswith("start")]
+    # shop v2, cart v2, cart's undo (recreate: v1 again), shop's rollback (v1 as v2)
+    assert len(starts) == 4 and starts[-1] == "start v2 sha256:v1 x2"
+    assert not any("mail" in call for call in world.calls)
+    closed = world.trains[-1]
+    assert closed.state == ReleaseState.ROLLED_BACK and "cart" in closed.error
+
+
+async def test_one_approval_covers_the_train_and_the_requester_cannot_give_it(
+    env: WorkflowEnvironment,
+) -> None:
+    world = FakeWorld(current_version=1, versions=[1], approval_required=True)
+    request = train(["shop", "cart"], ordered=False)
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start_train(env, request, queue)
+        for _ in range(200):
+            status = await handle.query(TrainWorkflow.status)
+            if status.awaiting == "approval":
+                break
+        assert status.awaiting == "approval" and not world.finished
+        with pytest.raises(WorkflowUpdateFailedError) as own:
+            await handle.execute_update(TrainWorkflow.approve, signed(handle, "ana"))
+        assert "four eyes: ana requested this release" in str(own.value.cause)
+        answer = await handle.execute_update(TrainWorkflow.approve, signed(handle, "lead"))
+        assert answer == f"lead approved train {request.name}"
+        outcome = await handle.result()
+    assert outcome.state == ReleaseState.SUCCEEDED
+    assert {(m.app, m.state, m.to_version) for m in outcome.members} == {
+        ("shop", "succeeded", 2), ("cart", "succeeded", 2)}
+    assert world.approvals == []  # the members did not ask again
+    assert world.trains[-1].approved_by == "lead"
+
+
+async def test_parallel_members_the_survivor_is_cancelled_and_rolls_itself_back(
+    env: WorkflowEnvironment,
+) -> None:
+    world = FakeWorld(current_version=1, versions=[1], unhealthy_apps={"cart"},
+                      block_ready_apps={"shop"})
+    request = train(["shop", "cart"], ordered=False)
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start_train(env, request, queue)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        status: TrainStatus = await handle.query(TrainWorkflow.status)
+    assert {m.app: m.state for m in status.members} == {"shop": "rolled_back",
+                                                        "cart": "rolled_back"}
+    assert all(str(f.state) == "rolled_back" for f in world.finished)
+    assert world.trains[-1].state == ReleaseState.ROLLED_BACK
