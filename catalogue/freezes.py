@@ -37,7 +37,7 @@ def add_rule(store: Store, rule: FreezeRule, actor: str) -> FreezeRule:
                            timezone=rule.timezone, incident=rule.incident, created_by=actor)
         session.add(row)
         session.flush()
-        audit(session, f"{rule.kind}.added", actor=actor, env=rule.scope, id=row.id,
+        audit(session, "freeze.added", actor=actor, env=rule.scope, id=row.id, kind=str(rule.kind),
               rule=_rule(row).describe(), reason=rule.reason, incident=rule.incident)
         session.commit()
         session.refresh(row)
@@ -61,7 +61,7 @@ def remove_rule(store: Store, rule_id: int, actor: str) -> FreezeRule:
             raise CatalogueError(f"no freeze or window #{rule_id}: see `slipway freeze list`")
         removed = _rule(row)
         session.delete(row)
-        audit(session, f"{removed.kind}.removed", actor=actor, env=removed.scope, id=rule_id,
+        audit(session, "freeze.removed", actor=actor, env=removed.scope, id=rule_id,
               rule=removed.describe(), reason=removed.reason)
         session.commit()
         return removed

@@ -37,6 +37,9 @@ with workflow.unsafe.imports_passed_through():
         TrainStatus,
         waves,
     )
+
+    # Re-exported: callers name a train's workflow id from here.
+    from schemas.trains import train_workflow_id as train_workflow_id
     from workflows.approval import ApprovalDesk, ApprovalHandlers
     from workflows.cancellation import to_the_end
     from workflows.policies import QUICK, RETRY, UNTIL_DONE

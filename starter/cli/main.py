@@ -23,6 +23,7 @@ from starter.cli.freeze import freeze_cli
 from starter.cli.lane import lane_cli
 from starter.cli.release import release_cli
 from starter.cli.schedule import schedules_cli
+from starter.cli.train import train_cli
 from starter.service.identity import current_user
 
 EXIT_STATUSES = (
@@ -61,6 +62,8 @@ cli.command()(cli_stack.down)
 cli.command()(cli_serve.serve)
 cli.add_typer(freeze_cli, name="freeze",
               help="Freezes and deploy windows; `freeze now` for an incident.")
+cli.add_typer(train_cli, name="train",
+              help="Release trains: several applications together under one approval.")
 cli.add_typer(lane_cli, name="lane",
               help="Swimlanes: isolated environments for one iteration, with an idle TTL.")
 cli.add_typer(schedules_cli, name="schedules", help="Temporal Schedules (the lane janitor).")

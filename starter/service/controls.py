@@ -58,13 +58,20 @@ def approval_proof(token: str, user: str, app: str, env: str, name: str,
     """A proof that ``user``, holding API token ``token``, sends ``name`` (approve/reject)
     for the release on ``app``/``env`` (canonical ``type@cluster``). The token stays here:
     only the signature travels."""
+    return workflow_proof(token, user, release_workflow_id(app, env), name, via, seconds)
+
+
+def workflow_proof(token: str, user: str, workflow_id: str, name: str, via: Door = "cli",
+                   seconds: int = DEFAULT_PROOF_SECONDS) -> str:
+    """A proof that ``user`` (holding ``token``) sends ``name`` to workflow ``workflow_id``
+    (a release, or a train)."""
     if not token:
         raise CatalogueError(f"{name} needs your API token: set SLIPWAY_TOKEN (or pass "
                              "--token-file); an admin creates one with `slipway token create "
                              f"{user} --role approve`")
     decision: Decision = "reject" if name == "reject" else "approve"
-    return sign_proof(hash_token(token), user, release_workflow_id(app, env), decision, via,
-                      time.time(), seconds)
+    return sign_proof(hash_token(token), user, workflow_id, decision, via, time.time(),
+                      seconds)
 
 
 

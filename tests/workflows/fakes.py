@@ -31,7 +31,6 @@ from schemas.analysis import (
 from schemas.approvals import Decision, Door, TokenKey, sign_proof, verify_proof
 from schemas.enums import ReleaseState, Strategy
 from schemas.freezes import FreezeCheckInput, FreezeRule, FreezeVerdict, gate
-from schemas.trains import FinishTrainInput, PrepareTrainInput, TrainMemberPlan, TrainPlan
 from schemas.models import (
     ApprovalInput,
     ApprovalVerdict,
@@ -58,6 +57,7 @@ from schemas.models import (
     WaitReadyInput,
     WatchHealthInput,
 )
+from schemas.trains import FinishTrainInput, PrepareTrainInput, TrainMemberPlan, TrainPlan
 from starter.service.tokens import hash_token
 from tests.support.workers import workers
 from workflows.release import ReleaseWorkflow
@@ -355,8 +355,8 @@ class FakeWorld:
                 raise ApplicationError(f"bad analysis policy: {world.bad_policy}",
                                        type="BadAnalysisPolicy", non_retryable=True)
 
-        return [prepare_train, finish_train, check_freeze, measure_analysis, check_analysis, prepare_release, build_image,
-                record_build,
+        return [prepare_train, finish_train, check_freeze, measure_analysis, check_analysis,
+                prepare_release, build_image, record_build,
                 resolve_image, ensure_frontend,
                 list_versions, drain, remove_from_lb, add_to_lb, stop_version, remove_version,
                 start_version, wait_ready, finish_release, notify, check_health,

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.runtime import RuntimeActivities
@@ -32,7 +32,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.rollout.host import RolloutHost
 
 def cause_of(error: BaseException) -> str:
-    while isinstance(error, ActivityError) and error.cause is not None:
+    """The message of the innermost cause of an activity's or a child workflow's failure."""
+    while isinstance(error, ActivityError | ChildWorkflowError) and error.cause is not None:
         error = error.cause
     return getattr(error, "message", None) or str(error) or type(error).__name__
 
