@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import docker
 import httpx
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
@@ -73,11 +73,11 @@ async def test_a_train_whose_second_member_fails_leaves_all_three_on_their_basel
         await follow(started.handle, lambda _status: None)
     assert {serving(port) for port in ports.values()} == {"sample-app 1.0.0"}
 
-    request = train_request(
+    train = train_request(
         store, "payday", [f"{app}@prod" for app in APPS], order=",".join(APPS), after=[],
         images=[f"tr-pay={IMAGE}:2.0.0", f"tr-cart={IMAGE}:bad", f"tr-mail={IMAGE}:2.0.0"],
         requested_by="ana")
-    handle = await start_train(temporal.client, settings, request)
+    handle = await start_train(temporal.client, settings, train)
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
     status = await train_status(temporal.client, "payday")
@@ -95,12 +95,12 @@ async def test_a_train_whose_second_member_fails_leaves_all_three_on_their_basel
     with store.session() as session:
         envs = {env.id: env for env in session.exec(select(Environment)).all()}
         latest: dict[str, Baseline] = {}
-        for baseline in session.exec(select(Baseline).order_by(Baseline.version)).all():
+        for baseline in session.exec(select(Baseline).order_by(col(Baseline.version))).all():
             latest[str(envs[baseline.env_id].app_id)] = baseline
         assert {b.image.split("@")[0] for b in latest.values()} == {f"{IMAGE}:1.0.0"}
-        train = session.exec(select(Train)).one()
-        assert train.state == ReleaseState.ROLLED_BACK
-        in_train = session.exec(select(Release).where(Release.train_id == train.id)).all()
+        row = session.exec(select(Train)).one()
+        assert row.state == ReleaseState.ROLLED_BACK
+        in_train = session.exec(select(Release).where(Release.train_id == row.id)).all()
     # pay v2 (succeeded), cart bad (rolled back by itself), pay back to v1 (the joint abort).
     assert sorted(str(release.state) for release in in_train) == [
         "rolled_back", "succeeded", "succeeded"]
