@@ -7,22 +7,15 @@ from datetime import UTC, datetime
 
 from sqlmodel import col, select
 
-from catalogue.store import CatalogueError, Store, audit
+from catalogue.store import CatalogueError, Store, as_utc, audit
 from catalogue.tables import FreezeRecord
 from schemas.freezes import FreezeRule, FreezeVerdict, RuleKind, gate
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; the catalogue writes UTC.
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
-
-
 def _rule(row: FreezeRecord) -> FreezeRule:
     return FreezeRule(id=row.id, kind=RuleKind(row.kind), scope=row.scope, reason=row.reason,
-                      starts_at=_aware(row.starts_at) or row.starts_at,
-                      ends_at=_aware(row.ends_at), rrule=row.rrule,
+                      starts_at=as_utc(row.starts_at),
+                      ends_at=as_utc(row.ends_at) if row.ends_at else None, rrule=row.rrule,
                       duration_seconds=row.duration_seconds, timezone=row.timezone,
                       created_by=row.created_by, incident=row.incident)
 

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from sqlalchemy import func
 from sqlmodel import Session, select
 
 from catalogue.analysis import policy_of
-from catalogue.store import CatalogueError, Store, audit, find_app, find_env, latest_baseline
+from catalogue.store import (
+    CatalogueError,
+    Store,
+    as_utc,
+    audit,
+    find_app,
+    find_env,
+    latest_baseline,
+)
 from catalogue.tables import Application, Baseline, Change, Environment, Release, utcnow
 from schemas.enums import (
     UNRELEASABLE_APP_STATES,
@@ -210,13 +217,8 @@ def _fast_rollback(request: ReleaseRequest, current: Baseline | None, release: R
     release is recorded, from when this release started, so a retry decides the same)."""
     if request.rollback_to is None or request.gradual or current is None:
         return False
-    return (_aware(release.started_at) - _aware(current.created_at)).total_seconds() \
+    return (as_utc(release.started_at) - as_utc(current.created_at)).total_seconds() \
         <= window_seconds
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands datetimes back without a zone; the catalogue writes them in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _move_change(session: Session, change_id: int | None, state: ChangeState) -> None:

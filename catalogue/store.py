@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,11 @@ def latest_baseline(session: Session, env_id: int) -> Baseline | None:
     return session.exec(
         select(Baseline).where(Baseline.env_id == env_id).order_by(col(Baseline.version).desc())
     ).first()
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands datetimes back without a zone; the catalogue writes them in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def audit(session: Session, action: str, *, actor: str = "", app: str = "", env: str = "",

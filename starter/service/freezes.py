@@ -16,7 +16,7 @@ from catalogue.freezes import add_rule, remove_rule, rules
 from catalogue.store import CatalogueError, Store
 from schemas.durations import FREEZE_SPAN
 from schemas.freezes import FreezeNotice, FreezeRule, RuleKind
-from starter.service.validation import parse_duration
+from starter.service.validation import parse_duration, refusal
 from workflows import search
 from workflows.release import ReleaseWorkflow
 
@@ -64,8 +64,7 @@ def make_rule(kind: RuleKind, scope: str, reason: str, *, start: str, end: str =
                           ends_at=ends_at, rrule=rrule.upper(), duration_seconds=seconds,
                           timezone=zone, incident=incident)
     except ValidationError as error:
-        raise CatalogueError("; ".join(item["msg"].removeprefix("Value error, ")
-                                       for item in error.errors())) from None
+        raise refusal(error) from None
     except OverflowError:
         raise CatalogueError(f"{start} plus {duration} is past the end of time") from None
 

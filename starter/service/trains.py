@@ -15,6 +15,7 @@ from schemas.models import ApprovalInput
 from schemas.settings import Settings
 from schemas.trains import TrainMember, TrainOutcome, TrainRequest, TrainStatus, chained
 from starter.service.temporal_client import update_refusal
+from starter.service.validation import refusal
 from workflows.train import TrainWorkflow, train_workflow_id
 
 
@@ -59,8 +60,7 @@ def train_request(store: Store, name: str, apps: list[str], order: str, after: l
             TrainMember(app=app, env=env, image=image_of.get(app), after=depends.get(app, []))
             for app, env in members])
     except ValidationError as error:
-        raise CatalogueError("; ".join(item["msg"].removeprefix("Value error, ")
-                                       for item in error.errors())) from None
+        raise refusal(error) from None
     members_checked = check_train(store, request)[0]
     # Children are ordinary releases: give them their canonical environments.
     return request.model_copy(update={"members": [

@@ -11,6 +11,8 @@ import re
 from enum import Enum
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
 from catalogue.store import CatalogueError
 from schemas.durations import APPROVAL_TIMEOUT, STABLE, DurationRule
 from schemas.enums import ApprovalPolicy, Strategy
@@ -28,6 +30,12 @@ _DURATION = re.compile(r"(\d+)([smhd]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 _Enum = TypeVar("_Enum", Strategy, ApprovalPolicy)
+
+
+def refusal(error: ValidationError) -> CatalogueError:
+    """A model's refusal as one line a person can act on (the validators' own words)."""
+    return CatalogueError("; ".join(item["msg"].removeprefix("Value error, ")
+                                    for item in error.errors(include_url=False)))
 
 
 def check_replicas(replicas: int) -> None:
