@@ -16,7 +16,15 @@ from datetime import UTC, datetime
 
 from temporalio.api.enums.v1 import EventType
 
-from bench.support import PREFIX, BenchStack, bench_stack, figure, section, spread
+from bench.support import (
+    PREFIX,
+    BenchStack,
+    await_status,
+    bench_stack,
+    figure,
+    section,
+    spread,
+)
 from schemas.models import ApprovalInput, ControlInput
 from starter.service.controls import approval_proof
 from starter.service.tokens import create_token
@@ -29,8 +37,8 @@ STATUS_QUERIES = 200
 async def approve_once(bench: BenchStack, token: str, label: str,
                        queries: list[float]) -> tuple[float, float]:
     handle = await bench.start(APP, version_label=label, requested_by="dev")
-    while (await handle.query(ReleaseWorkflow.status)).awaiting != "approval":
-        await asyncio.sleep(0.05)
+    await await_status(handle, ReleaseWorkflow.status, lambda s: s.awaiting == "approval",
+                       "awaiting approval")
     for _ in range(STATUS_QUERIES // 5):
         began = time.monotonic()
         await handle.query(ReleaseWorkflow.status)
@@ -42,9 +50,13 @@ async def approve_once(bench: BenchStack, token: str, label: str,
                                 ApprovalInput(user="lead", comment="bench", proof=proof))
     round_trip = time.monotonic() - began
     # Promote through the gate the environment starts with, so the release ends quickly.
-    while (await handle.query(ReleaseWorkflow.status)).awaiting != "promote":
-        await asyncio.sleep(0.05)
-    await handle.execute_update(ReleaseWorkflow.promote_full, ControlInput(user="lead"))
+    # (A first release has no old version to step away from: no gate, it ends by itself.)
+    status = await await_status(
+        handle, ReleaseWorkflow.status,
+        lambda s: s.awaiting == "promote" or s.stage in ("succeeded", "rolled_back", "failed"),
+        "at its gate or ended")
+    if status.awaiting == "promote":
+        await handle.execute_update(ReleaseWorkflow.promote_full, ControlInput(user="lead"))
     await handle.result()
     async for event in handle.fetch_history_events():
         if (event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED

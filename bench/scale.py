@@ -20,6 +20,7 @@ from bench.support import (
     PREFIX,
     SAMPLE,
     BenchStack,
+    await_status,
     bench_stack,
     figure,
     rss_mb,
@@ -86,12 +87,9 @@ def idle_lanes(bench: BenchStack, count: int) -> None:
                 for n in range(first, min(first + START_BATCH, count)))))
         started = time.monotonic() - began
         # Idle means created and waiting on its TTL timer: every lane answers "active".
-        while True:
-            stages = await asyncio.gather(*(h.query(SwimlaneWorkflow.status)
-                                            for h in handles[-START_BATCH:]))
-            if all(str(s.stage) == "active" for s in stages):
-                break
-            await asyncio.sleep(0.5)
+        for handle in handles[-START_BATCH:]:
+            await await_status(handle, SwimlaneWorkflow.status,
+                               lambda status: str(status.stage) == "active", "active", 300)
         return started, time.monotonic() - began
 
     started, settled = asyncio.run(run())

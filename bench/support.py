@@ -8,13 +8,14 @@ bounded in count and time (tests/support/load.py).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import docker  # noqa: E402
 from temporalio.client import Client, WorkflowHandle  # noqa: E402
+from temporalio.service import RPCError  # noqa: E402
 
 from catalogue.store import Store  # noqa: E402
 from schemas.models import ReleaseOutcome, ReleaseRequest  # noqa: E402
@@ -130,6 +132,7 @@ class BenchStack:
 def bench_stack(worker: bool = True) -> Iterator[BenchStack]:
     """A throw-away stack: its own state directory, dev server and (``worker``) worker
     process. Leaves nothing running and no bench container behind."""
+    remove_bench_containers()  # a bench stopped at its time bound leaves its own behind
     state = Path(tempfile.mkdtemp(prefix="slipway-bench-"))
     os.environ.update(SLIPWAY_STATE_DIR=str(state), SLIPWAY_TASK_QUEUE="bench",
                       SLIPWAY_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
@@ -170,6 +173,27 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+async def await_status(handle: WorkflowHandle[Any, Any], query: Any,
+                       ready: Callable[[Any], bool], what: str, seconds: float = 120) -> Any:
+    """Poll the workflow's status ``query`` until ``ready(status)``; a RuntimeError naming
+    ``what`` and the last status after ``seconds`` (a bench never waits unbounded). A query
+    that times out while the worker is busy counts as not ready yet."""
+    deadline = time.monotonic() + seconds
+    last: Any = None
+    while True:
+        try:
+            last = await handle.query(query)
+            if ready(last):
+                return last
+        except RPCError:
+            pass
+        if time.monotonic() > deadline:
+            stage = getattr(last, "stage", last)
+            raise RuntimeError(f"{handle.id}: not {what} after {seconds:.0f}s (stage {stage!r}, "
+                               f"{getattr(last, 'events', [])[-3:]})")
+        await asyncio.sleep(0.05)
 
 
 async def history_events(handle: WorkflowHandle[Any, Any]) -> list[Any]:

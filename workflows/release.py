@@ -27,7 +27,6 @@ with workflow.unsafe.imports_passed_through():
     from schemas.models import (
         ApprovalLinkRequest,
         BuildInput,
-        ControlInput,
         FinishReleaseInput,
         ImageSpec,
         NoteApprovalInput,
@@ -46,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approval import ApprovalDesk, ApprovalHandlers
     from workflows.board import StageBoard
     from workflows.cancellation import is_cancellation, stopped, to_the_end
+    from workflows.controls import ReleaseControls
     from workflows.freeze import FreezeGate, Frozen
     from workflows.policies import HEARTBEAT_TIMEOUT, QUICK, RETRY, UNTIL_DONE, build_queue
     from workflows.rollout import Undo, cause_of, rollout_for
@@ -53,8 +53,6 @@ with workflow.unsafe.imports_passed_through():
 BUILD_TIMEOUT = timedelta(minutes=30)
 # Releases started before approval reminders replay without the reminder timer.
 APPROVAL_REMINDER_PATCH = "approval-reminder"
-ROLLOUT_STAGES = {"starting", "draining", "shifting", "waiting_stable", "gate", "paused",
-                  "frozen"}
 
 
 class ReleaseEnded(Exception):
@@ -67,7 +65,7 @@ class ReleaseEnded(Exception):
 
 
 @workflow.defn
-class ReleaseWorkflow(ApprovalHandlers, StageBoard, FreezeGate):
+class ReleaseWorkflow(ApprovalHandlers, ReleaseControls, StageBoard, FreezeGate):
     progress: ReleaseStatus
 
     def __init__(self) -> None:
@@ -403,76 +401,12 @@ class ReleaseWorkflow(ApprovalHandlers, StageBoard, FreezeGate):
     async def alert(self, title: str, text: str) -> None:
         await self._notify(title, text)
 
-    # -- query and updates ------------------------------------------------------------------
+    # -- query -------------------------------------------------------------------------------------
 
     @workflow.query
     def status(self) -> ReleaseStatus:
         """Stage, step i/n, replicas and traffic per version, events with times."""
         return self.progress
-
-    @workflow.update
-    async def promote(self, data: ControlInput) -> str:
-        self._promote = True
-        return f"promoted by {data.user}"
-
-    @promote.validator
-    def _validate_promote(self, data: ControlInput) -> None:
-        if self.progress.awaiting != "promote" and self.progress.stage != "waiting_stable":
-            raise ValueError(f"nothing to promote: the release is {self.progress.stage}, not at a "
-                             "gate or waiting for stable")
-
-    @workflow.update
-    async def promote_full(self, data: ControlInput) -> str:
-        self.promote_full_requested = True
-        return f"{data.user} promoted the release to 100%: remaining steps and waits skipped"
-
-    @promote_full.validator
-    def _validate_promote_full(self, data: ControlInput) -> None:
-        self._check_rolling_out("promote to full")
-        if self.progress.strategy == "recreate":
-            raise ValueError("a recreate release has no steps to skip")
-
-    @workflow.update
-    async def pause(self, data: ControlInput) -> str:
-        self._paused = self.progress.paused = True
-        return f"paused by {data.user}; resume with `slipway resume`"
-
-    @pause.validator
-    def _validate_pause(self, data: ControlInput) -> None:
-        self._check_rolling_out("pause")
-        if self._paused:
-            raise ValueError("the release is already paused")
-
-    @workflow.update
-    async def resume(self, data: ControlInput) -> str:
-        self._paused = self.progress.paused = False
-        return f"resumed by {data.user}"
-
-    @resume.validator
-    def _validate_resume(self, data: ControlInput) -> None:
-        if not self._paused:
-            raise ValueError(f"the release is not paused (stage: {self.progress.stage})")
-
-    @workflow.update
-    async def abort(self, data: ControlInput) -> str:
-        self._abort = f"{data.user}" + (f": {data.reason}" if data.reason else "")
-        return f"abort requested by {data.user}: rolling back"
-
-    @abort.validator
-    def _validate_abort(self, data: ControlInput) -> None:
-        if self._committed:
-            raise ValueError(f"v{self.progress.to_version} already serves all traffic; roll "
-                             "back with `slipway rollback`")
-        if self._compensating or self.progress.stage in ("succeeded", "preparing"):
-            raise ValueError(f"too late or too early to abort: the release is "
-                             f"{self.progress.stage}")
-        if self._abort is not None:
-            raise ValueError(f"abort already requested ({self._abort})")
-
-    def _check_rolling_out(self, what: str) -> None:
-        if self.progress.stage not in ROLLOUT_STAGES or self._compensating or self._committed:
-            raise ValueError(f"cannot {what}: the release is {self.progress.stage}, "
-                             "not rolling out")
 
     def _release_name(self) -> str:
         return f"{self.progress.app}@{self.progress.env} v{self.progress.to_version}"
