@@ -13,8 +13,12 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from tests.support import hermetic
 from tests.support.fixtures import registry_server  # noqa: F401  (session-scoped registry)
 from workflows import search
+
+# Before any test module reads settings: no test may reach a stack it did not start.
+hermetic.isolate_process_environment()
 
 
 def _test_server() -> str:

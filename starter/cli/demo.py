@@ -4,8 +4,9 @@ Starts what is missing (Temporal dev server + worker), registers ``examples/samp
 application ``sample`` with environment ``demo@local`` (2 replicas behind HAProxy, grayscale
 steps 1 → 50% → 100% with a short wait-for-stable, judged by canary analysis of HAProxy's
 figures), releases it twice from source, then releases a drill build that answers 20 % of
-requests with a 500 under a bounded loopback request loop: the analysis rolls it back at
-its first step. It shows what the load balancer serves after each release.
+requests with a 500: the analysis rolls it back at its first step. Every release runs under
+a bounded loopback request loop (the demo's users), so the analysis has traffic to judge and
+the demo ends by itself. It shows what the load balancer serves after each release.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ DEMO_STABLE_SECONDS = 4
 DEMO_ANALYSIS = AnalysisPolicy(metrics=[Metric(
     name="errors", query="error_rate", max=0.05, min_sample=10, interval_seconds=2)])
 DRILL_ERROR_PERCENT = "20"
-# The drill's request loop: loopback only, bounded in count and time.
-DRILL_MAX_REQUESTS = 3000
-DRILL_MAX_SECONDS = 90
+# The users' request loop during each release: loopback only, bounded in count and time
+# (a release of the demo takes 30-90 s on 2 cores; past the bound a step would go unjudged).
+USERS_MAX_REQUESTS = 12000
+USERS_MAX_SECONDS = 300
 
 
 class DemoError(Exception):
@@ -113,15 +115,16 @@ def build_drill(settings: Settings) -> str:
 
 @contextmanager
 def request_loop(url: str) -> Iterator[Counter[str]]:
-    """Users of the demo app: GET ``url`` until the block ends (bounded), counting answers."""
+    """Users of the demo app: GET ``url`` until the block ends (bounded), counting answers.
+    Before the first release nothing answers yet; those refusals are counted too."""
     answers: Counter[str] = Counter()
     stop = threading.Event()
 
     def loop() -> None:
-        deadline = time.monotonic() + DRILL_MAX_SECONDS
+        deadline = time.monotonic() + USERS_MAX_SECONDS
         with httpx.Client(timeout=5) as client:
             while (not stop.is_set() and time.monotonic() < deadline
-                   and answers.total() < DRILL_MAX_REQUESTS):
+                   and answers.total() < USERS_MAX_REQUESTS):
                 try:
                     answers[str(client.get(url).status_code)] += 1
                 except httpx.HTTPError as error:
@@ -172,10 +175,12 @@ def run_demo(settings: Settings, store: Store) -> list[ReleaseOutcome]:
     for number in range(1, RELEASES + 1):
         console.print(f"[bold]3/3[/] release {number} of {RELEASES} (build from source, grayscale)")
         request = ReleaseRequest(app=DEMO_APP, env=env.name, requested_by=current_user())
-        outcome = asyncio.run(run_release(request, wait=True))
+        with request_loop(url) as answers:
+            outcome = asyncio.run(run_release(request, wait=True))
         assert outcome is not None  # wait=True always returns the outcome
         outcomes.append(outcome)
         console.print(f"  {url} serves: [bold]{served(url)}[/]", highlight=False)
+        console.print(f"  users' answers during the release: {dict(answers)}", highlight=False)
     console.print(f"[bold]3/3[/] release {RELEASES + 1}: a drill build answering "
                   f"{DRILL_ERROR_PERCENT}% of requests with 500, under a request loop")
     run_drill(settings, store, env, url)

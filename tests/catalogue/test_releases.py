@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,13 +24,12 @@ from schemas.models import (
 )
 from schemas.settings import get_settings
 from tests.support.cli import ok
+from tests.support.hermetic import scrub_settings
 
 
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    for key in list(os.environ):
-        if key.startswith("SLIPWAY_"):
-            monkeypatch.delenv(key)
+    scrub_settings(monkeypatch)
     url = f"sqlite:///{tmp_path / 'catalogue.db'}"
     monkeypatch.setenv("SLIPWAY_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("SLIPWAY_DATABASE_URL", url)

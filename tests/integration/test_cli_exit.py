@@ -8,7 +8,6 @@ Short-lived processes using the Temporal SDK could abort during finalization (SI
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from schemas.models import ReleaseRequest
 from schemas.settings import Settings
 from starter.service.catalogue import add_env, mark_ready, register_app
 from starter.service.releases import follow, start_release, validate_release
+from tests.support.hermetic import clean_env
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ STATUS_RUNS, SHOW_RUNS, RELEASE_RUNS = 16, 16, 8
 
 
 def _cli_env(settings: Settings, temporal_address: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SLIPWAY_")}
+    env = clean_env()
     env.update(SLIPWAY_TEMPORAL_ADDRESS=temporal_address, SLIPWAY_TASK_QUEUE=settings.task_queue,
                SLIPWAY_DATABASE_URL=settings.resolved_database_url(),
                SLIPWAY_STATE_DIR=str(settings.state_dir), SLIPWAY_USER="ana",

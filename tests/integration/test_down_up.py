@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import free_port
+from tests.support.hermetic import clean_env
 from tests.support.load import failures, request_loop
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,7 @@ APP = "downup"
 
 @pytest.fixture
 def cli_env(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[dict[str, str]]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SLIPWAY_")}
+    env = clean_env()
     port = free_port()
     # Short (HAProxy socket paths) and unique: a state directory left by another run would
     # hold its catalogue.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,15 +11,14 @@ import pytest
 from catalogue.store import Store
 from schemas.settings import get_settings
 from tests.support.cli import ok
+from tests.support.hermetic import scrub_settings
 
 
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     """A fresh catalogue in tmp_path; settings re-read so every command uses it."""
     # Settings from the developer's shell (clusters, ports, …) must not leak into the tests.
-    for key in list(os.environ):
-        if key.startswith("SLIPWAY_"):
-            monkeypatch.delenv(key)
+    scrub_settings(monkeypatch)
     url = f"sqlite:///{tmp_path / 'catalogue.db'}"
     monkeypatch.setenv("SLIPWAY_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("SLIPWAY_DATABASE_URL", url)

@@ -78,6 +78,29 @@ async def test_too_little_traffic_is_inconclusive_and_pauses_until_promoted(
     assert outcome.state == ReleaseState.SUCCEEDED
 
 
+async def test_a_first_release_without_traffic_is_not_held_and_says_so(
+        env: WorkflowEnvironment) -> None:
+    world = analysed_world([Verdict.INCONCLUSIVE])
+    world.current_version, world.versions = 0, []  # nothing served before: no baseline
+    status, outcome = await run_release(env, world, REQUEST)
+    assert outcome.state == ReleaseState.SUCCEEDED
+    noted = [e.message for e in status.events if "no traffic to judge on a first release" in
+             e.message]
+    # A first release has nothing to shift from: one step, judged once.
+    assert [message.split(":")[1].strip() for message in noted] == ["step 1"]
+    assert not any(n.startswith("analysis needs a decision") for n in world.notices)
+
+
+async def test_a_first_release_with_a_failing_figure_still_rolls_back(
+        env: WorkflowEnvironment) -> None:
+    world = analysed_world([Verdict.FAILED])
+    world.current_version, world.versions = 0, []
+    with pytest.raises(WorkflowFailureError):
+        await run_release(env, world, REQUEST)
+    assert world.finished[-1].state == ReleaseState.ROLLED_BACK
+    assert "canary analysis failed at step 1" in world.finished[-1].error
+
+
 async def test_an_advisory_failure_pauses_and_an_abort_rolls_back(
         env: WorkflowEnvironment) -> None:
     world = analysed_world([Verdict.FAILED], mode=Mode.ADVISORY)

@@ -36,14 +36,19 @@ with workflow.unsafe.imports_passed_through():
 
 # Health is still probed this often inside each analysis interval.
 HEALTH_INTERVAL_SECONDS = 10
+# Runs that started before a first release's inconclusive window stopped holding it keep
+# their gate on replay.
+FIRST_RELEASE_PATCH = "first-release-inconclusive-goes-on"
 
 
 @dataclass(frozen=True)
 class Decision:
-    """``fail``: roll back; ``pause``: a person decides (promote or abort)."""
+    """``fail``: roll back; ``pause``: a person decides (promote or abort). ``inconclusive``:
+    paused only because no figure proved the step good (nor bad)."""
 
     action: str
     reason: str
+    inconclusive: bool = False
 
 
 class StepJudge:
@@ -83,7 +88,8 @@ class StepJudge:
                     if metric.mode != Mode.DRY_RUN and not self.passes[metric.name]]
         if unproven:
             return Decision("pause", f"inconclusive: no conclusive passing measurement of "
-                                     f"{', '.join(unproven)} (too little traffic or no data)")
+                                     f"{', '.join(unproven)} (too little traffic or no data)",
+                            inconclusive=True)
         return None
 
 
@@ -144,6 +150,14 @@ class AnalysedWait:
                 return
         wf.show_analysis(None)
         if (decision := self.judge.at_end()) is not None:
+            if (decision.inconclusive and self.rollout.plan.current is None
+                    and workflow.patched(FIRST_RELEASE_PATCH)):
+                # A first release has no users yet and nothing to compare against: a gate
+                # here would wait for a person on every new environment. Only a lack of
+                # figures passes; a failing figure still decides above.
+                wf.event(f"analysis: step {self.step}: no traffic to judge on a first release "
+                         f"({decision.reason}); going on")
+                return
             await self._decide(decision)
 
     async def _measure(self, metrics: list[str], summary: str) -> list[Measurement]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -239,17 +240,45 @@ def test_runtime_errors_carry_command_and_answer(router: HaproxyRouter, frontend
         router.set_weight(KEY, "missing", 300)
 
 
+def _exited(pid: int) -> bool:
+    """No such process, or a zombie (PID 1 here may not reap) with every thread dead: the
+    leader thread shows Z while the others still exit, holding the process's files and port."""
+    states = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        with contextlib.suppress(OSError):  # a thread gone meanwhile
+            states.append(stat.read_text().rsplit(")", 1)[-1].split()[0])
+    return all(state in ("Z", "X") for state in states)
+
+
 def test_stop_kills_the_process(router: HaproxyRouter) -> None:
-    router.ensure_frontend(KEY, free_port())
+    port = free_port()
+    router.ensure_frontend(KEY, port)
     pid = int(router.pid_path(KEY).read_text())
     router.stop(KEY)
-    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    # stop() returns only once the daemon has exited, not merely been signalled: an exiting
+    # process loses its cmdline before it closes its listener, and a frontend started right
+    # after on the same port (a lane's freed port reused) must find it free.
+    assert _exited(pid)
     assert not router.config_path(KEY).exists()
     assert not router.socket_path(KEY).exists()
     assert not router.is_running(KEY)
     router.stop(KEY)  # stopping a stopped key is fine
     with pytest.raises(HaproxyError, match="ensure_frontend"):
         router.servers(KEY)
+
+
+def test_stop_frees_the_port_for_a_restart(router: HaproxyRouter) -> None:
+    port = free_port()
+    for _ in range(5):  # each cycle races stop() against the daemon's exit
+        router.ensure_frontend(KEY, port)
+        pid = int(router.pid_path(KEY).read_text())
+        router.stop(KEY)
+        assert _exited(pid)
+        with socket.socket() as probe:  # bind as HAProxy does (noreuseport): must be free
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))
+    assert router.ensure_frontend(KEY, port)
+    assert router.is_running(KEY)
 
 
 def test_long_state_dir_uses_short_socket_path(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.hermetic import clean_env
 
 REPO = Path(__file__).resolve().parents[3]
 SCRIPT = """
@@ -25,8 +26,7 @@ main()
 def test_main_leaves_with_the_command_status_and_no_finalization(
         tmp_path: Path, args: list[str], status: int) -> None:
     marker = tmp_path / "finalized"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")},
-           "SLIPWAY_STATE_DIR": str(tmp_path / "state"), "PYTHONPATH": str(REPO)}
+    env = clean_env(SLIPWAY_STATE_DIR=str(tmp_path / "state"), PYTHONPATH=str(REPO))
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(marker), *args], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == status, done.stderr

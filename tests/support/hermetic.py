@@ -1,0 +1,64 @@
+"""Keep the test suites off any stack they did not start.
+
+A developer (or CI) may run ``make test`` while ``slipway up`` / ``make demo`` serves the
+defaults: Temporal on localhost:7233, the state directory under ``~/.local/state/slipway``,
+its SQLite catalogue and HAProxy ports from 18080. Every test process therefore starts with
+Slipway's settings pointing at places of its own: a Temporal address that is unreachable by
+construction (a loopback port this process has bound and never listens on, so nothing else
+can listen there), and a state directory, catalogue and XDG state home in a temporary
+directory. Tests that need Temporal start their own server and say so explicitly.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Bound, never listening: a connect gets "connection refused", and as long as this process
+# holds the socket no other process can listen on the port.
+_HELD = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+_HELD.bind(("127.0.0.1", 0))
+UNREACHABLE_TEMPORAL = f"127.0.0.1:{_HELD.getsockname()[1]}"
+
+_ROOT = Path(tempfile.mkdtemp(prefix="slipway-tests-"))
+atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
+
+# The settings every test process starts from; the developer's own SLIPWAY_* are dropped.
+DEFAULTS: dict[str, str] = {
+    "SLIPWAY_TEMPORAL_ADDRESS": UNREACHABLE_TEMPORAL,
+    "SLIPWAY_STATE_DIR": str(_ROOT / "state"),
+    "SLIPWAY_DATABASE_URL": f"sqlite:///{_ROOT / 'slipway.db'}",
+    "SLIPWAY_TEMPORAL_UI_URL": "http://127.0.0.1:9",
+    "XDG_STATE_HOME": str(_ROOT / "xdg-state"),
+}
+
+
+def isolate_process_environment() -> None:
+    """Replace this process's Slipway settings with :data:`DEFAULTS` (session start)."""
+    for key in [key for key in os.environ if key.startswith("SLIPWAY_")]:
+        del os.environ[key]
+    os.environ.update(DEFAULTS)
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """An environment for a child process: the test process's own, with no Slipway setting
+    but the hermetic defaults, then ``overrides``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SLIPWAY_")}
+    env.update(DEFAULTS)
+    env.update(overrides)
+    return env
+
+
+def scrub_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For fixtures that rebuild settings from scratch: drop every ``SLIPWAY_*`` variable
+    a test set, then restore the hermetic defaults (through ``monkeypatch``, so undone)."""
+    for key in [key for key in os.environ if key.startswith("SLIPWAY_")]:
+        monkeypatch.delenv(key)
+    for key, value in DEFAULTS.items():
+        monkeypatch.setenv(key, value)
