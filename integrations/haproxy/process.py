@@ -114,6 +114,25 @@ class HaproxyProcesses:
         # Guard against pid reuse: it must be *our* config.
         return os.fsencode(self.config_path(key)) in cmdline
 
+    @staticmethod
+    def _start_time(pid: int) -> str | None:
+        """When process ``pid`` started (field 22 of /proc/<pid>/stat); None when it has
+        exited: no such process, or a zombie whose threads are all dead too. (A leader thread
+        shows Z while the other threads still exit, holding the files and ports they share.)"""
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            return None
+        for task in tasks:
+            try:
+                state = (task / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+            except OSError:
+                continue  # that thread is gone
+            if state not in ("Z", "X"):
+                return fields[19]  # fields[0] is field 3 (state): starttime is fields[19]
+        return None
+
     def _running_pid(self, key: str) -> int | None:
         pid = self._read_pid(key)
         return pid if pid is not None and self._pid_alive(key, pid) else None
@@ -303,24 +322,35 @@ class HaproxyProcesses:
         return text[-limit:] or "(no output)"
 
     def _kill(self, key: str, timeout: float = 5.0) -> None:
+        """Kill ``key``'s daemon and return once it has exited: its port is free again."""
         pid = self._running_pid(key)
         if pid is None:
             return
+        started = self._start_time(pid)
+        if started is None:
+            return  # exited meanwhile
+
+        def exited() -> bool:
+            # Not `_pid_alive`: an exiting process loses its cmdline (so no longer looks like
+            # ours) before it closes its files, and would still hold the port. Gone means no
+            # such process, a zombie, or the pid reused by a process started later.
+            return self._start_time(pid) != started
+
+        def wait_exited() -> bool:
+            deadline = time.monotonic() + timeout
+            while not exited():
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.05)
+            return True
+
         # SIGTERM is HAProxy's hard stop: listeners and connections close at once.
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self._pid_alive(key, pid):
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            if wait_exited():
                 return
-            time.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._pid_alive(key, pid):
-            time.sleep(0.05)
-        if self._pid_alive(key, pid):
-            raise HaproxyError(f"HAProxy for {key} (pid {pid}) did not exit")
+        raise HaproxyError(f"HAProxy for {key} (pid {pid}) did not exit")
 
     def stop(self, key: str) -> None:
         """Kill the HAProxy for ``key`` and remove its files; a stopped key is fine."""

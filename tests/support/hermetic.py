@@ -5,8 +5,9 @@ defaults: Temporal on localhost:7233, the state directory under ``~/.local/state
 its SQLite catalogue and HAProxy ports from 18080. Every test process therefore starts with
 Slipway's settings pointing at places of its own: a Temporal address that is unreachable by
 construction (a loopback port this process has bound and never listens on, so nothing else
-can listen there), and a state directory, catalogue and XDG state home in a temporary
-directory. Tests that need Temporal start their own server and say so explicitly.
+can listen there), load balancer ports away from 18080, and a state directory, catalogue and
+XDG state home in a temporary directory. Tests that need Temporal start their own server
+and say so explicitly.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ _HELD = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 _HELD.bind(("127.0.0.1", 0))
 UNREACHABLE_TEMPORAL = f"127.0.0.1:{_HELD.getsockname()[1]}"
 
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 _ROOT = Path(tempfile.mkdtemp(prefix="slipway-tests-"))
 atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
 
@@ -35,6 +44,9 @@ DEFAULTS: dict[str, str] = {
     "SLIPWAY_STATE_DIR": str(_ROOT / "state"),
     "SLIPWAY_DATABASE_URL": f"sqlite:///{_ROOT / 'slipway.db'}",
     "SLIPWAY_TEMPORAL_UI_URL": "http://127.0.0.1:9",
+    # HAProxy binds with SO_REUSEPORT: a test frontend on the stack's port (18080…) would
+    # silently take a share of its users' requests.
+    "SLIPWAY_LB_PORT_START": str(_free_port()),
     "XDG_STATE_HOME": str(_ROOT / "xdg-state"),
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
@@ -169,20 +170,43 @@ async def test_pause_holds_the_release_until_resume(env: WorkflowEnvironment) ->
     world = gray_world(stable_seconds=3600, hold_stable=True)
     runner, queue = worker(env, world)
     async with runner:
-        with env.auto_time_skipping_disabled():
+        with env.auto_time_skipping_disabled():  # hold the release inside step 1's stable wait
             handle = await start(env, world, REQUEST, queue)
             await wait_for(handle, lambda s: s.step == 1 and s.stage == "waiting_stable")
             await handle.execute_update(ReleaseWorkflow.pause, ControlInput(user="sre"))
+            # The pause takes effect once the stable watch has stopped: poll for it, bounded.
             status = await wait_for(handle, lambda s: s.stage == "paused")
-            assert status.paused
-            assert "already paused" in await refusal(handle, ReleaseWorkflow.pause)
+            assert status.paused and status.step == 1
+            # Nothing holds it back but the pause now: a stable window would end at once.
+            world.hold_stable = False
             calls_while_paused = list(world.calls)
-            world.hold_stable = False  # from here on the stable windows run out
-            await handle.execute_update(ReleaseWorkflow.resume, ControlInput(user="sre"))
-            await wait_for(handle, lambda s: s.stage == "waiting_stable")
+            description = await handle.describe()
+            assert not description.raw_description.pending_activities  # watch stopped
+            assert "already paused" in await refusal(handle, ReleaseWorkflow.pause)
+            status = await handle.query(ReleaseWorkflow.status)
+            assert (status.stage, status.step) == ("paused", 1)
             assert world.calls == calls_while_paused
+            await handle.execute_update(ReleaseWorkflow.resume, ControlInput(user="sre"))
         outcome = await handle.result()  # time skipping again: the waits run out
+        history = await handle.fetch_history()
+        status = await handle.query(ReleaseWorkflow.status)
     assert outcome.state == ReleaseState.SUCCEEDED
+    # From the pause to the resume no activity was scheduled (the history, not a race with
+    # the worker: after the resume the rollout goes on at once); then it went on with step 2.
+    updates = [(i, e.workflow_execution_update_accepted_event_attributes
+                .accepted_request.input.name)
+               for i, e in enumerate(history.events)
+               if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED]
+    [paused_at] = [i for i, name in updates if name == "pause"]
+    [resumed_at] = [i for i, name in updates if name == "resume"]
+    assert not [e for e in history.events[paused_at:resumed_at]
+                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+    assert world.calls[:len(calls_while_paused)] == calls_while_paused
+    assert world.calls[len(calls_while_paused)] == "start v2 sha256:new x2"
+    messages = [e.message for e in status.events]
+    held = messages.index("paused: waiting for resume")
+    assert messages[held + 1:held + 3] == ["waiting_stable: resumed",
+                                           "shifting: step 2/3: v2×2, v1×2"]
 
 
 async def test_gate_waits_for_promote(env: WorkflowEnvironment) -> None:
