@@ -31,7 +31,7 @@ from schemas.settings import Settings
 from starter.cli.console import console
 from starter.cli.release import run_release
 from starter.service.analysis import set_policy
-from starter.service.catalogue import add_env, mark_ready, register_app
+from starter.service.catalogue import add_env, mark_ready, register_app, set_source
 from starter.service.identity import current_user
 from starter.stack.processes import REPO_ROOT, start_temporal, start_worker
 from workflows.release import release_workflow_id
@@ -88,6 +88,9 @@ def ensure_catalogue(store: Store, settings: Settings) -> Environment:
                        settings=settings, actor=actor, strategy="gray",
                        gray_steps=["1", "50%", "100%"], stable_seconds=DEMO_STABLE_SECONDS,
                        analysis=DEMO_ANALYSIS)
+    if app.source != str(SAMPLE_SOURCE):
+        # The demo of another checkout on this machine left its own path: build this one's.
+        set_source(store, DEMO_APP, str(SAMPLE_SOURCE), actor)
     with store.session() as session:
         env = session.exec(select(Environment).where(Environment.app_id == app.id)).first()
     if env is None:

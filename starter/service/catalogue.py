@@ -100,6 +100,21 @@ def register_app(store: Store, name: str, *, category: AppCategory | str,
         return app
 
 
+def set_source(store: Store, name: str, source: str, actor: str) -> Application:
+    """Point the application's builds at another source (checked like a registration's)."""
+    source = _check_source(source)
+    with store.session() as session:
+        app = find_app(session, name)
+        if app.source != source:
+            audit(session, "app.source_changed", actor=actor, app=name, source=source,
+                  previous=app.source)
+            app.source = source
+            session.add(app)
+            session.commit()
+            session.refresh(app)
+        return app
+
+
 def mark_ready(store: Store, name: str, actor: str) -> Application:
     """Record that the application passed review: ``pending_review`` → ``ready``."""
     with store.session() as session:
