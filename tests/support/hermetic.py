@@ -39,10 +39,11 @@ _ROOT = Path(tempfile.mkdtemp(prefix="slipway-tests-"))
 atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
 
 # The settings every test process starts from; the developer's own SLIPWAY_* are dropped.
+# The catalogue is the state directory's (no SLIPWAY_DATABASE_URL), so a child process given
+# a state directory of its own gets a catalogue of its own too.
 DEFAULTS: dict[str, str] = {
     "SLIPWAY_TEMPORAL_ADDRESS": UNREACHABLE_TEMPORAL,
     "SLIPWAY_STATE_DIR": str(_ROOT / "state"),
-    "SLIPWAY_DATABASE_URL": f"sqlite:///{_ROOT / 'slipway.db'}",
     "SLIPWAY_TEMPORAL_UI_URL": "http://127.0.0.1:9",
     # HAProxy binds with SO_REUSEPORT: a test frontend on the stack's port (18080…) would
     # silently take a share of its users' requests.
