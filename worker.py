@@ -29,7 +29,7 @@ from activities.lanes import LaneActivities
 from activities.notify import NotifyActivities
 from activities.runtime import RuntimeActivities
 from activities.traffic import TrafficActivities
-from catalogue.releases import env_values
+from catalogue.releases import RecentRollbacks, env_values
 from catalogue.store import Store
 from integrations.builders import BuilderRouter, BuilderSettings
 from integrations.dns.rfc2136 import DnsSettings
@@ -180,8 +180,8 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     catalogue = CatalogueActivities(store, settings.drain_timeout_seconds,
                                     settings.progress_deadline_seconds,
                                     settings.fast_rollback_window_seconds,
-                                    link_secret=partial(settings.credential,
-                                                        settings.approval_link_credential))
+                                    signing_secret=settings.approval_signing_secret,
+                                    rollbacks=RecentRollbacks.from_settings(settings))
     runtime = RuntimeActivities(runtimes, settings.default_cluster,
                                 env_values=partial(env_values, store,
                                                    credential=settings.credential))

@@ -19,6 +19,7 @@ from integrations.haproxy.common import HaproxyError
 from integrations.haproxy.router import HaproxyRouter
 from integrations.haproxy.stats import VersionCounters, figure, version_counters
 from integrations.prometheus.client import PrometheusClient, PrometheusError
+from integrations.web.hosts import WebHostRefused, WebHosts
 from integrations.web.json_metric import WebMetricError, read_field
 from schemas.analysis import (
     AnalysisPolicy,
@@ -38,17 +39,22 @@ from schemas.settings import Settings
 class MetricProviders:
     """Readings of metrics; ``haproxy`` maps the clusters whose traffic HAProxy carries."""
 
-    def __init__(self, haproxy: dict[str, HaproxyRouter], default_cluster: str) -> None:
+    def __init__(self, haproxy: dict[str, HaproxyRouter], default_cluster: str,
+                 web_hosts: WebHosts | None = None) -> None:
         self.haproxy = haproxy
         self.default_cluster = default_cluster
+        # The hosts the web provider may ask (SLIPWAY_ANALYSIS_WEB_HOSTS; default loopback).
+        self.web_hosts = web_hosts or WebHosts()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MetricProviders:
-        """HAProxy's figures for the clusters it routes (Docker engines)."""
+        """HAProxy's figures for the clusters it routes (Docker engines); the web provider
+        limited to SLIPWAY_ANALYSIS_WEB_HOSTS."""
         router = HaproxyRouter(settings.state_dir, settings.haproxy_bin,
                                settings.lb_bind_address)
         return cls({name: router for name, cluster in settings.clusters.items()
-                    if cluster.runtime == "docker"}, settings.default_cluster)
+                    if cluster.runtime == "docker"}, settings.default_cluster,
+                   WebHosts(settings.analysis_web_hosts))
 
     def measure(self, data: MeasureInput) -> MeasureResult:
         """Measure the named metrics once; haproxy figures cover the interval since
@@ -96,6 +102,11 @@ class MetricProviders:
                     PrometheusClient(metric.address).check(target.fill(metric.query))
                 except PrometheusError as error:
                     found.append(f"metric {metric.name!r}: {error}")
+            elif metric.provider == Provider.WEB:
+                try:
+                    self.web_hosts.check(target.fill(metric.query))
+                except WebHostRefused as refused:
+                    found.append(f"metric {metric.name!r}: {refused}")
         return found
 
     def _router(self, target: AnalysisTarget) -> HaproxyRouter:
@@ -104,12 +115,12 @@ class MetricProviders:
             raise LookupError(f"cluster {cluster!r} does not route through HAProxy")
         return self.haproxy[cluster]
 
-    @staticmethod
-    def _remote_reading(metric: Metric, target: AnalysisTarget) -> Reading:
+    def _remote_reading(self, metric: Metric, target: AnalysisTarget) -> Reading:
         def ask(version: int) -> float | None:
             if metric.provider == Provider.PROMETHEUS:
                 return PrometheusClient(metric.address).query(target.fill(metric.query, version))
-            return read_field(target.fill(metric.query, version), metric.field)
+            return read_field(target.fill(metric.query, version), metric.field,
+                              hosts=self.web_hosts)
 
         try:
             value = ask(target.version)

@@ -12,7 +12,7 @@ from temporalio import activity
 from activities.support import permanent
 from catalogue.approvals import check_approval
 from catalogue.freezes import verdict_for
-from catalogue.releases import finish_release, note_approval, open_release
+from catalogue.releases import RecentRollbacks, finish_release, note_approval, open_release
 from catalogue.store import CatalogueError, Store, audit, find_app
 from catalogue.tables import Build
 from catalogue.trains import finish_train, open_train
@@ -34,9 +34,12 @@ class CatalogueActivities:
     def __init__(self, store: Store, drain_timeout_seconds: float = 30.0,
                  progress_deadline_seconds: float = 600.0,
                  fast_rollback_window_seconds: int = 86400,
-                 link_secret: Callable[[], str] = lambda: "") -> None:
+                 signing_secret: Callable[[], str] = lambda: "",
+                 rollbacks: RecentRollbacks | None = None) -> None:
         self.store = store
-        self.link_secret = link_secret
+        self.rollbacks = rollbacks or RecentRollbacks()
+        # Read per check: the approval signing secret (never logged, never in history).
+        self.signing_secret = signing_secret
         self.drain_timeout_seconds = drain_timeout_seconds
         self.progress_deadline_seconds = progress_deadline_seconds
         self.fast_rollback_window_seconds = fast_rollback_window_seconds
@@ -48,7 +51,8 @@ class CatalogueActivities:
             return open_release(self.store, data,
                                 drain_timeout_seconds=self.drain_timeout_seconds,
                                 progress_deadline_seconds=self.progress_deadline_seconds,
-                                fast_rollback_window_seconds=self.fast_rollback_window_seconds)
+                                fast_rollback_window_seconds=self.fast_rollback_window_seconds,
+                                rollbacks=self.rollbacks)
 
     @activity.defn
     def finish_release(self, data: FinishReleaseInput) -> FinishReleaseResult:
@@ -94,9 +98,13 @@ class CatalogueActivities:
 
     @activity.defn
     def verify_approval(self, data: VerifyApprovalInput) -> ApprovalVerdict:
-        """Check an approval proof against the approver's active tokens; a refusal is an
-        audit event with who and why (the proof itself is never stored)."""
-        return check_approval(self.store, data, time.time(), self.link_secret())
+        """Check an approval proof against the approver's active tokens, the run and content
+        it must name and the signing secret; spend it (a proof counts once, in any run). A
+        refusal is an audit event with who and why (the proof itself is never stored)."""
+        info = activity.info()
+        return check_approval(self.store, data, time.time(), self.signing_secret(),
+                              used_by=f"{info.workflow_id}/{info.workflow_run_id}/"
+                                      f"{info.activity_id}")
 
     @activity.defn
     def check_freeze(self, data: FreezeCheckInput) -> FreezeVerdict:
@@ -108,7 +116,8 @@ class CatalogueActivities:
     def prepare_train(self, data: PrepareTrainInput) -> TrainPlan:
         """Validate every member of a train and record it with the baselines they start from."""
         with permanent(CatalogueError):
-            return open_train(self.store, data.request, data.workflow_id, data.run_id)
+            return open_train(self.store, data.request, data.workflow_id, data.run_id,
+                              self.rollbacks)
 
     @activity.defn
     def finish_train(self, data: FinishTrainInput) -> int:

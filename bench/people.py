@@ -43,11 +43,12 @@ async def approve_once(bench: BenchStack, token: str, label: str,
         began = time.monotonic()
         await handle.query(ReleaseWorkflow.status)
         queries.append(time.monotonic() - began)
-    proof = approval_proof(token, "lead", APP, "bench@local", "approve")
+    signed = await approval_proof(await bench.client(), bench.settings.approval_signing_secret(),
+                                  token, "lead", APP, "bench@local", "approve")
     sent = datetime.now(UTC)
     began = time.monotonic()
     await handle.execute_update(ReleaseWorkflow.approve,
-                                ApprovalInput(user="lead", comment="bench", proof=proof))
+                                ApprovalInput(user="lead", comment="bench", proof=signed.proof))
     round_trip = time.monotonic() - began
     # Promote through the gate the environment starts with, so the release ends quickly.
     # (A first release has no old version to step away from: no gate, it ends by itself.)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from catalogue.analysis import policy_of
 from catalogue.store import (
@@ -43,6 +45,7 @@ from schemas.models import (
     ReleasePlan,
     ReleaseRequest,
 )
+from schemas.settings import Settings
 
 # Where a change goes when its release ends without running (seed 004: 驳回后状态变为开发中).
 CHANGE_AFTER = {
@@ -69,20 +72,77 @@ def check_releasable(app: Application) -> None:
         raise CatalogueError(f"application {app.name!r} is {app.state}: {hint}")
 
 
-def approval_required(app: Application, env: Environment, request: ReleaseRequest) -> bool:
-    """The environment's policy; ``auto`` means core applications in prod, rollbacks excepted
-    (an emergency rollback must not wait for a second person unless policy says so).
-    A break-glass release always needs a second person; a train member was approved with
-    its train."""
+@dataclass(frozen=True)
+class RecentRollbacks:
+    """Which rollbacks are emergency undos: back to one of the last ``baselines`` baselines
+    before the current, replaced less than ``seconds`` ago. Those need no approval under the
+    ``auto`` policy and pass freezes; a rollback to an older baseline needs an approver other
+    than its requester whatever the policy (SLIPWAY_ROLLBACK_RECENT_BASELINES,
+    SLIPWAY_ROLLBACK_RECENT_SECONDS)."""
+
+    baselines: int = 3
+    seconds: int = 86400
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RecentRollbacks:
+        return cls(settings.rollback_recent_baselines, settings.rollback_recent_seconds)
+
+    def describe(self) -> str:
+        hours = self.seconds / 3600
+        age = f"{hours:g}h" if hours >= 1 else f"{self.seconds}s"
+        return (f"one of the last {self.baselines} baselines before the current, replaced "
+                f"less than {age} ago")
+
+
+def recent_rollback(session: Session, env: Environment, request: ReleaseRequest,
+                    at: datetime, rule: RecentRollbacks) -> bool:
+    """Whether ``request`` rolls back to a recent baseline (see :class:`RecentRollbacks`),
+    judged at ``at``: the baseline ran until the next one replaced it, and at most
+    ``rule.baselines`` were written after it."""
+    if request.rollback_to is None:
+        return False
+    newer = session.exec(select(Baseline).where(
+        Baseline.env_id == env.id, Baseline.version > request.rollback_to)
+        .order_by(col(Baseline.version))).all()
+    if not newer or len(newer) > rule.baselines:
+        return False
+    replaced_at = as_utc(newer[0].created_at)
+    return (as_utc(at) - replaced_at).total_seconds() <= rule.seconds
+
+
+def approval_required(app: Application, env: Environment, request: ReleaseRequest, *,
+                      recent_rollback: bool = False) -> bool:
+    """The environment's policy; ``auto`` means core applications in prod, rollbacks to a
+    recent baseline excepted (an emergency undo must not wait for a second person unless
+    policy says so). A rollback to an older baseline always needs a second person, as does a
+    break-glass release; ``rollback --image`` is a release like any other. A train member
+    was approved with its train."""
     if request.break_glass:
         return True
     if request.train_id is not None:
         return False
     if env.approval == ApprovalPolicy.REQUIRED:
         return True
-    if env.approval == ApprovalPolicy.NONE or request.is_rollback:
+    if request.rollback_to is not None:
+        return not recent_rollback
+    if env.approval == ApprovalPolicy.NONE:
         return False
     return app.tier == AppTier.CORE and env.env_type == "prod"
+
+
+def check_old_rollback(app: Application, env: Environment, request: ReleaseRequest,
+                       recent: bool, rule: RecentRollbacks) -> None:
+    """A rollback to an older baseline needs an approver other than its requester."""
+    if request.rollback_to is None or recent or request.train_id is not None:
+        return
+    others = [name for name in app.approvers if not same_person(name, request.requested_by)]
+    if not others:
+        who = ", ".join(app.approvers) or "none"
+        raise CatalogueError(
+            f"a rollback of {app.name}@{env.name} to v{request.rollback_to} needs approval: "
+            f"it is not {rule.describe()}; {app.name} has no approver besides "
+            f"{request.requested_by or 'the requester'} (approvers: {who}): {app.name} "
+            "needs another approver, or roll back to a recent baseline")
 
 
 def check_break_glass(app: Application, env: Environment, request: ReleaseRequest) -> None:
@@ -138,14 +198,20 @@ def next_version(session: Session, env_id: int, current: int) -> int:
 
 def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_seconds: float,
                  progress_deadline_seconds: float,
-                 fast_rollback_window_seconds: int = 86400) -> ReleasePlan:
+                 fast_rollback_window_seconds: int = 86400,
+                 rollbacks: RecentRollbacks | None = None) -> ReleasePlan:
     """Validate the request, record a running release, and return the plan to carry out."""
+    rule = rollbacks or RecentRollbacks()
     with store.session() as session:
         app = find_app(session, data.request.app)
         env = find_env(session, app, data.request.env)
         request = _apply_change(session, data.request)
         release = session.exec(select(Release).where(Release.run_id == data.run_id)).first()
         current = latest_baseline(session, env.id or 0)
+        # Judged at the release's start, so a retried prepare decides the same.
+        started_at = release.started_at if release is not None else utcnow()
+        recent = recent_rollback(session, env, request, started_at, rule)
+        needs_approval = approval_required(app, env, request, recent_rollback=recent)
         target = ImageSpec(image=request.image) if request.image else None
         if request.rollback_to is not None:
             target = _rollback_target(session, env, request.rollback_to)
@@ -155,12 +221,13 @@ def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_secon
         if release is None:
             check_releasable(app)
             check_break_glass(app, env, request)
+            check_old_rollback(app, env, request, recent, rule)
             if target is None and not app.source:
                 raise CatalogueError(
                     f"application {app.name!r} has no build source: pass --image REF, or "
                     f"register it with --source DIR"
                 )
-            if approval_required(app, env, request) and not app.approvers:
+            if needs_approval and not app.approvers:
                 raise CatalogueError(
                     f"releases of {app.name} on {env.name} need approval, but {app.name} has "
                     f"no approvers: register approvers, or set the environment's approval "
@@ -174,13 +241,14 @@ def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_secon
                 image=target.image if target else "",
                 requested_by=request.requested_by, rollback_to=request.rollback_to,
                 rollback=request.is_rollback, break_glass=request.break_glass,
-                train_id=request.train_id,
+                train_id=request.train_id, started_at=started_at,
             )
             session.add(release)
             _move_change(session, request.change_id, ChangeState.RELEASING)
             audit(session, "release.started", actor=request.requested_by, app=app.name,
                   env=env.name, workflow_id=data.workflow_id, to_version=release.to_version,
                   rollback_to=request.rollback_to, rollback=request.is_rollback,
+                  **({"recent_rollback": recent} if request.rollback_to is not None else {}),
                   **({"break_glass": request.break_glass} if request.break_glass else {}),
                   **({"train_id": request.train_id} if request.train_id else {}))
             session.commit()
@@ -198,12 +266,15 @@ def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_secon
             drain_timeout_seconds=drain_timeout_seconds,
             progress_deadline_seconds=progress_deadline_seconds,
             gray_steps=env.gray_steps, stable_seconds=env.stable_seconds,
-            batch_size=env.batch_size, approval_required=approval_required(app, env, request),
+            batch_size=env.batch_size, approval_required=needs_approval,
             approvers=app.approvers, approval_timeout_seconds=env.approval_timeout_seconds,
             requested_by=request.requested_by, rollback_to=request.rollback_to,
-            # A rollback returns to a known version: judged already, no canary to analyse.
-            analysis=None if request.is_rollback else policy_of(env.analysis),
+            rollback_recent=recent,
+            # A rollback to a baseline returns to a known version: judged already, no canary
+            # to analyse. `rollback --image` runs a new image: analysed like any release.
+            analysis=None if request.rollback_to is not None else policy_of(env.analysis),
             fast_rollback=(env.strategy != Strategy.RECREATE  # never two versions at once
+                           and recent
                            and _fast_rollback(request, current, release,
                                               fast_rollback_window_seconds)),
             break_glass=request.break_glass, no_wait=request.no_wait,

@@ -1,4 +1,5 @@
-"""Tables of the HTTP receiver: API tokens of its users and the webhook deliveries it has seen.
+"""Tables of the HTTP receiver: API tokens of its users, the webhook deliveries it has seen,
+and the approval proofs spent.
 
 Tokens are stored as SHA-256 hashes only: the clear value is printed once, when created, and
 cannot be recovered from the store. Deliveries are remembered by (source, event id) so that a
@@ -15,8 +16,11 @@ from sqlmodel import Field, SQLModel
 from catalogue.tables import utcnow
 
 # read: the GET views; release: start releases, renew lanes; approve: approve or reject
-# releases (the four-eyes rules still apply); lane-admin: delete any lane, not only one's own.
-ROLES = ("read", "release", "approve", "lane-admin")
+# releases (the four-eyes rules still apply), add freezes and declare incident freezes;
+# lane-admin: delete any lane, not only one's own; freeze-admin: lift (remove) a freeze or
+# window; break-glass: release through a freeze (`release --break-glass`, which still needs
+# a second approver). The last three are never granted by default.
+ROLES = ("read", "release", "approve", "lane-admin", "freeze-admin", "break-glass")
 DEFAULT_ROLES = "read,release,approve"
 
 
@@ -51,3 +55,24 @@ class HookDelivery(SQLModel, table=True):
     event_id: str
     kind: str = ""
     received_at: datetime = Field(default_factory=utcnow)
+
+
+class ApprovalUse(SQLModel, table=True):
+    """An approval proof that counted: its nonce, so the same proof never counts again, in
+    this run or any other. Written by the verifying activity in the transaction that checks
+    it (the unique nonce settles a race); never the proof or its signature."""
+
+    __tablename__ = "approval_use"
+
+    id: int | None = Field(default=None, primary_key=True)
+    nonce: str = Field(unique=True, index=True)
+    user: str
+    workflow_id: str
+    run_id: str
+    decision: str
+    via: str = ""
+    token: str = ""  # the token's name
+    # Who spent it: the verifying activity (workflow run + activity id), whose retry after a
+    # lost answer is the same use, not a replay.
+    used_by: str = ""
+    used_at: datetime = Field(default_factory=utcnow)

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from catalogue.releases import approval_required, check_releasable
+from catalogue.releases import (
+    RecentRollbacks,
+    approval_required,
+    check_releasable,
+    recent_rollback,
+)
 from catalogue.store import CatalogueError, Store, audit, find_app, find_env, latest_baseline
 from catalogue.tables import Train, utcnow
 from schemas.enums import ReleaseState
@@ -21,14 +26,15 @@ from schemas.trains import (
 )
 
 
-def check_train(store: Store, request: TrainRequest) -> tuple[list[TrainMemberPlan], bool,
-                                                               list[str], int]:
+def check_train(store: Store, request: TrainRequest, rollbacks: RecentRollbacks | None = None,
+                ) -> tuple[list[TrainMemberPlan], bool, list[str], int]:
     """Every member releasable; (members, approval required, approvers, approval timeout).
 
     One approval covers the train, so its approvers are those who approve every member that
     needs approval: nobody approves an application they could not approve alone.
     """
     members, approver_sets, timeouts = [], [], []
+    rule = rollbacks or RecentRollbacks()
     with store.session() as session:
         for member in request.members:
             app = find_app(session, member.app)
@@ -39,7 +45,8 @@ def check_train(store: Store, request: TrainRequest) -> tuple[list[TrainMemberPl
                                      f"--image {app.name}=REF")
             alone = ReleaseRequest(app=app.name, env=env.name, requested_by=request.requested_by,
                                    rollback_to=member.rollback_to)
-            if approval_required(app, env, alone):
+            recent = recent_rollback(session, env, alone, utcnow(), rule)
+            if approval_required(app, env, alone, recent_rollback=recent):
                 approver_sets.append(set(app.approvers))
                 timeouts.append(env.approval_timeout_seconds)
             current = latest_baseline(session, env.id or 0)
@@ -54,9 +61,10 @@ def check_train(store: Store, request: TrainRequest) -> tuple[list[TrainMemberPl
     return members, bool(approver_sets), approvers, min(timeouts, default=86400)
 
 
-def open_train(store: Store, request: TrainRequest, workflow_id: str, run_id: str) -> TrainPlan:
+def open_train(store: Store, request: TrainRequest, workflow_id: str, run_id: str,
+               rollbacks: RecentRollbacks | None = None) -> TrainPlan:
     """Validate and record the train (once per run: a retried activity finds its row)."""
-    members, required, approvers, timeout = check_train(store, request)
+    members, required, approvers, timeout = check_train(store, request, rollbacks)
     with store.session() as session:
         train = session.exec(select(Train).where(Train.run_id == run_id)).first()
         if train is None:

@@ -11,6 +11,7 @@ from datetime import datetime
 from pydantic import AliasChoices, BaseModel, Field
 
 from schemas.analysis import AnalysisPolicy, Measurement
+from schemas.approvals import ApprovalSubject
 from schemas.enums import ReleaseState, Strategy
 
 
@@ -36,7 +37,8 @@ class ReleaseRequest(BaseModel):
     # Roll back: run baseline N's image again (it rolls forward as N+1).
     rollback_to: int | None = None
     # Roll back the current baseline with ``image`` instead (fix forward); implied by
-    # rollback_to. Either way the release is recorded, counted and approved as a rollback.
+    # rollback_to. Either way the release is recorded and counted as a rollback; with an
+    # image it is approved, analysed and held by freezes as any release is.
     rollback: bool = False
     # A rollback through today's steps and stable waits instead of the fast switch.
     gradual: bool = False
@@ -121,6 +123,9 @@ class ReleasePlan(BaseModel):
     approval_timeout_seconds: int = 86400
     requested_by: str = ""
     rollback_to: int | None = None
+    # A rollback to a recent baseline (an emergency undo: no approval under the `auto`
+    # policy, passes freezes); a rollback to an older one is approved first.
+    rollback_recent: bool = False
     # Canary analysis judging every stable wait; None: health checks only.
     analysis: AnalysisPolicy | None = None
     # A rollback straight to the old version at full strength: no steps, no stable waits.
@@ -261,6 +266,7 @@ class ApprovalLinkRequest(BaseModel):
     approvers: list[str]
     requested_by: str = ""
     seconds: int  # how long the links are valid
+    run: str = ""  # the run the links name (a link never decides another run)
 
 
 class NotifyInput(BaseModel):
@@ -301,7 +307,9 @@ class ApprovalInput(BaseModel):
 
 
 class VerifyApprovalInput(BaseModel):
-    """Check an approval proof against the approver's active tokens."""
+    """Check an approval proof against the approver's active tokens, for ``subject``: the
+    run waiting for the decision and what it carries (None: a workflow that names neither,
+    whose proofs are refused)."""
 
     proof: str
     user: str
@@ -310,6 +318,7 @@ class VerifyApprovalInput(BaseModel):
     used_nonces: list[str] = Field(default_factory=list)
     app: str = ""
     env: str = ""
+    subject: ApprovalSubject | None = None
 
 
 class ApprovalVerdict(BaseModel):
@@ -371,6 +380,9 @@ class ReleaseStatus(BaseModel):
     frozen_until: datetime | None = None
     break_glass: str = ""
     train: str = ""
+    # What an approval of this release is bound to (its run, target image, change): set
+    # while it waits for approval, read by whoever signs one.
+    approval: ApprovalSubject | None = None
 
 
 class ReleaseOutcome(BaseModel):

@@ -6,8 +6,10 @@ integration resolves it here, at call time, with :meth:`Settings.credential`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 
@@ -80,9 +82,16 @@ class Settings(BaseSettings):
 
     # Approval links in approval notifications (DingTalk, webhook): the receiver's address
     # as approvers reach it, and the credential whose value signs the links (shared by the
-    # worker, which checks them, and the receiver, which they land on). Either empty: no links.
+    # worker, which makes them, and the receiver, which they land on; a link decides only
+    # with its approver's own API token). Either empty: no links.
     receiver_url: str = ""
     approval_link_credential: str = "approval-links"
+    # The secret every approval proof is signed with, combined with the approver's API token
+    # (docs/security.md): a credential name. The worker (which checks proofs), the receiver
+    # and approvers' CLIs (which sign them) share it. When it is not configured, a secret is
+    # generated into the state directory on first use (mode 0600): the embedded stack's
+    # processes share that directory.
+    approval_signing_credential: str = "approval-signing"
 
     # Local build sources must lie under one of these (symlinks resolved). Default: this
     # checkout (its examples/ included), so the demo builds; JSON list to change it.
@@ -99,6 +108,18 @@ class Settings(BaseSettings):
     # A rollback to a baseline replaced less than this long ago skips steps and stable waits
     # (`slipway rollback --gradual` keeps them); 0 makes every rollback gradual.
     fast_rollback_window_seconds: int = Field(default=86400, ge=0)
+    # A rollback to a *recent* baseline (one of the last `rollback_recent_baselines` before
+    # the current, replaced less than `rollback_recent_seconds` ago) is an emergency undo:
+    # no approval under the `auto` policy, and it passes freezes. A rollback to an older
+    # baseline needs an approver other than its requester, whatever the policy; `rollback
+    # --image` is a release like any other (approval by policy, canary analysis, freezes).
+    rollback_recent_baselines: int = Field(default=3, ge=0)
+    rollback_recent_seconds: int = Field(default=86400, ge=0)
+    # Hosts (``host`` or ``host:port``) the `web` analysis provider may ask, as JSON:
+    # SLIPWAY_ANALYSIS_WEB_HOSTS='["127.0.0.1", "metrics.internal:8080"]'. Link-local and
+    # cloud metadata addresses are refused even when listed.
+    analysis_web_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost", "::1"])
 
     def stack_label(self) -> str:
         """This stack's identity on shared engines: SLIPWAY_STACK_ID, else derived from the
@@ -114,6 +135,12 @@ class Settings(BaseSettings):
         """The secret value behind a credential name; empty when none is configured."""
         value = self.credentials.get(name)
         return value.get_secret_value() if value else ""
+
+    def approval_signing_secret(self) -> str:
+        """The approval signing secret: the configured credential, else this state
+        directory's own (generated on first use, readable by its owner only)."""
+        return (self.credential(self.approval_signing_credential)
+                or state_secret(Path(self.state_dir) / APPROVAL_SIGNING_FILE))
 
     def temporal_tls(self) -> TLSConfig | bool:
         """The client's TLS settings: False (plain) unless a CA or a client cert is set."""
@@ -131,6 +158,35 @@ class Settings(BaseSettings):
     def ui_link(self, workflow_id: str, run_id: str | None = None) -> str:
         base = f"{self.temporal_ui_url.rstrip('/')}/namespaces/{self.temporal_namespace}/workflows"
         return f"{base}/{workflow_id}/{run_id}/history" if run_id else f"{base}/{workflow_id}"
+
+
+APPROVAL_SIGNING_FILE = "approval-signing.key"
+
+
+def state_secret(path: Path) -> str:
+    """The secret kept in ``path``, created (mode 0600, 32 random bytes) if there is none.
+
+    Several processes may ask at once: each writes a private temporary file and links it into
+    place, which fails for all but the first; everyone then reads the one that won."""
+    try:
+        existing = path.read_text().strip()
+    except FileNotFoundError:
+        existing = ""
+    if existing:
+        return existing
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        with contextlib.suppress(FileExistsError):  # another process was first: use its
+            os.link(scratch, path)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return path.read_text().strip()
 
 
 @lru_cache(maxsize=1)

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from schemas.approvals import ApprovalSubject
 from schemas.enums import ReleaseState
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
@@ -125,6 +126,8 @@ class TrainStatus(BaseModel):
     approvers: list[str] = Field(default_factory=list)
     members: list[TrainMemberStatus] = Field(default_factory=list)
     events: list[TrainEvent] = Field(default_factory=list)
+    # What an approval of this train is bound to (its run, record and members).
+    approval: ApprovalSubject | None = None
 
 
 class TrainEvent(BaseModel):

@@ -6,6 +6,11 @@ can judge (not waiting, not an approver, the requester approving their own relea
 compared through :func:`schemas.identities.same_person`). The handler then has an activity
 verify the signed proof against the approver's tokens in the catalogue, and re-checks the
 desk, since another decision may have won meanwhile: the first accepted decision wins.
+
+The proof must name what the desk is waiting on, its :class:`ApprovalSubject`: this run
+(``workflow.info().run_id``, never reused by the next release of the environment) and its
+content (the release's target image and change, a train's record and members). The
+verifying activity spends the proof in the catalogue, so a copy from history counts nowhere.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.catalogue import CatalogueActivities
+    from schemas.approvals import ApprovalSubject
     from schemas.identities import same_person
     from schemas.models import ApprovalInput, ApprovalVerdict, VerifyApprovalInput
     from workflows.policies import QUICK, RETRY
@@ -44,6 +50,8 @@ class ApprovalDesk:
     def __init__(self) -> None:
         self.decision: tuple[bool, ApprovalInput] | None = None
         self.used_nonces: list[str] = []
+        # What a proof must be bound to; set by the workflow when it starts waiting.
+        self.subject: ApprovalSubject | None = None
 
     def refusal(self, progress: DeskView, approved: bool, data: ApprovalInput) -> str:
         """Why ``data.user`` may not decide now (empty: they may)."""
@@ -71,7 +79,7 @@ class ApprovalDesk:
                 VerifyApprovalInput(proof=data.proof, user=data.user,
                                     release=workflow.info().workflow_id, decision=decision,
                                     used_nonces=self.used_nonces, app=progress.app,
-                                    env=progress.env),
+                                    env=progress.env, subject=self.subject),
                 start_to_close_timeout=QUICK, retry_policy=RETRY,
                 summary=f"verify the {decision} of {data.user}")
             if not verdict.ok:

@@ -5,7 +5,9 @@ Closed, it waits durably (a timer to the opening time, re-checked at least every
 FREEZE_RECHECK so a lifted freeze is noticed) with the reason and opening time in ``status``
 and the Web UI; with ``no_wait`` it ends at once. An incident freeze declared while a
 release rolls out (the ``freeze`` signal, sent by ``slipway freeze now``) holds it at its
-next step the same way. A break-glass release passes both, having had a second approver.
+next step the same way. A break-glass release passes both, having had a second approver;
+so does a rollback to a baseline (a recent one at once, an older one once approved), while
+``rollback --image`` is held like any release.
 """
 
 from __future__ import annotations
@@ -48,8 +50,12 @@ class FreezeGate:
         if not workflow.patched(FREEZE_PATCH):
             return
         if plan.rollback_to is not None:
-            self.event(f"a rollback to baseline v{plan.rollback_to}: freezes and windows do "
-                       "not hold it")
+            # Recent: an emergency undo. Older: prepare made it wait for a second person.
+            # (`rollback --image` has no rollback_to: it waits out freezes as releases do.)
+            kind = ("a rollback to recent baseline" if plan.rollback_recent
+                    else "an approved rollback to baseline" if plan.approval_required
+                    else "a rollback to baseline")
+            self.event(f"{kind} v{plan.rollback_to}: freezes and windows do not hold it")
             return
         if plan.break_glass:
             self.event(f"break glass: freezes and windows do not hold this release "

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
     from activities.runtime import RuntimeActivities
     from schemas.analysis import AnalysisTarget, CheckPolicyInput
+    from schemas.approvals import release_subject
     from schemas.enums import ReleaseState
     from schemas.models import (
         ApprovalLinkRequest,
@@ -111,7 +112,7 @@ class ReleaseWorkflow(ApprovalHandlers, ReleaseControls, StageBoard, FreezeGate)
             target = await self._target_image(plan, request)
             self.progress.image = target.image
             if plan.approval_required:
-                approved_by = await self._await_approval(plan, target)
+                approved_by = await self._await_approval(plan, target, request.change_id)
             try:
                 await self.through_freeze(plan, no_wait=plan.no_wait)
             except Frozen as frozen:
@@ -183,14 +184,19 @@ class ReleaseWorkflow(ApprovalHandlers, ReleaseControls, StageBoard, FreezeGate)
                        "record the build", heartbeat=False)
         return image
 
-    async def _await_approval(self, plan: ReleasePlan, target: ImageSpec) -> str:
-        """Wait for ``approve`` or ``reject`` from an approver, up to the approval timeout."""
+    async def _await_approval(self, plan: ReleasePlan, target: ImageSpec,
+                              change_id: int | None) -> str:
+        """Wait for ``approve`` or ``reject`` from an approver, up to the approval timeout.
+        A proof counts only for this run, this target image and this change."""
+        info = workflow.info()
+        self._desk.subject = self.progress.approval = release_subject(
+            info.workflow_id, info.run_id, target.image, target.digest, change_id)
         self.progress.awaiting = "approval"
         self.set_stage("awaiting_approval", f"one of {', '.join(plan.approvers)} must approve")
         await self.act(CatalogueActivities.note_approval,
                        NoteApprovalInput(release_id=plan.release_id), "note: awaiting approval",
                        heartbeat=False)
-        links = ApprovalLinkRequest(release=workflow.info().workflow_id,
+        links = ApprovalLinkRequest(release=info.workflow_id, run=info.run_id,
                                     approvers=plan.approvers, requested_by=plan.requested_by,
                                     seconds=plan.approval_timeout_seconds)
         how = (f"{plan.requested_by or 'someone'} asks to release {target.image}; approvers: "

@@ -23,6 +23,7 @@ from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.catalogue import CatalogueActivities
     from activities.notify import NotifyActivities
+    from schemas.approvals import train_subject
     from schemas.enums import ReleaseState
     from schemas.models import NotifyInput, ReleaseOutcome, ReleaseRequest
     from schemas.trains import (
@@ -193,6 +194,11 @@ class TrainWorkflow(ApprovalHandlers):
     # -- approval -----------------------------------------------------------------------
 
     async def _await_approval(self, plan: TrainPlan) -> str:
+        # A proof counts only for this run of the train, its record and its members.
+        info = workflow.info()
+        self._desk.subject = self.progress.approval = train_subject(
+            info.workflow_id, info.run_id, plan.train_id,
+            [f"{member.app}@{member.env}" for member in plan.members])
         self.progress.awaiting = "approval"
         self._stage("awaiting_approval", f"one of {', '.join(plan.approvers)} must approve")
         apps = ", ".join(f"{m.app}@{m.env}" for m in plan.members)

@@ -1,10 +1,12 @@
 """Approve/reject links for an approval notification, one pair per approver.
 
-A link is ``<receiver>/approval/<proof>``: the proof names the approver, the release, the
-decision and an expiry, signed with the deployment's link secret (schemas.approvals). Opening
-it shows a confirmation page; confirming sends the same approve/reject Update as the CLI, so
-the four-eyes rule, single use and expiry hold. Links are made here, in the notify activity,
-and go straight to the chat robot: never into workflow history or a log.
+A link is ``<receiver>/approval/<link>``: it names the approver, the release's run, the
+decision and an expiry, signed with the deployment's link secret (schemas.approvals) so the
+page it opens shows nothing forged. A link is **not** a credential: everyone in the chat
+group sees every approver's links, so deciding through one takes that approver's own API
+token (the page asks for it); the receiver then signs the same proof ``slipway approve`` does,
+and the four-eyes rule, the run binding, single use and expiry hold. Links are made here, in
+the notify activity: never in workflow history or a log.
 """
 
 from __future__ import annotations
@@ -26,19 +28,20 @@ class ApprovalLinks:
         self.receiver_url = receiver_url.rstrip("/")
         self.secret = secret
 
-    def link(self, user: str, release: str, decision: Decision, seconds: int,
+    def link(self, user: str, release: str, run: str, decision: Decision, seconds: int,
              now: float | None = None) -> str:
-        proof = sign_link(self.secret(), user, release, decision,
-                          time.time() if now is None else now, seconds)
-        return f"{self.receiver_url}{APPROVAL_PATH}{proof}"
+        segment = sign_link(self.secret(), user, release, run, decision,
+                            time.time() if now is None else now, seconds)
+        return f"{self.receiver_url}{APPROVAL_PATH}{segment}"
 
     def markdown(self, request: ApprovalLinkRequest) -> str:
         """A line per approver other than the requester: ``- lead: [approve](…) · [reject](…)``."""
-        if not self.secret():
+        if not self.secret() or not request.run:
             return ""
+
         def pair(user: str) -> str:
-            approve = self.link(user, request.release, "approve", request.seconds)
-            reject = self.link(user, request.release, "reject", request.seconds)
+            approve = self.link(user, request.release, request.run, "approve", request.seconds)
+            reject = self.link(user, request.release, request.run, "reject", request.seconds)
             return f"- {user}: [approve]({approve}) · [reject]({reject})"
 
         lines = [pair(user) for user in request.approvers
@@ -46,5 +49,5 @@ class ApprovalLinks:
         if not lines:
             return ""
         hours = request.seconds / 3600
-        return ("\n\nApprove or reject from here (single use, valid "
-                f"{hours:.0f} h):\n" + "\n".join(lines))
+        return ("\n\nApprove or reject from here (each link is its approver's own: the page "
+                f"asks for your API token; valid {hours:.0f} h):\n" + "\n".join(lines))

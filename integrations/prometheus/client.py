@@ -69,5 +69,9 @@ class PrometheusClient:
 
 
 def _number(text: str) -> float | None:
-    value = float(text)
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        # Never the value itself: it would reach the catalogue, history and alerts.
+        raise PrometheusError("Prometheus answered a sample that is not a number") from None
     return None if math.isnan(value) else value

@@ -5,19 +5,22 @@ Every ``/api`` route takes a bearer token (``slipway token create``) whose roles
 ``lane-admin`` to delete a lane one does not own. Refusals are audit events.
 
 * ``POST /api/releases/{app}/{env}/approve|reject`` — bearer token → user; the receiver signs
-  an approval proof with the token's hash, the worker verifies it, the workflow's rules decide
-  (403 with the reason when they refuse).
+  an approval proof with the token's hash and the approval signing secret, bound to the run
+  waiting for approval and what it carries; the worker verifies and spends it, the
+  workflow's rules decide (403 with the reason when they refuse).
 * ``POST /hooks/gitlab`` — push and tag push events; rules in ``SLIPWAY_HOOK_RULES`` record a
   code change per matching rule (ref = the tag, or the pushed commit for a branch), submit it
   and release it through the same validation as ``slipway release --change``. A ref already
-  carried by a change of that environment is not released again. A push to
+  carried by a change of that environment is not released again, nor one into an
+  environment that needs approval when ``SLIPWAY_IDENTITIES`` maps the pusher to no Slipway
+  user (nothing is recorded; the answer says what to add). A push to
   ``feature/<lane>`` is handed to that lane's workflow, which builds the commit, deploys it
   into the lane and counts it as use (renews the lane). A lane's own hook
   (``/hooks/gitlab?lane=<name>``) acts on pushes to its branch only.
 * ``POST /hooks/registry`` — docker distribution notifications and Harbor webhooks, recorded
   as audit events.
 * ``POST /api/releases/{app}/{env}/approval-token`` — a signed approval token for the Web UI's
-  approve/reject signal (``approve`` role).
+  approve/reject signal (``approve`` role), bound to the run waiting for approval.
 * ``GET /api/releases/{app}/{env}``, ``GET /api/baselines/{app}/{env}``.
 * ``GET /api/lanes[/{name}]``, ``POST /api/lanes/{name}/renew``, ``DELETE /api/lanes/{name}``
   (starter/api/lanes.py; renew and delete as the bearer token's user).
@@ -30,7 +33,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -44,7 +46,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from catalogue.store import CatalogueError, Store, audit, find_app, find_env
 from catalogue.tables import Application, Baseline, Change
 from catalogue.tokens import HookDelivery
-from schemas.approvals import SIGNAL_TOKEN_SECONDS, Decision, sign_proof
+from schemas.approvals import SIGNAL_TOKEN_SECONDS, Decision
 from schemas.enums import ChangeKind, ChangeState
 from schemas.models import ApprovalInput, ReleaseRequest
 from schemas.settings import Settings, get_settings
@@ -61,12 +63,14 @@ from starter.api.hooks import (
     payload_id,
     requests_for,
     secret_matches,
+    unmapped_pusher,
+    unmapped_refusal,
 )
 from starter.api.lanes import router as lanes_router
 from starter.api.settings import ReceiverSettings
 from starter.service import releases
 from starter.service.changes import change_release_request, create_change, submit_change
-from starter.service.controls import send_update
+from starter.service.controls import send_update, sign_approval
 from starter.service.lanes import LANE_BRANCH_PREFIX, push_to_lane
 from starter.service.releases import release_status, start_release, validate_release
 from starter.service.temporal_client import update_refusal
@@ -82,6 +86,12 @@ class ApprovalBody(BaseModel):
     comment: str = ""
 
 
+
+
+def request_settings(api: FastAPI) -> Settings:
+    """The receiver's settings (those it was created with)."""
+    settings: Settings = api.state.settings
+    return settings
 
 
 def canonical_env(store: Store, app: str, env: str) -> str:
@@ -146,14 +156,22 @@ def create_app(settings: Settings | None = None,
                      caller: Caller, store: Store, client: Client) -> dict[str, str]:
         env_name = await run_in_threadpool(canonical_env, store, app, env)
         name: Decision = "approve" if approve else "reject"
-        # The bearer token authenticated the caller: sign the proof with its hash, the same
-        # check the worker makes for the CLI. The proof, not the token, goes to Temporal.
-        proof = sign_proof(caller.hash, caller.user, release_workflow_id(app, env_name), name,
-                           "receiver", time.time())
-        data = ApprovalInput(user=caller.user, comment=body.comment if body else "",
-                             proof=proof)
+        # The bearer token authenticated the caller: sign the proof with its hash and the
+        # signing secret, for the run waiting now (the same check the worker makes for the
+        # CLI). The proof, neither the token nor the secret, goes to Temporal.
+        settings = request_settings(api)
         try:
-            answer = await send_update(client, app, env_name, name, data, store, "receiver")
+            signed = await sign_approval(client, settings.approval_signing_secret(),
+                                         caller.hash, caller.user,
+                                         release_workflow_id(app, env_name), name,
+                                         via="receiver")
+        except CatalogueError as error:
+            raise HTTPException(503, str(error)) from error
+        data = ApprovalInput(user=caller.user, comment=body.comment if body else "",
+                             proof=signed.proof)
+        try:
+            answer = await send_update(client, app, env_name, name, data, store, "receiver",
+                                       run_id=signed.run_id)
         except CatalogueError as error:
             cause = error.__cause__
             if isinstance(cause, WorkflowUpdateFailedError):
@@ -182,16 +200,26 @@ def create_app(settings: Settings | None = None,
 
     @api.post("/api/releases/{app}/{env}/approval-token", tags=["releases"])
     async def approval_token(app: str, env: str, caller: Approver, store: StoreDep,
+                             client: ClientDep,
                              decision: Decision = "approve") -> dict[str, Any]:
-        """A signed approval token for the caller (``approve`` role), single use and valid 30
-        minutes, with the signal to send it in from the Temporal Web UI (More Actions → Send a
-        Signal) or ``temporal workflow signal``. The API token itself never leaves here."""
+        """A signed approval token for the caller (``approve`` role), single use, valid 30
+        minutes and bound to the run waiting for approval, with the signal to send it in from
+        the Temporal Web UI (More Actions → Send a Signal) or ``temporal workflow signal``.
+        The API token itself never leaves here."""
         env_name = await run_in_threadpool(canonical_env, store, app, env)
         workflow_id = release_workflow_id(app, env_name)
-        proof = sign_proof(caller.hash, caller.user, workflow_id, decision, "signal",
-                           time.time(), SIGNAL_TOKEN_SECONDS)
-        return {"workflow_id": workflow_id, "signal": decision,
-                "input": {"user": caller.user, "comment": "", "token": proof}}
+        try:
+            signed = await sign_approval(client, request_settings(api).approval_signing_secret(),
+                                         caller.hash, caller.user, workflow_id, decision,
+                                         via="signal", seconds=SIGNAL_TOKEN_SECONDS)
+        except CatalogueError as error:
+            raise HTTPException(503, str(error)) from error
+        if signed.subject is None:
+            raise HTTPException(409, f"the release of {app} on {env_name} is not waiting for "
+                                     "approval")
+        return {"workflow_id": workflow_id, "run_id": signed.run_id, "signal": decision,
+                "approves": signed.subject.describe(),
+                "input": {"user": caller.user, "comment": "", "token": signed.proof}}
 
     @api.get("/api/releases/{app}/{env}", tags=["releases"])
     async def release(app: str, env: str, _caller: Reader, store: StoreDep,
@@ -248,11 +276,12 @@ def create_app(settings: Settings | None = None,
             log.info("gitlab event %s redelivered: ignored", event_id)
             return {"status": "duplicate", "event_id": event_id}
         started: list[dict[str, str]] = []
+        unmapped = unmapped_pusher(event, request.app.state.settings.identities)
         try:
             for wanted_request in wanted:
                 try:
                     checked, summary = await run_in_threadpool(
-                        change_for_push, store, wanted_request, event)
+                        change_for_push, store, wanted_request, event, unmapped)
                     run = await start_release(client, settings, checked, summary)
                 except CatalogueError as error:
                     # Refused for good (unknown app, release running…): say so, don't retry.
@@ -310,16 +339,19 @@ def create_app(settings: Settings | None = None,
     return api
 
 
-def change_for_push(store: Store, wanted: ReleaseRequest,
-                    event: GitEvent) -> tuple[ReleaseRequest, str]:
+def change_for_push(store: Store, wanted: ReleaseRequest, event: GitEvent,
+                    unmapped: str = "") -> tuple[ReleaseRequest, str]:
     """The validated release of the change that carries a pushed tag or branch commit.
 
     The change (kind code, ref = ``wanted.ref``) is created and submitted, or reused when a
     change of the environment with that ref is still ready to release (its release failed to
     start before). A ref whose change is releasing or was released is refused: a change is
-    released at most once, and the same commit is not released twice by a push.
+    released at most once, and the same commit is not released twice by a push. A pusher
+    ``SLIPWAY_IDENTITIES`` does not map (``unmapped``) is refused where approval is needed.
     """
     checked, _ = validate_release(store, wanted)  # refuse before recording anything
+    if unmapped and releases.needs_approval(store, checked):
+        raise CatalogueError(unmapped_refusal(unmapped, event, checked))
     actor = wanted.requested_by
     with store.session() as session:
         application = find_app(session, checked.app)

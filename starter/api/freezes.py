@@ -1,8 +1,9 @@
 """The receiver's freeze endpoints: list, add and lift freezes and deploy windows, and declare
 an incident freeze from a phone (``POST /api/freezes/now``).
 
-Reading needs the ``read`` role; changing needs ``approve`` (the people who may let a release
-through may also hold them back).
+Reading needs the ``read`` role; adding a freeze or declaring an incident needs ``approve``
+(the people who may let a release through may also hold them back); lifting one needs
+``freeze-admin``, a role no token has by default.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from temporalio.client import Client
 
 from catalogue.store import CatalogueError, Store
 from schemas.freezes import FreezeRule, RuleKind
-from starter.api.deps import Approver, Reader, StoreDep, get_client
+from starter.api.deps import Approver, FreezeAdmin, Reader, StoreDep, get_client
 from starter.service import freezes
 
 router = APIRouter(prefix="/api/freezes", tags=["freezes"])
@@ -92,9 +93,9 @@ async def freeze_now(body: IncidentBody, caller: Approver, store: StoreDep,
 
 
 @router.delete("/{rule_id}")
-async def freeze_remove(rule_id: int, caller: Approver, store: StoreDep,
+async def freeze_remove(rule_id: int, caller: FreezeAdmin, store: StoreDep,
                         request: Request) -> dict[str, Any]:
-    """Lift a freeze or remove a window (``approve``); waiting releases look again."""
+    """Lift a freeze or remove a window (``freeze-admin``); waiting releases look again."""
     try:
         removed, woken = await freezes.lift(store, await _client_or_none(request), rule_id,
                                             caller.user)

@@ -1,6 +1,8 @@
 """Webhook payloads the receiver understands, parsed into plain values (no I/O here).
 
-* GitLab push and tag push events (``X-Gitlab-Event: Push Hook`` / ``Tag Push Hook``).
+* GitLab push and tag push events (``X-Gitlab-Event: Push Hook`` / ``Tag Push Hook``);
+  the pusher is a Slipway user through ``SLIPWAY_IDENTITIES`` (unmapped: no release that
+  needs approval).
 * Registry pushes: the docker distribution notification envelope (``{"events": [...]}``)
   and Harbor's webhook (``{"type": "PUSH_ARTIFACT", "event_data": {...}}``).
 """
@@ -116,6 +118,25 @@ def requests_for(event: GitEvent, rules: list[HookRule],
             found.append(ReleaseRequest(app=rule.app, env=rule.env, ref=event.sha,
                                         requested_by=requester))
     return found
+
+
+def unmapped_pusher(event: GitEvent, identities: Mapping[str, str] | None = None) -> str:
+    """``gitlab:<account>`` when ``SLIPWAY_IDENTITIES`` maps the pusher to no Slipway user,
+    else "". An unmapped account cannot be told apart from an approver (``gitlab:alice.w``
+    may be ``alice``), so a release that needs approval is refused for it."""
+    account = f"gitlab:{event.user}"
+    return "" if (identities or {}).get(account) else account
+
+
+def unmapped_refusal(account: str, event: GitEvent, request: ReleaseRequest) -> str:
+    """Why a release the hook would start for unmapped ``account`` is refused, and the fix."""
+    what = f"tag {event.name}" if event.kind == "tag" else f"{event.name} at {event.sha[:12]}"
+    return (f"releases of {request.app} on {request.env} need approval, and the pusher of "
+            f"{what}, {account}, maps to no Slipway user, so the four-eyes rule could not "
+            "tell them from an approver: add "
+            f'"{account}": "<slipway user>" to SLIPWAY_IDENTITIES on the receiver, or '
+            f"release it by hand (`slipway release {request.app} {request.env} --ref "
+            f"{request.ref}`)")
 
 
 @dataclass(frozen=True)

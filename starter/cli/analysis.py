@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.console import JustifyMethod
 
 from schemas.analysis import Measurement, Verdict
 from schemas.durations import ANALYSIS_WINDOW
 from schemas.settings import get_settings
 from starter.cli.console import command_store, console
+from starter.cli.fit import FitTable
 from starter.service import analysis
 from starter.service.identity import current_user
 from starter.service.validation import parse_duration
@@ -36,7 +37,9 @@ def analysis_set(
              "max_increase, interval_seconds, min_sample, failure_limit, "
              "consecutive_error_limit, mode}]. See docs/analysis.md.")],
 ) -> None:
-    """Judge every stable wait of ENV's releases by this policy (checked first)."""
+    """Judge every stable wait of ENV's releases by this policy, checked first (Prometheus
+    parses every query; a web metric's host must be on SLIPWAY_ANALYSIS_WEB_HOSTS, default
+    loopback, and never a link-local or cloud metadata address)."""
     with command_store() as store:
         policy = analysis.load_policy(policy_file)
         found = analysis.set_policy(store, app, env, policy, settings=get_settings(),
@@ -107,12 +110,17 @@ def release_show(
     console.print(measurement_table(measurements))
 
 
-def measurement_table(measurements: list[Measurement], title: str | None = None) -> Table:
-    """One row per measurement; ``why`` names the condition that held or broke."""
-    table = Table(title=title)
-    for header in ("step", "at", "metric", "value", "baseline", "sample", "verdict"):
-        table.add_column(header, no_wrap=True)
-    table.add_column("why", overflow="fold", ratio=2)
+def measurement_table(measurements: list[Measurement], title: str | None = None,
+                      title_justify: JustifyMethod = "center") -> FitTable:
+    """One row per measurement; ``why`` names the condition that held or broke (below the
+    table, marked on the verdict, when the terminal is too narrow for it)."""
+    table = FitTable(title, title_justify=title_justify, notes_at="verdict")
+    for header in ("step", "at"):
+        table.add_column(header)
+    table.add_column("metric", "wrap")  # the mode goes under the name when it must
+    for header in ("value", "baseline", "sample", "verdict"):
+        table.add_column(header)
+    table.add_column("why", "text")
     for item in measurements:
         style = VERDICT_STYLE.get(item.verdict, "")
         metric = item.metric if item.mode == "enforcing" else f"{item.metric} ({item.mode})"

@@ -33,7 +33,8 @@ def token_create(
     name: Annotated[str, typer.Option(help="Token name (default: the user).")] = "",
     role: Annotated[list[str] | None, typer.Option(
         "--role", metavar="ROLE", show_default=False,
-        help="What the token may do, repeatable: read, release, approve, lane-admin. "
+        help="What the token may do, repeatable: read, release, approve, lane-admin, "
+             "freeze-admin (lift freezes), break-glass (release through a freeze). "
              "Default: read, release, approve.")] = None,
 ) -> None:
     """Create a token for USER and print it once: it is stored only as a hash."""

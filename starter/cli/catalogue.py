@@ -214,8 +214,10 @@ def env_add(
         help="rolling: replicas replaced per batch, 1 to --replicas.")] = 1,
     approval: Annotated[str, typer.Option(
         metavar="auto|required|none",
-        help="auto: releases of core apps in prod wait for an approver (rollbacks do not); "
-             "required: every release waits; none: never.")] = "auto",
+        help="auto: releases of core apps in prod wait for an approver (rollbacks to a "
+             "recent baseline do not); required: every release waits; none: never. Whatever "
+             "the policy, a rollback to an older baseline and break glass wait for one.")
+    ] = "auto",
     approval_timeout: Annotated[str, typer.Option(
         metavar="DURATION",
         help="How long a release waits for approval before it expires (at least 60s): "

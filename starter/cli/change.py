@@ -14,6 +14,7 @@ from rich.table import Table
 from catalogue.tables import Change
 from schemas.enums import ChangeKind, ChangeState
 from starter.cli.console import command_store, console
+from starter.cli.fit import FitTable
 from starter.service import changes
 from starter.service.identity import current_user
 
@@ -82,12 +83,13 @@ def change_list(app: AppArg) -> None:
     if not views:
         console.print(f"{app} has no changes: slipway change create {app} ENV", highlight=False)
         return
-    table = Table()
+    table = FitTable()
     # Ids and names are what people copy into the next command: never cut them short.
     for header in ("id", "env", "kind", "state"):
-        table.add_column(header, no_wrap=True)
-    for header in ("what", "by", "release"):
         table.add_column(header)
+    table.add_column("what", "fold")  # an image ref, or a few words
+    for header in ("by", "release"):
+        table.add_column(header, "wrap")
     for view in views:
         release = f"{view.release.id} ({view.release.state})" if view.release else "-"
         table.add_row(str(view.change.id), view.env, view.change.kind, view.change.state,
@@ -103,7 +105,7 @@ def change_show(change_id: ChangeId) -> None:
     change = view.change
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
-    grid.add_column()
+    grid.add_column(overflow="fold")  # an image ref wider than the screen folds
     release = (f"{view.release.id} ({view.release.state}, workflow {view.release.workflow_id})"
                if view.release else "-")
     for label, value in (("change", str(change.id)), ("app", view.app), ("env", view.env),
@@ -151,12 +153,12 @@ def baseline_list(app: AppArg, env: EnvArg) -> None:
         console.print(f"no baselines yet: nothing has been released to {app} {env}",
                       highlight=False)
         return
-    table = Table()
-    table.add_column("version", no_wrap=True)
-    table.add_column("image", overflow="fold", ratio=3)
-    table.add_column("digest", no_wrap=True)
-    for header in ("replicas", "cpu", "memory", "created"):
+    table = FitTable(notes_at="version")
+    table.add_column("version", "wrap")
+    table.add_column("image", "fold")
+    for header in ("digest", "replicas", "cpu", "memory"):
         table.add_column(header)
+    table.add_column("created", "wrap")
     for index, baseline in enumerate(baselines):
         version = f"v{baseline.version}" + (" (current)" if index == 0 else "")
         if baseline.rolled_back_from is not None:
@@ -184,7 +186,10 @@ def baseline_diff(
     if not diff:
         console.print(f"v{old} and v{new} are the same", highlight=False)
         return
-    table = Table("field", f"v{old}", f"v{new}")
+    table = FitTable()
+    table.add_column("field")
+    for header in (f"v{old}", f"v{new}"):
+        table.add_column(header, "fold")  # images and digests
     for name, before, after in diff:
         table.add_row(name, before or "-", after or "-")
     console.print(table)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn
 
 import typer
@@ -20,6 +22,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print a one-line, actionable error and exit non-zero."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def read_token(token_file: Path | None) -> str:
+    """The acting user's API token: the file's content, else $SLIPWAY_TOKEN (may be empty)."""
+    if token_file is not None:
+        return token_file.read_text().strip()
+    return os.environ.get("SLIPWAY_TOKEN", "").strip()
 
 
 def open_store() -> Store:

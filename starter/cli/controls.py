@@ -15,12 +15,19 @@ from typing import Annotated
 
 import typer
 
-from schemas.approvals import SIGNAL_TOKEN_SECONDS
+from catalogue.store import CatalogueError
+from schemas.approvals import DEFAULT_PROOF_SECONDS, SIGNAL_TOKEN_SECONDS
 from schemas.settings import get_settings
 from starter.cli.console import catalogue_errors, console, open_store
 from starter.cli.release import run_release
 from starter.service import changes, releases
-from starter.service.controls import approval_proof, control_input, send_update
+from starter.service.controls import (
+    SignedApproval,
+    approval_proof,
+    control_input,
+    need_token,
+    send_update,
+)
 from starter.service.identity import check_user, current_user
 from starter.service.temporal_client import connect
 from workflows.release import release_workflow_id
@@ -51,14 +58,16 @@ PrintToken = Annotated[bool, typer.Option(
                           "min) and the signal to send with it from the Temporal Web UI.")]
 
 
-def _print_signal_token(name: str, app: str, env_name: str, who: str, token: str,
-                        text: str) -> None:
-    proof = approval_proof(token, who, app, env_name, name, via="signal",
-                           seconds=SIGNAL_TOKEN_SECONDS)
+def _print_signal_token(name: str, app: str, env_name: str, who: str, text: str,
+                        signed: SignedApproval) -> None:
+    if signed.subject is None:
+        raise CatalogueError(f"nothing to {name}: the release of {app} on {env_name} is not "
+                             f"waiting for approval (`slipway status {app} {env_name}`)")
     console.print(f"signal [bold]{name}[/] to workflow {release_workflow_id(app, env_name)} "
-                  "with this input (Web UI: More Actions → Send a Signal):", highlight=False)
+                  f"(run {signed.run_id}, {signed.subject.describe()}) with this input (Web "
+                  "UI: More Actions → Send a Signal):", highlight=False)
     # Plain print: the JSON must survive copy and paste unaltered.
-    print(json.dumps({"user": who, "comment": text, "token": proof}))
+    print(json.dumps({"user": who, "comment": text, "token": signed.proof}))
 
 
 def _control(name: str, app: str, env: str, user: str | None, text: str = "",
@@ -68,20 +77,30 @@ def _control(name: str, app: str, env: str, user: str | None, text: str = "",
         with catalogue_errors():
             who = check_user(user or current_user(), "--as user")
             env_name = releases.env_name(store, app, env)
-            if print_token:
-                _print_signal_token(name, app, env_name, who, _token(token_file), text)
-                return
-            proof = (approval_proof(_token(token_file), who, app, env_name, name)
-                     if name in ("approve", "reject") else "")
-            arg = control_input(name, who, text, proof)
+            deciding = name in ("approve", "reject")
+            token = need_token(_token(token_file), who, name) if deciding else ""
 
             async def send() -> str:
-                client = await connect(get_settings())
-                return await send_update(client, app, env_name, name, arg, store)
+                settings = get_settings()
+                client = await connect(settings)
+                # A proof for the run waiting now and what it carries: no other run takes it.
+                signed = (await approval_proof(
+                    client, settings.approval_signing_secret(), token, who, app, env_name,
+                    name, via="signal" if print_token else "cli",
+                    seconds=SIGNAL_TOKEN_SECONDS if print_token else DEFAULT_PROOF_SECONDS)
+                    if deciding else SignedApproval())
+                if print_token:
+                    _print_signal_token(name, app, env_name, who, text, signed)
+                    return ""
+                arg = control_input(name, who, text, signed.proof)
+                return await send_update(client, app, env_name, name, arg, store,
+                                         run_id=signed.run_id)
 
             answer = asyncio.run(send())
     finally:
         store.engine.dispose()
+    if print_token:
+        return
     console.print(f"[bold green]{name}[/] {app}@{env_name}: {answer}", highlight=False)
 
 
@@ -142,15 +161,21 @@ def rollback(
     app: AppArg, env: EnvArg,
     to: Annotated[int | None, typer.Option(
         "--to", metavar="N", show_default=False,
-        help="Baseline version to return to. Default: the one before the current.")] = None,
+        help="Baseline version to return to. Default: the one before the current. A recent "
+             "baseline (one of the last SLIPWAY_ROLLBACK_RECENT_BASELINES, default 3, "
+             "replaced within SLIPWAY_ROLLBACK_RECENT_SECONDS, default 24h) is an emergency "
+             "rollback: no approval under the auto policy, freezes do not hold it. An older "
+             "one waits for an approver other than you.")] = None,
     image: Annotated[str | None, typer.Option(
         metavar="REF", show_default=False,
-        help="Release this image instead of an older baseline (not with --to).")] = None,
+        help="Release this image instead of an older baseline (not with --to): a release "
+             "like any other, approved by the environment's policy, judged by its canary "
+             "analysis and held by freezes.")] = None,
     wait: Annotated[bool, typer.Option(help="Follow the rollback until it ends.")] = False,
     gradual: Annotated[bool, typer.Option(
-        help="Go through the environment's steps and stable waits. Default: a baseline that "
-             "ran within SLIPWAY_FAST_ROLLBACK_WINDOW_SECONDS comes back at full strength in one "
-             "step, without stable waits or analysis.")] = False,
+        help="Go through the environment's steps and stable waits. Default: a recent "
+             "baseline that ran within SLIPWAY_FAST_ROLLBACK_WINDOW_SECONDS comes back at "
+             "full strength in one step, without stable waits or analysis.")] = False,
 ) -> None:
     """Roll APP on ENV back: a release of baseline N's image that rolls forward as N+1."""
     actor = current_user()
@@ -159,8 +184,10 @@ def rollback(
         try:
             request = changes.rollback_request(store, app, env, to=to, image=image, actor=actor,
                                                gradual=gradual)
+            notice = releases.rollback_notice(store, request)
         finally:
             store.engine.dispose()
         target = f"baseline v{request.rollback_to}" if request.rollback_to else f"image {image}"
         console.print(f"rolling {app}@{request.env} back to {target}", highlight=False)
+        console.print(f"  {notice}", highlight=False)
         asyncio.run(run_release(request, wait))

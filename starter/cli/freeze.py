@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from rich.table import Table
 from temporalio.client import Client
 
 from catalogue.store import CatalogueError
 from schemas.freezes import RuleKind
 from schemas.settings import get_settings
-from starter.cli.console import command_store, console
-from starter.service import freezes
+from starter.cli.console import command_store, console, read_token
+from starter.cli.fit import FitTable
+from starter.service import freezes, tokens
 from starter.service.identity import current_user
 from starter.service.temporal_client import connect
 
@@ -70,9 +71,13 @@ def freeze_list() -> None:
     if not found:
         console.print("no freezes or deploy windows: every environment is open")
         return
-    table = Table()
-    for header in ("id", "kind", "scope", "when", "reason", "by"):
-        table.add_column(header)
+    table = FitTable()
+    table.add_column("id")
+    table.add_column("kind", "wrap")
+    table.add_column("scope")
+    for header in ("when", "reason"):
+        table.add_column(header, "text")
+    table.add_column("by")
     for rule in found:
         table.add_row(str(rule.id), "incident freeze" if rule.incident else str(rule.kind),
                       rule.scope, rule.describe().split(": ", 1)[1], rule.reason,
@@ -81,13 +86,21 @@ def freeze_list() -> None:
 
 
 @freeze_cli.command("remove")
-def freeze_remove(rule_id: Annotated[int, typer.Argument(metavar="ID", show_default=False,
-                                                         help="From `slipway freeze list`.")]
-                  ) -> None:
-    """Lift a freeze (or remove a window); releases waiting in it look again at once."""
+def freeze_remove(
+    rule_id: Annotated[int, typer.Argument(metavar="ID", show_default=False,
+                                           help="From `slipway freeze list`.")],
+    token_file: Annotated[Path | None, typer.Option(
+        "--token-file", metavar="PATH", show_default=False, exists=True, dir_okay=False,
+        help="File holding your API token (default: $SLIPWAY_TOKEN); it must carry the "
+             "freeze-admin role (`slipway token create USER --role freeze-admin`).")] = None,
+) -> None:
+    """Lift a freeze (or remove a window); releases waiting in it look again at once.
+    Needs your API token with the freeze-admin role, which no token has by default."""
     with command_store() as store:
+        caller = tokens.caller_with_role(store, read_token(token_file), "freeze-admin",
+                                         "lifting a freeze", current_user())
         removed, woken = asyncio.run(_with_client(
-            lambda client: freezes.lift(store, client, rule_id, current_user())))
+            lambda client: freezes.lift(store, client, rule_id, caller.user)))
     console.print(f"removed #{rule_id}: {removed.describe()}", highlight=False)
     if woken:
         console.print(f"woke {len(woken)} waiting release(s): {', '.join(woken)}",

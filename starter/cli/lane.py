@@ -7,13 +7,13 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.table import Table
 
 from catalogue.store import CatalogueError
 from schemas.durations import LANE_GRACE, LANE_TTL
 from schemas.lanes import LaneSpec, LaneStatus
 from schemas.settings import get_settings
 from starter.cli.console import catalogue_errors, command_store, console, fail
+from starter.cli.fit import FitTable
 from starter.service.identity import current_user
 from starter.service.lanes import (
     check_apps,
@@ -56,7 +56,12 @@ def _show(status: LaneStatus) -> None:
         return
     console.print(f"[bold]{status.name}[/] {status.stage}  apps: {', '.join(status.apps)}  "
                   f"expires {status.expires_at:%Y-%m-%d %H:%M} UTC", highlight=False)
-    table = Table("kind", "key", "app", "detail")
+    table = FitTable()
+    table.add_column("kind")
+    for header in ("key", "app"):
+        table.add_column(header, "wrap")
+    # Details hold image refs and URLs: they fold, or go below the table.
+    table.add_column("detail", "fold")
     for entry in status.ledger:
         table.add_row(str(entry.kind), entry.key, entry.app,
                       ", ".join(f"{k}={v}" for k, v in entry.detail.items()))
@@ -105,7 +110,12 @@ def list_(
             with command_store() as store:
                 running = {lane.name for lane in lanes}
                 gone = [row for row in lane_records(store) if row.name not in running]
-    table = Table("lane", "stage", "apps", "expires / ended (UTC)", "ticket")
+    table = FitTable()
+    for header in ("lane", "stage"):
+        table.add_column(header)
+    for header in ("apps", "expires / ended (UTC)"):
+        table.add_column(header, "wrap")
+    table.add_column("ticket", "fold")
     for lane in lanes:
         table.add_row(lane.name, str(lane.stage), ", ".join(lane.apps),
                       f"{lane.expires_at:%Y-%m-%d %H:%M}", lane.ticket)

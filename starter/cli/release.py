@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.live import Live
-from rich.table import Table
 
 from catalogue.tables import AuditEvent
 from schemas.durations import HISTORY_WINDOW
 from schemas.models import ReleaseOutcome, ReleaseRequest, ReleaseStatus
 from schemas.settings import get_settings
-from starter.cli.console import catalogue_errors, console, fail, open_store
+from starter.cli.console import catalogue_errors, console, fail, open_store, read_token
+from starter.cli.fit import FitTable
 from starter.cli.status_view import render_status
-from starter.service import changes, releases
+from starter.service import changes, releases, tokens
 from starter.service.calendar import change_calendar
 from starter.service.controls import watch
 from starter.service.identity import current_user
@@ -125,12 +126,20 @@ def release(
                           "(default: the release waits until it opens).")] = False,
     break_glass: Annotated[str, typer.Option(
         "--break-glass", metavar="REASON",
-        help="Release through a freeze or outside the windows; needs a second approver, "
-             "and is marked break glass in the audit and notifications.")] = "",
+        help="Release through a freeze or outside the windows; needs your API token with "
+             "the break-glass role (not granted by default: `slipway token create USER "
+             "--role break-glass`) and a second approver, and is marked break glass in the "
+             "audit and notifications.")] = "",
+    token_file: Annotated[Path | None, typer.Option(
+        "--token-file", metavar="PATH", show_default=False, exists=True, dir_okay=False,
+        help="With --break-glass: file holding your API token (default: "
+             "$SLIPWAY_TOKEN).")] = None,
 ) -> None:
     """Release APP on ENV as a durable ReleaseWorkflow (one at a time per environment)."""
     actor = current_user()
     with catalogue_errors():
+        if break_glass:
+            _check_break_glass_role(actor, token_file)
         if change is None:
             request = ReleaseRequest(app=app, env=env, image=image, ref=ref,
                                      version_label=version, requested_by=actor)
@@ -138,6 +147,16 @@ def release(
             request = _change_request(app, env, change, actor, image, ref, version)
         request = request.model_copy(update={"no_wait": no_wait, "break_glass": break_glass})
         asyncio.run(run_release(request, wait))
+
+
+def _check_break_glass_role(actor: str, token_file: Path | None) -> None:
+    """Break glass is for those given the role: the acting user's token must carry it."""
+    store = open_store()
+    try:
+        tokens.caller_with_role(store, read_token(token_file), "break-glass",
+                                "--break-glass", actor)
+    finally:
+        store.engine.dispose()
 
 
 def _change_request(app: str, env: str, change_id: int, actor: str, *given: str | None,
@@ -191,14 +210,16 @@ def history(
         console.print(f"no releases of {app} on {env} yet: slipway release {app} {env}",
                       highlight=False)
         return
-    table = Table()
-    # A succeeded release wrote baseline v<to>; the rest wrote none.
-    table.add_column("release", no_wrap=True)
-    for header in ("state", "versions"):
-        table.add_column(header)
-    table.add_column("image", overflow="fold", ratio=3)
-    for header in ("by / approved", "started", "note"):
-        table.add_column(header)
+    # A succeeded release wrote baseline v<to>; the rest wrote none. On a narrow terminal
+    # the image and the note go below the table, marked on the release's state.
+    table = FitTable(notes_at="state")
+    table.add_column("release")
+    table.add_column("state")
+    table.add_column("versions", "wrap")
+    table.add_column("image", "fold")
+    table.add_column("by / approved", "wrap")
+    table.add_column("started", "wrap")
+    table.add_column("note", "text")
     for row in rows:
         item = row.release
         versions = f"v{item.from_version} → v{item.to_version}"
@@ -228,26 +249,33 @@ def _calendar(since: str, as_json: bool) -> None:
     if not entries:
         console.print(f"no releases in the last {since}", highlight=False)
         return
-    table = Table(title=f"releases in the last {since}, newest first")
-    for header in ("started", "app", "env", "release", "state", "versions", "by / approved"):
-        table.add_column(header, no_wrap=header in ("started", "app", "env"))
-    table.add_column("image", overflow="fold", ratio=2)
+    table = FitTable(f"releases in the last {since}, newest first", notes_at="release")
+    table.add_column("started", "wrap")
+    # As the commands take them: `slipway release history shop prod@local`.
+    table.add_column("app env", "wrap")
+    for header in ("release", "state"):
+        table.add_column(header)
+    for header in ("versions", "by / approved"):
+        table.add_column(header, "wrap")
+    table.add_column("image", "fold")
     for entry in entries:
         versions = f"v{entry.from_version} → v{entry.to_version}" + (
-            " (rollback)" if entry.rollback else "")
+            ", rollback" if entry.rollback else "")
         by = (entry.requested_by or "-") + (f" / {entry.approved_by}"
                                             if entry.approved_by else "")
-        table.add_row(entry.started_at.strftime("%m-%d %H:%M"), entry.app, entry.env,
+        table.add_row(entry.started_at.strftime("%m-%d %H:%M"), f"{entry.app} {entry.env}",
                       str(entry.release_id), entry.state, versions, by, entry.image or "-")
     console.print(table)
 
 
 def _print_refusals(events: list[AuditEvent]) -> None:
     """Refused approvals, controls and API requests: who, what, why, through which door."""
-    table = Table(title="refused")
-    for header in ("at", "who", "what", "door"):
-        table.add_column(header, no_wrap=True)
-    table.add_column("why", overflow="fold", ratio=3)
+    table = FitTable("refused")
+    table.add_column("at", "wrap")
+    table.add_column("who")
+    table.add_column("what", "wrap")
+    table.add_column("door")
+    table.add_column("why", "text")
     for event in events:
         detail = event.detail
         what = detail.get("refused") or f"{detail.get('method', '')} {detail.get('path', '')}"

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from schemas.models import ReleaseStatus
 from starter.cli.analysis import measurement_table
+from starter.cli.fit import FitTable
 from starter.service.releases import ServerView
 
 EVENTS_SHOWN = 8
@@ -105,12 +106,11 @@ def _versions(status: ReleaseStatus) -> Table:
     return table
 
 
-def _analysis(status: ReleaseStatus) -> Table:
+def _analysis(status: ReleaseStatus) -> FitTable:
     """The latest measurement of each metric (``release show`` prints them all)."""
     latest = {item.metric: item for item in status.analysis}
-    table = measurement_table(list(latest.values()))
-    table.title, table.title_justify = "canary analysis (latest per metric)", "left"
-    return table
+    return measurement_table(list(latest.values()), "canary analysis (latest per metric)",
+                             title_justify="left")
 
 
 def _events(status: ReleaseStatus, count: int) -> Group:
@@ -120,7 +120,8 @@ def _events(status: ReleaseStatus, count: int) -> Group:
     title = "events" + (f" (last {len(shown)} of {len(status.events)})" if hidden else "")
     table = Table.grid(padding=(0, 1))
     table.add_column(style="dim", no_wrap=True)
-    table.add_column()
+    # Wraps between words; only a word wider than the screen (an image ref) folds.
+    table.add_column(overflow="fold")
     for event in shown:
         table.add_row(f"{event.at:%H:%M:%S}", event.message)
     return Group(Text(title, style="italic"), table)

@@ -8,18 +8,19 @@ import os
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from catalogue.trains import trains
 from schemas.models import ApprovalInput
 from schemas.settings import get_settings
 from schemas.trains import TrainMemberStatus, TrainRequest, TrainStatus
 from starter.cli.console import catalogue_errors, command_store, console, open_store
+from starter.cli.fit import FitTable
 from starter.service import trains as service
-from starter.service.controls import workflow_proof
+from starter.service.controls import need_token, sign_approval
 from starter.service.identity import check_user, current_user
 from starter.service.temporal_client import connect
-from workflows.train import train_workflow_id
+from starter.service.tokens import hash_token
+from workflows.train import TrainWorkflow, train_workflow_id
 
 train_cli = typer.Typer(no_args_is_help=True)
 
@@ -94,12 +95,20 @@ def train_status(name: NameArg) -> None:
 def _decide(name: str, approve: bool, user: str | None, comment: str) -> None:
     with catalogue_errors():
         who = check_user(user or current_user(), "--as user")
-        proof = workflow_proof(os.environ.get("SLIPWAY_TOKEN", "").strip(), who,
-                               train_workflow_id(name), "approve" if approve else "reject")
+        decision = "approve" if approve else "reject"
+        token = need_token(os.environ.get("SLIPWAY_TOKEN", "").strip(), who, decision)
 
         async def send() -> str:
-            return await service.decide(await connect(get_settings()), name, approve,
-                                        ApprovalInput(user=who, comment=comment, proof=proof))
+            settings = get_settings()
+            client = await connect(settings)
+            # Bound to the run of the train waiting now, its record and members.
+            signed = await sign_approval(client, settings.approval_signing_secret(),
+                                         hash_token(token), who, train_workflow_id(name),
+                                         decision, status_query=TrainWorkflow.status)
+            return await service.decide(client, name, approve,
+                                        ApprovalInput(user=who, comment=comment,
+                                                      proof=signed.proof),
+                                        run_id=signed.run_id)
         console.print(asyncio.run(send()), highlight=False)
 
 
@@ -131,16 +140,20 @@ def train_list() -> None:
     if not found:
         console.print("no trains yet: slipway train create NAME --app A@ENV --app B@ENV")
         return
-    table = Table()
-    for header in ("id", "name", "state", "members", "by / approved", "started"):
-        table.add_column(header)
+    table = FitTable()
+    table.add_column("id")
+    table.add_column("name", "wrap")
+    table.add_column("state")
+    # One member a line: app@env and its versions stay whole, the state may go under them.
+    for header in ("members", "by / approved", "started"):
+        table.add_column(header, "wrap")
     for train in found:
         members = [TrainMemberStatus.model_validate(raw) for raw in train.members]
         table.add_row(str(train.id), train.name + (f" (rollback of #{train.rollback_of})"
                                                    if train.rollback_of else ""),
                       str(train.state), "\n".join(_member_line(m) for m in members),
                       f"{train.requested_by} / {train.approved_by or '-'}",
-                      f"{train.started_at:%Y-%m-%d %H:%M}")
+                      f"{train.started_at:%m-%d %H:%M}")
     console.print(table)
 
 
@@ -153,9 +166,12 @@ def _print(status: TrainStatus) -> None:
     console.print(f"train [bold]{status.app}[/]: {status.stage}"
                   + (f" (waiting for one of {', '.join(status.approvers)})"
                      if status.awaiting == "approval" else ""), highlight=False)
-    table = Table()
-    for header in ("member", "state", "baseline", "rollback", "note"):
+    table = FitTable()
+    for header in ("member", "state"):
         table.add_column(header)
+    table.add_column("baseline", "wrap")
+    table.add_column("rollback")
+    table.add_column("note", "text")
     for member in status.members:
         table.add_row(f"{member.app}@{member.env}", member.state,
                       f"v{member.from_version}" + (f" → v{member.to_version}"

@@ -1,8 +1,9 @@
 """Canary-analysis policies of environments: load, check, set, show, and run one on demand.
 
 A policy is checked as a whole before it is stored (unknown metric, NaN threshold, a query
-Prometheus cannot parse, more intervals than a history holds), so a release never starts
-with one its providers would refuse.
+Prometheus cannot parse, a web URL whose host is not on SLIPWAY_ANALYSIS_WEB_HOSTS or is a
+metadata address, more intervals than a history holds), so a release never starts with one
+its providers would refuse.
 """
 
 from __future__ import annotations
@@ -20,10 +21,18 @@ from catalogue.analysis import measurements_of, policy_of
 from catalogue.releases import env_key
 from catalogue.store import CatalogueError, Store, audit, find_app, find_env, latest_baseline
 from catalogue.tables import Environment, Release
+from integrations.web.hosts import WebHostRefused
 from schemas.analysis import AnalysisPolicy, AnalysisTarget, MeasureInput, Measurement
 from schemas.enums import ReleaseState, Strategy
 from schemas.settings import Settings
 from workflows.steps import analysis_ticks_problem, gray_plan, rolling_plan
+
+
+def _providers(settings: Settings) -> MetricProviders:
+    try:
+        return MetricProviders.from_settings(settings)
+    except WebHostRefused as refused:  # a malformed SLIPWAY_ANALYSIS_WEB_HOSTS entry
+        raise CatalogueError(str(refused)) from None
 
 
 def load_policy(path: Path) -> AnalysisPolicy:
@@ -56,7 +65,7 @@ def check_policy(policy: AnalysisPolicy, env: Environment, app: str,
     target = AnalysisTarget(app=app, env=env.name,
                             env_key=env_key(app, env.env_type, env.cluster),
                             cluster=env.cluster, version=1)
-    if problems := MetricProviders.from_settings(settings).problems(policy, target):
+    if problems := _providers(settings).problems(policy, target):
         raise CatalogueError("bad analysis policy: " + "; ".join(problems))
 
 
@@ -110,7 +119,7 @@ def run_policy(store: Store, app: str, env: str, *, settings: Settings,
                                 env_key=env_key(owner.name, found.env_type, found.cluster),
                                 cluster=found.cluster, version=version,
                                 baseline_version=baseline)
-    providers = MetricProviders.from_settings(settings)
+    providers = _providers(settings)
     names = [metric.name for metric in policy.metrics]
     start = providers.measure(MeasureInput(policy=policy, metrics=[], target=target))
     time.sleep(window_seconds)

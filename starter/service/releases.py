@@ -28,12 +28,20 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from catalogue.freezes import verdict_for
-from catalogue.releases import approval_required, check_break_glass, check_releasable
+from catalogue.releases import (
+    RecentRollbacks,
+    approval_required,
+    check_break_glass,
+    check_old_rollback,
+    check_releasable,
+    recent_rollback,
+)
 from catalogue.store import CatalogueError, Store, find_app, find_env, latest_baseline
+from catalogue.tables import utcnow
 from schemas.freezes import FreezeVerdict
 from schemas.images import check_image_ref
 from schemas.models import ReleaseOutcome, ReleaseRequest, ReleaseStatus
-from schemas.settings import Settings
+from schemas.settings import Settings, get_settings
 from schemas.sources import check_ref
 from workflows import search
 from workflows.release import ReleaseWorkflow, release_workflow_id
@@ -55,11 +63,13 @@ def env_name(store: Store, app: str, env: str) -> str:
         return find_env(session, find_app(session, app), env).name
 
 
-def validate_release(store: Store, request: ReleaseRequest) -> tuple[ReleaseRequest, str]:
+def validate_release(store: Store, request: ReleaseRequest,
+                     rollbacks: RecentRollbacks | None = None) -> tuple[ReleaseRequest, str]:
     """Check the request against the catalogue; return it with the canonical env and a summary.
 
     Everything a person can get wrong is refused here, before anything starts or is written.
     """
+    rule = rollbacks or RecentRollbacks.from_settings(get_settings())
     if request.image and request.ref:
         raise CatalogueError("pass either --image (release an existing image) or --ref "
                              "(build from source), not both")
@@ -74,13 +84,15 @@ def validate_release(store: Store, request: ReleaseRequest) -> tuple[ReleaseRequ
         app = find_app(session, request.app)
         check_releasable(app)
         env = find_env(session, app, request.env)
-        if approval_required(app, env, request) and not app.approvers:
+        recent = recent_rollback(session, env, request, utcnow(), rule)
+        if approval_required(app, env, request, recent_rollback=recent) and not app.approvers:
             raise CatalogueError(f"releases of {app.name} on {env.name} need approval, but "
                                  f"{app.name} has no approvers")
         if not request.image and not app.source and request.rollback_to is None:
             raise CatalogueError(f"application {app.name!r} has no build source: pass --image "
                                  "REF, or register it with --source DIR")
         check_break_glass(app, env, request)
+        check_old_rollback(app, env, request, recent, rule)
         current = latest_baseline(session, env.id or 0)
     if request.no_wait and not request.break_glass:
         verdict = check_open(store, env.name)
@@ -94,6 +106,44 @@ def validate_release(store: Store, request: ReleaseRequest) -> tuple[ReleaseRequ
     what = request.image or f"build of {app.source}" + (f" at {request.ref}" if request.ref else "")
     summary = f"{app.name}@{env.name} v{version} → {what}"
     return request.model_copy(update={"env": env.name}), summary
+
+
+def needs_approval(store: Store, request: ReleaseRequest,
+                   rollbacks: RecentRollbacks | None = None) -> bool:
+    """Whether the release ``request`` asks for will wait for an approver."""
+    rule = rollbacks or RecentRollbacks.from_settings(get_settings())
+    with store.session() as session:
+        app = find_app(session, request.app)
+        env = find_env(session, app, request.env)
+        recent = recent_rollback(session, env, request, utcnow(), rule)
+        return approval_required(app, env, request, recent_rollback=recent)
+
+
+def rollback_notice(store: Store, request: ReleaseRequest,
+                    rollbacks: RecentRollbacks | None = None) -> str:
+    """What a rollback goes through, in one line for the person asking for it."""
+    rule = rollbacks or RecentRollbacks.from_settings(get_settings())
+    with store.session() as session:
+        app = find_app(session, request.app)
+        env = find_env(session, app, request.env)
+        recent = recent_rollback(session, env, request, utcnow(), rule)
+        needs_approval = approval_required(app, env, request, recent_rollback=recent)
+    approvers = ", ".join(app.approvers) or "none"
+    if request.rollback_to is None:
+        return (f"rollback --image releases {request.image} like any release: "
+                + (f"it waits for an approver ({approvers}), " if needs_approval
+                   else f"it needs no approver ({env.name}'s approval policy: "
+                        f"{env.approval}), ")
+                + "is judged by the canary analysis and waits out freezes. The emergency "
+                  "path is a rollback to a recent baseline: `slipway rollback "
+                  f"{app.name} {env.name} --to N`")
+    if recent:
+        return (f"v{request.rollback_to} is a recent baseline ({rule.describe()}): an "
+                "emergency rollback, freezes do not hold it"
+                + (f"; {env.name}'s policy asks for an approver ({approvers})"
+                   if needs_approval else ""))
+    return (f"v{request.rollback_to} is not a recent baseline ({rule.describe()}): the "
+            f"rollback waits for an approver other than you ({approvers})")
 
 
 def check_open(store: Store, env: str) -> FreezeVerdict:

@@ -11,6 +11,7 @@ from sqlmodel import select
 from catalogue.store import CatalogueError, Store, audit
 from catalogue.tables import utcnow
 from catalogue.tokens import DEFAULT_ROLES, ROLES, ApiToken
+from schemas.identities import same_person
 from starter.service.identity import check_user
 
 TOKEN_PREFIX = "slw_"
@@ -26,7 +27,9 @@ class Caller:
 
     user: str
     token: str  # the token's name, never its value
-    hash: str  # its SHA-256: the key approval proofs are signed with
+    # Its SHA-256: combined with the approval signing secret (which the catalogue does not
+    # hold), the key approval proofs are signed with (schemas.approvals.proof_key).
+    hash: str
     roles: frozenset[str]
 
 
@@ -87,6 +90,35 @@ def caller_for_token(store: Store, token: str) -> Caller | None:
         row = session.exec(select(ApiToken).where(
             ApiToken.hash == digest, ApiToken.revoked == False)).first()  # noqa: E712
     return Caller(row.user, row.name, digest, row.role_set()) if row else None
+
+
+def caller_with_role(store: Store, token: str, role: str, what: str, acting_as: str,
+                     ) -> Caller:
+    """The caller behind ``token`` (the CLI's SLIPWAY_TOKEN or --token-file) when it is
+    active, carries ``role`` and acts as ``acting_as``; else CatalogueError saying how to get
+    one, recorded as a ``cli.refused`` audit event (never with the token)."""
+    how = (f"an admin creates one with `slipway token create {acting_as} --role {role}` "
+           f"(add --name {acting_as}-{role} when {acting_as} has a token already)")
+    caller = caller_for_token(store, token) if token else None
+    if not token:
+        reason = (f"{what} needs an API token with the {role} role in SLIPWAY_TOKEN or "
+                  f"--token-file: {how}")
+    elif caller is None:
+        reason = (f"{what} needs an API token with the {role} role; the one given is unknown "
+                  f"or revoked: {how}")
+    elif role not in caller.roles:
+        reason = (f"{what} needs the {role} role; token {caller.token} of {caller.user} has "
+                  f"{', '.join(sorted(caller.roles)) or 'none'}: {how}")
+    elif not same_person(caller.user, acting_as):
+        reason = (f"{what}: the token given acts as {caller.user}, but you act as "
+                  f"{acting_as} (SLIPWAY_USER): use your own token, or set SLIPWAY_USER")
+    else:
+        return caller
+    with store.session() as session:
+        audit(session, "cli.refused", actor=acting_as, refused=what, role=role,
+              reason=reason, door="cli")
+        session.commit()
+    raise CatalogueError(reason)
 
 
 def user_for_token(store: Store, token: str) -> str | None:

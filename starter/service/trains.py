@@ -9,10 +9,11 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from catalogue.releases import RecentRollbacks
 from catalogue.store import CatalogueError, Store
 from catalogue.trains import check_train, rollback_request
 from schemas.models import ApprovalInput
-from schemas.settings import Settings
+from schemas.settings import Settings, get_settings
 from schemas.trains import TrainMember, TrainOutcome, TrainRequest, TrainStatus, chained
 from starter.service.temporal_client import update_refusal
 from starter.service.validation import refusal
@@ -70,7 +71,7 @@ def train_request(store: Store, name: str, apps: list[str], order: str, after: l
 
 def train_rollback(store: Store, name: str, requested_by: str) -> TrainRequest:
     request = rollback_request(store, name, requested_by)
-    check_train(store, request)
+    check_train(store, request, RecentRollbacks.from_settings(get_settings()))
     return request
 
 
@@ -101,8 +102,11 @@ async def train_status(client: Client, name: str) -> TrainStatus:
         raise CatalogueError(f"cannot read train {name}: {error.message}") from error
 
 
-async def decide(client: Client, name: str, approve: bool, data: ApprovalInput) -> str:
-    handle = client.get_workflow_handle(train_workflow_id(name))
+async def decide(client: Client, name: str, approve: bool, data: ApprovalInput,
+                 run_id: str = "") -> str:
+    """Send the train's approve/reject Update, to run ``run_id`` (the one its proof is bound
+    to) when given."""
+    handle = client.get_workflow_handle(train_workflow_id(name), run_id=run_id or None)
     update = TrainWorkflow.approve if approve else TrainWorkflow.reject
     try:
         answer: str = await handle.execute_update(update, data)

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlmodel import col, select
 
 from catalogue.lanes import record_lane
-from catalogue.releases import env_values, finish_release, note_approval, open_release
+from catalogue.releases import (
+    RecentRollbacks,
+    env_values,
+    finish_release,
+    note_approval,
+    open_release,
+)
 from catalogue.store import CatalogueError, Store
-from catalogue.tables import AuditEvent, Environment
-from schemas.enums import ReleaseState, Strategy
+from catalogue.tables import Application, AuditEvent, Baseline, Environment, Release
+from schemas.enums import ApprovalPolicy, ReleaseState, Strategy
 from schemas.lanes import LaneRecordInput, LaneStage
 from schemas.models import (
     FinishReleaseInput,
@@ -152,3 +159,99 @@ def test_a_rollback_to_a_recent_baseline_is_fast_unless_gradual_or_recreate(
     assert not _rollback(store, "run-5", window=3600, gradual=True).fast_rollback
     assert not _rollback(store, "run-6", window=0).fast_rollback  # replaced too long ago
     assert _open(store, "run-7").analysis is not None  # a release is
+
+
+# ---------------------------------------------------------------- which rollbacks are recent
+
+
+def _released(store: Store, versions: int, app: str = "pay", env: str = "prod@local") -> None:
+    """Baselines v1..v<versions> of APP on ENV, as finished releases write them."""
+    for number in range(1, versions + 1):
+        request = ReleaseRequest(app=app, env=env, image=f"slipway/{app}:{number}",
+                                 requested_by="dev")
+        plan = open_release(store, PrepareReleaseInput(
+            request=request, workflow_id=f"release:{app}", run_id=f"{app}-{number}"),
+            drain_timeout_seconds=5, progress_deadline_seconds=30)
+        finish_release(store, FinishReleaseInput(
+            release_id=plan.release_id, state=ReleaseState.SUCCEEDED,
+            image=ImageSpec(image=f"slipway/{app}:{number}", digest=f"sha256:{number}")))
+
+
+def _plan(store: Store, run: str, requested_by: str = "dev", **request: object) -> ReleasePlan:
+    return open_release(store, PrepareReleaseInput(
+        request=ReleaseRequest(app="pay", env="prod@local", requested_by=requested_by,
+                               **request),  # type: ignore[arg-type]
+        workflow_id="release:pay", run_id=run),
+        drain_timeout_seconds=5, progress_deadline_seconds=30,
+        rollbacks=RecentRollbacks(baselines=3, seconds=3600))
+
+
+@pytest.fixture
+def pay(store: Store) -> Store:
+    """pay: core, approvers dev and lead, prod@local gray with an analysis policy (approval
+    none, so only what the rollback rules add asks for approval); baselines v1..v5."""
+    ok("app register pay --ready --tier core --approver dev --approver lead")
+    ok("env add pay prod --strategy gray --replicas 4 --approval none")
+    with store.session() as session:
+        env = session.exec(select(Environment).where(Environment.env_type == "prod")).one()
+        env.analysis = {"metrics": [{"name": "errors", "query": "error_rate", "max": 0.1}]}
+        session.add(env)
+        session.commit()
+    _released(store, 5)
+    return store
+
+
+def test_rollback_image_is_a_release_approved_by_policy_and_analysed(pay: Store) -> None:
+    image: dict[str, object] = {"image": "slipway/pay:hotfix", "rollback": True}
+    plan = _plan(pay, "image-1", "dev", **image)
+    assert plan.analysis is not None  # the canary is judged like any release's
+    assert not plan.fast_rollback and not plan.rollback_recent
+    assert not plan.approval_required  # prod@local's policy is none
+    with pay.session() as session:
+        env = session.exec(select(Environment).where(Environment.env_type == "prod")).one()
+        env.approval = ApprovalPolicy.AUTO  # core in prod: auto asks
+        session.add(env)
+        session.commit()
+    assert _plan(pay, "image-2", "dev", **image).approval_required  # before: rollbacks were exempt
+
+
+def test_a_rollback_to_a_recent_baseline_stays_fast_without_approval(pay: Store) -> None:
+    plan = _plan(pay, "recent", rollback_to=2)  # v3, v4, v5 came after it: the last three
+    assert plan.rollback_recent and plan.fast_rollback
+    assert not plan.approval_required and plan.analysis is None
+
+
+def test_a_rollback_to_an_old_baseline_needs_approval_whatever_the_policy(pay: Store) -> None:
+    plan = _plan(pay, "old", rollback_to=1)  # four baselines came after v1
+    assert plan.approval_required  # although prod@local's policy is none
+    assert not plan.rollback_recent and not plan.fast_rollback
+    with pay.session() as session:
+        started = session.exec(select(AuditEvent).where(
+            AuditEvent.action == "release.started")).all()[-1]
+    assert started.detail["recent_rollback"] is False
+    # Replaced too long ago counts as old too, however few came after it.
+    with pay.session() as session:
+        newest = session.exec(select(Baseline).where(Baseline.version == 5)).one()
+        newest.created_at = newest.created_at - timedelta(hours=2)
+        session.add(newest)
+        session.commit()
+    assert _plan(pay, "aged", rollback_to=4).approval_required
+    assert not _plan(pay, "aged-2", rollback_to=4, gradual=True).rollback_recent
+
+
+def test_an_old_rollback_with_no_second_approver_is_refused_before_anything_is_written(
+        pay: Store) -> None:
+    with pay.session() as session:
+        app = session.exec(select(Application).where(Application.name == "pay")).one()
+        app.approvers = ["dev"]
+        session.add(app)
+        session.commit()
+        before = len(session.exec(select(Release)).all())
+    with pytest.raises(CatalogueError) as refused:
+        _plan(pay, "alone", rollback_to=1)
+    assert ("a rollback of pay@prod@local to v1 needs approval: it is not one of the last 3 "
+            "baselines before the current, replaced less than 1h ago") in str(refused.value)
+    assert "no approver besides dev" in str(refused.value)
+    with pay.session() as session:
+        assert len(session.exec(select(Release)).all()) == before
+    assert _plan(pay, "alone-recent", rollback_to=3).rollback_recent  # recent: no approver

@@ -3,11 +3,11 @@
 Known credential values go through a real run: the registry's htpasswd password (images
 pushed to and pulled from the real docker-registry), the notifier's webhook token (a
 local receiver of notifications), the GitLab and registry webhook secrets (hooks delivered to
-the receiver), an approver's API token (an approval through the receiver, one signed by the
-CLI's path), an environment variable marked secret (``${credential:…}``), and the Jenkins
-and GitLab tokens (builds on the CI fakes, which speak those servers' HTTP APIs). The run: a
-release with approval, a second one, a rollback, two releases built on CI, and a lane
-created, pushed to (built on its Jenkins job) and deleted.
+the receiver), an approver's API token and the approval signing secret (an approval through
+the receiver, two signed by the CLI's path), an environment variable marked secret
+(``${credential:…}``), and the Jenkins and GitLab tokens (builds on the CI fakes, which speak
+those servers' HTTP APIs). The run: a release with approval, a second one, a rollback, two
+releases built on CI, and a lane created, pushed to (built on its Jenkins job) and deleted.
 Then every workflow history of the run's task queue (with its search attributes and memo),
 every log line of the worker and of the receiver, every catalogue row and every file in the
 state directory is scanned: zero hits.
@@ -67,6 +67,7 @@ REGISTRY_HOOK_SECRET = "registry-hook-9c4e1a7b"
 DB_PASSWORD = "db-pass-3e8f2a6d"
 JENKINS_TOKEN = "jenkins-api-1d7c5e9a"
 GITLAB_TOKEN = "glpat-scan-8b3f6a2c"
+SIGNING_SECRET = "approval-signing-4a6e2c8f"
 CI_BUILT = {"vaultj": "jenkins", "vaultg": "gitlab"}  # apps built by the CI fakes
 
 
@@ -175,7 +176,7 @@ async def test_no_secret_reaches_history_logs_or_the_catalogue(
         **settings.credentials, "notify": SecretStr(NOTIFY_TOKEN),
         "gitlab-hook": SecretStr(GITLAB_SECRET), "registry-hook": SecretStr(REGISTRY_HOOK_SECRET),
         "vault-db": SecretStr(DB_PASSWORD), "jenkins": SecretStr(f"slipway:{JENKINS_TOKEN}"),
-        "gitlab": SecretStr(GITLAB_TOKEN)}})
+        "gitlab": SecretStr(GITLAB_TOKEN), "approval-signing": SecretStr(SIGNING_SECRET)}})
     jenkins = stack.enter_context(running_jenkins())
     gitlab_fake = stack.enter_context(running_gitlab())
     for app in CI_BUILT:
@@ -198,7 +199,8 @@ async def test_no_secret_reaches_history_logs_or_the_catalogue(
     secrets = {"registry password": registry_server.password, "notifier token": NOTIFY_TOKEN,
                "gitlab hook secret": GITLAB_SECRET, "registry hook secret": REGISTRY_HOOK_SECRET,
                "env var marked secret": DB_PASSWORD, "lead's API token": lead_token,
-               "Jenkins API token": JENKINS_TOKEN, "GitLab token": GITLAB_TOKEN}
+               "Jenkins API token": JENKINS_TOKEN, "GitLab token": GITLAB_TOKEN,
+               "approval signing secret": SIGNING_SECRET}
 
     api = create_app(settings, ReceiverSettings(), store)
     api.dependency_overrides[get_client] = lambda: temporal.client
@@ -264,9 +266,11 @@ async def test_no_secret_reaches_history_logs_or_the_catalogue(
                 second = (await start_release(temporal.client, settings, request,
                                               summary)).handle
                 await wait_for_approval(second)
-                proof = approval_proof(lead_token, "lead", APP, "prod@local", "approve")
+                signed = await approval_proof(temporal.client, SIGNING_SECRET, lead_token,
+                                              "lead", APP, "prod@local", "approve")
                 await send_update(temporal.client, APP, "prod@local", "approve",
-                                  control_input("approve", "lead", "", proof), store)
+                                  control_input("approve", "lead", "", signed.proof), store,
+                                  run_id=signed.run_id)
                 assert await released(second) == 2
 
                 # A rollback to v1, approved again.
@@ -275,9 +279,11 @@ async def test_no_secret_reaches_history_logs_or_the_catalogue(
                 rollback = (await start_release(temporal.client, settings, request,
                                                 summary)).handle
                 await wait_for_approval(rollback)
-                proof = approval_proof(lead_token, "lead", APP, "prod@local", "approve")
+                signed = await approval_proof(temporal.client, SIGNING_SECRET, lead_token,
+                                              "lead", APP, "prod@local", "approve")
                 await send_update(temporal.client, APP, "prod@local", "approve",
-                                  control_input("approve", "lead", "", proof), store)
+                                  control_input("approve", "lead", "", signed.proof), store,
+                                  run_id=signed.run_id)
                 assert await released(rollback) == 3
 
                 # A lane: the app's test build, a push built from a commit, then deleted.

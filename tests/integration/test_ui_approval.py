@@ -238,7 +238,9 @@ async def test_a_lead_approves_from_the_web_ui_and_the_requesters_own_token_is_r
     assert await asyncio.to_thread(details)
 
     # ana requested the release: her own token is refused, and the UI says why.
-    own = approval_proof(ana_token, "ana", APP, ENV, "approve", via="signal")
+    secret = settings.approval_signing_secret()  # the worker's, shared through the state dir
+    own = (await approval_proof(temporal.client, secret, ana_token, "ana", APP, ENV, "approve",
+                                via="signal")).proof
 
     def signal_own() -> bool:
         send_signal(browser, run, "approve",
@@ -254,7 +256,8 @@ async def test_a_lead_approves_from_the_web_ui_and_the_requesters_own_token_is_r
                for event in status.events)
 
     # lead's token: the release rolls out on the real engine.
-    valid = approval_proof(lead_token, "lead", APP, ENV, "approve", via="signal")
+    valid = (await approval_proof(temporal.client, secret, lead_token, "lead", APP, ENV,
+                                  "approve", via="signal")).proof
 
     def signal_lead() -> None:
         send_signal(browser, run, "approve",

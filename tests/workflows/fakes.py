@@ -28,7 +28,16 @@ from schemas.analysis import (
     MeasureResult,
     Verdict,
 )
-from schemas.approvals import Decision, Door, TokenKey, sign_proof, verify_proof
+from schemas.approvals import (
+    ApprovalSubject,
+    Decision,
+    Door,
+    TokenKey,
+    release_subject,
+    sign_proof,
+    train_subject,
+    verify_proof,
+)
 from schemas.enums import ReleaseState, Strategy
 from schemas.freezes import FreezeCheckInput, FreezeRule, FreezeVerdict, gate
 from schemas.models import (
@@ -65,14 +74,44 @@ from workflows.train import TrainWorkflow
 
 # Every approver of the fake worlds has a token (the clear values only tests know).
 TOKENS = {user: f"slw_test_{user}" for user in ("lead", "ana", "bob", "mallory", "sre")}
+# The approval signing secret of the fake worlds (the worker's, the receiver's, the CLI's).
+SIGNING_SECRET = "test-approval-signing-secret"
+
+
+@dataclass
+class Bound:
+    """What a workflow's approval is bound to, as the fake activities saw it: its run, and
+    (a release) its change and target image, (a train) the whole subject."""
+
+    run_id: str
+    change_id: int | None = None
+    image: ImageSpec | None = None
+    subject: ApprovalSubject | None = None
+
+
+# Workflow id → what its latest run's approval is bound to (filled in by the fakes).
+BOUND: dict[str, Bound] = {}
+
+
+def subject_of(workflow_id: str) -> ApprovalSubject:
+    """The subject the workflow ``workflow_id`` (its latest run) asks approval for: what
+    ``status.approval`` says once it waits, computed as the workflow computes it."""
+    bound = BOUND.get(workflow_id, Bound(run_id=""))
+    if bound.subject is not None:
+        return bound.subject
+    image = bound.image or ImageSpec(image="")
+    return release_subject(workflow_id, bound.run_id, image.image, image.digest,
+                           bound.change_id)
 
 
 def signed(handle: WorkflowHandle[Any, Any], user: str, decision: Decision = "approve",
-           comment: str = "", token: str | None = None, via: Door = "cli") -> ApprovalInput:
-    """An approval (or rejection) of ``handle``'s release by ``user``, with a proof signed by
-    ``token`` (default: the user's own test token)."""
-    proof = sign_proof(hash_token(token or TOKENS[user]), user, handle.id, decision, via,
-                       time.time())
+           comment: str = "", token: str | None = None, via: Door = "cli",
+           secret: str = SIGNING_SECRET) -> ApprovalInput:
+    """An approval (or rejection) of ``handle``'s release (or train) by ``user``, with a proof
+    for the run waiting now and what it carries, signed by ``token`` (default: the user's own
+    test token) and ``secret``."""
+    proof = sign_proof(secret, hash_token(token or TOKENS[user]), user, subject_of(handle.id),
+                       decision, via, time.time())
     return ApprovalInput(user=user, comment=comment, proof=proof)
 
 
@@ -117,12 +156,16 @@ class FakeWorld:
     bad_policy: str = ""
     measured: list[MeasureInput] = field(default_factory=list)
     fast_rollback: bool = False
+    # A rollback to a baseline is to a recent one (prepare's verdict); an older one needs
+    # approval whatever the policy.
+    rollback_recent: bool = True
     # Freezes and deploy windows check_freeze judges by (at the server's, possibly skipped,
     # time); the times each rollout activity was scheduled at.
     freezes: list[FreezeRule] = field(default_factory=list)
-    # Approval links: the secret verify_approval checks them with, and the maker the fake
-    # notifier uses (as the real notify activity does); messages keeps title and text.
-    link_secret: str = ""
+    # The approval signing secret verify_approval checks proofs with; approval links: the
+    # maker the fake notifier uses (as the real notify activity does); messages keeps title
+    # and text.
+    signing_secret: str = SIGNING_SECRET
     links: ApprovalLinks | None = None
     messages: list[str] = field(default_factory=list)
     # Release trains: apps whose new version fails its health checks, and closed trains.
@@ -161,12 +204,16 @@ class FakeWorld:
         async def prepare_train(data: PrepareTrainInput) -> TrainPlan:
             world.calls.append(f"prepare train {data.request.name}")
             env = "prod@local"
-            return TrainPlan(train_id=3, approval_required=world.approval_required,
+            plan = TrainPlan(train_id=3, approval_required=world.approval_required,
                              approvers=world.approvers, members=[
                                  TrainMemberPlan(app=m.app, env=env,
                                                  from_version=world.current_version,
                                                  workflow_id=f"release:{m.app}:{env}")
                                  for m in data.request.members])
+            BOUND[data.workflow_id] = Bound(run_id=data.run_id, subject=train_subject(
+                data.workflow_id, data.run_id, plan.train_id,
+                [f"{m.app}@{m.env}" for m in plan.members]))
+            return plan
 
         @activity.defn(name="finish_train")
         async def finish_train(data: FinishTrainInput) -> int:
@@ -181,6 +228,8 @@ class FakeWorld:
             if data.request.rollback_to is not None:
                 target = ImageSpec(image=f"slipway/shop:v{data.request.rollback_to}",
                                    digest=f"sha256:v{data.request.rollback_to}")
+            BOUND[data.workflow_id] = Bound(run_id=data.run_id, change_id=data.request.change_id,
+                                            image=target if target and target.digest else None)
             return ReleasePlan(
                 release_id=7, app=data.request.app, env=data.request.env, env_key="shop-prod",
                 lb_port=18080, cluster="local", strategy=world.strategy,
@@ -190,19 +239,26 @@ class FakeWorld:
                 current_replicas=world.replicas if current else 0,
                 target=target, gray_steps=world.gray_steps, stable_seconds=world.stable_seconds,
                 approval_required=((world.approval_required and data.request.train_id is None)
-                                   or bool(data.request.break_glass)),
+                                   or bool(data.request.break_glass)
+                                   or (data.request.rollback_to is not None
+                                       and not world.rollback_recent)),
                 approvers=world.approvers,
                 requested_by=data.request.requested_by, rollback_to=data.request.rollback_to,
                 approval_timeout_seconds=86400,
-                analysis=None if data.request.is_rollback else world.analysis,
-                fast_rollback=world.fast_rollback and data.request.rollback_to is not None,
+                analysis=None if data.request.rollback_to is not None else world.analysis,
+                fast_rollback=(world.fast_rollback and data.request.rollback_to is not None
+                               and world.rollback_recent),
+                rollback_recent=data.request.rollback_to is not None and world.rollback_recent,
                 break_glass=data.request.break_glass, no_wait=data.request.no_wait,
             )
 
         @activity.defn(name="build_image")
         async def build_image(data: BuildInput) -> ImageSpec:
             world.calls.append(f"build {data.version_label}")
-            return ImageSpec(image=f"slipway/{data.app}:{data.version_label}", digest="sha256:new")
+            built = ImageSpec(image=f"slipway/{data.app}:{data.version_label}",
+                              digest="sha256:new")
+            BOUND.setdefault(activity.info().workflow_id or "", Bound(run_id="")).image = built
+            return built
 
         @activity.defn(name="record_build")
         async def record_build(data: RecordBuildInput) -> int:
@@ -212,7 +268,9 @@ class FakeWorld:
         @activity.defn(name="resolve_image")
         async def resolve_image(data: ResolveImageInput) -> ImageSpec:
             world.calls.append(f"resolve {data.image}")
-            return ImageSpec(image=data.image, digest="sha256:given")
+            resolved = ImageSpec(image=data.image, digest="sha256:given")
+            BOUND.setdefault(activity.info().workflow_id or "", Bound(run_id="")).image = resolved
+            return resolved
 
         @activity.defn(name="ensure_frontend")
         async def ensure_frontend(data: EnsureFrontendInput) -> None:
@@ -318,13 +376,18 @@ class FakeWorld:
 
         @activity.defn(name="verify_approval")
         async def verify_approval(data: VerifyApprovalInput) -> ApprovalVerdict:
-            if world.store is not None:
-                return check_approval(world.store, data, time.time(), world.link_secret)
+            info = activity.info()
+            if world.store is not None:  # the real check, on a real catalogue
+                return check_approval(world.store, data, time.time(), world.signing_secret,
+                                      used_by=f"{info.workflow_id}/{info.workflow_run_id}/"
+                                              f"{info.activity_id}")
             keys = [TokenKey(user, user, hash_token(token), frozenset(ROLES))
                     for user, token in TOKENS.items()]
             decision: Decision = "reject" if data.decision == "reject" else "approve"
-            check = verify_proof(data.proof, data.user, data.release, decision, time.time(),
-                                 keys, set(data.used_nonces))
+            if data.subject is None:
+                return ApprovalVerdict(ok=False, reason="no subject")
+            check = verify_proof(data.proof, data.user, data.subject, decision, time.time(),
+                                 keys, set(data.used_nonces), world.signing_secret)
             return ApprovalVerdict(ok=check.ok, reason=check.reason, via=check.via,
                                    token=check.token, nonce=check.nonce)
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
+from schemas.analysis import AnalysisPolicy, Metric
 from schemas.enums import ReleaseState, Strategy
 from schemas.freezes import FreezeNotice, FreezeRule, RuleKind
 from schemas.models import ControlInput, ReleaseRequest
-from tests.workflows.fakes import FakeWorld, signed, start, wait_for, worker
+from tests.workflows.fakes import FakeWorld, run_release, signed, start, wait_for, worker
 from workflows.release import ReleaseWorkflow
 
 REQUEST = ReleaseRequest(app="shop", env="prod@local", image="slipway/shop:v2",
@@ -127,3 +128,80 @@ async def test_an_incident_freeze_holds_a_gray_release_at_its_next_step_until_li
     assert outcome.state == ReleaseState.SUCCEEDED
     assert len(started) == 1  # step 2 waited for the thaw
     assert len([call for call in world.calls if call.startswith("start")]) > 1
+
+
+# ---------------------------------------------------------------- rollbacks and freezes
+
+
+def _incident(now: datetime) -> list[FreezeRule]:
+    return [FreezeRule(id=5, scope="prod", reason="incident 42", starts_at=now, incident=True,
+                       created_by="sre")]
+
+
+async def test_a_rollback_to_a_recent_baseline_stays_fast_and_passes_a_freeze(
+    env: WorkflowEnvironment,
+) -> None:
+    world = FakeWorld(current_version=2, versions=[2], strategy=Strategy.GRAY, replicas=4,
+                      stable_seconds=60, fast_rollback=True,
+                      freezes=_incident(await env.get_current_time()))
+    status, outcome = await run_release(env, world, ReleaseRequest(
+        app="shop", env="prod@local", rollback_to=1, requested_by="ana"))
+    assert outcome.state == ReleaseState.SUCCEEDED
+    assert status.steps == 1  # the switch: one step, no stable waits
+    assert [call for call in world.calls if call.startswith("start")] == [
+        "start v3 sha256:v1 x4"]
+    assert world.approvals == []  # an emergency undo waits for nobody
+    assert any("a rollback to recent baseline v1: freezes and windows do not hold it"
+               in e.message for e in status.events)
+
+
+async def test_a_rollback_to_an_old_baseline_waits_for_a_second_person(
+    env: WorkflowEnvironment,
+) -> None:
+    world = FakeWorld(current_version=5, versions=[5], strategy=Strategy.GRAY, replicas=4,
+                      fast_rollback=True, rollback_recent=False,
+                      freezes=_incident(await env.get_current_time()))
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start(env, world, ReleaseRequest(
+            app="shop", env="prod@local", rollback_to=1, requested_by="ana"), queue)
+        await wait_for(handle, lambda s: s.awaiting == "approval")
+        assert not any(call.startswith("start") for call in world.calls)
+        with pytest.raises(WorkflowUpdateFailedError) as own:
+            await handle.execute_update(ReleaseWorkflow.approve, signed(handle, "ana"))
+        assert "four eyes" in str(own.value.cause)
+        await handle.execute_update(ReleaseWorkflow.approve, signed(handle, "lead"))
+        outcome = await handle.result()
+        status = await handle.query(ReleaseWorkflow.status)
+    assert outcome.state == ReleaseState.SUCCEEDED
+    assert world.approvals == ["awaiting", "lead"]
+    assert status.steps > 1  # not the fast switch: the environment's steps
+    assert any("an approved rollback to baseline v1: freezes and windows do not hold it"
+               in e.message for e in status.events)
+
+
+async def test_rollback_image_is_a_release_approved_analysed_and_held_by_a_freeze(
+    env: WorkflowEnvironment,
+) -> None:
+    now = await env.get_current_time()
+    ends = now + timedelta(hours=2)
+    policy = AnalysisPolicy(metrics=[Metric(name="errors", query="error_rate", max=0.05)])
+    world = FakeWorld(current_version=1, versions=[1], strategy=Strategy.GRAY, replicas=4,
+                      stable_seconds=10, analysis=policy, approval_required=True,
+                      fast_rollback=True, freezes=[FreezeRule(
+                          id=6, scope="prod", reason="promotion", starts_at=now,
+                          ends_at=ends)])
+    request = ReleaseRequest(app="shop", env="prod@local", image="slipway/shop:hotfix",
+                             rollback=True, requested_by="ana")
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start(env, world, request, queue)
+        await wait_for(handle, lambda s: s.awaiting == "approval")
+        await handle.execute_update(ReleaseWorkflow.approve, signed(handle, "lead"))
+        status = await wait_for(handle, lambda s: s.stage == "frozen")
+        assert "promotion" in status.frozen
+        outcome = await handle.result()
+    assert outcome.state == ReleaseState.SUCCEEDED
+    assert "check analysis" in world.calls
+    assert [m for m in world.measured if m.metrics]  # the canary was judged
+    assert world.scheduled["start v2"] >= ends  # waited out the freeze

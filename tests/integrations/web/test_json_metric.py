@@ -17,9 +17,11 @@ def test_numbers_at_dotted_paths_through_objects_and_lists() -> None:
 @pytest.mark.parametrize(("field", "message"), [
     ("data.missing", "no field 'data.missing' (missing at 'missing')"),
     ("data.checks.5", "missing at '5'"),
-    ("data.name", "holds 'shop', not a number"),
+    ("data.name", "field 'data.name' holds a text: not a number"),
+    ("data", "holds an object: not a number"),
 ])
 def test_a_field_that_is_not_a_number_is_an_error_naming_it(field: str, message: str) -> None:
     with pytest.raises(WebMetricError) as error:
         number_at({"data": {"checks": [], "name": "shop"}}, field)
     assert message in str(error.value)
+    assert "shop" not in str(error.value)  # what the endpoint answered is never echoed

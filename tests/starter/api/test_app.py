@@ -75,15 +75,23 @@ def register(store: Store, approvers: list[str] | None = None,
     return name
 
 
-def settings(tmp_path: Path, queue: str) -> Settings:
+# The pushes of these tests come from GitLab account "dev", Slipway user dev.
+IDENTITIES = {"gitlab:dev": "dev"}
+
+
+def settings(tmp_path: Path, queue: str,
+             identities: dict[str, str] | None = None) -> Settings:
     return Settings(state_dir=tmp_path, task_queue=queue,
+                    identities=IDENTITIES if identities is None else identities,
                     credentials={"gitlab-hook": SecretStr(GITLAB_SECRET),
                                  "registry-hook": SecretStr(REGISTRY_SECRET)})
 
 
 def receiver(env: WorkflowEnvironment, store: Store, tmp_path: Path, queue: str = "unused",
-             rules: list[HookRule] | None = None) -> httpx.AsyncClient:
-    api = create_app(settings(tmp_path, queue), ReceiverSettings(hook_rules=rules or []), store)
+             rules: list[HookRule] | None = None,
+             identities: dict[str, str] | None = None) -> httpx.AsyncClient:
+    api = create_app(settings(tmp_path, queue, identities),
+                     ReceiverSettings(hook_rules=rules or []), store)
     api.dependency_overrides[get_client] = lambda: env.client
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://receiver")
 
@@ -95,7 +103,8 @@ def bearer(token: str) -> dict[str, str]:
 async def test_approval_tokens_and_the_validator_decide(env: WorkflowEnvironment, store: Store,
                                                         tmp_path: Path) -> None:
     app = register(store)
-    world = FakeWorld(current_version=1, versions=[1], approval_required=True, store=store)
+    world = FakeWorld(current_version=1, versions=[1], approval_required=True, store=store,
+                      signing_secret=settings(tmp_path, "unused").approval_signing_secret())
     _, lead = create_token(store, "lead")
     _, mallory = create_token(store, "mallory")
     _, ana = create_token(store, "ana")
@@ -170,7 +179,8 @@ async def test_approval_tokens_and_the_validator_decide(env: WorkflowEnvironment
 async def test_reject_ends_the_release(env: WorkflowEnvironment, store: Store,
                                        tmp_path: Path) -> None:
     app = register(store)
-    world = FakeWorld(current_version=1, versions=[1], approval_required=True, store=store)
+    world = FakeWorld(current_version=1, versions=[1], approval_required=True, store=store,
+                      signing_secret=settings(tmp_path, "unused").approval_signing_secret())
     _, lead = create_token(store, "lead")
     runner, queue = worker(env, world)
     async with runner, receiver(env, store, tmp_path) as http:
@@ -227,7 +237,7 @@ async def test_tag_push_releases_once(env: WorkflowEnvironment, store: Store,
         [change] = changes_of(store, app)
         assert started["change_id"] == str(change.id)
         assert (change.kind, change.ref, change.note, change.requested_by) == (
-            ChangeKind.CODE, "v1.2.0", "tag v1.2.0 pushed by dev", "gitlab:dev")
+            ChangeKind.CODE, "v1.2.0", "tag v1.2.0 pushed by dev", "dev")
         # The fake activities don't write the catalogue: the receiver marked it releasing.
         assert change.state in (ChangeState.RELEASING, ChangeState.RELEASED)
 
@@ -257,6 +267,38 @@ async def test_tag_push_releases_once(env: WorkflowEnvironment, store: Store,
         events = session.exec(select(AuditEvent).where(AuditEvent.action == "hook.gitlab")).all()
     assert [e.detail["ref"] for e in events] == ["v1.2.0", "v1.2.0"]
     assert GITLAB_SECRET not in json.dumps([e.detail for e in events])
+
+
+async def test_an_unmapped_pusher_cannot_start_a_release_that_needs_approval(
+        env: WorkflowEnvironment, store: Store, tmp_path: Path) -> None:
+    """gitlab:alice.w may be the approver alice: the four-eyes rule could not tell, so the
+    hook refuses, records nothing, and says which setting to add."""
+    app = register(store, approvers=["alice", "lead"], env_types=("test", "prod"))
+    world = FakeWorld(current_version=1, versions=[1])
+    rules = [HookRule(project="team/shop", tag_pattern="v*", app=app, env="prod"),
+             HookRule(project="team/shop", tag_pattern="v*", app=app, env="test")]
+    payload = {**tag_push("team/shop", "v2.0.0"), "user_username": "alice.w"}
+    runner, queue = worker(env, world)
+    async with runner, receiver(env, store, tmp_path, queue, rules, identities={}) as http:
+        answer = await http.post("/hooks/gitlab", json=payload, headers=gitlab_headers("u-1"))
+        assert answer.status_code == 200, answer.text
+        refused, started = answer.json()["releases"]
+        # test@local needs no approval: the unmapped pusher's release goes ahead there.
+        handle = env.client.get_workflow_handle(started["workflow_id"],
+                                                result_type=ReleaseOutcome)
+        assert (await handle.result()).state == ReleaseState.SUCCEEDED
+    assert refused["env"] == "prod" and "workflow_id" not in refused
+    assert (f"releases of {app} on {ENV} need approval, and the pusher of tag v2.0.0, "
+            "gitlab:alice.w, maps to no Slipway user") in refused["refused"]
+    assert ('add "gitlab:alice.w": "<slipway user>" to SLIPWAY_IDENTITIES on the receiver'
+            in refused["refused"])
+    # Nothing half-written for prod: one change, test's, and one release started.
+    [change] = changes_of(store, app)
+    assert started["change_id"] == str(change.id) and started["env"] == "test@local"
+    assert world.calls.count("prepare") == 1
+    with store.session() as session:
+        [event] = session.exec(select(AuditEvent).where(AuditEvent.action == "hook.gitlab"))
+    assert event.actor == "alice.w" and event.detail["releases"][0] == refused
 
 
 async def test_branch_rules_release_the_pushed_commit(env: WorkflowEnvironment, store: Store,

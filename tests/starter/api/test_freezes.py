@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import select
 
 from catalogue.store import Store
+from catalogue.tables import AuditEvent
 from schemas.settings import Settings
 from starter.api.app import create_app
 from starter.api.settings import ReceiverSettings
@@ -53,8 +55,35 @@ def test_freezes_need_the_approve_role_and_say_what_to_fix(
                            headers=bearer(lead))
     assert incident.status_code == 201 and incident.json()["incident"] is True
     assert incident.json()["held"] == []  # Temporal unreachable: nobody told, rule stored
-    assert client.delete("/api/freezes/99", headers=bearer(lead)).status_code == 404
-    assert client.delete(f"/api/freezes/{2**70}", headers=bearer(lead)).status_code == 404
-    lifted = client.delete(f"/api/freezes/{incident.json()['id']}", headers=bearer(lead))
+    _, admin = create_token(store, "sre", roles=["read", "freeze-admin"])
+    assert client.delete("/api/freezes/99", headers=bearer(admin)).status_code == 404
+    assert client.delete(f"/api/freezes/{2**70}", headers=bearer(admin)).status_code == 404
+    lifted = client.delete(f"/api/freezes/{incident.json()['id']}", headers=bearer(admin))
     assert lifted.status_code == 200
+    assert lifted.json()["woken"] == []
     assert len(client.get("/api/freezes", headers=bearer(reader)).json()) == 1
+
+
+def test_lifting_a_freeze_needs_the_freeze_admin_role_which_no_token_has_by_default(
+    http: tuple[TestClient, Store],
+) -> None:
+    client, store = http
+    _, lead = create_token(store, "lead")  # default roles: read, release, approve
+    _, admin = create_token(store, "sre", roles=["freeze-admin"])
+    incident = client.post("/api/freezes/now", json={"reason": "db failover"},
+                           headers=bearer(lead))
+    assert incident.status_code == 201
+    rule = incident.json()["id"]
+    refused = client.delete(f"/api/freezes/{rule}", headers=bearer(lead))
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == (
+        "token lead of lead lacks the freeze-admin role (it has approve, read, release); ask "
+        "an admin for `slipway token create lead --role freeze-admin`")
+    assert [r["id"] for r in client.get("/api/freezes", headers=bearer(lead)).json()] == [rule]
+    with store.session() as session:
+        audited = session.exec(select(AuditEvent).where(
+            AuditEvent.action == "api.refused")).one()
+    assert audited.actor == "lead" and "freeze-admin" in audited.detail["reason"]
+    lifted = client.delete(f"/api/freezes/{rule}", headers=bearer(admin))
+    assert lifted.status_code == 200 and lifted.json()["id"] == rule
+    assert client.get("/api/freezes", headers=bearer(lead)).json() == []

@@ -11,6 +11,7 @@ from sqlmodel import select
 
 from catalogue.store import Store
 from catalogue.tables import AuditEvent, Environment
+from schemas.settings import get_settings
 from tests.support.cli import ok, run
 
 POLICY = """\
@@ -112,3 +113,39 @@ def test_run_and_release_show_explain_what_is_missing(populated: Store, tmp_path
     assert result.exit_code == 1 and "analysis window of 1h is out of range" in result.output
     result = run("release show shop prod")
     assert result.exit_code == 1 and "no releases of shop on prod@local yet" in result.output
+
+
+@pytest.mark.parametrize(("url", "listed", "message"), [
+    ("http://169.254.169.254/latest/meta-data/iam", '["169.254.169.254"]',
+     "169.254.169.254 is a link-local or cloud metadata address: the web provider never asks "
+     "it, whatever SLIPWAY_ANALYSIS_WEB_HOSTS lists"),
+    ("http://[fd00:ec2::254]/latest", '["fd00:ec2::254"]',
+     "fd00:ec2::254 is a link-local or cloud metadata address"),
+    ("http://10.1.2.3:9000/smoke", "", "10.1.2.3:9000 is not on SLIPWAY_ANALYSIS_WEB_HOSTS"),
+    ("http://metrics.internal/smoke", '["metrics.internal:8080"]',
+     "metrics.internal:80 is not on SLIPWAY_ANALYSIS_WEB_HOSTS"),
+])
+def test_a_web_metric_outside_the_allowed_hosts_is_refused_at_analysis_set(
+        populated: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str,
+        listed: str, message: str) -> None:
+    if listed:
+        monkeypatch.setenv("SLIPWAY_ANALYSIS_WEB_HOSTS", listed)
+    get_settings.cache_clear()
+    text = (f"metrics:\n  - {{name: smoke, provider: web, query: '{url}', field: ok, "
+            "min: 1}\n")
+    result = run(f"analysis set shop prod {policy_file(tmp_path, text)}")
+    assert result.exit_code == 1
+    assert f"metric 'smoke': {message}" in " ".join(result.output.split())
+    assert stored(populated) == {}
+
+
+def test_a_web_metric_on_an_allowed_host_is_accepted(populated: Store, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLIPWAY_ANALYSIS_WEB_HOSTS", '["127.0.0.1", "metrics.internal:8080"]')
+    get_settings.cache_clear()
+    text = ("metrics:\n  - {name: smoke, provider: web, query: 'http://127.0.0.1:9/s', "
+            "field: ok, min: 1}\n  - {name: lag, provider: web, query: "
+            "'http://metrics.internal:8080/{{app}}', field: lag, max: 5}\n")
+    ok(f"analysis set shop prod {policy_file(tmp_path, text)}")
+    metrics = stored(populated)["metrics"]
+    assert isinstance(metrics, list) and [m["name"] for m in metrics] == ["smoke", "lag"]

@@ -15,7 +15,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from typer.testing import CliRunner, Result
 
-from catalogue.releases import finish_release, open_release
+from catalogue.releases import RecentRollbacks, finish_release, open_release
 from catalogue.store import CatalogueError, Store
 from catalogue.tables import (
     Application,
@@ -27,6 +27,7 @@ from catalogue.tables import (
 )
 from schemas.enums import ChangeState, ReleaseState
 from schemas.models import FinishReleaseInput, ImageSpec, PrepareReleaseInput, ReleaseRequest
+from schemas.settings import get_settings
 from starter.cli.console import console
 from starter.cli.main import cli
 from starter.service import changes
@@ -235,21 +236,25 @@ def test_rollback_targets_the_previous_baseline(shop: Store,
     assert started[0].env == "prod@local"
 
 
-def test_rollbacks_are_recorded_counted_and_skip_approval(
+def test_rollbacks_are_recorded_counted_and_only_a_recent_one_skips_approval(
         shop: Store, started: list[ReleaseRequest]) -> None:
     """What the release workflow's prepare and finish activities write for both kinds."""
     ok("change create shop prod --image reg/shop:4")
     ok("change submit 1")
     seed_release(shop, "prod", 4, change_id=1)  # v4 came from change 1
-    ok("rollback shop prod --image reg/shop:hotfix")
-    ok("rollback shop prod --to 2")
+    told = ok("rollback shop prod --image reg/shop:hotfix").stdout
+    assert "releases reg/shop:hotfix like any release: it waits for an approver (lead)" in told
+    assert "canary analysis and waits out freezes" in told
+    told = ok("rollback shop prod --to 2").stdout
+    assert "v2 is a recent baseline" in told and "freezes do not hold it" in told
     for number, request in enumerate(started):
         assert request.is_rollback
         plan = open_release(shop, PrepareReleaseInput(
             request=request, workflow_id="release:shop:prod@local", run_id=f"rollback-{number}"),
             drain_timeout_seconds=1, progress_deadline_seconds=1)
-        # shop is core in prod (approval auto): an emergency rollback does not wait.
-        assert not plan.approval_required
+        # shop is core in prod (approval auto): an emergency rollback to a recent baseline
+        # does not wait; `rollback --image` is a release like any other, and does.
+        assert plan.approval_required == (request.rollback_to is None)
         target = plan.target or ImageSpec(image="reg/shop:hotfix")
         finish_release(shop, FinishReleaseInput(
             release_id=plan.release_id, state=ReleaseState.SUCCEEDED,
@@ -262,6 +267,35 @@ def test_rollbacks_are_recorded_counted_and_skip_approval(
     assert change is not None and change.rollback_count == 1  # v4's change, once
     history = ok("release history shop prod").stdout
     assert "(rollback of v4)" in history and "(rollback to v2)" in history
+
+
+def test_a_rollback_to_an_old_baseline_needs_a_second_approver(
+        shop: Store, started: list[ReleaseRequest], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLIPWAY_ROLLBACK_RECENT_BASELINES", "1")
+    get_settings.cache_clear()
+    told = ok("rollback shop prod --to 1").stdout  # v2 and v3 came after v1
+    assert ("v1 is not a recent baseline (one of the last 1 baselines before the current, "
+            "replaced less than 24h ago): the rollback waits for an approver other than you "
+            "(lead)") in told
+    [request] = started
+    plan = open_release(shop, PrepareReleaseInput(
+        request=request, workflow_id="release:shop:prod@local", run_id="old"),
+        drain_timeout_seconds=1, progress_deadline_seconds=1,
+        rollbacks=RecentRollbacks(baselines=1))
+    assert plan.approval_required and not plan.rollback_recent and not plan.fast_rollback
+
+
+def test_an_old_rollback_by_the_only_approver_is_refused_and_writes_nothing(
+        shop: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLIPWAY_USER", "lead")  # the app's only approver
+    monkeypatch.setenv("SLIPWAY_ROLLBACK_RECENT_BASELINES", "1")
+    get_settings.cache_clear()
+    before = counts(shop)
+    result = run("rollback shop prod --to 1")
+    assert result.exit_code == 1
+    assert "a rollback of shop@prod@local to v1 needs approval" in result.stderr
+    assert "no approver besides lead" in result.stderr
+    assert counts(shop) == before
 
 
 def test_rollback_with_one_baseline(shop: Store) -> None:

@@ -21,12 +21,14 @@ from catalogue.store import CatalogueError, Store
 from schemas.enums import ReleaseState, Strategy
 from schemas.models import ApprovalInput, ControlInput, ReleaseRequest, ReleaseStatus
 from schemas.settings import get_settings
+from schemas.trains import TrainMember, TrainRequest
 from starter.cli.main import cli
 from starter.service.controls import control_input, send_update, watch
 from starter.service.tokens import create_token
 from tests.support.cli import ok, runner
 from tests.workflows.fakes import FakeWorld, signed, wait_for, worker
 from workflows.release import ReleaseWorkflow, release_workflow_id
+from workflows.train import TrainWorkflow, train_workflow_id
 
 ENV = "prod@local"
 
@@ -163,7 +165,9 @@ async def test_cli_controls_end_to_end(env: WorkflowEnvironment, store: Store,  
     _, lead_token = create_token(store, "lead")
     lead_file = tmp_path / "lead.token"
     lead_file.write_text(lead_token + "\n")
-    world = FakeWorld(current_version=1, versions=[1], approval_required=True, store=store)
+    # The worker checks proofs with the secret the CLI signs them with (the state directory's).
+    world = FakeWorld(current_version=1, versions=[1], approval_required=True, store=store,
+                      signing_secret=get_settings().approval_signing_secret())
     runner_, queue = worker(env, world)
     async with runner_:
         handle = await start(env, ReleaseRequest(app=app, env=ENV, requested_by="ana"), queue)
@@ -197,4 +201,53 @@ async def test_cli_controls_end_to_end(env: WorkflowEnvironment, store: Store,  
         assert watched.exit_code == 0, watched.output
         assert "stage succeeded" in watched.stdout and "workflow completed" in watched.stdout
         await handle.result()
+    get_settings.cache_clear()
+
+
+async def test_cli_signal_tokens_and_train_approvals_are_bound_to_the_run_waiting(
+    env: WorkflowEnvironment, store: Store, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`approve --print-token` prints a proof for the run waiting now (a signal with it
+    approves); `train approve` signs for the train's run; neither carries the token."""
+    monkeypatch.setenv("SLIPWAY_TEMPORAL_ADDRESS", env.client.service_client.config.target_host)
+    get_settings.cache_clear()
+    app = f"shop-{uuid.uuid4().hex[:8]}"
+    ok(f"app register {app} --ready --approver lead --approver ana")
+    ok(f"env add {app} prod")
+    _, lead_token = create_token(store, "lead")
+    world = FakeWorld(current_version=1, versions=[1], approval_required=True, store=store,
+                      signing_secret=get_settings().approval_signing_secret())
+
+    def cli_run(command: str) -> Any:
+        return runner.invoke(cli, shlex.split(command), env={"SLIPWAY_TOKEN": lead_token})
+
+    runner_, queue = worker(env, world)
+    async with runner_:
+        handle = await start(env, ReleaseRequest(app=app, env=ENV, requested_by="ana"), queue)
+        await wait_for(handle, lambda s: s.awaiting == "approval")
+        printed = await asyncio.to_thread(
+            cli_run, f"approve {app} prod --as lead --print-token --comment signal")
+        assert printed.exit_code == 0, printed.output
+        assert f"(run {handle.result_run_id}, sha256:new)" in " ".join(printed.stdout.split())
+        body = printed.stdout.strip().splitlines()[-1]
+        assert lead_token not in printed.stdout
+        await handle.signal("approve", ApprovalInput.model_validate_json(body))
+        assert (await handle.result()).state == ReleaseState.SUCCEEDED
+        events = [e.message for e in (await handle.query(ReleaseWorkflow.status)).events]
+        assert "approved by lead (via signal, token lead): signal" in events
+
+        name = f"t-{uuid.uuid4().hex[:6]}"
+        train = await env.client.start_workflow(
+            TrainWorkflow.run, TrainRequest(name=name, requested_by="ana", members=[
+                TrainMember(app=f"a{uuid.uuid4().hex[:6]}", env="prod", image="reg/a:2"),
+                TrainMember(app=f"b{uuid.uuid4().hex[:6]}", env="prod", image="reg/b:2")]),
+            id=train_workflow_id(name), task_queue=queue)
+        for _ in range(400):
+            if (await train.query(TrainWorkflow.status)).awaiting == "approval":
+                break
+            await asyncio.sleep(0.05)
+        approved = await asyncio.to_thread(cli_run, f"train approve {name} --as lead")
+        assert approved.exit_code == 0, approved.output
+        assert f"lead approved train {name}" in approved.stdout
+        assert (await train.result()).state == ReleaseState.SUCCEEDED
     get_settings.cache_clear()
