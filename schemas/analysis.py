@@ -139,6 +139,10 @@ class Metric(BaseModel):
         value = reading.value
         if value is None or math.isnan(value):
             return Verdict.INCONCLUSIVE, "no data for the canary"
+        if not math.isfinite(value):
+            # A division by zero in a query (no traffic): no figure, neither good nor bad.
+            # Every comparison with it is meaningless (inf/inf is NaN, and NaN > x is False).
+            return Verdict.INCONCLUSIVE, f"the canary's figure is not a finite number ({value:g})"
         broken = []
         if self.max is not None and value > self.max:
             broken.append(f"{value:g} > {self.max:g}")
@@ -146,7 +150,14 @@ class Metric(BaseModel):
             broken.append(f"{value:g} < {self.min:g}")
         if self.compares_baseline:
             baseline = reading.baseline
-            if baseline is None or math.isnan(baseline):
+            if baseline is not None and not math.isfinite(baseline):
+                # Nothing to compare with: never a pass. The canary's own figure breaking
+                # max or min still fails it.
+                if broken:
+                    return Verdict.FAILED, "; ".join(broken)
+                return Verdict.INCONCLUSIVE, (f"the baseline's figure is not a finite number "
+                                              f"({baseline:g})")
+            if baseline is None:
                 if self.max is None and self.min is None:
                     return Verdict.INCONCLUSIVE, "no baseline to compare with"
             else:

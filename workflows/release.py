@@ -54,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
 BUILD_TIMEOUT = timedelta(minutes=30)
 # Releases started before approval reminders replay without the reminder timer.
 APPROVAL_REMINDER_PATCH = "approval-reminder"
+# Compensation runs every undo step although one failed (before: it stopped at the first).
+UNDO_EVERY_STEP_PATCH = "undo-every-step"
 
 
 class ReleaseEnded(Exception):
@@ -265,27 +267,45 @@ class ReleaseWorkflow(ApprovalHandlers, ReleaseControls, StageBoard, FreezeGate)
     async def _compensate(self, plan: ReleasePlan, state: ReleaseState,
                           reason: str) -> tuple[ReleaseState, str]:
         self.set_stage("rolling_back", f"undoing: {reason}")
-        undo_failed = ""
-        for what, undo in reversed(self._undo):
-            try:
-                await undo()  # retried until done (UNTIL_DONE): only a permanent error stops it
-                self.event(f"undone: {what}")
-            except (ActivityError, ApplicationError) as undo_error:
-                undo_failed = f"{what} failed: {cause_of(undo_error)}"
-                self.event(f"undo {undo_failed}")
-                break
-        if undo_failed:
+        not_undone = await self._undo_all(plan)
+        if not_undone:
+            # Every step that did not undo is named: a person finishes them by hand.
             state = ReleaseState.FAILED
+            reason = f"{reason}; not undone: {'; '.join(not_undone)}"
         await workflow.execute_activity_method(
             CatalogueActivities.finish_release,
-            FinishReleaseInput(release_id=plan.release_id, state=state,
-                               error=f"{reason}; {undo_failed}" if undo_failed else reason),
+            FinishReleaseInput(release_id=plan.release_id, state=state, error=reason),
             start_to_close_timeout=QUICK, retry_policy=UNTIL_DONE, summary=f"record {state}",
         )
         self.set_stage(str(state), reason)
         title = f"release {plan.app}@{plan.env} {state}"
-        await self._notify(("ALERT: " if undo_failed else "") + title, undo_failed or reason)
+        await self._notify(("ALERT: " if not_undone else "") + title, reason)
         return state, reason
+
+    async def _undo_all(self, plan: ReleasePlan) -> list[str]:
+        """Run every undo step, newest first, even after one fails for good: a failed removal
+        of the new version must not keep the old one from coming back. The one exception:
+        when the old version could not be restored, the new one is left serving rather than
+        taken away too. Returns each step not undone, with why."""
+        not_undone: list[str] = []
+        restore_failed = False
+        for what, undo in reversed(self._undo):
+            if not_undone and not workflow.patched(UNDO_EVERY_STEP_PATCH):
+                break  # histories recorded before the patch stopped at the first failure
+            if restore_failed and what == f"remove v{plan.to_version}":
+                kept = (f"{what} (skipped: v{plan.from_version} could not be restored, so "
+                        f"v{plan.to_version} keeps serving)")
+                not_undone.append(kept)
+                self.event(f"undo {kept}")
+                continue
+            try:
+                await undo()  # retried until done (UNTIL_DONE): only a permanent error stops it
+                self.event(f"undone: {what}")
+            except (ActivityError, ApplicationError) as undo_error:
+                not_undone.append(f"{what} (failed: {cause_of(undo_error)})")
+                self.event(f"undo {what} failed: {cause_of(undo_error)}")
+                restore_failed = restore_failed or what.startswith("restore")
+        return not_undone
 
     # -- helpers used by Rollout ------------------------------------------------------------
 

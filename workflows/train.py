@@ -17,6 +17,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import TypedSearchAttributes
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
@@ -41,11 +42,17 @@ with workflow.unsafe.imports_passed_through():
 
     # Re-exported: callers name a train's workflow id from here.
     from schemas.trains import train_workflow_id as train_workflow_id
+    from workflows import search
     from workflows.approval import ApprovalDesk, ApprovalHandlers
     from workflows.cancellation import to_the_end
     from workflows.policies import QUICK, RETRY, UNTIL_DONE
     from workflows.release import ReleaseWorkflow
     from workflows.rollout import cause_of
+
+
+# Members (and joint-abort rollbacks) start with the App, Env and Stage search attributes, as
+# a release started by hand does: ``freeze now`` finds running releases by them.
+MEMBER_SEARCH_PATCH = "train-members-searchable"
 
 
 class TrainFailed(Exception):
@@ -126,6 +133,7 @@ class TrainWorkflow(ApprovalHandlers):
             handle = await workflow.start_child_workflow(
                 ReleaseWorkflow.run, child_request, id=member.workflow_id,
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+                search_attributes=self._searchable(member),
                 static_summary=f"{member.app}@{member.env} in train {self.progress.app}")
         except Exception as error:  # noqa: BLE001 - e.g. a release already runs there
             member.state, member.error = "failed", f"could not start: {error}"
@@ -180,6 +188,7 @@ class TrainWorkflow(ApprovalHandlers):
                                requested_by=self.progress.requested_by,
                                train_id=plan.train_id),
                 id=member.workflow_id, parent_close_policy=ParentClosePolicy.ABANDON,
+                search_attributes=self._searchable(member),
                 static_summary=f"joint abort of train {self.progress.app}: {app} back to "
                                f"v{member.from_version}")
         except ChildWorkflowError as error:
@@ -223,6 +232,12 @@ class TrainWorkflow(ApprovalHandlers):
         return decision.user
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _searchable(self, member: TrainMemberStatus) -> TypedSearchAttributes | None:
+        """A child release's search attributes (none in runs recorded before the patch)."""
+        if not workflow.patched(MEMBER_SEARCH_PATCH):
+            return None
+        return search.release_attributes(member.app, member.env)
 
     def _member(self, app: str) -> TrainMemberStatus:
         return next(m for m in self.progress.members if m.app == app)

@@ -28,6 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 from schemas.enums import Strategy
 from schemas.lanes import DeleteInput, LanePushInput, LaneSpec, LaneStage, lane_workflow_id
 from schemas.models import NotifyInput, ReleaseRequest
+from schemas.trains import TrainMember, TrainRequest, chained
 from tests.conftest import _start_env
 from tests.support.workers import workers
 from tests.workflows.fakes import FakeWorld, signed
@@ -35,6 +36,7 @@ from tests.workflows.lane_fakes import LaneWorld
 from workflows.janitor import JanitorWorkflow
 from workflows.release import ReleaseWorkflow
 from workflows.swimlane import SwimlaneWorkflow
+from workflows.train import TrainWorkflow
 
 HERE = Path(__file__).resolve().parent
 REQUEST = ReleaseRequest(app="shop", env="prod@local", requested_by="ana")
@@ -60,6 +62,31 @@ async def release_gray(env: WorkflowEnvironment) -> WorkflowHandle[Any, Any]:
 async def release_rolled_back(env: WorkflowEnvironment) -> WorkflowHandle[Any, Any]:
     """A recreate release whose new version never gets healthy: the undo stack runs."""
     return await _release(env, FakeWorld(current_version=1, versions=[1], fail_ready_for=2))
+
+
+async def release_undo_failed(env: WorkflowEnvironment) -> WorkflowHandle[Any, Any]:
+    """A recreate release whose new version never gets healthy and whose removal fails for
+    good: an undo step fails, the release ends failed with an alert."""
+    return await _release(env, FakeWorld(current_version=1, versions=[1], fail_ready_for=2,
+                                         fail_remove_for=2))
+
+
+async def train(env: WorkflowEnvironment) -> WorkflowHandle[Any, Any]:
+    """A train of shop then cart: shop goes out, cart fails, shop is rolled back (members
+    and the joint abort's rollback run as child releases)."""
+    world = FakeWorld(current_version=1, versions=[1], unhealthy_apps={"cart"})
+    apps = ["shop", "cart"]
+    after = chained(apps)
+    request = TrainRequest(name=f"golden-{uuid.uuid4().hex[:6]}", requested_by="ana",
+                           members=[TrainMember(app=app, env="prod", image=f"slipway/{app}:v2",
+                                                after=after[app]) for app in apps])
+    queue = f"golden-{uuid.uuid4()}"
+    async with workers(env.client, queue, [TrainWorkflow, ReleaseWorkflow], world.activities()):
+        handle = await env.client.start_workflow(TrainWorkflow.run, request,
+                                                 id=f"train:{request.name}", task_queue=queue)
+        with contextlib.suppress(WorkflowFailureError):  # the joint abort fails the train
+            await handle.result()
+    return handle
 
 
 async def release_approved(env: WorkflowEnvironment) -> WorkflowHandle[Any, Any]:
@@ -124,6 +151,8 @@ STORIES: dict[str, Callable[[WorkflowEnvironment], Awaitable[WorkflowHandle[Any,
     "release_gray": release_gray,
     "release_rolled_back": release_rolled_back,
     "release_approved": release_approved,
+    "release_undo_failed": release_undo_failed,
+    "train": train,
     "swimlane": swimlane,
     "janitor": janitor,
 }

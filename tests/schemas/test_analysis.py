@@ -116,3 +116,43 @@ def test_the_web_ui_table_shows_the_latest_figure_of_each_metric() -> None:
     assert "| errors | enforcing | 0.01 | - | ≤ 0.05 | passed |" in table
     assert "0.2" not in table
     assert analysis_table([]) == ""
+
+
+INF = math.inf
+
+
+@pytest.mark.parametrize(("reading", "why"), [
+    # inf/inf is NaN and inf - inf is NaN: every comparison with NaN is False, so both the
+    # ratio and the increase conditions used to pass.
+    (Reading(value=INF, baseline=INF, sample=100), "canary's figure is not a finite number"),
+    (Reading(value=INF, baseline=0.02, sample=100), "canary's figure is not a finite number"),
+    (Reading(value=-INF, baseline=0.02, sample=100), "canary's figure is not a finite number"),
+    (Reading(value=math.nan, baseline=0.02, sample=100), "no data for the canary"),
+    (Reading(value=0.01, baseline=INF, sample=100), "baseline's figure is not a finite number"),
+    (Reading(value=0.01, baseline=-INF, sample=100), "baseline's figure is not a finite number"),
+    (Reading(value=0.01, baseline=math.nan, sample=100),
+     "baseline's figure is not a finite number"),
+])
+@pytest.mark.parametrize("condition", [{"max_ratio": 2}, {"max_increase": 0.01},
+                                       {"max_ratio": 2, "max_increase": 0.01}])
+def test_a_non_finite_figure_against_the_baseline_is_inconclusive_never_a_pass(
+        reading: Reading, why: str, condition: dict[str, float]) -> None:
+    metric = errors(max=None, **condition)
+    verdict, detail = metric.judge(reading)
+    assert (verdict, why in detail) == (Verdict.INCONCLUSIVE, True), detail
+
+
+@pytest.mark.parametrize("value", [INF, -INF, math.nan])
+def test_a_non_finite_canary_is_inconclusive_against_max_and_min_too(value: float) -> None:
+    assert errors().judge(Reading(value=value, sample=100))[0] == Verdict.INCONCLUSIVE
+    floor = Metric(name="requests", query="requests", min=10)
+    assert floor.judge(Reading(value=value, sample=100))[0] == Verdict.INCONCLUSIVE
+
+
+def test_a_non_finite_baseline_leaves_a_broken_max_failed_and_a_kept_one_inconclusive() -> None:
+    both = errors(max_ratio=2)  # max 0.05 and at most twice the baseline
+    verdict, why = both.judge(Reading(value=0.1, baseline=INF, sample=100))
+    assert (verdict, why) == (Verdict.FAILED, "0.1 > 0.05")
+    assert both.judge(Reading(value=0.01, baseline=INF, sample=100))[0] == Verdict.INCONCLUSIVE
+    # A metric that does not compare with the baseline does not look at it.
+    assert errors().judge(Reading(value=0.01, baseline=INF, sample=100))[0] == Verdict.PASSED

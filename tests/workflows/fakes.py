@@ -26,6 +26,7 @@ from schemas.analysis import (
     MeasureInput,
     Measurement,
     MeasureResult,
+    Reading,
     Verdict,
 )
 from schemas.approvals import (
@@ -127,6 +128,7 @@ class FakeWorld:
     fail_ready_for: int | None = None
     block_ready_for: int | None = None
     fail_undo: bool = False
+    fail_remove_for: int | None = None  # remove_version of this version fails for good
     ready_started: asyncio.Event = field(default_factory=asyncio.Event)
     unblock: asyncio.Event = field(default_factory=asyncio.Event)
     strategy: Strategy = Strategy.RECREATE
@@ -153,6 +155,9 @@ class FakeWorld:
     # (the last repeats), and a reason check_analysis refuses the policy with.
     analysis: AnalysisPolicy | None = None
     verdicts: list[Verdict] = field(default_factory=lambda: [Verdict.PASSED])
+    # When set, what the provider reads instead (in turn, the last repeats), judged by the
+    # policy's own Metric.judge as the real activity does.
+    readings: list[Reading] | None = None
     bad_policy: str = ""
     measured: list[MeasureInput] = field(default_factory=list)
     fast_rollback: bool = False
@@ -328,6 +333,10 @@ class FakeWorld:
         async def remove_version(data: VersionRef) -> None:
             if data.version == world.block_remove_for:
                 await world.hold(f"remove v{data.version}")
+            if data.version == world.fail_remove_for:
+                world.calls.append(f"remove v{data.version} failed")
+                raise ApplicationError(f"dockerd refused to remove v{data.version}",
+                                       non_retryable=True)
             world.calls.append(f"remove v{data.version}")
 
         @activity.defn(name="start_version")
@@ -397,8 +406,16 @@ class FakeWorld:
             measurements = []
             for name in data.metrics:
                 taken = sum(len(m.metrics) for m in world.measured) - 1
-                verdict = world.verdicts[min(taken, len(world.verdicts) - 1)]
                 metric = data.policy.metric(name)
+                if world.readings is not None:
+                    reading = world.readings[min(taken, len(world.readings) - 1)]
+                    verdict, detail = metric.judge(reading)
+                    measurements.append(Measurement(
+                        metric=name, mode=metric.mode, step=data.step, at=datetime.now(UTC),
+                        value=reading.value, baseline=reading.baseline, sample=reading.sample,
+                        condition=metric.condition_text(), verdict=verdict, detail=detail))
+                    continue
+                verdict = world.verdicts[min(taken, len(world.verdicts) - 1)]
                 measurements.append(Measurement(
                     metric=name, mode=metric.mode, step=data.step, at=datetime.now(UTC),
                     value=0.1 if verdict == Verdict.FAILED else 0.0, sample=100,

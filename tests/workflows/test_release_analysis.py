@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
-from schemas.analysis import AnalysisPolicy, Metric, Mode, Verdict
+from schemas.analysis import AnalysisPolicy, Metric, Mode, Provider, Reading, Verdict
 from schemas.enums import ReleaseState, Strategy
 from schemas.models import ControlInput, ReleaseRequest
 from tests.workflows.fakes import FakeWorld, run_release, start, wait_for, worker
@@ -148,3 +150,31 @@ async def test_a_fast_rollback_brings_the_old_image_back_in_one_step_without_wai
         "start v3 sha256:v1 x4"]
     assert world.health_checks == 0 and world.measured == []  # no stable wait, no analysis
     assert world.calls[-2:] == ["drain v2", "remove v2"]  # v2 out of rotation, then gone
+
+
+async def test_an_infinite_canary_against_an_infinite_baseline_never_passes_a_step(
+        env: WorkflowEnvironment) -> None:
+    # +Inf / +Inf (a query dividing by zero traffic, in both versions) once passed the ratio
+    # and increase conditions; the real judge now finds it inconclusive, so the step is
+    # held for a person instead of going on.
+    world = analysed_world([Verdict.PASSED])
+    world.analysis = AnalysisPolicy(metrics=[Metric(
+        name="latency", provider=Provider.PROMETHEUS, address="http://127.0.0.1:9090",
+        query="p95{version='{{version}}'}", max_ratio=1.5, max_increase=50,
+        interval_seconds=10)])
+    world.readings = [Reading(value=math.inf, baseline=math.inf)]
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start(env, world, REQUEST, queue)
+        status = await wait_for(handle, lambda s: s.awaiting == "promote")
+        assert status.step == 1 and status.stage == "gate"
+        assert [m.verdict for m in status.analysis] == [Verdict.INCONCLUSIVE] * 3
+        assert "not a finite number" in status.analysis[-1].detail
+        assert "inconclusive: no conclusive passing measurement of latency" \
+            in status.events[-1].message
+        await handle.execute_update(ReleaseWorkflow.abort,
+                                    ControlInput(user="sre", reason="no figures"))
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    assert world.finished[-1].state == ReleaseState.ROLLED_BACK
+    assert not any(call.startswith("start v2") and call.endswith("x2") for call in world.calls)

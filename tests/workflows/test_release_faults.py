@@ -11,6 +11,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
+from schemas.analysis import AnalysisPolicy, Metric, Verdict
 from schemas.enums import ReleaseState, Strategy
 from schemas.models import ControlInput, ReleaseRequest
 from tests.workflows.fakes import FakeWorld, start, wait_for, worker
@@ -145,3 +146,68 @@ async def test_an_hour_of_stable_waiting_writes_a_handful_of_events(
     assert world.health_checks == 3 * 360  # every replica probed every 10 s, every step
     # A timer and a probe per 10 s tick wrote ~11 events a tick: ~12,000 for these waits.
     assert len(history.events) < 400
+
+
+async def test_a_failed_undo_step_does_not_stop_the_later_ones(env: WorkflowEnvironment) -> None:
+    # Recreate: v1 was stopped before v2 started. Removing v2 fails for good; v1 must still
+    # come back, or the environment ends with nothing serving.
+    world = FakeWorld(current_version=1, versions=[1], fail_ready_for=2, fail_remove_for=2)
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start(env, world, REQUEST, queue)
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+        status = await handle.query(ReleaseWorkflow.status)
+    undo = world.calls[world.calls.index("start v2 sha256:new x2") + 1:]
+    assert undo == ["unroute v2", "remove v2 failed", "start v1 sha256:v1 x2", "ready v1",
+                    "route v1-0,v1-1"]
+    not_undone = "not undone: remove v2 (failed: dockerd refused to remove v2)"
+    assert str(failure.value.cause).endswith(f": release failed: v2-0 exited: boom; {not_undone}")
+    assert world.finished[-1].state == ReleaseState.FAILED
+    assert world.finished[-1].error == f"v2-0 exited: boom; {not_undone}"
+    assert world.notices[-1] == "ALERT: release shop@prod@local failed"
+    assert not_undone in world.messages[-1] and "restore v1" not in world.messages[-1]
+    assert "undone: restore v1" in [event.message for event in status.events]
+
+
+async def test_every_step_that_did_not_undo_is_named(env: WorkflowEnvironment) -> None:
+    world = FakeWorld(current_version=1, versions=[1], fail_ready_for=2, fail_remove_for=2,
+                      fail_undo=True)
+    runner, queue = worker(env, world)
+    async with runner:
+        with pytest.raises(WorkflowFailureError):
+            await (await start(env, world, REQUEST, queue)).result()
+    assert world.finished[-1].state == ReleaseState.FAILED
+    assert world.finished[-1].error == (
+        "v2-0 exited: boom; not undone: remove v2 (failed: dockerd refused to remove v2); "
+        "restore v1 (failed: haproxy socket gone)")
+    assert world.notices[-1] == "ALERT: release shop@prod@local failed"
+    assert "remove v2 (failed" in world.messages[-1]
+    assert "restore v1 (failed: haproxy socket gone)" in world.messages[-1]
+
+
+async def test_when_the_old_version_cannot_come_back_the_new_one_keeps_serving(
+    env: WorkflowEnvironment,
+) -> None:
+    # Gray: step 2 runs v2×2 beside v1×2 when the canary analysis fails. Restoring v1 fails
+    # (its routing), so the undo leaves v2 in rotation rather than take the last version
+    # still serving away too.
+    analysis = AnalysisPolicy(metrics=[Metric(name="errors", query="error_rate", max=0.05)])
+    world = FakeWorld(current_version=1, versions=[1], strategy=Strategy.GRAY, replicas=4,
+                      stable_seconds=30, analysis=analysis, fail_undo=True,
+                      verdicts=[Verdict.PASSED] * 3 + [Verdict.FAILED])
+    runner, queue = worker(env, world)
+    async with runner:
+        with pytest.raises(WorkflowFailureError) as failure:
+            await (await start(env, world, REQUEST, queue)).result()
+    after = world.calls[world.calls.index("drain v1 keep 2") + 1:]
+    assert after == ["start v1 sha256:v1 x2",  # step 2: v1 down to 2
+                     "start v1 sha256:v1 x4", "ready v1"]  # the undo: routing v1 fails
+    assert "unroute v2" not in world.calls and "remove v2" not in world.calls
+    assert world.finished[-1].state == ReleaseState.FAILED
+    assert world.finished[-1].error == (
+        "canary analysis failed at step 2: errors failed 1× (limit 0): failed; not undone: "
+        "restore v1 (failed: haproxy socket gone); remove v2 (skipped: v1 could not be "
+        "restored, so v2 keeps serving)")
+    assert "release failed" in str(failure.value.cause)
+    assert world.notices[-1] == "ALERT: release shop@prod@local failed"

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.client import WorkflowExecution as Execution
 from temporalio.testing import WorkflowEnvironment
 
-from schemas.enums import ReleaseState
+from catalogue.store import Store
+from schemas.enums import ReleaseState, Strategy
 from schemas.trains import TrainMember, TrainRequest, TrainStatus, chained
-from tests.workflows.fakes import FakeWorld, signed, worker
+from starter.service.freezes import declare_incident
+from tests.workflows.fakes import FakeWorld, signed, wait_for, worker
+from workflows import search
+from workflows.release import ReleaseWorkflow
 from workflows.train import TrainWorkflow
 
 
@@ -96,3 +110,64 @@ async def test_parallel_members_the_survivor_is_cancelled_and_rolls_itself_back(
                                                         "cart": "rolled_back"}
     assert all(str(f.state) == "rolled_back" for f in world.finished)
     assert world.trains[-1].state == ReleaseState.ROLLED_BACK
+
+
+class Visibility:
+    """A client whose ``list_workflows`` lists the given workflows while they run, each as
+    the server describes it (its real search attributes): the time-skipping server has no
+    visibility queries (ListWorkflowExecutions is unimplemented there)."""
+
+    def __init__(self, client: Client, workflow_ids: list[str]) -> None:
+        self.client = client
+        self.workflow_ids = workflow_ids
+
+    async def list_workflows(self, query: str = "") -> AsyncIterator[Execution]:
+        for workflow_id in self.workflow_ids:
+            described = await self.client.get_workflow_handle(workflow_id).describe()
+            if described.status == WorkflowExecutionStatus.RUNNING:
+                yield described
+
+    def get_workflow_handle(self, workflow_id: str) -> WorkflowHandle[Any, Any]:
+        return self.client.get_workflow_handle(workflow_id)
+
+
+async def test_members_carry_app_and_env_so_freeze_now_holds_them(
+    env: WorkflowEnvironment, tmp_path: Path,
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    apps = [f"shop{suffix}", f"cart{suffix}"]
+    world = FakeWorld(current_version=1, versions=[1], strategy=Strategy.GRAY, replicas=4,
+                      stable_seconds=60, hold_stable=True)
+    request = train(apps, ordered=False)
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start_train(env, request, queue)
+        for _ in range(600):  # real time, bounded: until both children have started
+            status = await handle.query(TrainWorkflow.status)
+            if status.members and all(member.run_id for member in status.members):
+                break
+            await asyncio.sleep(0.05)
+        children = [env.client.get_workflow_handle(member.workflow_id)
+                    for member in status.members]
+        assert [member.app for member in status.members] == apps
+        for child in children:
+            await wait_for(child, lambda s: s.stage == "waiting_stable" and s.step == 1)
+        for app, child in zip(apps, children, strict=True):
+            attributes = (await child.describe()).typed_search_attributes
+            assert attributes.get(search.APP) == app
+            assert attributes.get(search.ENV) == "prod@local"
+        # `slipway freeze now prod`: the members are found by their Env and told.
+        store = Store(f"sqlite:///{tmp_path / 'catalogue.db'}")
+        visibility: Any = Visibility(env.client, [child.id for child in children])
+        rule, told = await declare_incident(store, visibility, "prod", "db failover", "sre")
+        assert sorted(told) == sorted(child.id for child in children)
+        world.freezes.append(rule)
+        world.hold_stable = False
+        for child in children:  # held before their next step
+            status = await wait_for(child, lambda s: s.stage == "frozen")
+            assert status.step == 1 and "db failover" in status.frozen
+        world.freezes.clear()
+        for child in children:
+            await child.signal(ReleaseWorkflow.thaw)
+        outcome = await handle.result()
+    assert outcome.state == ReleaseState.SUCCEEDED
