@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlmodel import col, select
 
 from catalogue.store import CatalogueError, Store, as_utc, audit
-from catalogue.tables import FreezeRecord
+from catalogue.tables import Application, Environment, FreezeRecord
 from schemas.freezes import FreezeRule, FreezeVerdict, RuleKind, gate
 
 
@@ -44,6 +44,25 @@ def rules(store: Store, now: datetime | None = None) -> list[FreezeRule]:
         rows = session.exec(select(FreezeRecord).order_by(col(FreezeRecord.id))).all()
         found = [_rule(row) for row in rows]
     return [rule for rule in found if rule.rrule or rule.ends_at is None or rule.ends_at > now]
+
+
+def find_rule(store: Store, rule_id: int) -> FreezeRule:
+    """The freeze or window ``rule_id``; CatalogueError when there is no such rule."""
+    with store.session() as session:
+        row = session.get(FreezeRecord, rule_id) if 0 < rule_id < 2**63 else None
+        if row is None:
+            raise CatalogueError(f"no freeze or window #{rule_id}: see `slipway freeze list`")
+        return _rule(row)
+
+
+def apps_under(store: Store, rule: FreezeRule) -> list[str]:
+    """The applications with an environment in ``rule``'s scope: those it holds or lets go."""
+    with store.session() as session:
+        rows = session.exec(select(Application.name, Environment.env_type, Environment.cluster)
+                            .join(Environment, col(Environment.app_id) == Application.id)
+                            .order_by(col(Application.name))).all()
+    return list(dict.fromkeys(name for name, env_type, cluster in rows
+                              if rule.applies_to(env_type, cluster)))
 
 
 def remove_rule(store: Store, rule_id: int, actor: str) -> FreezeRule:

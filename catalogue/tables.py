@@ -36,6 +36,8 @@ class Application(SQLModel, table=True):
     tier: AppTier = Field(default=AppTier.NON_CORE, sa_type=String(32))
     owners: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     approvers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # The team that owns it ("" for none): tokens limited to a team act on its applications.
+    team: str = ""
     # Where builds come from: a local directory or a git URL (Docker engine builder).
     source: str = ""
     description: str = ""

@@ -14,6 +14,7 @@ from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from catalogue.tables import utcnow
+from schemas.scopes import TokenScope
 
 # read: the GET views; release: start releases, renew lanes; approve: approve or reject
 # releases (the four-eyes rules still apply), add freezes and declare incident freezes;
@@ -39,9 +40,16 @@ class ApiToken(SQLModel, table=True):
     revoked_at: datetime | None = None
     # Comma-separated roles (see ROLES): what the token may do through the receiver.
     roles: str = DEFAULT_ROLES
+    # Its scope (schemas.scopes), comma-separated: the applications and teams it may act on;
+    # both empty: every application (tokens made before scopes existed).
+    apps: str = ""
+    teams: str = ""
 
     def role_set(self) -> frozenset[str]:
         return frozenset(role for role in self.roles.split(",") if role)
+
+    def scope(self) -> TokenScope:
+        return TokenScope.stored(self.apps, self.teams)
 
 
 class HookDelivery(SQLModel, table=True):

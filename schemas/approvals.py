@@ -38,6 +38,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
+from schemas.scopes import TokenScope
+
 PROOF_PREFIX = "sap2"
 # Link format of links that name a run; links are no credentials (see the module's text).
 LINK_PREFIX = "sal2"
@@ -78,6 +80,12 @@ def train_subject(workflow_id: str, run_id: str, train_id: int,
                            change=f"train {train_id}")
 
 
+def train_apps(subject: ApprovalSubject) -> list[str]:
+    """The applications of a train's subject (its members, ``app@type@cluster``)."""
+    return [member.strip().partition("@")[0] for member in subject.target.split(",")
+            if member.strip()]
+
+
 class ProofClaims(BaseModel):
     """What a proof says; the signature covers every field."""
 
@@ -104,12 +112,14 @@ class LinkClaims(BaseModel):
 
 @dataclass(frozen=True)
 class TokenKey:
-    """An active API token as the verifier sees it: its name, hash and roles."""
+    """An active API token as the verifier sees it: its name, hash, roles and scope (the
+    applications it may act on; the caller checks it once the proof is verified)."""
 
     name: str
     user: str
     hash: str
     roles: frozenset[str]
+    scope: TokenScope = TokenScope()
 
 
 @dataclass(frozen=True)

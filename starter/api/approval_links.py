@@ -8,7 +8,8 @@ every approver's links to the whole group, the requester included. So:
   token; nothing is decided (chat clients and mail scanners open links to preview them).
 * ``POST /approval/{link}`` decides only when it carries an API token (form field ``token``,
   or ``Authorization: Bearer``) that is active, has the ``approve`` role and belongs to the
-  link's approver. Anyone else — another user's token, or none — is refused with the reason,
+  link's approver, and whose scope covers the link's application (``token create --app`` /
+  ``--team``). Anyone else — another user's token, or none — is refused with the reason,
   and nothing is sent to the release (the refusal is an ``api.refused`` audit event, without
   the link or the token). Accepted, the receiver signs the same proof ``slipway approve``
   does (door ``link``), bound to the link's run and what it carries, and sends the Update to
@@ -35,7 +36,7 @@ from schemas.models import ApprovalInput
 from schemas.settings import Settings
 from starter.api.deps import ClientDep, StoreDep
 from starter.service.controls import send_update, sign_approval
-from starter.service.tokens import Caller, caller_for_token
+from starter.service.tokens import Caller, caller_for_token, scope_refusal
 
 router = APIRouter(prefix="/approval", tags=["approval links"])
 log = logging.getLogger("slipway.receiver")
@@ -154,8 +155,10 @@ def _refused(store: Store, request: Request, status: int, reason: str, app: str,
         session.commit()
 
 
-def _who(store: Store, token: str, claims: LinkClaims) -> tuple[Caller | None, int, str]:
-    """The link's approver behind ``token``, or (None, status, why not)."""
+def _who(store: Store, token: str, claims: LinkClaims,
+         app: str) -> tuple[Caller | None, int, str]:
+    """The link's approver behind ``token`` (whose scope covers ``app``), or (caller or
+    None, status, why not)."""
     owner = claims.user
     how = (f"sign in with {owner}'s own API token (an admin creates one with `slipway token "
            f"create {owner} --role approve`)")
@@ -174,6 +177,8 @@ def _who(store: Store, token: str, claims: LinkClaims) -> tuple[Caller | None, i
         return caller, 403, (f"token {caller.token} of {owner} lacks the approve role: ask an "
                              f"admin for `slipway token create {owner} --role approve`; "
                              "nothing was recorded")
+    if outside := scope_refusal(store, caller, [app]):
+        return caller, 403, f"{outside}; nothing was recorded"
     return caller, 200, ""
 
 
@@ -190,12 +195,12 @@ async def use_link(link: str, request: Request, store: StoreDep,
         return _page(403, "Expired", f"this link expired: use `slipway {claims.decision} {app} "
                                      f"{env}` or the link of a newer notification")
     token = await _presented_token(request)
-    caller, status, why_not = await run_in_threadpool(_who, store, token, claims)
+    caller, status, why_not = await run_in_threadpool(_who, store, token, claims, app)
     if caller is None or why_not:
         await run_in_threadpool(_refused, store, request, status, why_not, app, env,
                                 caller.user if caller else "")
         log.info("approval link of %s for %s@%s refused: %s", claims.user, app, env,
-                 "other user" if caller else "no valid token")
+                 f"status {status}" if caller else "no valid token")
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return _page(status, "Refused", why_not, _form(claims) if status == 401 else "",
                      headers=headers)

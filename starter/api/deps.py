@@ -1,5 +1,9 @@
 """FastAPI dependencies of the receiver: the catalogue, the Temporal client, the caller.
 
+The caller's token must carry the route's role and, on a route that names an application
+(``{app}`` in its path), have that application in its scope (schemas.scopes); routes that act
+on applications another way (lanes, freezes) check with :func:`require_scope`.
+
 Tests override :func:`get_client` with their test server's client.
 """
 
@@ -14,7 +18,7 @@ from temporalio.client import Client
 
 from catalogue.store import CatalogueError, Store, audit
 from starter.service.temporal_client import connect
-from starter.service.tokens import Caller, caller_for_token
+from starter.service.tokens import Caller, caller_for_token, scope_refusal
 
 bearer = HTTPBearer(auto_error=False, description="API token from `slipway token create`")
 
@@ -60,8 +64,16 @@ def current_caller(
     return caller
 
 
+def require_scope(store: Store, request: Request, caller: Caller, apps: list[str]) -> None:
+    """403 (an ``api.refused`` audit event) naming the applications of ``apps`` that the
+    caller's token does not cover, and its scope. Blocking: call it in a thread."""
+    if reason := scope_refusal(store, caller, apps):
+        raise refuse(store, request, 403, reason, actor=caller.user)
+
+
 def require(role: str) -> Callable[..., Caller]:
-    """A dependency: the caller, whose token must carry ``role`` (403 naming it if not)."""
+    """A dependency: the caller, whose token must carry ``role`` (403 naming it if not) and,
+    when the path names an application, cover it (403 naming it and the token's scope)."""
 
     def caller_with_role(
         request: Request, caller: Annotated[Caller, Depends(current_caller)],
@@ -73,6 +85,8 @@ def require(role: str) -> Callable[..., Caller]:
                           f"(it has {', '.join(sorted(caller.roles)) or 'none'}); ask an "
                           f"admin for `slipway token create {caller.user} --role {role}`",
                           actor=caller.user)
+        if "app" in request.path_params:
+            require_scope(store, request, caller, [request.path_params["app"]])
         return caller
 
     return caller_with_role

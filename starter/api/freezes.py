@@ -3,7 +3,10 @@ an incident freeze from a phone (``POST /api/freezes/now``).
 
 Reading needs the ``read`` role; adding a freeze or declaring an incident needs ``approve``
 (the people who may let a release through may also hold them back); lifting one needs
-``freeze-admin``, a role no token has by default.
+``freeze-admin``, a role no token has by default. A rule holds every application with an
+environment in its scope: a token limited to some applications (``token create --app`` /
+``--team``) adds, declares or lifts only rules whose applications it all covers (403 naming
+the others).
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ from temporalio.client import Client
 
 from catalogue.store import CatalogueError, Store
 from schemas.freezes import FreezeRule, RuleKind
-from starter.api.deps import Approver, FreezeAdmin, Reader, StoreDep, get_client
+from starter.api.deps import (
+    Approver,
+    FreezeAdmin,
+    Reader,
+    StoreDep,
+    get_client,
+    require_scope,
+)
 from starter.service import freezes
 
 router = APIRouter(prefix="/api/freezes", tags=["freezes"])
@@ -65,12 +75,15 @@ async def freeze_list(_caller: Reader, store: StoreDep) -> list[dict[str, Any]]:
 
 
 @router.post("", status_code=201)
-async def freeze_add(body: FreezeBody, caller: Approver, store: StoreDep) -> dict[str, Any]:
+async def freeze_add(body: FreezeBody, caller: Approver, store: StoreDep,
+                     request: Request) -> dict[str, Any]:
     """Add a freeze or deploy window (``approve``); 422 says what to fix."""
     def add(target: Store) -> FreezeRule:
         rule = freezes.make_rule(body.kind, body.scope, body.reason, start=body.start,
                                  end=body.end, rrule=body.rrule, duration=body.duration,
                                  zone=body.timezone)
+        if not caller.scope.everything:
+            require_scope(target, request, caller, freezes.scope_apps(target, rule.scope))
         return freezes.add_rule(target, rule, caller.user)
     try:
         return _shown(await run_in_threadpool(add, store))
@@ -84,6 +97,9 @@ async def freeze_now(body: IncidentBody, caller: Approver, store: StoreDep,
     """Declare an incident freeze (``approve``): running releases in scope hold at their
     next step."""
     try:
+        if not caller.scope.everything:
+            apps = await run_in_threadpool(freezes.scope_apps, store, body.scope)
+            await run_in_threadpool(require_scope, store, request, caller, apps)
         rule, told = await freezes.declare_incident(
             store, await _client_or_none(request), body.scope, body.reason, caller.user,
             body.duration)
@@ -96,6 +112,9 @@ async def freeze_now(body: IncidentBody, caller: Approver, store: StoreDep,
 async def freeze_remove(rule_id: int, caller: FreezeAdmin, store: StoreDep,
                         request: Request) -> dict[str, Any]:
     """Lift a freeze or remove a window (``freeze-admin``); waiting releases look again."""
+    if not caller.scope.everything:
+        apps = await run_in_threadpool(freezes.rule_apps, store, rule_id)
+        await run_in_threadpool(require_scope, store, request, caller, apps)
     try:
         removed, woken = await freezes.lift(store, await _client_or_none(request), rule_id,
                                             caller.user)

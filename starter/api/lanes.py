@@ -2,6 +2,9 @@
 
 A lane's TTL notice (DingTalk, webhook) can point here, so keeping a lane is one request from
 a phone: ``POST /api/lanes/{name}/renew`` with a bearer token.
+
+A lane spans applications: a token limited to some (``token create --app/--team``) sees,
+renews and deletes only the lanes whose every application it covers (403 naming the others).
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from catalogue.lanes import lane_owner
+from catalogue.scopes import teams_of
 from catalogue.store import CatalogueError, Store
 from schemas.identities import same_person
-from starter.api.deps import ClientDep, Reader, Releaser, StoreDep, refuse
+from starter.api.deps import ClientDep, Reader, Releaser, StoreDep, refuse, require_scope
 from starter.service.lanes import (
     LaneMissingError,
     delete_lane,
@@ -23,6 +27,7 @@ from starter.service.lanes import (
     list_lanes,
     renew_lane,
 )
+from starter.service.tokens import Caller
 
 router = APIRouter(prefix="/api/lanes", tags=["lanes"])
 
@@ -39,26 +44,49 @@ def _refused(error: CatalogueError) -> HTTPException:
     return HTTPException(404 if isinstance(error, LaneMissingError) else 409, str(error))
 
 
+async def _check_scope(name: str, caller: Caller, request: Request, store: Store,
+                       client: ClientDep) -> None:
+    """403 unless the caller's token covers every application of lane ``name`` (no look-up
+    for a token limited to none)."""
+    if caller.scope.everything:
+        return
+    try:
+        status = await lane_status(client, name)
+    except CatalogueError as error:
+        raise _refused(error) from error
+    await run_in_threadpool(require_scope, store, request, caller, status.apps)
+
+
 @router.get("")
-async def lanes(_caller: Reader, client: ClientDep) -> list[dict[str, Any]]:
-    """Running swimlanes: stage, apps, expiry (``read``)."""
-    return [lane.model_dump(mode="json", exclude={"ledger"})
-            for lane in await list_lanes(client)]
+async def lanes(caller: Reader, store: StoreDep, client: ClientDep) -> list[dict[str, Any]]:
+    """Running swimlanes: stage, apps, expiry (``read``); those the token's scope covers."""
+    found = await list_lanes(client)
+    if not caller.scope.everything:
+        teams = await run_in_threadpool(teams_of, store,
+                                        [app for lane in found for app in lane.apps])
+        found = [lane for lane in found
+                 if all(caller.scope.covers(app, teams[app]) for app in lane.apps)]
+    return [lane.model_dump(mode="json", exclude={"ledger"}) for lane in found]
 
 
 @router.get("/{name}")
-async def lane(name: str, _caller: Reader, client: ClientDep) -> dict[str, Any]:
+async def lane(name: str, caller: Reader, request: Request, store: StoreDep,
+               client: ClientDep) -> dict[str, Any]:
     """One lane with its ledger of created resources (``read``)."""
     try:
-        return (await lane_status(client, _name(name))).model_dump(mode="json")
+        status = await lane_status(client, _name(name))
     except CatalogueError as error:
         raise _refused(error) from error
+    await run_in_threadpool(require_scope, store, request, caller, status.apps)
+    return status.model_dump(mode="json")
 
 
 @router.post("/{name}/renew")
-async def renew(name: str, caller: Releaser, client: ClientDep) -> dict[str, Any]:
+async def renew(name: str, caller: Releaser, request: Request, store: StoreDep,
+                client: ClientDep) -> dict[str, Any]:
     """Reset the lane's idle clock as the token's user (``release``); answers with the new
     expiry."""
+    await _check_scope(_name(name), caller, request, store, client)
     user = caller.user
     try:
         status = await renew_lane(client, _name(name), user)
@@ -74,6 +102,7 @@ async def delete(name: str, caller: Releaser, request: Request, store: StoreDep,
     """Tear the lane down now, as its owner or with the ``lane-admin`` role; answers once
     every resource is removed, newest first."""
     lane_name_ = _name(name)
+    await _check_scope(lane_name_, caller, request, store, client)
     owner = await run_in_threadpool(lane_owner, store, lane_name_)
     if "lane-admin" not in caller.roles and not same_person(caller.user, owner):
         raise await run_in_threadpool(_not_owner, store, request, caller.user, lane_name_,

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from schemas.scopes import TokenScope
 from schemas.settings import get_settings
 from starter.cli.console import command_store, console
 from starter.service import builds
@@ -36,12 +37,25 @@ def token_create(
         help="What the token may do, repeatable: read, release, approve, lane-admin, "
              "freeze-admin (lift freezes), break-glass (release through a freeze). "
              "Default: read, release, approve.")] = None,
+    app: Annotated[list[str] | None, typer.Option(
+        "--app", metavar="APP", show_default=False,
+        help="Limit the token to this application, repeatable (with --team: these and the "
+             "team's). The receiver, the CLI and the worker refuse it for any other "
+             "application: its releases, approvals, lanes and freezes.")] = None,
+    team: Annotated[list[str] | None, typer.Option(
+        "--team", metavar="TEAM", show_default=False,
+        help="Limit the token to the applications of this team (`app register --team`), "
+             "now and later; repeatable. Without --app or --team: every application.")
+        ] = None,
 ) -> None:
-    """Create a token for USER and print it once: it is stored only as a hash."""
+    """Create a token for USER and print it once: it is stored only as a hash. Its roles say
+    what it may do; --app and --team limit on which applications."""
     with command_store() as store:
         token_name, token = api_tokens.create_token(store, user, name, actor=current_user(),
-                                                    roles=role)
-    console.print(f"token {token_name} for {user} (shown once, keep it safe):", highlight=False)
+                                                    roles=role, apps=app, teams=team)
+        scope = TokenScope(frozenset(app or ()), frozenset(team or ()))
+    console.print(f"token {token_name} for {user}, for {scope.describe()} (shown once, keep "
+                  "it safe):", highlight=False)
     # Plain print: no markup or wrapping may alter the secret.
     print(token)
 

@@ -60,6 +60,10 @@ def app_register(
     approver: Annotated[list[str] | None, typer.Option(
         "--approver", help="User who may approve its releases; repeat for several.",
         metavar="USER", show_default=False)] = None,
+    team: Annotated[str, typer.Option(
+        help="Team that owns it (a lowercase label): API tokens limited to the team "
+             "(`token create --team`) act on it. Default: none.", metavar="TEAM",
+        show_default=False)] = "",
     source: Annotated[str, typer.Option(
         help="Where builds come from: an existing directory or a git URL "
              "(https://, git@, ssh://, or ending in .git).", metavar="DIR|GITURL",
@@ -76,6 +80,7 @@ def app_register(
         registered = catalogue.register_app(
             store, name, category=category, tier=tier, owners=owner or [actor],
             approvers=approver or [], source=source, description=description, actor=actor,
+            team=team,
         )
         if ready:
             registered = catalogue.mark_ready(store, name, actor)
@@ -90,6 +95,21 @@ def app_ready(name: AppName) -> None:
     with command_store() as store:
         marked = catalogue.mark_ready(store, name, current_user())
     console.print(f"{marked.name}: {AppState.PENDING_REVIEW} → {marked.state}", highlight=False)
+
+
+@app_cli.command("set-team")
+def app_set_team(
+    name: AppName,
+    team: Annotated[str, typer.Argument(
+        help="The team that owns it from now on (a lowercase label); \"\" for none.",
+        metavar="TEAM", show_default=False)],
+) -> None:
+    """Change the team that owns an application: tokens limited to the old team no longer
+    act on it, tokens limited to the new one do."""
+    with command_store() as store:
+        before = catalogue.show_app(store, name).app.team
+        moved = catalogue.set_team(store, name, team, current_user())
+    console.print(f"{moved.name}: team {before or '-'} → {moved.team or '-'}", highlight=False)
 
 
 @app_cli.command("list")
@@ -147,7 +167,8 @@ def app_retire(name: AppName) -> None:
 def _print_app(app: Application) -> None:
     rows = [
         ("name", app.name), ("state", app.state), ("category", app.category),
-        ("tier", app.tier), ("owners", ", ".join(app.owners) or "-"),
+        ("tier", app.tier), ("team", app.team or "-"),
+        ("owners", ", ".join(app.owners) or "-"),
         ("approvers", ", ".join(app.approvers) or "-"), ("source", app.source or "-"),
         ("description", app.description or "-"),
         ("registered", app.created_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()),

@@ -20,7 +20,7 @@ from schemas.approvals import DEFAULT_PROOF_SECONDS, SIGNAL_TOKEN_SECONDS
 from schemas.settings import get_settings
 from starter.cli.console import catalogue_errors, console, open_store
 from starter.cli.release import run_release
-from starter.service import changes, releases
+from starter.service import changes, releases, tokens
 from starter.service.controls import (
     SignedApproval,
     approval_proof,
@@ -44,7 +44,8 @@ AsUser = Annotated[str | None, typer.Option(
 TokenFile = Annotated[Path | None, typer.Option(
     "--token-file", metavar="PATH", show_default=False, exists=True, dir_okay=False,
     help="File holding your API token (default: $SLIPWAY_TOKEN). The token signs the "
-         "approval; it is never sent.")]
+         "approval; it is never sent. A token limited to other applications (`token create "
+         "--app/--team`) is refused.")]
 
 
 def _token(token_file: Path | None) -> str:
@@ -79,6 +80,8 @@ def _control(name: str, app: str, env: str, user: str | None, text: str = "",
             env_name = releases.env_name(store, app, env)
             deciding = name in ("approve", "reject")
             token = need_token(_token(token_file), who, name) if deciding else ""
+            if deciding:  # a token limited to other applications: refused here, not sent
+                tokens.refuse_out_of_scope(store, token, who, f"{name} of {app}", [app])
 
             async def send() -> str:
                 settings = get_settings()

@@ -92,13 +92,16 @@ def freeze_remove(
     token_file: Annotated[Path | None, typer.Option(
         "--token-file", metavar="PATH", show_default=False, exists=True, dir_okay=False,
         help="File holding your API token (default: $SLIPWAY_TOKEN); it must carry the "
-             "freeze-admin role (`slipway token create USER --role freeze-admin`).")] = None,
+             "freeze-admin role (`slipway token create USER --role freeze-admin`) and, if "
+             "limited with --app/--team, cover every application the freeze holds.")] = None,
 ) -> None:
     """Lift a freeze (or remove a window); releases waiting in it look again at once.
-    Needs your API token with the freeze-admin role, which no token has by default."""
+    Needs your API token with the freeze-admin role, which no token has by default; a token
+    limited to some applications lifts only a freeze whose applications it all covers."""
     with command_store() as store:
         caller = tokens.caller_with_role(store, read_token(token_file), "freeze-admin",
-                                         "lifting a freeze", current_user())
+                                         "lifting a freeze", current_user(),
+                                         apps=freezes.rule_apps(store, rule_id))
         removed, woken = asyncio.run(_with_client(
             lambda client: freezes.lift(store, client, rule_id, caller.user)))
     console.print(f"removed #{rule_id}: {removed.describe()}", highlight=False)

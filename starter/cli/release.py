@@ -128,7 +128,8 @@ def release(
         "--break-glass", metavar="REASON",
         help="Release through a freeze or outside the windows; needs your API token with "
              "the break-glass role (not granted by default: `slipway token create USER "
-             "--role break-glass`) and a second approver, and is marked break glass in the "
+             "--role break-glass`; one limited with --app/--team must cover APP) and a "
+             "second approver, and is marked break glass in the "
              "audit and notifications.")] = "",
     token_file: Annotated[Path | None, typer.Option(
         "--token-file", metavar="PATH", show_default=False, exists=True, dir_okay=False,
@@ -139,7 +140,7 @@ def release(
     actor = current_user()
     with catalogue_errors():
         if break_glass:
-            _check_break_glass_role(actor, token_file)
+            _check_break_glass_role(actor, token_file, app)
         if change is None:
             request = ReleaseRequest(app=app, env=env, image=image, ref=ref,
                                      version_label=version, requested_by=actor)
@@ -149,12 +150,13 @@ def release(
         asyncio.run(run_release(request, wait))
 
 
-def _check_break_glass_role(actor: str, token_file: Path | None) -> None:
-    """Break glass is for those given the role: the acting user's token must carry it."""
+def _check_break_glass_role(actor: str, token_file: Path | None, app: str) -> None:
+    """Break glass is for those given the role: the acting user's token must carry it, and
+    its scope cover ``app``."""
     store = open_store()
     try:
         tokens.caller_with_role(store, read_token(token_file), "break-glass",
-                                "--break-glass", actor)
+                                "--break-glass", actor, apps=[app])
     finally:
         store.engine.dispose()
 

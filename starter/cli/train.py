@@ -10,11 +10,13 @@ from typing import Annotated
 import typer
 
 from catalogue.trains import trains
+from schemas.approvals import train_apps
 from schemas.models import ApprovalInput
 from schemas.settings import get_settings
 from schemas.trains import TrainMemberStatus, TrainRequest, TrainStatus
 from starter.cli.console import catalogue_errors, command_store, console, open_store
 from starter.cli.fit import FitTable
+from starter.service import tokens
 from starter.service import trains as service
 from starter.service.controls import need_token, sign_approval
 from starter.service.identity import check_user, current_user
@@ -105,11 +107,22 @@ def _decide(name: str, approve: bool, user: str | None, comment: str) -> None:
             signed = await sign_approval(client, settings.approval_signing_secret(),
                                          hash_token(token), who, train_workflow_id(name),
                                          decision, status_query=TrainWorkflow.status)
+            if signed.subject is not None:  # a token limited to other apps: refused here
+                _refuse_out_of_scope(token, who, f"{decision} of train {name}",
+                                     train_apps(signed.subject))
             return await service.decide(client, name, approve,
                                         ApprovalInput(user=who, comment=comment,
                                                       proof=signed.proof),
                                         run_id=signed.run_id)
         console.print(asyncio.run(send()), highlight=False)
+
+
+def _refuse_out_of_scope(token: str, who: str, what: str, apps: list[str]) -> None:
+    store = open_store()
+    try:
+        tokens.refuse_out_of_scope(store, token, who, what, apps)
+    finally:
+        store.engine.dispose()
 
 
 AsUser = Annotated[str | None, typer.Option("--as", metavar="USER", show_default=False,
@@ -119,7 +132,8 @@ Comment = Annotated[str, typer.Option(help="Why, for the train's history.")]
 
 @train_cli.command("approve")
 def train_approve(name: NameArg, user: AsUser = None, comment: Comment = "") -> None:
-    """Approve the whole train (an approver of every member; signed with $SLIPWAY_TOKEN)."""
+    """Approve the whole train (an approver of every member; signed with $SLIPWAY_TOKEN,
+    whose scope must cover every member's application)."""
     _decide(name, True, user, comment)
 
 

@@ -26,6 +26,7 @@ from schemas.settings import Settings
 from schemas.sources import SourceRefused, check_source
 from starter.service.analysis import check_policy
 from starter.service.identity import check_user
+from starter.service.tokens import check_team
 from starter.service.validation import (
     check_cpu,
     check_memory,
@@ -75,9 +76,12 @@ class EnvDetail:
 
 def register_app(store: Store, name: str, *, category: AppCategory | str,
                  tier: AppTier | str, owners: list[str], approvers: list[str], source: str,
-                 description: str, actor: str) -> Application:
-    """Register a new application; it starts ``pending_review``."""
+                 description: str, actor: str, team: str = "") -> Application:
+    """Register a new application; it starts ``pending_review``. ``team`` owns it: tokens
+    limited to that team act on it (``token create --team``)."""
     _check_app_name(name)
+    if team:
+        check_team(team)
     category = _choice(AppCategory, category, "category")
     tier = _choice(AppTier, tier, "tier")
     owners = _user_list(owners, "owner")
@@ -91,10 +95,11 @@ def register_app(store: Store, name: str, *, category: AppCategory | str,
                 f"see it with `slipway app show {name}`"
             )
         app = Application(name=name, category=category, tier=tier, owners=owners,
-                          approvers=approvers, source=source, description=description.strip())
+                          approvers=approvers, source=source, description=description.strip(),
+                          team=team)
         session.add(app)
         audit(session, "app.registered", actor=actor, app=name, category=str(category),
-              tier=str(tier), owners=owners, approvers=approvers, source=source)
+              tier=str(tier), owners=owners, approvers=approvers, source=source, team=team)
         _commit(session, f"application {name!r} was registered concurrently; "
                          f"see it with `slipway app show {name}`")
         return app
@@ -109,6 +114,23 @@ def set_source(store: Store, name: str, source: str, actor: str) -> Application:
             audit(session, "app.source_changed", actor=actor, app=name, source=source,
                   previous=app.source)
             app.source = source
+            session.add(app)
+            session.commit()
+            session.refresh(app)
+        return app
+
+
+def set_team(store: Store, name: str, team: str, actor: str) -> Application:
+    """Move the application to ``team`` ("" for none): tokens limited to its old team no
+    longer act on it, those limited to the new one do."""
+    if team:
+        check_team(team)
+    with store.session() as session:
+        app = find_app(session, name)
+        if app.team != team:
+            audit(session, "app.team_changed", actor=actor, app=name, team=team,
+                  previous=app.team)
+            app.team = team
             session.add(app)
             session.commit()
             session.refresh(app)

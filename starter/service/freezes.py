@@ -1,6 +1,10 @@
 """Freezes and deploy windows for the CLI and the receiver: parse what a person typed, store
 it, and tell running releases (an incident freeze holds them at their next step; a lifted
-freeze wakes the ones waiting)."""
+freeze wakes the ones waiting).
+
+A rule applies to environments, so to every application with an environment in its scope: a
+token limited to some applications adds, declares or lifts only rules whose applications it
+all covers (:func:`scope_apps`, :func:`rule_apps`)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from catalogue.freezes import add_rule, remove_rule, rules
+from catalogue.freezes import add_rule, apps_under, find_rule, remove_rule, rules
 from catalogue.store import CatalogueError, Store
 from schemas.durations import FREEZE_SPAN
 from schemas.freezes import FreezeNotice, FreezeRule, RuleKind
@@ -67,6 +71,24 @@ def make_rule(kind: RuleKind, scope: str, reason: str, *, start: str, end: str =
         raise refusal(error) from None
     except OverflowError:
         raise CatalogueError(f"{start} plus {duration} is past the end of time") from None
+
+
+def scope_apps(store: Store, scope: str) -> list[str]:
+    """The applications a rule of ``scope`` would hold: those with an environment there."""
+    try:
+        probe = FreezeRule(scope=scope, starts_at=datetime.now(UTC))
+    except ValidationError as error:
+        raise refusal(error) from None
+    return apps_under(store, probe)
+
+
+def rule_apps(store: Store, rule_id: int) -> list[str]:
+    """The applications rule ``rule_id`` holds (or lets go); empty when there is no such rule
+    (removing it then says so)."""
+    try:
+        return apps_under(store, find_rule(store, rule_id))
+    except CatalogueError:
+        return []
 
 
 def list_rules(store: Store) -> list[FreezeRule]:

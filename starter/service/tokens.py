@@ -1,17 +1,23 @@
-"""API tokens of the receiver's users: created once, stored as SHA-256 hashes, revocable."""
+"""API tokens of the receiver's users: created once, stored as SHA-256 hashes, revocable;
+each with roles (what it may do) and a scope (on which applications: schemas.scopes)."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 
-from catalogue.store import CatalogueError, Store, audit
-from catalogue.tables import utcnow
+from catalogue.scopes import outside_scope
+from catalogue.store import CatalogueError, Store, audit, find_app
+from catalogue.tables import Application, utcnow
 from catalogue.tokens import DEFAULT_ROLES, ROLES, ApiToken
 from schemas.identities import same_person
+from schemas.scopes import TokenScope, out_of_scope
 from starter.service.identity import check_user
 
 TOKEN_PREFIX = "slw_"
@@ -31,6 +37,40 @@ class Caller:
     # hold), the key approval proofs are signed with (schemas.approvals.proof_key).
     hash: str
     roles: frozenset[str]
+    # The applications it may act on (default: every one).
+    scope: TokenScope = TokenScope()
+
+
+TEAM_MAX = 40
+_TEAM = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+
+
+def check_team(team: str, what: str = "team") -> str:
+    """``team`` when it is a lowercase label, else CatalogueError saying what to use."""
+    if len(team) > TEAM_MAX or not _TEAM.fullmatch(team):
+        raise CatalogueError(f"invalid {what} {team!r}: use a lowercase label of at most "
+                             f"{TEAM_MAX} characters (a-z, 0-9 and '-'), e.g. payments")
+    return team
+
+
+def check_scope(store: Store, apps: list[str], teams: list[str]) -> TokenScope:
+    """The scope of a new token: ``apps`` must be registered and ``teams`` must own at least
+    one application (a misspelt name would make a token that covers nothing)."""
+    for team in teams:
+        check_team(team, "--team")
+    with store.session() as session:
+        for app in apps:
+            find_app(session, app)
+        if teams:
+            owned = set(session.exec(select(Application.team).where(
+                col(Application.team).in_(teams))).all())
+            unknown = [team for team in teams if team not in owned]
+            if unknown:
+                raise CatalogueError(f"no application belongs to team {', '.join(unknown)}: "
+                                     "register one with `slipway app register NAME --team "
+                                     f"{unknown[0]}` or `slipway app set-team APP "
+                                     f"{unknown[0]}`")
+    return TokenScope(frozenset(apps), frozenset(teams))
 
 
 def check_roles(roles: list[str]) -> str:
@@ -43,11 +83,16 @@ def check_roles(roles: list[str]) -> str:
 
 
 def create_token(store: Store, user: str, name: str = "", actor: str = "",
-                 roles: list[str] | None = None) -> tuple[str, str]:
+                 roles: list[str] | None = None, apps: list[str] | None = None,
+                 teams: list[str] | None = None) -> tuple[str, str]:
     """A new token acting as ``user``; returns (name, clear token). The clear token is shown
-    to the caller once and never stored."""
+    to the caller once and never stored. ``apps`` and ``teams`` limit it to those
+    applications (and every application of those teams); neither: every application."""
     check_user(user, "token user")
     stored_roles = check_roles(roles) if roles else DEFAULT_ROLES
+    scope = check_scope(store, list(dict.fromkeys(apps or [])),
+                        list(dict.fromkeys(teams or [])))
+    stored_apps, stored_teams = ",".join(sorted(scope.apps)), ",".join(sorted(scope.teams))
     if name:
         check_user(name, "token name")
     name = name or user
@@ -58,8 +103,10 @@ def create_token(store: Store, user: str, name: str = "", actor: str = "",
         if active is not None:
             raise CatalogueError(f"an active token named {name!r} exists: revoke it first "
                                  f"(`slipway token revoke {name}`) or pass --name")
-        session.add(ApiToken(name=name, user=user, hash=hash_token(token), roles=stored_roles))
-        audit(session, "token.create", actor=actor, name=name, user=user, roles=stored_roles)
+        session.add(ApiToken(name=name, user=user, hash=hash_token(token), roles=stored_roles,
+                             apps=stored_apps, teams=stored_teams))
+        audit(session, "token.create", actor=actor, name=name, user=user, roles=stored_roles,
+              scope=scope.describe())
         session.commit()
     return name, token
 
@@ -89,16 +136,50 @@ def caller_for_token(store: Store, token: str) -> Caller | None:
     with store.session() as session:
         row = session.exec(select(ApiToken).where(
             ApiToken.hash == digest, ApiToken.revoked == False)).first()  # noqa: E712
-    return Caller(row.user, row.name, digest, row.role_set()) if row else None
+    return Caller(row.user, row.name, digest, row.role_set(), row.scope()) if row else None
+
+
+def scope_refusal(store: Store, caller: Caller, apps: Iterable[str]) -> str:
+    """Why ``caller``'s token may not act on ``apps`` (naming those outside its scope and
+    the scope), or "" when its scope covers them all."""
+    outside = outside_scope(store, caller.scope, apps)
+    return out_of_scope(caller.token, caller.user, caller.scope, outside) if outside else ""
+
+
+def _cli_refused(store: Store, acting_as: str, what: str, role: str, reason: str,
+                 apps: Iterable[str] = ()) -> CatalogueError:
+    """A ``cli.refused`` audit event (never with the token) and the error to raise."""
+    named = list(apps)
+    detail: dict[str, Any] = {"apps": named} if len(named) > 1 else {}
+    with store.session() as session:
+        audit(session, "cli.refused", actor=acting_as, app=named[0] if len(named) == 1 else "",
+              refused=what, role=role, reason=reason, door="cli", **detail)
+        session.commit()
+    return CatalogueError(reason)
+
+
+def refuse_out_of_scope(store: Store, token: str, acting_as: str, what: str,
+                        apps: Iterable[str]) -> None:
+    """Refuse early (CatalogueError, a ``cli.refused`` audit event) when ``token`` is an
+    active token whose scope leaves out one of ``apps``. Anything else about the token (none,
+    unknown, another user's) is left to the check that follows (the worker's, for an
+    approval), which says more."""
+    caller = caller_for_token(store, token) if token else None
+    named = list(apps)
+    reason = scope_refusal(store, caller, named) if caller is not None else ""
+    if reason:
+        raise _cli_refused(store, acting_as, what, "", f"{what}: {reason}", named)
 
 
 def caller_with_role(store: Store, token: str, role: str, what: str, acting_as: str,
-                     ) -> Caller:
+                     apps: Iterable[str] = ()) -> Caller:
     """The caller behind ``token`` (the CLI's SLIPWAY_TOKEN or --token-file) when it is
-    active, carries ``role`` and acts as ``acting_as``; else CatalogueError saying how to get
-    one, recorded as a ``cli.refused`` audit event (never with the token)."""
+    active, carries ``role``, acts as ``acting_as`` and its scope covers ``apps``; else
+    CatalogueError saying how to get one, recorded as a ``cli.refused`` audit event (never
+    with the token)."""
     how = (f"an admin creates one with `slipway token create {acting_as} --role {role}` "
            f"(add --name {acting_as}-{role} when {acting_as} has a token already)")
+    named = list(apps)
     caller = caller_for_token(store, token) if token else None
     if not token:
         reason = (f"{what} needs an API token with the {role} role in SLIPWAY_TOKEN or "
@@ -112,13 +193,11 @@ def caller_with_role(store: Store, token: str, role: str, what: str, acting_as: 
     elif not same_person(caller.user, acting_as):
         reason = (f"{what}: the token given acts as {caller.user}, but you act as "
                   f"{acting_as} (SLIPWAY_USER): use your own token, or set SLIPWAY_USER")
+    elif outside := scope_refusal(store, caller, named):
+        reason = f"{what}: {outside}"
     else:
         return caller
-    with store.session() as session:
-        audit(session, "cli.refused", actor=acting_as, refused=what, role=role,
-              reason=reason, door="cli")
-        session.commit()
-    raise CatalogueError(reason)
+    raise _cli_refused(store, acting_as, what, role, reason, named)
 
 
 def user_for_token(store: Store, token: str) -> str | None:

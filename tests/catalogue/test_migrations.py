@@ -10,8 +10,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
 
+from catalogue.scopes import outside_scope
 from catalogue.store import MIGRATIONS_DIR, Store
+from catalogue.tables import Application
+from catalogue.tokens import ApiToken
 
 
 def upgrade_to(store: Store, revision: str) -> None:
@@ -88,3 +92,53 @@ def test_0006_keeps_one_build_per_workflow_and_label_and_gives_old_tokens_their_
         db.execute(text("INSERT INTO build (app_id, ref, version_label, note, image, digest, "
                         "workflow_id, created_at) VALUES (1, '', 'v1', '', 'reg/shop:v1', '', "
                         "'release:shop:prod@local', :now)"), {"now": now})
+
+
+def downgrade_to(store: Store, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def test_0010_gives_applications_no_team_and_old_tokens_every_application(
+    tmp_path: Path,
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade_to(store, "0009")
+    now = "2026-12-01 10:00:00"
+    with store.engine.begin() as db:
+        db.execute(text("INSERT INTO application (id, name, state, category, tier, owners, "
+                        "approvers, source, description, created_at) VALUES (1, 'shop', "
+                        "'online', 'in-house', 'core', '[\"ann\"]', '[\"lead\"]', '', '', "
+                        ":now)"), {"now": now})
+        db.execute(text("INSERT INTO environment (id, app_id, env_type, cluster, replicas, cpu, "
+                        "memory, ports, env_vars, runtime, namespace, strategy, health_path, "
+                        "lb_port, created_at, gray_steps, stable_seconds, batch_size, approval, "
+                        "approval_timeout_seconds, analysis) VALUES (1, 1, 'prod', 'local', 2, "
+                        "'', '', '[8080]', '{}', 'docker', 'default', 'gray', '/healthz', "
+                        "18080, :now, '[\"1\"]', 60, 1, 'auto', 86400, '{}')"), {"now": now})
+        db.execute(text("INSERT INTO api_token (name, user, hash, created_at, revoked, roles) "
+                        "VALUES ('lead', 'lead', :hash, :now, 0, 'read,approve')"),
+                   {"hash": "ab" * 32, "now": now})
+
+    store.migrate()  # 0010 adds the columns in place, with the environment referencing shop
+
+    with store.session() as session:
+        app = session.exec(select(Application)).one()
+        token = session.exec(select(ApiToken)).one()
+    assert (app.name, app.team, app.owners) == ("shop", "", ["ann"])
+    assert (token.apps, token.teams, token.roles) == ("", "", "read,approve")
+    assert token.scope().everything  # as before: every application
+    assert outside_scope(store, token.scope(), ["shop"]) == []
+
+    # Down and up again keeps the rows (no table copy that would trip the foreign keys).
+    downgrade_to(store, "0009")
+    with store.engine.connect() as db:
+        columns = {row[1] for row in db.execute(text("PRAGMA table_info(api_token)")).all()}
+        assert "apps" not in columns and "teams" not in columns
+        assert db.execute(text("SELECT count(*) FROM environment")).scalar_one() == 1
+    upgrade_to(store, "0010")
+    with store.engine.connect() as db:
+        assert db.execute(text("SELECT team FROM application")).scalar_one() == ""

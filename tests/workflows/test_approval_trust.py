@@ -1,7 +1,8 @@
 """Who may approve: a proof signed with the approver's own token and the deployment's signing
 secret, bound to one run and its content and spent once (a copy from history, a replay, a
 forgery from the catalogue's token rows are all refused), the four-eyes rule across identity
-forms, expiring proofs, and the first decision winning a race."""
+forms, expiring proofs, the first decision winning a race, and a token's scope (a token
+limited to some applications approves only their releases)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from catalogue.approvals import check_approval
 from catalogue.store import Store
-from catalogue.tables import AuditEvent
+from catalogue.tables import Application, AuditEvent
 from catalogue.tokens import ApiToken, ApprovalUse
 from schemas.approvals import ApprovalSubject, ProofClaims, sign_proof
 from schemas.enums import ReleaseState
@@ -421,3 +422,86 @@ async def test_a_train_proof_from_run_1s_history_does_not_approve_run_2(
         assert (await second.query(TrainWorkflow.status)).awaiting == "approval"
         await second.execute_update(TrainWorkflow.approve, signed(second, "lead"))
         assert (await second.result()).state == ReleaseState.SUCCEEDED
+
+
+# -- authorization per application: a token's scope ---------------------------------------------
+# A team lead named as an approver everywhere still cannot approve another team's release with
+# a token limited to their own team; a train needs a token covering every member.
+
+
+def teams(tmp_path: Path, apps: dict[str, str]) -> Store:
+    """A real catalogue holding ``apps`` (name → team)."""
+    store = Store(f"sqlite:///{tmp_path / 'catalogue.db'}")
+    with store.session() as session:
+        for name, team in apps.items():
+            session.add(Application(name=name, team=team, approvers=["lead", "ana"]))
+        session.commit()
+    return store
+
+
+async def test_a_team_a_leads_token_cannot_approve_a_team_b_release(
+    env: WorkflowEnvironment, tmp_path: Path,
+) -> None:
+    shop = f"shop-{uuid.uuid4().hex[:6]}"
+    store = teams(tmp_path, {shop: "retail", "pay": "payments"})
+    _, payments = create_token(store, "lead", name="lead-pay", teams=["payments"])
+    _, retail = create_token(store, "lead", name="lead-retail", teams=["retail"])
+    fake = world(store=store)
+    runner, queue = worker(env, fake)
+    async with runner:
+        handle = await start(env, fake, ReleaseRequest(app=shop, env="prod@local",
+                                                       requested_by="ana"), queue)
+        await wait_for(handle, lambda s: s.awaiting == "approval")
+        # lead is an approver of the shop app, but signs with the payments team's token.
+        reason = await refused(handle, signed(handle, "lead", token=payments))
+        assert reason.startswith("lead's approve cannot count: token lead-pay of lead is "
+                                 f"limited to team payments: application {shop} (team "
+                                 "retail) is outside its scope")
+        status = await handle.query(ReleaseWorkflow.status)
+        assert status.awaiting == "approval" and fake.approvals == ["awaiting"]
+        assert any("outside its scope" in event.message for event in status.events)
+        # The same lead with the retail team's token: approved.
+        await handle.execute_update(ReleaseWorkflow.approve,
+                                    signed(handle, "lead", token=retail))
+        assert (await handle.result()).state == ReleaseState.SUCCEEDED
+    assert fake.approvals == ["awaiting", "lead"]
+    with store.session() as session:
+        [use] = session.exec(select(ApprovalUse)).all()
+        audited = session.exec(select(AuditEvent).where(
+            col(AuditEvent.action) == "release.refused")).all()
+    assert use.token == "lead-retail"
+    assert [event.app for event in audited] == [shop]
+    assert all(payments not in str(event.detail) for event in audited)
+
+
+async def train_waiting(handle: WorkflowHandle[Any, Any]) -> TrainStatus:
+    for _ in range(400):
+        status: TrainStatus = await handle.query(TrainWorkflow.status)
+        if status.awaiting == "approval":
+            return status
+        await asyncio.sleep(0.05)
+    raise AssertionError("the train never asked for approval")
+
+
+async def test_a_train_needs_a_token_covering_every_member(
+    env: WorkflowEnvironment, tmp_path: Path,
+) -> None:
+    pay, shop = f"pay-{uuid.uuid4().hex[:6]}", f"shop-{uuid.uuid4().hex[:6]}"
+    store = teams(tmp_path, {pay: "payments", shop: "retail"})
+    _, payments = create_token(store, "lead", name="lead-pay", teams=["payments"])
+    _, unscoped = create_token(store, "lead")  # made without --app/--team: every app
+    fake = world(store=store)
+    request = TrainRequest(name=f"t-{uuid.uuid4().hex[:6]}", requested_by="ana", members=[
+        TrainMember(app=app, env="prod", image=f"slipway/{app}:v2") for app in (pay, shop)])
+    runner, queue = worker(env, fake)
+    async with runner:
+        handle = await env.client.start_workflow(TrainWorkflow.run, request,
+                                                 id=f"train:{request.name}", task_queue=queue)
+        await train_waiting(handle)
+        reason = await refused(handle, signed(handle, "lead", token=payments),
+                               TrainWorkflow.approve)
+        assert f"application {shop} (team retail) is outside its scope" in reason
+        assert (await handle.query(TrainWorkflow.status)).awaiting == "approval"
+        await handle.execute_update(TrainWorkflow.approve,
+                                    signed(handle, "lead", token=unscoped))
+        assert (await handle.result()).state == ReleaseState.SUCCEEDED
