@@ -212,12 +212,24 @@ async def test_a_signal_and_an_update_racing_the_first_decision_wins(
         update = await asyncio.gather(
             handle.execute_update(ReleaseWorkflow.approve, signed(handle, "lead")),
             return_exceptions=True)
-        with pytest.raises(WorkflowFailureError) as failure:
-            await handle.result()
-    assert "rejected by bob (via signal, token bob)" in str(failure.value.cause)
-    assert isinstance(update[0], WorkflowUpdateFailedError)
-    assert "already rejected by bob" in str(update[0].cause) or \
-        "not waiting for approval" in str(update[0].cause)
+        try:
+            outcome: object = await handle.result()
+        except WorkflowFailureError as failure:
+            outcome = failure
+        events = [e.message for e in (await handle.query(ReleaseWorkflow.status)).events]
+    # Each decision is verified by its own activity, so which proof is verified first
+    # depends on the worker's scheduling (a busy machine reorders them): whichever wins, it
+    # is the only decision that counts and the other is refused.
+    if isinstance(outcome, WorkflowFailureError):
+        assert "rejected by bob (via signal, token bob)" in str(outcome.cause)
+        assert isinstance(update[0], WorkflowUpdateFailedError)
+        assert "already rejected by bob" in str(update[0].cause) or \
+            "not waiting for approval" in str(update[0].cause)
+    else:
+        assert update[0] is None  # lead's Update returned normally
+        assert fake.finished[-1].state == ReleaseState.SUCCEEDED
+        assert any(message.startswith("approved by lead") for message in events)
+        assert not any(message.startswith("rejected by bob") for message in events)
 
 
 # -- approvals that cannot travel --------------------------------------------------------------
