@@ -92,7 +92,8 @@ def build_cluster(name: str, cluster: Cluster, settings: Settings,
         return runtime, KubernetesTraffic(runtime)
     router = HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address)
     return (DockerRuntime(cluster.engines, cluster.publish_host,
-                          registry_auth=lambda _image: auth, stack=settings.stack_label()),
+                          registry_auth=lambda _image: auth, stack=settings.stack_label(),
+                          failing_version_seconds=settings.failing_version_seconds),
             HaproxyTraffic(router))
 
 
@@ -139,7 +140,8 @@ def lane_target(settings: Settings, lane_settings: LaneSettings,
                                     drain_seconds=settings.drain_timeout_seconds)
     return DockerLaneTarget(
         DockerRuntime(cluster.engines[:1], cluster.publish_host,
-                      registry_auth=lambda _image: auth, stack=settings.stack_label()),
+                      registry_auth=lambda _image: auth, stack=settings.stack_label(),
+                      failing_version_seconds=settings.failing_version_seconds),
         HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address),
         settings.lb_bind_address, lane_settings.lane_deadline_seconds,
         settings.drain_timeout_seconds,

@@ -67,7 +67,12 @@ class RuntimeActivities:
 
     @activity.defn
     def wait_ready(self, data: WaitReadyInput) -> list[Instance]:
-        """Wait until the version's replicas answer their health check, or the deadline."""
+        """Wait until the version's replicas answer their health check, or the deadline.
+
+        Fails (non-retryable) sooner when a replica keeps failing the same way: a crash loop
+        or the same wrong health answer, named in the error with its last log lines. Every
+        look is heartbeated ("0/1 replicas of v2 healthy; replica 0 restarting (exited 3, 2
+        restarts)"), so the pending activity shows why the step is still waiting."""
         with heartbeating(f"waiting for v{data.version.version}") as pulse, \
                 permanent(PermanentRuntimeError):
             return self._runtime(data.version.cluster).wait_ready(

@@ -105,6 +105,10 @@ class Settings(BaseSettings):
 
     drain_timeout_seconds: float = 30.0
     progress_deadline_seconds: float = 600.0
+    # A new version whose replica fails the same way this long (restarting after every exit,
+    # one health answer such as 404 on every probe) fails its step then, with the reason and
+    # its last log lines, instead of at the progress deadline (Docker clusters).
+    failing_version_seconds: float = Field(default=30.0, gt=0)
     # A rollback to a baseline replaced less than this long ago skips steps and stable waits
     # (`slipway rollback --gradual` keeps them); 0 makes every rollback gradual.
     fast_rollback_window_seconds: int = Field(default=86400, ge=0)

@@ -11,6 +11,7 @@ import contextlib
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import docker
@@ -30,7 +31,21 @@ LABEL_PORT = "slipway.port"
 # other's containers (a container from before this label is taken as this stack's own).
 LABEL_STACK = "slipway.stack"
 STOP_TIMEOUT_SECONDS = 10
-
+# How long a new replica may fail the same way (restarting after it exits, one health answer
+# other than 200 on every probe) before wait_ready gives up on the version, long before the
+# progress deadline: SLIPWAY_FAILING_VERSION_SECONDS.
+FAILING_VERSION_SECONDS = 30.0
+# A failing replica's last log lines in the error, each cut to this many characters.
+LOG_LINES = 5
+LOG_LINE_CHARS = 200
+# Health answers that mean "not ready yet" rather than "wrong": left to the progress deadline.
+WARMING_UP = frozenset({503})
+# Variables of our own that are no secret (and too short to redact sensibly).
+NOT_SECRET = frozenset({"SLIPWAY_VERSION"})
+# Values shorter than this are not redacted from log lines (they would blank out every digit).
+REDACT_MIN_CHARS = 3
+# At most this many unhealthy replicas are described in a progress message.
+NOTES_SHOWN = 3
 
 
 class EngineError(ClusterUnavailableError):
@@ -43,6 +58,32 @@ class ImageMissingError(PermanentRuntimeError):
 
 class NotReadyError(PermanentRuntimeError):
     """Replicas did not become healthy before the progress deadline."""
+
+
+class FailingVersionError(NotReadyError):
+    """A new replica failed the same way for the whole failing-version bound (a crash loop,
+    one health answer on every probe): waiting out the progress deadline won't help."""
+
+
+@dataclass
+class _Watch:
+    """What wait_ready has seen of one replica: its crash streak and its health answers."""
+
+    restarts: int = 0
+    crash_since: float | None = None  # first sign of the current crash streak
+    last_crash: float = 0.0
+    answer: int | None = None  # the same non-200 status on every probe since answer_since
+    answer_since: float = 0.0
+
+
+def _printable(line: str, secrets: list[str]) -> str:
+    """A log line without terminal escapes, control characters and ``secrets``, cut to
+    :data:`LOG_LINE_CHARS`."""
+    for secret in secrets:
+        line = line.replace(secret, "***")
+    line = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", line)
+    line = "".join(ch if ch.isprintable() else " " for ch in line).strip()
+    return line if len(line) <= LOG_LINE_CHARS else line[:LOG_LINE_CHARS - 1] + "…"
 
 
 def _repository(reference: str) -> str:
@@ -100,9 +141,11 @@ class DockerRuntime:
 
     def __init__(self, engines: list[str], publish_host: str = "127.0.0.1",
                  registry_auth: Callable[[str], dict[str, str] | None] | None = None,
-                 stack: str = "") -> None:
+                 stack: str = "",
+                 failing_version_seconds: float = FAILING_VERSION_SECONDS) -> None:
         self.engines = engines
         self.stack = stack
+        self.failing_version_seconds = failing_version_seconds
         self.publish_host = publish_host
         self._registry_auth = registry_auth or (lambda _image: None)
         self._clients: dict[str, docker.DockerClient] = {}
@@ -211,21 +254,28 @@ class DockerRuntime:
         result: list[Instance] = []
         for _engine, container in self._containers(env_key, version):
             container.reload()
-            if container.status != "running":
-                continue
-            wanted = port or container.labels.get(LABEL_PORT) or ""
-            published = container.attrs["NetworkSettings"]["Ports"] or {}
-            bindings = published.get(f"{wanted}/tcp") if wanted else next(
-                (found for found in published.values() if found), None)
-            if not bindings:
-                continue
-            result.append(Instance(
-                name=f"v{container.labels[LABEL_VERSION]}-{container.labels['slipway.index']}",
-                version=int(container.labels[LABEL_VERSION]),
-                address=bindings[0]["HostIp"] or self.publish_host,
-                port=int(bindings[0]["HostPort"]),
-            ))
+            instance = self._instance(container, port)
+            if instance is not None:
+                result.append(instance)
         return result
+
+    def _instance(self, container: Container, port: int | None) -> Instance | None:
+        """The replica behind a (freshly reloaded) container, None unless it runs with
+        ``port`` published."""
+        if container.status != "running":
+            return None
+        wanted = port or container.labels.get(LABEL_PORT) or ""
+        published = container.attrs["NetworkSettings"]["Ports"] or {}
+        bindings = published.get(f"{wanted}/tcp") if wanted else next(
+            (found for found in published.values() if found), None)
+        if not bindings:
+            return None
+        return Instance(
+            name=f"v{container.labels[LABEL_VERSION]}-{container.labels['slipway.index']}",
+            version=int(container.labels[LABEL_VERSION]),
+            address=bindings[0]["HostIp"] or self.publish_host,
+            port=int(bindings[0]["HostPort"]),
+        )
 
     def versions(self, env_key: str, namespace: str = "default") -> list[int]:
         """Every version that has containers (running or not) in the environment."""
@@ -234,25 +284,136 @@ class DockerRuntime:
     def wait_ready(self, ref: VersionRef, replicas: int, port: int, health_path: str,
                    deadline_seconds: float, progress: Progress | None = None,
                    poll_seconds: float = 0.5) -> list[Instance]:
-        """Wait until ``replicas`` containers run and answer 200 on ``health_path``."""
+        """Wait until ``replicas`` containers run and answer 200 on ``health_path``.
+
+        Never silent: every look reports ``n/m replicas healthy`` and what each unhealthy
+        replica is doing (restarting after an exit, the health answer it gave). A replica
+        that exited and stays down fails the wait at once; one that keeps failing the same
+        way for :attr:`failing_version_seconds` (the restart policy bringing it back after
+        every exit, or one health answer other than 200 on every probe) fails it then, with
+        its last log lines, instead of at the progress deadline. No answer at all (a slow
+        start) and 503 (warming up) wait for the deadline.
+        """
         deadline = time.monotonic() + deadline_seconds
-        last = ""
+        watches: dict[str, _Watch] = {}
         while True:
+            healthy: list[Instance] = []
+            notes: list[str] = []
+            unhealthy: Container | None = None
             for _engine, container in self._containers(ref.env_key, ref.version):
-                container.reload()
-                if container.status == "exited":
-                    logs = container.logs(tail=20).decode(errors="replace").strip()
-                    raise NotReadyError(f"{container.name} exited: {logs[-500:]}")
-            instances = self.instances(ref.env_key, ref.version, port)
-            healthy = [i for i in instances if self._healthy(i, health_path)]
+                try:
+                    container.reload()
+                except NotFound:  # removed while we looked: the next look sees the rest
+                    continue
+                instance, note = self._look(ref, container, port, health_path,
+                                            watches.setdefault(container.name, _Watch()))
+                if instance is not None:
+                    healthy.append(instance)
+                else:
+                    notes.append(note)
+                    unhealthy = unhealthy or container
             last = f"{len(healthy)}/{replicas} replicas of v{ref.version} healthy"
+            if notes:
+                more = len(notes) - NOTES_SHOWN
+                last += "; " + "; ".join(notes[:NOTES_SHOWN]) + (f"; {more} more"
+                                                                 if more > 0 else "")
             if progress:
                 progress(last)
             if len(healthy) >= replicas:
                 return healthy
             if time.monotonic() > deadline:
-                raise NotReadyError(f"progress deadline ({deadline_seconds:.0f}s) passed: {last}")
+                raise NotReadyError(f"progress deadline ({deadline_seconds:.0f}s) passed: {last}"
+                                    + (self._log_tail(unhealthy) if unhealthy else ""))
             time.sleep(poll_seconds)
+
+    def _look(self, ref: VersionRef, container: Container, port: int, health_path: str,
+              watch: _Watch) -> tuple[Instance | None, str]:
+        """One look at a replica being waited for (its container freshly reloaded): the
+        instance when it answers 200, else a note of what it does; raises
+        :class:`FailingVersionError` when it has failed the same way for the whole bound."""
+        now = time.monotonic()
+        bound = self.failing_version_seconds
+        index = container.labels.get("slipway.index", "?")
+        replica = f"v{ref.version} replica {index}"
+        state = container.attrs.get("State") or {}
+        restarts = int(container.attrs.get("RestartCount") or 0)
+        exited = f"exited {state.get('ExitCode', '?')}" + (
+            " (out of memory)" if state.get("OOMKilled") else "")
+        if container.status in ("exited", "dead"):  # the restart policy gave up on it
+            raise FailingVersionError(f"{replica} {container.status}: {exited}, not restarted"
+                                      + self._log_tail(container))
+        # A crash streak: restarting now, or restarted since the last look. It ends after a
+        # whole bound without a sign (old restarts are history) or a 200.
+        if state.get("Restarting") or restarts > watch.restarts:
+            if watch.crash_since is None:
+                watch.crash_since = now
+            watch.last_crash = now
+        elif watch.crash_since is not None and now - watch.last_crash >= bound:
+            watch.crash_since = None
+        watch.restarts = max(watch.restarts, restarts)
+        crash = f"{exited} ({restarts} restart{'' if restarts == 1 else 's'})"
+        if watch.crash_since is not None and now - watch.crash_since >= bound:
+            raise FailingVersionError(f"{replica} restarting: {crash}"
+                                      + self._log_tail(container))
+        instance = self._instance(container, port)
+        if instance is None:
+            if watch.crash_since is not None:
+                return None, f"replica {index} restarting ({crash})"
+            return None, f"replica {index} {container.status}" + (
+                "" if container.status != "running" else f", port {port} not published")
+        code = self._probe(instance, health_path)
+        if code == 200:
+            watch.crash_since, watch.answer = None, None
+            return instance, ""
+        if watch.crash_since is not None:
+            return None, f"replica {index} restarting ({crash})"
+        if code is None or code in WARMING_UP:
+            watch.answer = None
+            answer = "no answer" if code is None else f"answered {code}"
+            return None, f"replica {index}: {health_path} {answer}"
+        if code != watch.answer:
+            watch.answer, watch.answer_since = code, now
+        elif now - watch.answer_since >= bound:
+            raise FailingVersionError(
+                f"{replica}: {health_path} answered {code} on every probe for {bound:g}s"
+                + self._log_tail(container))
+        return None, f"replica {index}: {health_path} answered {code}"
+
+    def _log_tail(self, container: Container) -> str:
+        """``; last log lines: a | b`` of a failing replica: the last :data:`LOG_LINES`
+        lines, each cut to :data:`LOG_LINE_CHARS`, the values of the variables it was
+        started with blanked (the message goes into workflow history)."""
+        try:
+            raw = container.logs(tail=LOG_LINES).decode(errors="replace")
+        except (APIError, NotFound):
+            return ""
+        secrets = self._env_values(container)
+        lines = [line for line in (_printable(text, secrets) for text in raw.splitlines())
+                 if line][-LOG_LINES:]
+        return "; last log lines: " + " | ".join(lines) if lines else "; no log output"
+
+    @staticmethod
+    def _env_values(container: Container) -> list[str]:
+        """Values of the variables the container was started with (its image's own
+        defaults excepted), longest first, so no log line quotes them."""
+        given = container.attrs.get("Config", {}).get("Env") or []
+        baked: list[str] = []
+        with contextlib.suppress(APIError, NotFound):  # image gone: blank every value
+            image = container.image
+            baked = ((image.attrs.get("Config") or {}).get("Env") or []) if image else []
+        values = {value for name, _, value in (entry.partition("=") for entry in given
+                                               if entry not in baked)
+                  if name not in NOT_SECRET and len(value) >= REDACT_MIN_CHARS}
+        return sorted(values, key=len, reverse=True)
+
+    @staticmethod
+    def _probe(instance: Instance, health_path: str) -> int | None:
+        """The status the health path answers with, None when it does not answer."""
+        try:
+            url = f"http://{instance.address}:{instance.port}{health_path}"
+            return httpx.get(url, timeout=2.0).status_code
+        except httpx.HTTPError:
+            return None
 
     def check_health(self, ref: VersionRef, replicas: int, port: int,
                      health_path: str) -> list[str]:
@@ -280,13 +441,9 @@ class DockerRuntime:
             problems.append(f"{len(instances)}/{replicas} replicas of v{ref.version} running")
         return problems
 
-    @staticmethod
-    def _healthy(instance: Instance, health_path: str) -> bool:
-        try:
-            url = f"http://{instance.address}:{instance.port}{health_path}"
-            return httpx.get(url, timeout=2.0).status_code == 200
-        except httpx.HTTPError:
-            return False
+    @classmethod
+    def _healthy(cls, instance: Instance, health_path: str) -> bool:
+        return cls._probe(instance, health_path) == 200
 
     def stop_version(self, ref: VersionRef) -> None:
         for _engine, container in self._containers(ref.env_key, ref.version):
