@@ -11,7 +11,6 @@ import contextlib
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import docker
@@ -19,6 +18,7 @@ import httpx
 from docker.errors import APIError, ImageNotFound, NotFound
 from docker.models.containers import Container
 
+from integrations.docker.diagnosis import ReplicaWatch, log_tail
 from integrations.errors import ClusterUnavailableError, PermanentRuntimeError
 from integrations.protocols import Progress
 from schemas.models import ImageSpec, Instance, StartVersionInput, VersionRef
@@ -35,15 +35,8 @@ STOP_TIMEOUT_SECONDS = 10
 # other than 200 on every probe) before wait_ready gives up on the version, long before the
 # progress deadline: SLIPWAY_FAILING_VERSION_SECONDS.
 FAILING_VERSION_SECONDS = 30.0
-# A failing replica's last log lines in the error, each cut to this many characters.
-LOG_LINES = 5
-LOG_LINE_CHARS = 200
 # Health answers that mean "not ready yet" rather than "wrong": left to the progress deadline.
 WARMING_UP = frozenset({503})
-# Variables of our own that are no secret (and too short to redact sensibly).
-NOT_SECRET = frozenset({"SLIPWAY_VERSION"})
-# Values shorter than this are not redacted from log lines (they would blank out every digit).
-REDACT_MIN_CHARS = 3
 # At most this many unhealthy replicas are described in a progress message.
 NOTES_SHOWN = 3
 
@@ -63,27 +56,6 @@ class NotReadyError(PermanentRuntimeError):
 class FailingVersionError(NotReadyError):
     """A new replica failed the same way for the whole failing-version bound (a crash loop,
     one health answer on every probe): waiting out the progress deadline won't help."""
-
-
-@dataclass
-class _Watch:
-    """What wait_ready has seen of one replica: its crash streak and its health answers."""
-
-    restarts: int = 0
-    crash_since: float | None = None  # first sign of the current crash streak
-    last_crash: float = 0.0
-    answer: int | None = None  # the same non-200 status on every probe since answer_since
-    answer_since: float = 0.0
-
-
-def _printable(line: str, secrets: list[str]) -> str:
-    """A log line without terminal escapes, control characters and ``secrets``, cut to
-    :data:`LOG_LINE_CHARS`."""
-    for secret in secrets:
-        line = line.replace(secret, "***")
-    line = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", line)
-    line = "".join(ch if ch.isprintable() else " " for ch in line).strip()
-    return line if len(line) <= LOG_LINE_CHARS else line[:LOG_LINE_CHARS - 1] + "…"
 
 
 def _repository(reference: str) -> str:
@@ -295,7 +267,7 @@ class DockerRuntime:
         start) and 503 (warming up) wait for the deadline.
         """
         deadline = time.monotonic() + deadline_seconds
-        watches: dict[str, _Watch] = {}
+        watches: dict[str, ReplicaWatch] = {}
         while True:
             healthy: list[Instance] = []
             notes: list[str] = []
@@ -306,7 +278,7 @@ class DockerRuntime:
                 except NotFound:  # removed while we looked: the next look sees the rest
                     continue
                 instance, note = self._look(ref, container, port, health_path,
-                                            watches.setdefault(container.name, _Watch()))
+                                            watches.setdefault(container.name, ReplicaWatch()))
                 if instance is not None:
                     healthy.append(instance)
                 else:
@@ -323,11 +295,11 @@ class DockerRuntime:
                 return healthy
             if time.monotonic() > deadline:
                 raise NotReadyError(f"progress deadline ({deadline_seconds:.0f}s) passed: {last}"
-                                    + (self._log_tail(unhealthy) if unhealthy else ""))
+                                    + (log_tail(unhealthy) if unhealthy else ""))
             time.sleep(poll_seconds)
 
     def _look(self, ref: VersionRef, container: Container, port: int, health_path: str,
-              watch: _Watch) -> tuple[Instance | None, str]:
+              watch: ReplicaWatch) -> tuple[Instance | None, str]:
         """One look at a replica being waited for (its container freshly reloaded): the
         instance when it answers 200, else a note of what it does; raises
         :class:`FailingVersionError` when it has failed the same way for the whole bound."""
@@ -341,7 +313,7 @@ class DockerRuntime:
             " (out of memory)" if state.get("OOMKilled") else "")
         if container.status in ("exited", "dead"):  # the restart policy gave up on it
             raise FailingVersionError(f"{replica} {container.status}: {exited}, not restarted"
-                                      + self._log_tail(container))
+                                      + log_tail(container))
         # A crash streak: restarting now, or restarted since the last look. It ends after a
         # whole bound without a sign (old restarts are history) or a 200.
         if state.get("Restarting") or restarts > watch.restarts:
@@ -354,7 +326,7 @@ class DockerRuntime:
         crash = f"{exited} ({restarts} restart{'' if restarts == 1 else 's'})"
         if watch.crash_since is not None and now - watch.crash_since >= bound:
             raise FailingVersionError(f"{replica} restarting: {crash}"
-                                      + self._log_tail(container))
+                                      + log_tail(container))
         instance = self._instance(container, port)
         if instance is None:
             if watch.crash_since is not None:
@@ -376,35 +348,8 @@ class DockerRuntime:
         elif now - watch.answer_since >= bound:
             raise FailingVersionError(
                 f"{replica}: {health_path} answered {code} on every probe for {bound:g}s"
-                + self._log_tail(container))
+                + log_tail(container))
         return None, f"replica {index}: {health_path} answered {code}"
-
-    def _log_tail(self, container: Container) -> str:
-        """``; last log lines: a | b`` of a failing replica: the last :data:`LOG_LINES`
-        lines, each cut to :data:`LOG_LINE_CHARS`, the values of the variables it was
-        started with blanked (the message goes into workflow history)."""
-        try:
-            raw = container.logs(tail=LOG_LINES).decode(errors="replace")
-        except (APIError, NotFound):
-            return ""
-        secrets = self._env_values(container)
-        lines = [line for line in (_printable(text, secrets) for text in raw.splitlines())
-                 if line][-LOG_LINES:]
-        return "; last log lines: " + " | ".join(lines) if lines else "; no log output"
-
-    @staticmethod
-    def _env_values(container: Container) -> list[str]:
-        """Values of the variables the container was started with (its image's own
-        defaults excepted), longest first, so no log line quotes them."""
-        given = container.attrs.get("Config", {}).get("Env") or []
-        baked: list[str] = []
-        with contextlib.suppress(APIError, NotFound):  # image gone: blank every value
-            image = container.image
-            baked = ((image.attrs.get("Config") or {}).get("Env") or []) if image else []
-        values = {value for name, _, value in (entry.partition("=") for entry in given
-                                               if entry not in baked)
-                  if name not in NOT_SECRET and len(value) >= REDACT_MIN_CHARS}
-        return sorted(values, key=len, reverse=True)
 
     @staticmethod
     def _probe(instance: Instance, health_path: str) -> int | None:
