@@ -273,6 +273,10 @@ def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_secon
             # A rollback to a baseline returns to a known version: judged already, no canary
             # to analyse. `rollback --image` runs a new image: analysed like any release.
             analysis=None if request.rollback_to is not None else policy_of(env.analysis),
+            analysis_skipped=(f"a rollback to baseline {request.rollback_to} returns to a "
+                              "version judged before"
+                              if request.rollback_to is not None
+                              and policy_of(env.analysis) is not None else ""),
             fast_rollback=(env.strategy != Strategy.RECREATE  # never two versions at once
                            and recent
                            and _fast_rollback(request, current, release,

@@ -49,6 +49,8 @@ class ReleaseRequest(BaseModel):
     break_glass: str = ""
     # Part of release train N: the train's approval covers it.
     train_id: int | None = None
+    # Set only by the release itself when it continues as new while waiting out a freeze.
+    resume: ReleaseResume | None = None
 
     @property
     def is_rollback(self) -> bool:
@@ -128,6 +130,9 @@ class ReleasePlan(BaseModel):
     rollback_recent: bool = False
     # Canary analysis judging every stable wait; None: health checks only.
     analysis: AnalysisPolicy | None = None
+    # Why the environment's policy does not judge this release (a rollback to a baseline),
+    # told in its events; empty: no policy, or it judges.
+    analysis_skipped: str = ""
     # A rollback straight to the old version at full strength: no steps, no stable waits.
     fast_rollback: bool = False
     # Passes freezes and deploy windows (the reason given); approval is then required.
@@ -385,6 +390,18 @@ class ReleaseStatus(BaseModel):
     approval: ApprovalSubject | None = None
 
 
+class ReleaseResume(BaseModel):
+    """What a release waiting out a freeze carries into its next run (continue-as-new): it
+    was prepared, built and approved; it goes on with the freeze gate."""
+
+    plan: ReleasePlan
+    target: ImageSpec
+    approved_by: str = ""
+    progress: ReleaseStatus
+    # The stage shown again once the environment opens.
+    stage_before_frozen: str = ""
+
+
 class ReleaseOutcome(BaseModel):
     """Result of ReleaseWorkflow."""
 
@@ -395,3 +412,6 @@ class ReleaseOutcome(BaseModel):
     image: str = ""
     digest: str = ""
     error: str = ""
+
+
+ReleaseRequest.model_rebuild()

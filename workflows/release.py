@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         ReleaseOutcome,
         ReleasePlan,
         ReleaseRequest,
+        ReleaseResume,
         ReleaseStatus,
         ResolveImageInput,
     )
@@ -47,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.board import StageBoard
     from workflows.cancellation import is_cancellation, stopped, to_the_end
     from workflows.controls import ReleaseControls
-    from workflows.freeze import FreezeGate, Frozen
+    from workflows.freeze import FreezeGate, Frozen, StillFrozen
     from workflows.policies import HEARTBEAT_TIMEOUT, QUICK, RETRY, UNTIL_DONE, build_queue
     from workflows.rollout import Undo, cause_of, rollout_for
 
@@ -87,21 +88,27 @@ class ReleaseWorkflow(ApprovalHandlers, ReleaseControls, StageBoard, FreezeGate)
         self._plan: ReleasePlan | None = None
         self._freeze_notice = None
         self._thawed = False
+        self._before_frozen = ""
 
     # -- the run ----------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, request: ReleaseRequest) -> ReleaseOutcome:
         info = workflow.info()
+        resume = request.resume  # a wait in a freeze continued as new: prepared, approved
         self.progress = ReleaseStatus(app=request.app, env=request.env, stage="preparing",
                                     requested_by=request.requested_by)
-        plan: ReleasePlan = await workflow.execute_activity_method(
-            CatalogueActivities.prepare_release,
-            PrepareReleaseInput(request=request, workflow_id=info.workflow_id,
-                                run_id=info.run_id),
-            start_to_close_timeout=QUICK, retry_policy=RETRY,
-            summary="load application, environment and baseline",
-        )
+        if resume is not None:
+            self.progress, self._before_frozen = resume.progress, resume.stage_before_frozen
+            plan = resume.plan
+        else:
+            plan = await workflow.execute_activity_method(
+                CatalogueActivities.prepare_release,
+                PrepareReleaseInput(request=request, workflow_id=info.workflow_id,
+                                    run_id=info.run_id),
+                start_to_close_timeout=QUICK, retry_policy=RETRY,
+                summary="load application, environment and baseline",
+            )
         self.progress.strategy = str(plan.strategy)
         self.progress.approvers = plan.approvers
         self.progress.from_version, self.progress.to_version = plan.from_version, plan.to_version
@@ -109,19 +116,31 @@ class ReleaseWorkflow(ApprovalHandlers, ReleaseControls, StageBoard, FreezeGate)
         self._plan = plan
         approved_by = ""
         try:
-            if plan.analysis is not None:
-                await self._check_analysis(plan)
-            target = await self._target_image(plan, request)
-            self.progress.image = target.image
-            if plan.approval_required:
-                approved_by = await self._await_approval(plan, target, request.change_id)
+            if resume is not None:
+                target, approved_by = resume.target, resume.approved_by
+            else:
+                if plan.analysis is not None:
+                    await self._check_analysis(plan)
+                target = await self._target_image(plan, request)
+                self.progress.image = target.image
+                if plan.approval_required:
+                    approved_by = await self._await_approval(plan, target, request.change_id)
             try:
-                await self.through_freeze(plan, no_wait=plan.no_wait)
+                # A train's member keeps its run: the train follows it by run id.
+                await self.through_freeze(plan, no_wait=plan.no_wait,
+                                          may_continue=request.train_id is None)
             except Frozen as frozen:
                 raise ReleaseEnded(ReleaseState.FAILED, str(frozen)) from None
+            except StillFrozen:
+                self.event("still frozen: the wait goes on in a new run (continue-as-new)")
+                workflow.continue_as_new(request.model_copy(update={"resume": ReleaseResume(
+                    plan=plan, target=target, approved_by=approved_by,
+                    progress=self.progress, stage_before_frozen=self._before_frozen)}))
             await self.checkpoint()
             await self._notify(f"release {plan.app}@{plan.env} v{plan.to_version}",
                                f"rolling out {target.image} ({plan.strategy})")
+            if plan.analysis_skipped:
+                self.event(f"analysis: not measured: {plan.analysis_skipped}")
             await rollout_for(self, plan, target).run()
         except (ActivityError, ApplicationError, ReleaseEnded, asyncio.CancelledError) as error:
             if not self._committed:

@@ -12,7 +12,7 @@ import re
 
 from pydantic import BaseModel
 
-from schemas.analysis import AnalysisPolicy
+from schemas.analysis import AnalysisPolicy, Mode
 from schemas.durations import STABLE, STABLE_TOTAL_SECONDS
 
 GATE = "gate"
@@ -51,6 +51,32 @@ def analysis_ticks_problem(stable_seconds: int, waits: int,
         return (f"{waits} steps × {stable_seconds}s of stable time measured every "
                 f"{policy.interval_seconds}s is {intervals} analysis intervals, over the "
                 f"maximum of {MAX_ANALYSIS_INTERVALS}; measure less often or wait less")
+    return None
+
+
+def analysis_wait_problem(stable_seconds: int, policy: AnalysisPolicy | None,
+                          recreate: bool = False) -> str | None:
+    """Why ``policy`` would never judge a release with this rollout, or None.
+
+    Metrics are measured inside the stable waits: a stable time of 0 leaves no window, and
+    a recreate release stops the old version before the new one serves, so a deciding
+    metric that only compares with the baseline could never pass."""
+    if policy is None:
+        return None
+    if stable_seconds <= 0:
+        return ("analysis needs a stable wait: with a stable time of 0s no step is judged "
+                "and no metric would ever be measured; set --stable (e.g. --stable 60s) for "
+                "the environment, or clear its policy")
+    if recreate:
+        only_baseline = [metric.name for metric in policy.metrics
+                         if metric.mode != Mode.DRY_RUN and metric.compares_baseline
+                         and metric.max is None and metric.min is None]
+        if only_baseline:
+            many = len(only_baseline) > 1
+            return (f"{', '.join(only_baseline)} only compare{'' if many else 's'} with the "
+                    "baseline, and a recreate release stops the old version before the new "
+                    "one serves, so there is nothing to compare with: add max or min, or make "
+                    f"{'them' if many else 'it'} dry-run")
     return None
 
 

@@ -77,7 +77,8 @@ async def freeze_list(_caller: Reader, store: StoreDep) -> list[dict[str, Any]]:
 @router.post("", status_code=201)
 async def freeze_add(body: FreezeBody, caller: Approver, store: StoreDep,
                      request: Request) -> dict[str, Any]:
-    """Add a freeze or deploy window (``approve``); 422 says what to fix."""
+    """Add a freeze or deploy window (``approve``); 422 says what to fix. The running
+    releases of its scope are told (``told``), so one waiting looks again."""
     def add(target: Store) -> FreezeRule:
         rule = freezes.make_rule(body.kind, body.scope, body.reason, start=body.start,
                                  end=body.end, rrule=body.rrule, duration=body.duration,
@@ -86,9 +87,11 @@ async def freeze_add(body: FreezeBody, caller: Approver, store: StoreDep,
             require_scope(target, request, caller, freezes.scope_apps(target, rule.scope))
         return freezes.add_rule(target, rule, caller.user)
     try:
-        return _shown(await run_in_threadpool(add, store))
+        stored = await run_in_threadpool(add, store)
     except CatalogueError as error:
         raise HTTPException(422, str(error)) from error
+    told = await freezes.tell_changed(await _client_or_none(request), stored)
+    return {**_shown(stored), "told": told}
 
 
 @router.post("/now", status_code=201)

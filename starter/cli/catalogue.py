@@ -230,7 +230,9 @@ def env_add(
     stable: Annotated[str, typer.Option(
         "--stable", metavar="DURATION",
         help="gray/rolling: how long each step must stay healthy (checked throughout) "
-             "before the next: seconds, or with s/m/h/d; 0 skips the wait.")] = "60",
+             "before the next; recreate with --analysis: how long the new version is "
+             "judged once it serves. Seconds, or with s/m/h/d; 0 skips the wait (and is "
+             "refused with --analysis).")] = "60",
     batch_size: Annotated[int, typer.Option(
         help="rolling: replicas replaced per batch, 1 to --replicas.")] = 1,
     approval: Annotated[str, typer.Option(
@@ -245,8 +247,9 @@ def env_add(
              "seconds, or with s/m/h/d.")] = "24h",
     analysis_file: Annotated[Path | None, typer.Option(
         "--analysis", metavar="FILE", show_default=False,
-        help="gray/rolling: canary-analysis policy (YAML or JSON) judging every stable wait; "
-             "see `slipway analysis set --help`.")] = None,
+        help="Canary-analysis policy (YAML or JSON) judging every stable wait (recreate: "
+             "the new version once it serves); needs --stable above 0; see `slipway "
+             "analysis set --help`.")] = None,
 ) -> None:
     """Add an environment (ENV_TYPE@CLUSTER) to an application.
 

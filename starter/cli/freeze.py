@@ -37,8 +37,12 @@ def _add(kind: RuleKind, scope: str, reason: str, start: str, end: str, rrule: s
     with command_store() as store:
         rule = freezes.make_rule(kind, scope, reason, start=start, end=end, rrule=rrule,
                                  duration=duration, zone=zone)
-        stored = freezes.add_rule(store, rule, current_user())
+        stored, told = asyncio.run(_with_client(
+            lambda client: freezes.add(store, client, rule, current_user())))
     console.print(f"#{stored.id} {stored.describe()}", highlight=False)
+    if told:
+        console.print(f"told {len(told)} running release(s) in its scope: {', '.join(told)}",
+                      highlight=False)
 
 
 @freeze_cli.command("add")
@@ -106,7 +110,7 @@ def freeze_remove(
             lambda client: freezes.lift(store, client, rule_id, caller.user)))
     console.print(f"removed #{rule_id}: {removed.describe()}", highlight=False)
     if woken:
-        console.print(f"woke {len(woken)} waiting release(s): {', '.join(woken)}",
+        console.print(f"woke {len(woken)} release(s) in its scope: {', '.join(woken)}",
                       highlight=False)
 
 

@@ -25,7 +25,12 @@ from integrations.web.hosts import WebHostRefused
 from schemas.analysis import AnalysisPolicy, AnalysisTarget, MeasureInput, Measurement
 from schemas.enums import ReleaseState, Strategy
 from schemas.settings import Settings
-from workflows.steps import analysis_ticks_problem, gray_plan, rolling_plan
+from workflows.steps import (
+    analysis_ticks_problem,
+    analysis_wait_problem,
+    gray_plan,
+    rolling_plan,
+)
 
 
 def _providers(settings: Settings) -> MetricProviders:
@@ -58,7 +63,11 @@ def parse_policy(raw: object, source: str = "the analysis policy") -> AnalysisPo
 
 def check_policy(policy: AnalysisPolicy, env: Environment, app: str,
                  settings: Settings) -> None:
-    """Refuse a policy the environment's rollout or the providers cannot carry."""
+    """Refuse a policy the environment's rollout or the providers cannot carry: no silent
+    off (a rollout without an analysed wait), no more intervals than a history holds."""
+    if problem := analysis_wait_problem(env.stable_seconds, policy,
+                                        recreate=env.strategy == Strategy.RECREATE):
+        raise CatalogueError(f"{app} {env.name}: {problem}")
     waits = _stable_waits(env)
     if problem := analysis_ticks_problem(env.stable_seconds, waits, policy):
         raise CatalogueError(problem)
@@ -157,6 +166,6 @@ def _stable_waits(env: Environment) -> int:
         steps = gray_plan(env.gray_steps, env.replicas, env.replicas)
     elif env.strategy == Strategy.ROLLING:
         steps = rolling_plan(env.batch_size, env.replicas, env.replicas)
-    else:
-        return 0
+    else:  # recreate: one analysed wait once the new version serves
+        return 1
     return sum(1 for step in steps if not step.gate)

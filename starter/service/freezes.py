@@ -1,6 +1,6 @@
 """Freezes and deploy windows for the CLI and the receiver: parse what a person typed, store
-it, and tell running releases (an incident freeze holds them at their next step; a lifted
-freeze wakes the ones waiting).
+it, and tell running releases (an incident freeze holds them at their next step; a rule added
+or lifted wakes the ones waiting in its scope, which wait on that signal rather than polling).
 
 A rule applies to environments, so to every application with an environment in its scope: a
 token limited to some applications adds, declares or lifts only rules whose applications it
@@ -105,6 +105,31 @@ async def _running_releases(client: Client, query: str = "") -> list[tuple[str, 
     return found
 
 
+async def tell_changed(client: Client | None, rule: FreezeRule) -> list[str]:
+    """Signal ``freezes_changed`` to the running releases of ``rule``'s scope, so one
+    waiting in a freeze or outside a window looks again at once (not only those in stage
+    ``frozen``: one may be asking the catalogue right now). Returns the releases told."""
+    told: list[str] = []
+    if client is None:
+        return told
+    for workflow_id, env in await _running_releases(client):
+        env_type, _, cluster = env.partition("@")
+        if rule.applies_to(env_type, cluster):
+            with contextlib.suppress(RPCError):  # it just ended
+                await client.get_workflow_handle(workflow_id).signal(
+                    ReleaseWorkflow.freezes_changed)
+                told.append(workflow_id)
+    return told
+
+
+async def add(store: Store, client: Client | None, rule: FreezeRule,
+              actor: str) -> tuple[FreezeRule, list[str]]:
+    """Store a freeze or window and tell the releases of its scope (a window may open a
+    waiting one sooner, a freeze changes what a waiting one shows)."""
+    stored = add_rule(store, rule, actor)
+    return stored, await tell_changed(client, stored)
+
+
 async def declare_incident(store: Store, client: Client | None, scope: str, reason: str,
                            actor: str, duration: str = "") -> tuple[FreezeRule, list[str]]:
     """Freeze ``scope`` from now (until lifted, or for ``duration``) and hold the running
@@ -127,12 +152,6 @@ async def declare_incident(store: Store, client: Client | None, scope: str, reas
 
 async def lift(store: Store, client: Client | None, rule_id: int,
                actor: str) -> tuple[FreezeRule, list[str]]:
-    """Remove a rule and wake the releases waiting in a freeze so they look again."""
+    """Remove a rule and wake the releases of its scope so the waiting ones look again."""
     removed = remove_rule(store, rule_id, actor)
-    woken = []
-    if client is not None:
-        for workflow_id, _env in await _running_releases(client, "Stage='frozen'"):
-            with contextlib.suppress(RPCError):
-                await client.get_workflow_handle(workflow_id).signal(ReleaseWorkflow.thaw)
-                woken.append(workflow_id)
-    return removed, woken
+    return removed, await tell_changed(client, removed)

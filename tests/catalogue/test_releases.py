@@ -205,6 +205,7 @@ def test_rollback_image_is_a_release_approved_by_policy_and_analysed(pay: Store)
     image: dict[str, object] = {"image": "slipway/pay:hotfix", "rollback": True}
     plan = _plan(pay, "image-1", "dev", **image)
     assert plan.analysis is not None  # the canary is judged like any release's
+    assert plan.analysis_skipped == ""
     assert not plan.fast_rollback and not plan.rollback_recent
     assert not plan.approval_required  # prod@local's policy is none
     with pay.session() as session:
@@ -219,6 +220,8 @@ def test_a_rollback_to_a_recent_baseline_stays_fast_without_approval(pay: Store)
     plan = _plan(pay, "recent", rollback_to=2)  # v3, v4, v5 came after it: the last three
     assert plan.rollback_recent and plan.fast_rollback
     assert not plan.approval_required and plan.analysis is None
+    # Not judged, and the release says why (its events): no silent off.
+    assert plan.analysis_skipped == "a rollback to baseline 2 returns to a version judged before"
 
 
 def test_a_rollback_to_an_old_baseline_needs_approval_whatever_the_policy(pay: Store) -> None:

@@ -251,6 +251,10 @@ class FakeWorld:
                 requested_by=data.request.requested_by, rollback_to=data.request.rollback_to,
                 approval_timeout_seconds=86400,
                 analysis=None if data.request.rollback_to is not None else world.analysis,
+                analysis_skipped=(f"a rollback to baseline {data.request.rollback_to} returns "
+                                  "to a version judged before"
+                                  if data.request.rollback_to is not None
+                                  and world.analysis is not None else ""),
                 fast_rollback=(world.fast_rollback and data.request.rollback_to is not None
                                and world.rollback_recent),
                 rollback_recent=data.request.rollback_to is not None and world.rollback_recent,

@@ -11,7 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from schemas.analysis import AnalysisPolicy, Metric, Mode, Provider, Reading, Verdict
 from schemas.enums import ReleaseState, Strategy
-from schemas.models import ControlInput, ReleaseRequest
+from schemas.models import ControlInput, ReleaseRequest, ReleaseStatus
 from tests.workflows.fakes import FakeWorld, run_release, start, wait_for, worker
 from workflows.release import ReleaseWorkflow
 
@@ -178,3 +178,133 @@ async def test_an_infinite_canary_against_an_infinite_baseline_never_passes_a_st
             await handle.result()
     assert world.finished[-1].state == ReleaseState.ROLLED_BACK
     assert not any(call.startswith("start v2") and call.endswith("x2") for call in world.calls)
+
+
+# -- no silent off (#29): every release with a policy is measured, or says why not ----------
+
+
+def versions_of(status: ReleaseStatus) -> dict[int, tuple[int, int, float]]:
+    return {v.version: (v.desired, v.ready, v.traffic_percent) for v in status.versions}
+
+
+async def test_a_recreate_release_is_judged_once_the_new_version_serves_and_rolled_back(
+        env: WorkflowEnvironment) -> None:
+    world = FakeWorld(current_version=1, versions=[1], strategy=Strategy.RECREATE, replicas=2,
+                      stable_seconds=60, analysis=policy(), verdicts=[Verdict.FAILED])
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start(env, world, REQUEST, queue)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        status = await handle.query(ReleaseWorkflow.status)
+    assert world.finished[-1].state == ReleaseState.ROLLED_BACK
+    assert "canary analysis failed at step 1: errors failed 1×" in world.finished[-1].error
+    # A counter snapshot once v2 serves alone, then one measurement: v1 is stopped, so the
+    # new version is measured without a baseline beside it.
+    assert [m.metrics for m in world.measured] == [[], ["errors"]]
+    assert all(m.target.version == 2 and m.target.baseline_version == 0
+               for m in world.measured)
+    assert world.calls.index("ready v2") < world.calls.index("unroute v2")
+    after = world.calls[world.calls.index("unroute v2"):]
+    assert after == ["unroute v2", "remove v2", "start v1 sha256:v1 x2", "ready v1",
+                     "route v1-0,v1-1"]
+    assert len(status.analysis) == 1 and status.analysis[0].verdict == Verdict.FAILED
+    # status shows what runs after the undo: v1 alone, with all the traffic.
+    assert versions_of(status) == {2: (0, 0, 0), 1: (2, 2, 100)}
+
+
+async def test_a_healthy_recreate_release_is_measured_for_the_stable_time(
+        env: WorkflowEnvironment) -> None:
+    world = FakeWorld(current_version=1, versions=[1], strategy=Strategy.RECREATE, replicas=2,
+                      stable_seconds=30, analysis=policy(), verdicts=[Verdict.PASSED])
+    status, outcome = await run_release(env, world, REQUEST)
+    assert outcome.state == ReleaseState.SUCCEEDED
+    assert [m.metrics for m in world.measured] == [[], ["errors"], ["errors"], ["errors"]]
+    assert [item.verdict for item in status.analysis] == [Verdict.PASSED] * 3
+    # Judged before the point of no return: the old containers go only afterwards.
+    assert world.calls[-1] == "remove v1"
+    assert versions_of(status) == {2: (2, 2, 100), 1: (0, 0, 0)}
+
+
+async def test_a_recreate_release_without_a_stable_time_says_why_it_is_not_measured(
+        env: WorkflowEnvironment) -> None:
+    world = FakeWorld(current_version=1, versions=[1], strategy=Strategy.RECREATE,
+                      stable_seconds=0, analysis=policy(), verdicts=[Verdict.FAILED])
+    status, outcome = await run_release(env, world, REQUEST)
+    assert outcome.state == ReleaseState.SUCCEEDED
+    assert world.measured == []
+    assert any("analysis: not measured: the stable time is 0s" in e.message
+               for e in status.events)
+
+
+async def test_a_gray_release_without_a_stable_time_says_why_no_step_is_measured(
+        env: WorkflowEnvironment) -> None:
+    world = analysed_world([Verdict.FAILED])
+    world.stable_seconds = 0
+    status, outcome = await run_release(env, world, REQUEST)
+    assert outcome.state == ReleaseState.SUCCEEDED
+    assert world.measured == []
+    noted = [e.message for e in status.events if "not measured" in e.message]
+    assert noted == [f"analysis: step {n} not measured: the stable time is 0s, so there is "
+                     "no window to judge it in; set --stable for the environment"
+                     for n in (1, 2, 3)]
+
+
+async def test_a_rollback_to_a_baseline_says_why_it_is_not_analysed(
+        env: WorkflowEnvironment) -> None:
+    world = FakeWorld(current_version=2, versions=[2], strategy=Strategy.GRAY, replicas=4,
+                      stable_seconds=60, analysis=policy(), fast_rollback=True)
+    status, outcome = await run_release(
+        env, world, ReleaseRequest(app="shop", env="prod@local", rollback_to=1))
+    assert outcome.state == ReleaseState.SUCCEEDED and world.measured == []
+    assert any(e.message == "analysis: not measured: a rollback to baseline 1 returns to a "
+                            "version judged before" for e in status.events)
+
+
+# -- status after the undo shows what runs (#29) ---------------------------------------------
+
+
+async def test_status_after_a_rolled_back_canary_shows_only_the_old_version_serving(
+        env: WorkflowEnvironment) -> None:
+    world = analysed_world([Verdict.FAILED])  # fails at step 1: v2×1 beside v1×4
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start(env, world, REQUEST, queue)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        status = await handle.query(ReleaseWorkflow.status)
+    assert status.stage == ReleaseState.ROLLED_BACK
+    assert versions_of(status) == {2: (0, 0, 0), 1: (4, 4, 100)}
+
+
+async def test_status_after_a_rollback_past_a_shrunk_old_version_shows_it_restored(
+        env: WorkflowEnvironment) -> None:
+    # Step 2 runs v2×2 beside v1×2 when the analysis fails: the undo restores v1×4, then
+    # removes v2.
+    world = analysed_world([Verdict.PASSED] * 3 + [Verdict.FAILED])
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start(env, world, REQUEST, queue)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        status = await handle.query(ReleaseWorkflow.status)
+    assert "canary analysis failed at step 2" in world.finished[-1].error
+    assert versions_of(status) == {2: (0, 0, 0), 1: (4, 4, 100)}
+
+
+async def test_status_after_an_abort_shows_only_the_old_version_serving(
+        env: WorkflowEnvironment) -> None:
+    world = analysed_world([Verdict.PASSED])
+    world.hold_stable = True
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start(env, world, REQUEST, queue)
+        during = await wait_for(handle, lambda s: s.stage == "waiting_stable")
+        assert versions_of(during) == {2: (1, 1, 20), 1: (4, 4, 80)}
+        await handle.execute_update(ReleaseWorkflow.abort,
+                                    ControlInput(user="sre", reason="looks wrong"))
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        status = await handle.query(ReleaseWorkflow.status)
+    assert world.finished[-1].state == ReleaseState.ROLLED_BACK
+    assert versions_of(status) == {2: (0, 0, 0), 1: (4, 4, 100)}

@@ -205,3 +205,73 @@ async def test_rollback_image_is_a_release_approved_analysed_and_held_by_a_freez
     assert "check analysis" in world.calls
     assert [m for m in world.measured if m.metrics]  # the canary was judged
     assert world.scheduled["start v2"] >= ends  # waited out the freeze
+
+
+# ---------------------------------------------------------------- long freezes, short histories
+
+
+async def _runs(env: WorkflowEnvironment, workflow_id: str, first_run: str) -> list[int]:
+    """Events of each run of a release, following its continue-as-new chain."""
+    counts, run_id = [], first_run
+    while run_id:
+        history = await env.client.get_workflow_handle(workflow_id,
+                                                       run_id=run_id).fetch_history()
+        counts.append(len(history.events))
+        last = history.events[-1]
+        run_id = (last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+                  if last.HasField("workflow_execution_continued_as_new_event_attributes")
+                  else "")
+    return counts
+
+
+async def test_a_release_held_120_days_by_an_incident_freeze_keeps_its_history_short(
+    env: WorkflowEnvironment,
+) -> None:
+    began = await env.get_current_time()
+    world = FakeWorld(current_version=1, versions=[1], freezes=_incident(began))
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start(env, world, REQUEST, queue)
+        await wait_for(handle, lambda s: s.stage == "frozen")
+        await env.sleep(timedelta(days=120))  # no end: only the daily safety re-check
+        status = await handle.query(ReleaseWorkflow.status)
+        assert status.stage == "frozen" and "incident 42" in status.frozen
+        assert status.frozen_until is None
+        world.freezes.clear()  # `slipway freeze remove 5` lifts it and signals
+        await handle.signal(ReleaseWorkflow.freezes_changed)
+        outcome = await handle.result()
+        history = await handle.fetch_history()  # the last run
+        runs = await _runs(env, handle.id, handle.first_execution_run_id or "")
+    assert outcome.state == ReleaseState.SUCCEEDED
+    assert world.scheduled["start v2"] >= began + timedelta(days=120)
+    assert len(history.events) < 300
+    assert len(runs) > 1 and max(runs) < 300  # every run short; before: 11 events a 10 min
+    assert sum(runs) < 2500  # ~14 events a day; before: 1,584 a day (limit after 32 days)
+
+
+async def test_a_lifted_freeze_wakes_the_waiting_release_by_signal(
+    env: WorkflowEnvironment,
+) -> None:
+    now = await env.get_current_time()
+    world = FakeWorld(current_version=1, versions=[1], freezes=[FreezeRule(
+        id=4, scope="prod", reason="promotion month", starts_at=now,
+        ends_at=now + timedelta(days=30), created_by="sre")])
+    runner, queue = worker(env, world)
+    async with runner:
+        handle = await start(env, world, REQUEST, queue)
+        status = await wait_for(handle, lambda s: s.stage == "frozen")
+        assert status.frozen_until == now + timedelta(days=30)
+        # A freeze added meanwhile: the waiting release shows the new reason at once.
+        world.freezes.append(FreezeRule(id=7, scope="*", reason="db failover",
+                                        starts_at=now, incident=True, created_by="sre"))
+        await handle.signal(ReleaseWorkflow.freezes_changed)
+        status = await wait_for(handle, lambda s: "db failover" in s.frozen)
+        assert status.stage == "frozen" and status.frozen_until is None
+        # Both lifted: no time passes (queries do not skip time), the signal wakes it.
+        world.freezes.clear()
+        await handle.signal(ReleaseWorkflow.freezes_changed)
+        status = await wait_for(handle, lambda s: s.stage != "frozen")
+        assert status.frozen == "" and status.frozen_until is None
+        outcome = await handle.result()
+    assert outcome.state == ReleaseState.SUCCEEDED
+    assert world.scheduled["start v2"] < now + timedelta(days=1)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from schemas.analysis import AnalysisPolicy, Metric, Mode
 from workflows.steps import (
     MAX_STABLE_SECONDS,
     Step,
+    analysis_wait_problem,
     gray_plan,
     parse_step,
     rolling_plan,
@@ -52,3 +54,17 @@ def test_stable_waits_are_bounded_per_step_and_per_release() -> None:
         stable_seconds_problem(MAX_STABLE_SECONDS + 1))
     assert "8 steps × 86400s of stable time is over the maximum of 604800s" in str(
         stable_seconds_problem(86400, 8))
+
+
+def test_a_policy_needs_an_analysed_wait() -> None:
+    errors = Metric(name="errors", query="error_rate", max=0.05)
+    ratio = Metric(name="slow", query="response_time_ms", max_ratio=2)
+    dry = Metric(name="dry", query="response_time_ms", max_ratio=2, mode=Mode.DRY_RUN)
+    assert analysis_wait_problem(0, None) is None
+    assert "analysis needs a stable wait" in (
+        analysis_wait_problem(0, AnalysisPolicy(metrics=[errors])) or "")
+    assert analysis_wait_problem(60, AnalysisPolicy(metrics=[errors, ratio])) is None
+    assert analysis_wait_problem(60, AnalysisPolicy(metrics=[errors, dry]), recreate=True) \
+        is None
+    assert "slow only compares with the baseline" in (
+        analysis_wait_problem(60, AnalysisPolicy(metrics=[errors, ratio]), recreate=True) or "")

@@ -47,6 +47,9 @@ class Rollout(ABC):
         self.target = target
         self.old_version = 0
         self.old_count = 0
+        # Replicas (new, old) the status query shows last: the undo steps update it, so
+        # `status` after a rollback shows what runs, not what ran before the undo.
+        self.shown: tuple[int, int] | None = None
 
     def ref(self, version: int) -> VersionRef:
         return VersionRef(app=self.plan.app, env_key=self.plan.env_key,
@@ -90,6 +93,8 @@ class Rollout(ABC):
 
         async def restore() -> None:
             await self.bring_up(plan.from_version, current, plan.current_replicas)
+            self.old_version, self.old_count = plan.from_version, plan.current_replicas
+            self.show(self.shown[0] if self.shown else 0, plan.current_replicas)
 
         self.wf.push_undo(f"restore v{plan.from_version}", restore)
 
@@ -143,6 +148,7 @@ class Rollout(ABC):
                                      namespace=self.plan.namespace),
                           f"take v{version} out of rotation")
         await self.remove(version)
+        self.show(0, self.shown[1] if self.shown else self.old_count)
 
     async def finish(self, old: list[int]) -> None:
         """The new version serves: nothing is left to undo, only old containers to clear."""
@@ -155,6 +161,7 @@ class Rollout(ABC):
 
     def show(self, new: int, old: int) -> None:
         """Record replicas and traffic split per version for the status query."""
+        self.shown = (new, old)
         total = new + old
         versions = [VersionStatus(version=self.plan.to_version, desired=new, ready=new,
                                   traffic_percent=round(100 * new / total, 1) if total else 0)]

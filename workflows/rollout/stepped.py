@@ -82,6 +82,11 @@ class Stepped(Rollout):
         """The new replicas must stay healthy for the stable time (or a person promotes)."""
         wf, plan = self.wf, self.plan
         if plan.stable_seconds <= 0 or wf.promote_full_requested:
+            if plan.analysis is not None:  # no silent off: say why nothing is measured
+                wf.event(f"analysis: step {wf.progress.step} not measured: "
+                         + ("promote_full skipped the stable wait" if plan.stable_seconds > 0
+                            else "the stable time is 0s, so there is no window to judge "
+                                 "it in; set --stable for the environment"))
             return
         wf.set_stage("waiting_stable", f"v{plan.to_version} must stay healthy for "
                      f"{plan.stable_seconds}s" + (" and pass canary analysis"

@@ -149,3 +149,49 @@ def test_a_web_metric_on_an_allowed_host_is_accepted(populated: Store, tmp_path:
     ok(f"analysis set shop prod {policy_file(tmp_path, text)}")
     metrics = stored(populated)["metrics"]
     assert isinstance(metrics, list) and [m["name"] for m in metrics] == ["smoke", "lag"]
+
+
+def analysis_of(store: Store, env_type: str) -> dict[str, object] | None:
+    with store.session() as session:
+        found = session.exec(select(Environment).where(
+            Environment.env_type == env_type)).one_or_none()
+        return None if found is None else found.analysis
+
+
+def test_a_policy_on_an_environment_without_a_stable_wait_is_refused_and_nothing_stored(
+        populated: Store, tmp_path: Path) -> None:
+    ok("env add shop canary --strategy gray --stable 0")
+    result = run(f"analysis set shop canary {policy_file(tmp_path, POLICY)}")
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert "shop canary@local: analysis needs a stable wait" in said
+    assert "set --stable (e.g. --stable 60s)" in said
+    assert analysis_of(populated, "canary") == {}
+    with populated.session() as session:
+        assert session.exec(select(AuditEvent).where(
+            AuditEvent.action == "env.analysis_set")).first() is None
+
+
+def test_env_add_refuses_a_policy_without_a_stable_wait_and_adds_nothing(
+        populated: Store, tmp_path: Path) -> None:
+    result = run(f"env add shop dev --strategy recreate --stable 0 --analysis "
+                 f"{policy_file(tmp_path, POLICY)}")
+    assert result.exit_code == 1
+    assert "analysis needs a stable wait" in " ".join(result.output.split())
+    assert analysis_of(populated, "dev") is None  # no environment
+
+
+def test_a_recreate_environment_takes_a_policy_judged_after_the_new_version_starts(
+        populated: Store, tmp_path: Path) -> None:
+    ok(f"env add shop dev --strategy recreate --stable 60 --analysis "
+       f"{policy_file(tmp_path, POLICY)}")
+    assert analysis_of(populated, "dev")
+    # A deciding metric that only compares with the baseline could never pass there: the
+    # old version is stopped before the new one serves.
+    text = "metrics:\n  - {name: slow, query: response_time_ms, max_ratio: 2}\n"
+    result = run(f"analysis set shop dev {policy_file(tmp_path, text, 'ratio.yaml')}")
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert "slow only compares with the baseline, and a recreate release stops the old" in said
+    assert "add max or min, or make it dry-run" in said
+    assert analysis_of(populated, "dev")["metrics"][0]["name"] == "errors"  # type: ignore[index]
