@@ -5,7 +5,9 @@ members as child ReleaseWorkflows in dependency order, independent ones in paral
 close the train. When a member fails (its own release has rolled itself back), the members
 still running are cancelled (each rolls itself back) and those that went out are rolled
 back to the baseline they started from, newest first: the joint abort. A cancel of the train
-does the same.
+does the same. A rollback that cannot start because another release of that environment runs
+waits for it (durable timers, bounded backoff); the train is closed (``finish_train``)
+whatever each member ends as.
 
 Children keep the ids of ordinary releases (``release:APP:ENV``), so ``slipway status APP
 ENV`` follows a member, and no other release can run in its environment meanwhile.
@@ -18,7 +20,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import TypedSearchAttributes
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -53,6 +55,14 @@ with workflow.unsafe.imports_passed_through():
 # Members (and joint-abort rollbacks) start with the App, Env and Stage search attributes, as
 # a release started by hand does: ``freeze now`` finds running releases by them.
 MEMBER_SEARCH_PATCH = "train-members-searchable"
+# A joint abort's rollback that cannot start (another release of the member's environment
+# runs: the id ``release:APP:ENV`` is taken) waits for it and tries again instead of failing
+# the train with the member left on the train's version and the train never closed.
+ROLLBACK_WAITS_PATCH = "train-rollback-waits-for-env"
+# Backoff between those tries: durable timers, doubling, never longer apart than the cap (a
+# release waiting out a week's freeze costs the train a few events every ten minutes).
+ROLLBACK_RETRY_FIRST = timedelta(seconds=5)
+ROLLBACK_RETRY_MAX = timedelta(minutes=10)
 
 
 class TrainFailed(Exception):
@@ -181,16 +191,11 @@ class TrainWorkflow(ApprovalHandlers):
             return False
         member.rollback = "running"
         self._event(f"{app}@{member.env}: rolling back to v{member.from_version}")
+        handle = await self._start_rollback(member, plan)
+        if handle is None:
+            return False
         try:
-            outcome = await workflow.execute_child_workflow(
-                ReleaseWorkflow.run,
-                ReleaseRequest(app=app, env=member.env, rollback_to=member.from_version,
-                               requested_by=self.progress.requested_by,
-                               train_id=plan.train_id),
-                id=member.workflow_id, parent_close_policy=ParentClosePolicy.ABANDON,
-                search_attributes=self._searchable(member),
-                static_summary=f"joint abort of train {self.progress.app}: {app} back to "
-                               f"v{member.from_version}")
+            outcome = await handle
         except ChildWorkflowError as error:
             member.rollback = f"failed: {cause_of(error)}"
             self._event(f"{app}: rollback {member.rollback}")
@@ -199,6 +204,49 @@ class TrainWorkflow(ApprovalHandlers):
         member.state = "rolled_back"
         self._event(f"{app}@{member.env}: {member.rollback}")
         return True
+
+    async def _start_rollback(
+        self, member: TrainMemberStatus, plan: TrainPlan,
+    ) -> ChildWorkflowHandle[ReleaseWorkflow, ReleaseOutcome] | None:
+        """Start the member's rollback child; while another release of its environment runs,
+        wait (durable timers, bounded backoff) and try again. ``None``: it cannot start for
+        another reason (recorded on the member), so the joint abort goes on without it."""
+        delay, tries = ROLLBACK_RETRY_FIRST, 0
+        while True:
+            try:
+                handle = await workflow.start_child_workflow(
+                    ReleaseWorkflow.run,
+                    ReleaseRequest(app=member.app, env=member.env,
+                                   rollback_to=member.from_version,
+                                   requested_by=self.progress.requested_by,
+                                   train_id=plan.train_id),
+                    id=member.workflow_id, parent_close_policy=ParentClosePolicy.ABANDON,
+                    search_attributes=self._searchable(member),
+                    static_summary=f"joint abort of train {self.progress.app}: {member.app} "
+                                   f"back to v{member.from_version}")
+            except WorkflowAlreadyStartedError:
+                if not workflow.patched(ROLLBACK_WAITS_PATCH):
+                    raise  # runs recorded before the patch failed here
+                tries += 1
+                if tries == 1:
+                    member.rollback = f"waiting: {member.workflow_id} running"
+                    self._stage("rolling_back", f"{member.app}@{member.env} {member.rollback}"
+                                f"; its rollback starts once it has ended")
+                await workflow.sleep(delay, summary=f"{member.workflow_id} running: "
+                                                    f"try {tries + 1} of {member.app}'s rollback")
+                delay = min(delay * 2, ROLLBACK_RETRY_MAX)
+                continue
+            except Exception as error:  # noqa: BLE001 - the train is closed whatever happens
+                if not workflow.patched(ROLLBACK_WAITS_PATCH):
+                    raise
+                member.rollback = f"failed: could not start: {error}"
+                self._event(f"{member.app}: rollback {member.rollback}")
+                return None
+            if tries:
+                member.rollback = "running"
+                self._stage("rolling_back", f"{member.app}@{member.env}: {member.workflow_id} "
+                                            f"ended, rollback started after {tries} waits")
+            return handle
 
     # -- approval -----------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from schemas.enums import Strategy
 from schemas.lanes import DeleteInput, LanePushInput, LaneSpec, LaneStage, lane_workflow_id
-from schemas.models import NotifyInput, ReleaseRequest
+from schemas.models import ControlInput, NotifyInput, ReleaseRequest
 from schemas.trains import TrainMember, TrainRequest, chained
 from tests.conftest import _start_env
 from tests.support.workers import workers
@@ -86,6 +86,42 @@ async def train(env: WorkflowEnvironment) -> WorkflowHandle[Any, Any]:
                                                  id=f"train:{request.name}", task_queue=queue)
         with contextlib.suppress(WorkflowFailureError):  # the joint abort fails the train
             await handle.result()
+    return handle
+
+
+async def train_rollback_waits(env: WorkflowEnvironment) -> WorkflowHandle[Any, Any]:
+    """A train of shop then cart: shop goes out; a break-glass release of shop starts (it
+    waits for approval); cart is aborted; the joint abort cannot start shop's rollback, waits
+    on a timer, the blocker is rejected, and shop's rollback runs: the train closes."""
+    world = FakeWorld(current_version=1, versions=[1], block_ready_apps={"cart"})
+    apps = ["shop", "cart"]
+    after = chained(apps)
+    request = TrainRequest(name=f"golden-{uuid.uuid4().hex[:6]}", requested_by="ana",
+                           members=[TrainMember(app=app, env="prod", image=f"slipway/{app}:v2",
+                                                after=after[app]) for app in apps])
+    queue = f"golden-{uuid.uuid4()}"
+    try:
+        async with workers(env.client, queue, [TrainWorkflow, ReleaseWorkflow],
+                           world.activities()):
+            handle = await env.client.start_workflow(TrainWorkflow.run, request,
+                                                     id=f"train:{request.name}", task_queue=queue)
+            await asyncio.wait_for(world.ready_started.wait(), timeout=30)  # cart is held
+            blocker = await env.client.start_workflow(
+                ReleaseWorkflow.run, ReleaseRequest(app="shop", env="prod", image="hotfix:1",
+                                                    requested_by="ana", break_glass="INC-1"),
+                id="release:shop:prod@local", task_queue=queue)
+            while (await blocker.query(ReleaseWorkflow.status)).awaiting != "approval":
+                await asyncio.sleep(0.05)
+            await env.client.get_workflow_handle("release:cart:prod@local").execute_update(
+                ReleaseWorkflow.abort, ControlInput(user="sre", reason="error rate"))
+            while not (await handle.query(TrainWorkflow.status)).members[0].rollback.startswith(
+                    "waiting"):
+                await asyncio.sleep(0.05)
+            await blocker.execute_update(ReleaseWorkflow.reject, signed(blocker, "lead", "reject"))
+            with contextlib.suppress(WorkflowFailureError):  # the joint abort fails the train
+                await asyncio.wait_for(handle.result(), timeout=60)
+    finally:
+        world.unblock.set()
     return handle
 
 
@@ -153,6 +189,7 @@ STORIES: dict[str, Callable[[WorkflowEnvironment], Awaitable[WorkflowHandle[Any,
     "release_approved": release_approved,
     "release_undo_failed": release_undo_failed,
     "train": train,
+    "train_rollback_waits": train_rollback_waits,
     "swimlane": swimlane,
     "janitor": janitor,
 }

@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from catalogue.store import Store
 from schemas.enums import ReleaseState, Strategy
+from schemas.models import ControlInput, ReleaseRequest
 from schemas.trains import TrainMember, TrainRequest, TrainStatus, chained
 from starter.service.freezes import declare_incident
 from tests.workflows.fakes import FakeWorld, signed, wait_for, worker
@@ -110,6 +111,74 @@ async def test_parallel_members_the_survivor_is_cancelled_and_rolls_itself_back(
                                                         "cart": "rolled_back"}
     assert all(str(f.state) == "rolled_back" for f in world.finished)
     assert world.trains[-1].state == ReleaseState.ROLLED_BACK
+
+
+async def train_status(handle: WorkflowHandle[Any, Any], predicate: Any,
+                       seconds: float = 30) -> TrainStatus:
+    """Poll the train's status query until ``predicate(status)`` holds (real time, bounded)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        status: TrainStatus = await handle.query(TrainWorkflow.status)
+        if predicate(status):
+            return status
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"train status never matched: {status}")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_rollback_blocked_by_a_running_release_waits_for_it_and_the_train_closes(
+    env: WorkflowEnvironment,
+) -> None:
+    """The joint abort cannot start shop's rollback while another release of shop@prod runs
+    (its id is taken): it waits, says so, and rolls shop back once that release has ended."""
+    suffix = uuid.uuid4().hex[:6]
+    shop, cart = f"shop{suffix}", f"cart{suffix}"
+    world = FakeWorld(current_version=1, versions=[1], block_ready_apps={cart})
+    request = train([shop, cart])
+    runner, queue = worker(env, world)
+    try:
+        async with runner:
+            handle = await start_train(env, request, queue)
+            status = await train_status(handle, lambda s: [m.state for m in s.members] == [
+                "succeeded", "releasing"])
+            await asyncio.wait_for(world.ready_started.wait(), timeout=30)  # cart is held
+            # Someone releases shop by hand meanwhile (break glass: it waits for approval).
+            blocker = await env.client.start_workflow(
+                ReleaseWorkflow.run, ReleaseRequest(app=shop, env="prod", image="hotfix:1",
+                                                    requested_by="ana", break_glass="INC-1"),
+                id=status.members[0].workflow_id, task_queue=queue)
+            await wait_for(blocker, lambda s: s.awaiting == "approval")
+            # cart is aborted: the joint abort must roll shop back, and cannot start it.
+            cart_release = env.client.get_workflow_handle(status.members[1].workflow_id)
+            await cart_release.execute_update(ReleaseWorkflow.abort,
+                                              ControlInput(user="sre", reason="error rate"))
+            waiting = f"waiting: release:{shop}:prod@local running"
+            status = await train_status(handle, lambda s: s.members[0].rollback == waiting)
+            assert status.stage == "rolling_back" and not world.trains
+            description = await handle.describe()
+            assert description.status == WorkflowExecutionStatus.RUNNING
+            # The blocker ends (rejected); the next try starts shop's rollback.
+            await blocker.execute_update(ReleaseWorkflow.reject,
+                                         signed(blocker, "lead", "reject", "not now"))
+            with pytest.raises(WorkflowFailureError) as failure:
+                await asyncio.wait_for(handle.result(), timeout=60)
+            status = await handle.query(TrainWorkflow.status)
+    finally:
+        world.unblock.set()
+    assert f"train {request.name} rolled_back: {cart}@prod@local failed" in str(
+        failure.value.cause)
+    assert [(m.state, m.rollback) for m in status.members] == [
+        ("rolled_back", "back on v1 (baseline v2)"), ("rolled_back", "")]
+    messages = [event.message for event in status.events]
+    assert any(waiting in message for message in messages)
+    assert any("ended, rollback started after" in message for message in messages)
+    # shop v2, cart v2 (aborted, undone), shop's rollback: v1 runs again as shop's v2.
+    assert [call for call in world.calls if call.startswith("start")][-1] == (
+        "start v2 sha256:v1 x2")
+    [closed] = world.trains
+    assert closed.state == ReleaseState.ROLLED_BACK and cart in closed.error
+    assert {(m.app, m.rollback) for m in closed.members} >= {
+        (shop, "back on v1 (baseline v2)")}
 
 
 class Visibility:
