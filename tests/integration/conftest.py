@@ -22,6 +22,7 @@ import worker as slipway_worker
 from catalogue.store import Store
 from integrations.haproxy.router import HaproxyRouter
 from schemas.settings import CHECKOUT, Settings
+from tests.support.hermetic import lb_port_start
 from tests.support.registry import RegistryServer
 from workflows import search
 
@@ -72,7 +73,7 @@ def settings(tmp_path: Path, registry_server: RegistryServer,
         registry=registry_server.host, registry_credential="test-registry",
         credentials={"test-registry":
                      SecretStr(f"{registry_server.username}:{registry_server.password}")},
-        lb_port_start=free_port(), task_queue=f"it-{tmp_path.name}",
+        lb_port_start=lb_port_start(), task_queue=f"it-{tmp_path.name}",
         source_roots=[CHECKOUT, tmp_path], janitor_min_age_seconds=0,
     )
     monkeypatch.setattr("schemas.settings.get_settings", lambda: values)

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import free_port
-from tests.support.hermetic import clean_env
+from tests.support.hermetic import clean_env, lb_port_start
 from tests.support.load import failures, request_loop
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,8 @@ def cli_env(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[dict
     env.update(SLIPWAY_STATE_DIR=str(state),
                SLIPWAY_TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
                SLIPWAY_TEMPORAL_UI_URL=f"http://127.0.0.1:{free_port()}",
-               SLIPWAY_TEMPORAL_UI_PORT=str(free_port()), SLIPWAY_LB_PORT_START=str(free_port()),
+               SLIPWAY_TEMPORAL_UI_PORT=str(free_port()),
+               SLIPWAY_LB_PORT_START=str(lb_port_start()),
                SLIPWAY_TASK_QUEUE="down-up", SLIPWAY_USER="ana", PYTHONPATH=str(REPO),
                SLIPWAY_SOURCE_ROOTS=json.dumps([str(SAMPLE.parent)]))
     yield env

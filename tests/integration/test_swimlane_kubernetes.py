@@ -33,8 +33,8 @@ from schemas.models import ReleaseRequest
 from schemas.settings import Cluster, Settings
 from starter.service.catalogue import add_env, mark_ready, register_app
 from starter.service.releases import follow, start_release, validate_release
-from tests.integration.conftest import free_port
 from tests.integration.test_release_docker import SAMPLE
+from tests.support.hermetic import lb_port_start
 from tests.support.kube import DEPLOYMENTS, SERVICES
 from tests.support.kube_lanes import LaneCluster, lane_cluster
 from workflows.swimlane import SwimlaneWorkflow
@@ -61,7 +61,7 @@ def k8s_settings(tmp_path: Path, kube: LaneCluster,
         state_dir=state, database_url=f"sqlite:///{tmp_path / 'slipway.db'}",
         clusters={"k8s": Cluster(runtime="kubernetes", kubeconfig=str(kube.kubeconfig))},
         default_cluster="k8s", task_queue=f"k8s-lane-{tmp_path.name}",
-        lb_port_start=free_port(), drain_timeout_seconds=0.3, progress_deadline_seconds=20)
+        lb_port_start=lb_port_start(), drain_timeout_seconds=0.3, progress_deadline_seconds=20)
     monkeypatch.setattr("schemas.settings.get_settings", lambda: values)
     monkeypatch.setenv("SLIPWAY_LANE_CLUSTER", "k8s")
     monkeypatch.setenv("SLIPWAY_LANE_DEADLINE_SECONDS", "20")

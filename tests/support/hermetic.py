@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import random
 import shutil
 import socket
 import tempfile
@@ -29,10 +30,32 @@ UNREACHABLE_TEMPORAL = f"127.0.0.1:{_HELD.getsockname()[1]}"
 
 
 
-def _free_port() -> int:
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def lb_port_start(span: int = 20) -> int:
+    """The first of ``span`` free loopback ports for load balancer frontends, below the
+    kernel's ephemeral range: a port the kernel hands out for outgoing connections (as
+    ``bind(0)`` does) can be taken by any client between allocation and HAProxy's bind."""
+    ceiling = _ephemeral_floor() - span
+    for _ in range(200):
+        start = random.randrange(20000, ceiling)
+        if all(_bindable(port) for port in range(start, start + span)):
+            return start
+    raise RuntimeError(f"no {span} free loopback ports between 20000 and {ceiling}")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 _ROOT = Path(tempfile.mkdtemp(prefix="slipway-tests-"))
@@ -47,7 +70,7 @@ DEFAULTS: dict[str, str] = {
     "SLIPWAY_TEMPORAL_UI_URL": "http://127.0.0.1:9",
     # HAProxy binds with SO_REUSEPORT: a test frontend on the stack's port (18080…) would
     # silently take a share of its users' requests.
-    "SLIPWAY_LB_PORT_START": str(_free_port()),
+    "SLIPWAY_LB_PORT_START": str(lb_port_start()),
     "XDG_STATE_HOME": str(_ROOT / "xdg-state"),
 }
 
