@@ -28,7 +28,9 @@ from activities.janitor import JanitorActivities
 from activities.lanes import LaneActivities
 from activities.notify import NotifyActivities
 from activities.runtime import RuntimeActivities
+from activities.teardown import TeardownActivities
 from activities.traffic import TrafficActivities
+from catalogue.rejections import admit_image
 from catalogue.releases import RecentRollbacks, env_values
 from catalogue.store import Store
 from integrations.builders import BuilderRouter, BuilderSettings
@@ -49,12 +51,14 @@ from workflows.janitor import JanitorWorkflow
 from workflows.policies import BUILD_QUEUE_SUFFIX
 from workflows.release import ReleaseWorkflow
 from workflows.swimlane import SwimlaneWorkflow
+from workflows.teardown import EnvTeardownWorkflow
 from workflows.train import TrainWorkflow
 
 if TYPE_CHECKING:  # imported where needed: Docker-only installations never load it
     from lanes.kubernetes_target import KubernetesLaneTarget
 
-WORKFLOWS = [ReleaseWorkflow, SwimlaneWorkflow, JanitorWorkflow, TrainWorkflow]
+WORKFLOWS = [ReleaseWorkflow, SwimlaneWorkflow, JanitorWorkflow, TrainWorkflow,
+             EnvTeardownWorkflow]
 # One activity slot per executor thread: a task the worker accepts always has a thread, so a
 # queue of long builds and waits cannot hold health checks and undo past their timeouts here
 # (beyond the slots, tasks wait on the server, where another worker can take them).
@@ -186,7 +190,8 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
                                     rollbacks=RecentRollbacks.from_settings(settings))
     runtime = RuntimeActivities(runtimes, settings.default_cluster,
                                 env_values=partial(env_values, store,
-                                                   credential=settings.credential))
+                                                   credential=settings.credential),
+                                admit_image=partial(admit_image, store))
     traffic = TrafficActivities(routers, settings.default_cluster)
     analysis = AnalysisActivities(MetricProviders.from_settings(settings), store)
     dns_settings = DnsSettings()
@@ -203,6 +208,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
         runtime.resolve_image, runtime.start_version, runtime.wait_ready, runtime.list_versions,
         runtime.stop_version, runtime.remove_version,
         traffic.ensure_frontend, traffic.add_to_lb, traffic.drain, traffic.remove_from_lb,
+        traffic.remove_frontend,
         notify_activities(settings).notify,
         lanes.create_lane_resource, lanes.delete_lane_resource, lanes.deploy_lane_build,
         lanes.record_lane, analysis.measure_analysis, analysis.check_analysis,
@@ -234,9 +240,13 @@ def make_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor
                     min_age=timedelta(seconds=settings.janitor_min_age_seconds),
                     stack=settings.stack_label()),
         Store(settings.resolved_database_url()), client, asyncio.get_running_loop())
+    # Needs the client too: it refuses to tear down an environment whose release runs.
+    teardown = TeardownActivities(Store(settings.resolved_database_url()), client,
+                                  asyncio.get_running_loop(), settings.drain_timeout_seconds)
     return Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
                   activities=[*build_activities(settings), janitor.sweep_lane_orphans,
-                              janitor.report_lost_lanes],
+                              janitor.report_lost_lanes, teardown.load_teardown,
+                              teardown.check_release_idle, teardown.mark_env_removed],
                   activity_executor=executor,
                   max_concurrent_activities=executor._max_workers,
                   max_cached_workflows=WORKFLOW_CACHE,

@@ -12,6 +12,7 @@ from temporalio import activity
 from activities.support import permanent
 from catalogue.approvals import check_approval
 from catalogue.freezes import verdict_for
+from catalogue.rejections import admit_image
 from catalogue.releases import RecentRollbacks, finish_release, note_approval, open_release
 from catalogue.store import CatalogueError, Store, audit, find_app
 from catalogue.tables import Build
@@ -70,10 +71,13 @@ class CatalogueActivities:
     def record_build(self, data: RecordBuildInput) -> int:
         """Store the build record (image + digest); idempotent per workflow run and label.
 
+        A rejected image (a release of it was rolled back) is refused first, with the reason,
+        and nothing is recorded: unless its release allows it (``--allow-rejected``).
         The unique key (workflow id, label) settles two overlapping attempts: the second
         insert fails and reads the first one's row.
         """
         with permanent(CatalogueError):
+            admit_image(self.store, data.app, data.image, activity.info().workflow_run_id or "")
             try:
                 return self._record_build(data)
             except IntegrityError:

@@ -34,9 +34,13 @@ class RuntimeActivities:
     """Runtime activities; the cluster named in each input picks the runtime."""
 
     def __init__(self, runtimes: dict[str, Runtime], default_cluster: str,
-                 env_values: Callable[[int], dict[str, str]] | None = None) -> None:
+                 env_values: Callable[[int], dict[str, str]] | None = None,
+                 admit_image: Callable[[str, ImageSpec, str], None] | None = None) -> None:
         self.runtimes = runtimes
         self.default_cluster = default_cluster
+        # Refuses a rejected image for the release of a run (catalogue/rejections.py) and
+        # records the release's target: (app, image, run id); CatalogueError when refused.
+        self.admit_image = admit_image
         # Reads an environment's variables from the catalogue: values stay out of history.
         self.env_values = env_values
 
@@ -51,9 +55,18 @@ class RuntimeActivities:
 
     @activity.defn
     def resolve_image(self, data: ResolveImageInput) -> ImageSpec:
-        """Check the image exists (pulling it if needed) and return its digest."""
-        with heartbeating(f"resolving {data.image}"), permanent(PermanentRuntimeError):
-            return self._runtime(self.default_cluster).inspect_image(data.image)
+        """Check the image exists (pulling it if needed) and return its digest; refuse an
+        image the application rejected (a release of it was rolled back)."""
+        with heartbeating(f"resolving {data.image}"), \
+                permanent(PermanentRuntimeError, CatalogueError):
+            spec = self._runtime(self.default_cluster).inspect_image(data.image)
+            if self.admit_image is not None:
+                info = activity.info()
+                # release:<app>:<env>: the release whose image this is.
+                parts = (info.workflow_id or "").split(":")
+                self.admit_image(parts[1] if len(parts) > 2 else "", spec,
+                                 info.workflow_run_id or "")
+            return spec
 
     @activity.defn
     def start_version(self, data: StartVersionInput) -> None:

@@ -50,3 +50,11 @@ class TrafficActivities:
         """Take a version's replicas out of rotation at once (used when undoing a release)."""
         with heartbeating(f"taking v{data.version} out"), permanent(PermanentRuntimeError):
             self._router(data.cluster).remove(data)
+
+    @activity.defn
+    def remove_frontend(self, data: EnsureFrontendInput) -> None:
+        """Remove the environment's entry point (HAProxy frontend, or its Service); already
+        gone is fine. Only an environment's teardown calls it."""
+        with heartbeating(f"removing the frontend on {data.lb_port}"), \
+                permanent(PermanentRuntimeError):
+            self._router(data.cluster).remove_frontend(data)

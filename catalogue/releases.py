@@ -16,6 +16,8 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from catalogue.analysis import policy_of
+from catalogue.holds import check_not_held, hold_after_rollback
+from catalogue.rejections import check_not_rejected, check_ref_not_rejected, reject_target
 from catalogue.store import (
     CatalogueError,
     Store,
@@ -222,6 +224,12 @@ def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_secon
             check_releasable(app)
             check_break_glass(app, env, request)
             check_old_rollback(app, env, request, recent, rule)
+            check_not_held(app, env, request)
+            if target is not None:
+                check_not_rejected(session, app, target, allow=request.allow_rejected,
+                                   actor=request.requested_by)
+            else:
+                check_ref_not_rejected(session, app, request.ref, request.allow_rejected)
             if target is None and not app.source:
                 raise CatalogueError(
                     f"application {app.name!r} has no build source: pass --image REF, or "
@@ -242,14 +250,23 @@ def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_secon
                 requested_by=request.requested_by, rollback_to=request.rollback_to,
                 rollback=request.is_rollback, break_glass=request.break_glass,
                 train_id=request.train_id, started_at=started_at,
+                # A target known by digest runs as it is: checked now (else once resolved).
+                digest=target.digest if target else "",
+                image_checked=bool(target and target.digest),
+                allow_rejected=request.allow_rejected,
             )
             session.add(release)
+            if request.is_rollback and request.train_id is None:
+                session.flush()  # the hold names the release
+                hold_after_rollback(session, app, env, release)
             _move_change(session, request.change_id, ChangeState.RELEASING)
             audit(session, "release.started", actor=request.requested_by, app=app.name,
                   env=env.name, workflow_id=data.workflow_id, to_version=release.to_version,
                   rollback_to=request.rollback_to, rollback=request.is_rollback,
                   **({"recent_rollback": recent} if request.rollback_to is not None else {}),
                   **({"break_glass": request.break_glass} if request.break_glass else {}),
+                  **({"allow_rejected": request.allow_rejected}
+                     if request.allow_rejected else {}),
                   **({"train_id": request.train_id} if request.train_id else {}))
             session.commit()
         return ReleasePlan(
@@ -346,6 +363,8 @@ def finish_release(store: Store, data: FinishReleaseInput) -> FinishReleaseResul
         baseline_version: int | None = None
         if data.state == ReleaseState.SUCCEEDED:
             baseline_version = _write_baseline(session, app, env, release, data)
+        elif data.state == ReleaseState.ROLLED_BACK:
+            reject_target(session, app, env, release)  # the same image must not come back
         _move_change(session, release.change_id, CHANGE_AFTER[data.state])
         session.add(release)
         audit(session, f"release.{data.state}", app=app.name, env=env.name,

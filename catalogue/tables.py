@@ -74,6 +74,11 @@ class Environment(SQLModel, table=True):
     # Canary analysis (schemas.analysis.AnalysisPolicy as JSON); empty: health checks only.
     analysis: dict[str, Any] = Field(default_factory=dict,
                                      sa_column=Column(JSON, nullable=False))
+    # Automatic releases (hooks, trains) hold after a manual rollback until a person lifts
+    # the hold (`slipway env resume-auto`): why ("" = no hold), who, when (catalogue/holds.py).
+    auto_hold: str = ""
+    auto_hold_by: str = ""
+    auto_hold_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
     @property
@@ -147,6 +152,12 @@ class Release(SQLModel, table=True):
     break_glass: str = ""
     # The release train it belongs to, if any.
     train_id: int | None = Field(default=None, foreign_key="train.id", index=True)
+    # The target's digest, and whether the target was checked against the application's
+    # rejected versions (catalogue/rejections.py): a rolled-back release rejects it.
+    digest: str = ""
+    image_checked: bool = False
+    # Released although rejected: the person's reason (`--allow-rejected`).
+    allow_rejected: str = ""
     error: str = ""
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
+from catalogue.environments import check_active
+from catalogue.holds import check_not_held
+from catalogue.rejections import check_request
 from catalogue.releases import (
     RecentRollbacks,
     approval_required,
@@ -40,11 +43,16 @@ def check_train(store: Store, request: TrainRequest, rollbacks: RecentRollbacks 
             app = find_app(session, member.app)
             check_releasable(app)
             env = find_env(session, app, member.env)
+            check_active(app.name, env)  # nothing is released into a removed environment
             if member.image is None and member.rollback_to is None and not app.source:
                 raise CatalogueError(f"application {app.name!r} has no build source: give "
                                      f"--image {app.name}=REF")
             alone = ReleaseRequest(app=app.name, env=env.name, requested_by=request.requested_by,
                                    rollback_to=member.rollback_to)
+            # Held after a manual rollback; a rejected image or baseline is refused.
+            check_not_held(app, env, alone.model_copy(update={"train_id": 0}))
+            check_request(session, app, env, alone.model_copy(
+                update={"image": member.image, "ref": member.ref}))
             recent = recent_rollback(session, env, alone, utcnow(), rule)
             if approval_required(app, env, alone, recent_rollback=recent):
                 approver_sets.append(set(app.approvers))

@@ -49,6 +49,10 @@ class ReleaseRequest(BaseModel):
     break_glass: str = ""
     # Part of release train N: the train's approval covers it.
     train_id: int | None = None
+    # What started it when no person did: "hook" (held after a manual rollback).
+    trigger: str = ""
+    # Release a rejected version all the same: the person's reason (audited, recorded).
+    allow_rejected: str = ""
     # Set only by the release itself when it continues as new while waiting out a freeze.
     resume: ReleaseResume | None = None
 

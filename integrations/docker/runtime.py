@@ -393,7 +393,8 @@ class DockerRuntime:
     def stop_version(self, ref: VersionRef) -> None:
         for _engine, container in self._containers(ref.env_key, ref.version):
             if container.status == "running":
-                container.stop(timeout=STOP_TIMEOUT_SECONDS)
+                with contextlib.suppress(NotFound):  # removed meanwhile: stopped all the same
+                    container.stop(timeout=STOP_TIMEOUT_SECONDS)
 
     def remove_version(self, ref: VersionRef) -> None:
         """Remove every container of the version; already gone is fine."""

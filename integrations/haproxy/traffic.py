@@ -32,6 +32,8 @@ class HaproxyTraffic:
             self.router.add_server(data.env_key, instance.name, instance.address, instance.port)
 
     def _servers(self, data: DrainInput) -> list[str]:
+        if self.router.frontend_port(data.env_key) is None:
+            return []  # no frontend (never made, or removed with its environment): no servers
         return [s.name for s in self.router.servers(data.env_key)
                 if s.name.startswith(version_prefix(data.version))
                 and replica_index(s.name) >= data.keep]
@@ -54,3 +56,8 @@ class HaproxyTraffic:
     def remove(self, data: DrainInput) -> None:
         for name in self._servers(data):
             self.router.remove_server(data.env_key, name)
+
+    def remove_frontend(self, data: EnsureFrontendInput) -> None:
+        """Stop the environment's HAProxy and remove its files: the port is free, nothing
+        (the worker's reconciler included) starts it again. Already gone is fine."""
+        self.router.stop(data.env_key)

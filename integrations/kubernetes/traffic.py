@@ -151,3 +151,22 @@ class KubernetesTraffic:
         """Take the version's pods beyond ``keep`` out of the Service at once (undo path)."""
         for pod in self._leaving(data):
             self._patch(data.namespace, pod, TRAFFIC_OFF, data.cluster)
+
+    def remove_frontend(self, data: EnsureFrontendInput) -> None:
+        """Delete the app's Service when it belongs to this environment (its ``slipway.env``
+        label); a Service of another environment of the app, or none, is left alone."""
+        name, namespace = data.app, data.namespace
+        if not self.kube.namespace_exists(namespace, data.cluster):
+            return  # the namespace went, and the Service with it
+        current = self.kube.call_or_none(
+            f"read service {name}", namespace,
+            lambda: self.kube.core.read_namespaced_service(
+                name, namespace, _request_timeout=REQUEST_TIMEOUT), data.cluster)
+        labels = (current.metadata.labels if current is not None and current.metadata
+                  else None) or {}
+        if current is None or labels.get(LABEL_ENV) != data.env_key:
+            return
+        self.kube.call_or_none(f"delete service {name}", namespace,
+                               lambda: self.kube.core.delete_namespaced_service(
+                                   name, namespace, _request_timeout=REQUEST_TIMEOUT,
+                                   _preload_content=False), data.cluster)

@@ -13,7 +13,9 @@ Every ``/api`` route takes a bearer token (``slipway token create``) whose roles
   and release it through the same validation as ``slipway release --change``. A ref already
   carried by a change of that environment is not released again, nor one into an
   environment that needs approval when ``SLIPWAY_IDENTITIES`` maps the pusher to no Slipway
-  user (nothing is recorded; the answer says what to add). A push to
+  user (nothing is recorded; the answer says what to add), nor one into an environment
+  holding automatic releases since a manual rollback, nor a ref built before into a rejected
+  image (docs/governance.md; the answer names the fix). A push to
   ``feature/<lane>`` is handed to that lane's workflow, which builds the commit, deploys it
   into the lane and counts it as use (renews the lane). A lane's own hook
   (``/hooks/gitlab?lane=<name>``) acts on pushes to its branch only.
@@ -376,7 +378,7 @@ def change_for_push(store: Store, wanted: ReleaseRequest, event: GitEvent,
         change_id = created.change.id or 0
         submit_change(store, change_id, actor)
     request = change_release_request(store, change_id, actor).model_copy(
-        update={"version_label": wanted.version_label})
+        update={"version_label": wanted.version_label, "trigger": wanted.trigger})
     return validate_release(store, request)
 
 

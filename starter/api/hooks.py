@@ -113,10 +113,10 @@ def requests_for(event: GitEvent, rules: list[HookRule],
         if event.kind == "tag" and rule.matches_tag(event.project, event.name):
             found.append(ReleaseRequest(app=rule.app, env=rule.env, ref=event.name,
                                         version_label=event.name,
-                                        requested_by=requester))
+                                        requested_by=requester, trigger="hook"))
         elif event.kind == "branch" and rule.matches_branch(event.project, event.name):
             found.append(ReleaseRequest(app=rule.app, env=rule.env, ref=event.sha,
-                                        requested_by=requester))
+                                        requested_by=requester, trigger="hook"))
     return found
 
 

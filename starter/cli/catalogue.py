@@ -12,18 +12,22 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from catalogue.environments import is_removed
+from catalogue.holds import hold_text
 from catalogue.tables import Application, Baseline, Environment
 from schemas.durations import APPROVAL_TIMEOUT, STABLE
 from schemas.enums import AppCategory, AppState, AppTier, RuntimeKind, Strategy
 from schemas.settings import get_settings
-from starter.cli.console import command_store, console
-from starter.service import catalogue
+from starter.cli.console import catalogue_errors, command_store, console
+from starter.cli.teardown import Wait, check_retire, tear_down_retired
+from starter.service import catalogue, teardown
 from starter.service.analysis import load_policy
 from starter.service.identity import current_user
 from starter.service.validation import format_duration, parse_duration
 
 app_cli = typer.Typer(no_args_is_help=True, help="Register, inspect and retire applications.")
-env_cli = typer.Typer(no_args_is_help=True, help="Add and inspect an application's environments.")
+env_cli = typer.Typer(no_args_is_help=True,
+                      help="Add, inspect and remove an application's environments.")
 
 AppName = Annotated[str, typer.Argument(help="Application name, e.g. shop.", metavar="APP",
                                         show_default=False)]
@@ -31,6 +35,14 @@ AppName = Annotated[str, typer.Argument(help="Application name, e.g. shop.", met
 
 def _lb_url(env: Environment) -> str:
     return f"http://{get_settings().lb_bind_address}:{env.lb_port}/"
+
+
+def _env_label(env: Environment) -> str:
+    return f"{env.name} (removed)" if is_removed(env) else env.name
+
+
+def _replicas(env: Environment) -> str:
+    return "- (removed)" if is_removed(env) else str(env.replicas)
 
 
 def _baseline_text(baseline: Baseline | None) -> str:
@@ -125,7 +137,7 @@ def app_list() -> None:
     for header in ("state", "tier", "category", "envs"):
         table.add_column(header)
     for overview in overviews:
-        envs = ", ".join(item.env.name for item in overview.envs) or "-"
+        envs = ", ".join(_env_label(item.env) for item in overview.envs) or "-"
         table.add_row(overview.app.name, overview.app.state, overview.app.tier,
                       overview.app.category, envs)
     console.print(table)
@@ -145,23 +157,32 @@ def app_show(name: AppName) -> None:
     for header in ("runtime", "replicas", "load balancer", "baseline"):
         table.add_column(header)
     for item in overview.envs:
-        table.add_row(item.env.name, item.env.runtime, str(item.env.replicas),
+        table.add_row(_env_label(item.env), item.env.runtime, _replicas(item.env),
                       _lb_url(item.env), _baseline_text(item.latest))
     console.print(table)
 
 
 @app_cli.command("retire")
-def app_retire(name: AppName) -> None:
+def app_retire(name: AppName, wait: Wait = True) -> None:
     """Retire an application one step: ready/online → retiring → offline.
 
     An application still pending review goes straight to offline. Offline is final.
+
+    The step to offline tears down every environment, as `slipway env remove` does; it is
+    refused, with nothing changed, while a release of one of them runs.
     """
     with command_store() as store:
         before = catalogue.show_app(store, name).app.state
+        envs = teardown.envs_going_offline(store, name)
+        if envs:
+            check_retire(name, envs)
         retired = catalogue.retire_app(store, name, current_user())
     console.print(f"{retired.name}: {before} → {retired.state}", highlight=False)
     if retired.state == AppState.RETIRING:
         console.print(f"to take it offline: slipway app retire {name}", highlight=False)
+    if retired.state == AppState.OFFLINE and envs:
+        with catalogue_errors():
+            tear_down_retired(retired.name, envs, wait)
 
 
 def _print_app(app: Application) -> None:
@@ -297,7 +318,7 @@ def env_list(app: AppName) -> None:
     for header in ("replicas", "cpu", "memory", "ports", "lb port", "baseline"):
         table.add_column(header)
     for item in overviews:
-        table.add_row(item.env.name, str(item.env.replicas), item.env.cpu or "-",
+        table.add_row(_env_label(item.env), _replicas(item.env), item.env.cpu or "-",
                       item.env.memory or "-", ",".join(map(str, item.env.ports)),
                       str(item.env.lb_port), _baseline_text(item.latest))
     console.print(table)
@@ -317,7 +338,7 @@ def env_show(
     env_vars = " ".join(f"{key}=…" for key in sorted(found.env_vars)) or "-"
     _print_fields([
         ("app", detail.app.name), ("env", found.name), ("runtime", found.runtime),
-        ("namespace", found.namespace), ("replicas", str(found.replicas)),
+        ("namespace", found.namespace), ("replicas", _replicas(found)),
         ("cpu", found.cpu or "-"), ("memory", found.memory or "-"),
         ("ports", ",".join(map(str, found.ports))), ("env vars", env_vars),
         ("health path", found.health_path), ("strategy", found.strategy),
@@ -328,6 +349,7 @@ def env_show(
         ("analysis", ", ".join(f"{m['name']} ({m.get('mode', 'enforcing')})"
                                for m in found.analysis.get("metrics", [])) or "-"),
         ("load balancer", _lb_url(found)),
+        ("automatic releases", hold_text(found) or "not held"),
     ])
     if not detail.baselines:
         console.print(f"no baselines yet: nothing has been released to {found.name}",

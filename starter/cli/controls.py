@@ -19,7 +19,7 @@ from catalogue.store import CatalogueError
 from schemas.approvals import DEFAULT_PROOF_SECONDS, SIGNAL_TOKEN_SECONDS
 from schemas.settings import get_settings
 from starter.cli.console import catalogue_errors, console, open_store
-from starter.cli.release import run_release
+from starter.cli.release import AllowRejected, run_release
 from starter.service import changes, releases, tokens
 from starter.service.controls import (
     SignedApproval,
@@ -179,14 +179,19 @@ def rollback(
         help="Go through the environment's steps and stable waits. Default: a recent "
              "baseline that ran within SLIPWAY_FAST_ROLLBACK_WINDOW_SECONDS comes back at "
              "full strength in one step, without stable waits or analysis.")] = False,
+    allow_rejected: AllowRejected = "",
 ) -> None:
-    """Roll APP on ENV back: a release of baseline N's image that rolls forward as N+1."""
+    """Roll APP on ENV back: a release of baseline N's image that rolls forward as N+1.
+
+    Releases started by hooks and trains then hold on ENV until a person resumes them with
+    `slipway env resume-auto APP ENV`."""
     actor = current_user()
     with catalogue_errors():
         store = open_store()
         try:
             request = changes.rollback_request(store, app, env, to=to, image=image, actor=actor,
-                                               gradual=gradual)
+                                               gradual=gradual).model_copy(
+                update={"allow_rejected": allow_rejected})
             notice = releases.rollback_notice(store, request)
         finally:
             store.engine.dispose()

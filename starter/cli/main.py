@@ -21,8 +21,10 @@ from starter.cli.change import baseline_cli, change_cli
 from starter.cli.console import fail
 from starter.cli.freeze import freeze_cli
 from starter.cli.lane import lane_cli
+from starter.cli.rejected import rejected_cli, resume_auto_command
 from starter.cli.release import release_cli
 from starter.cli.schedule import schedules_cli
+from starter.cli.teardown import env_remove
 from starter.cli.train import train_cli
 from starter.service.identity import current_user
 
@@ -39,7 +41,9 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 cli.add_typer(app_cli, name="app", help="Register, inspect and retire applications.")
-cli.add_typer(env_cli, name="env", help="Add and inspect an application's environments.")
+cli.add_typer(env_cli, name="env", help="Add, inspect and remove an application's environments.")
+env_cli.command("remove")(env_remove)
+env_cli.command("resume-auto")(resume_auto_command)
 cli.add_typer(change_cli, name="change",
               help="Create, submit and close changes (what a release carries out).")
 cli.add_typer(baseline_cli, name="baseline", help="List and compare an environment's baselines.")
@@ -68,6 +72,8 @@ cli.add_typer(lane_cli, name="lane",
               help="Swimlanes: isolated environments for one iteration, with an idle TTL.")
 cli.add_typer(schedules_cli, name="schedules", help="Temporal Schedules (the lane janitor).")
 cli.add_typer(token_cli, name="token", help="Create and revoke API tokens for the HTTP receiver.")
+cli.add_typer(rejected_cli, name="rejected",
+              help="Versions a rollback rejected: list them, or clear one.")
 cli.add_typer(build_cli, name="build",
               help="List, show and delete builds (deleting removes the image).")
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.live import Live
 
+from catalogue.holds import hold_of
 from catalogue.tables import AuditEvent
 from schemas.durations import HISTORY_WINDOW
 from schemas.models import ReleaseOutcome, ReleaseRequest, ReleaseStatus
@@ -71,6 +72,11 @@ release_cli = typer.Typer(
 AppArg = Annotated[str, typer.Argument(metavar="APP", help="Application.", show_default=False)]
 EnvArg = Annotated[str, typer.Argument(metavar="ENV", show_default=False,
                                        help="Environment: type@cluster, or type alone.")]
+AllowRejected = Annotated[str, typer.Option(
+    "--allow-rejected", metavar="REASON", show_default=False,
+    help="Release an image this application rejected (a release of it was rolled back; "
+         "`slipway rejected list APP`) all the same: the reason is recorded on the release "
+         "and audited.")]
 
 
 class EventPrinter:
@@ -135,6 +141,7 @@ def release(
         "--token-file", metavar="PATH", show_default=False, exists=True, dir_okay=False,
         help="With --break-glass: file holding your API token (default: "
              "$SLIPWAY_TOKEN).")] = None,
+    allow_rejected: AllowRejected = "",
 ) -> None:
     """Release APP on ENV as a durable ReleaseWorkflow (one at a time per environment)."""
     actor = current_user()
@@ -146,7 +153,8 @@ def release(
                                      version_label=version, requested_by=actor)
         else:
             request = _change_request(app, env, change, actor, image, ref, version)
-        request = request.model_copy(update={"no_wait": no_wait, "break_glass": break_glass})
+        request = request.model_copy(update={"no_wait": no_wait, "break_glass": break_glass,
+                                             "allow_rejected": allow_rejected})
         asyncio.run(run_release(request, wait))
 
 
@@ -301,6 +309,18 @@ def _latest_record(app: str, env: str) -> str:
             f"by {item.requested_by or '-'}, started {item.started_at:%Y-%m-%d %H:%M}")
 
 
+def _print_hold(app: str, env: str) -> None:
+    """After a manual rollback: automatic releases wait for a person to resume them."""
+    store = open_store()
+    try:
+        hold = hold_of(store, app, env)
+    finally:
+        store.engine.dispose()
+    if hold:
+        console.print(f"⏸ {hold}: resume them with `slipway env resume-auto {app} {env}`",
+                      style="bold yellow", highlight=False)
+
+
 def status(
     app: AppArg,
     env: EnvArg,
@@ -328,6 +348,7 @@ def status(
             record = "" if progress is not None else _latest_record(app, env_name)
             console.print(render_status(title, execution, progress, link, server=server,
                                         record=record))
+            _print_hold(app, env_name)
 
         async def live() -> None:
             client = await connect(settings)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
+from catalogue.environments import check_active
 from catalogue.releases import check_releasable
 from catalogue.store import CatalogueError, Store, audit, find_app, find_env, latest_baseline
 from catalogue.tables import (
@@ -107,6 +108,7 @@ def create_change(store: Store, app: str, env: str, *, kind: ChangeKind | str,
         found = find_env(session, owner, env)
         if owner.state == AppState.OFFLINE:
             raise CatalogueError(f"application {app!r} is offline: it takes no new changes")
+        check_active(owner.name, found)
         if kind == ChangeKind.CODE and not image and not ref and not owner.source:
             raise CatalogueError(f"application {app!r} has no build source: give the change "
                                  "--image REF, or register the app with --source DIR")
@@ -266,6 +268,7 @@ def rollback_request(store: Store, app: str, env: str, *, to: int | None = None,
         owner = find_app(session, app)
         found = find_env(session, owner, env)
         check_releasable(owner)
+        check_active(owner.name, found)
         baselines = _baselines(session, found)
         if not baselines:
             raise CatalogueError(f"nothing has been released to {app} {found.name}: "

@@ -12,12 +12,12 @@ from schemas.settings import Settings
 from starter.service.temporal_client import connect
 
 # Workflow ids of the things a person cares about; the janitor's runs are not "in flight".
-IN_FLIGHT_PREFIXES = ("release:", "swimlane:")
+IN_FLIGHT_PREFIXES = ("release:", "swimlane:", "teardown:")
 CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 async def running_workflows(client: Client) -> list[str]:
-    """Ids of running release and lane workflows, sorted."""
+    """Ids of running release, lane and environment-teardown workflows, sorted."""
     found: list[str] = []
     async for execution in client.list_workflows("ExecutionStatus='Running'"):
         if execution.id.startswith(IN_FLIGHT_PREFIXES):

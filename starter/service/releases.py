@@ -27,7 +27,10 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from catalogue.environments import check_active
 from catalogue.freezes import verdict_for
+from catalogue.holds import check_not_held
+from catalogue.rejections import check_request
 from catalogue.releases import (
     RecentRollbacks,
     approval_required,
@@ -43,6 +46,7 @@ from schemas.images import check_image_ref
 from schemas.models import ReleaseOutcome, ReleaseRequest, ReleaseStatus
 from schemas.settings import Settings, get_settings
 from schemas.sources import check_ref
+from schemas.teardown import teardown_workflow_id
 from workflows import search
 from workflows.release import ReleaseWorkflow, release_workflow_id
 
@@ -84,6 +88,7 @@ def validate_release(store: Store, request: ReleaseRequest,
         app = find_app(session, request.app)
         check_releasable(app)
         env = find_env(session, app, request.env)
+        check_active(app.name, env)
         recent = recent_rollback(session, env, request, utcnow(), rule)
         if approval_required(app, env, request, recent_rollback=recent) and not app.approvers:
             raise CatalogueError(f"releases of {app.name} on {env.name} need approval, but "
@@ -93,6 +98,8 @@ def validate_release(store: Store, request: ReleaseRequest,
                                  "REF, or register it with --source DIR")
         check_break_glass(app, env, request)
         check_old_rollback(app, env, request, recent, rule)
+        check_not_held(app, env, request)
+        check_request(session, app, env, request)
         current = latest_baseline(session, env.id or 0)
     if request.no_wait and not request.break_glass:
         verdict = check_open(store, env.name)
@@ -169,6 +176,7 @@ def approval_help(app: str, env: str) -> str:
 async def start_release(client: Client, settings: Settings, request: ReleaseRequest,
                         summary: str) -> StartedRelease:
     workflow_id = release_workflow_id(request.app, request.env)
+    await refuse_while_torn_down(client, request.app, request.env)
     try:
         handle = await client.start_workflow(
             ReleaseWorkflow.run, request, id=workflow_id, task_queue=settings.task_queue,
@@ -191,6 +199,23 @@ async def start_release(client: Client, settings: Settings, request: ReleaseRequ
         ) from error
     run_id = handle.result_run_id or ""
     return StartedRelease(handle, run_id, settings.ui_link(workflow_id, run_id), summary)
+
+
+async def refuse_while_torn_down(client: Client, app: str, env: str) -> None:
+    """Refuse a release into an environment whose teardown runs (the teardown refuses a
+    running release the same way: workflows/teardown.py)."""
+    workflow_id = teardown_workflow_id(app, env)
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return
+        raise CatalogueError(f"Temporal did not describe {workflow_id}: {error.message}") \
+            from error
+    if description.status == WorkflowExecutionStatus.RUNNING:
+        raise CatalogueError(
+            f"{app} {env} is being removed: workflow {workflow_id} (run "
+            f"{description.run_id}) tears it down; nothing is released into it again")
 
 
 async def follow(handle: WorkflowHandle[ReleaseWorkflow, ReleaseOutcome],

@@ -12,9 +12,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
+from catalogue.rejections import RejectedVersion
 from catalogue.scopes import outside_scope
 from catalogue.store import MIGRATIONS_DIR, Store
-from catalogue.tables import Application
+from catalogue.tables import Application, Environment, Release
 from catalogue.tokens import ApiToken
 
 
@@ -142,3 +143,45 @@ def test_0010_gives_applications_no_team_and_old_tokens_every_application(
     upgrade_to(store, "0010")
     with store.engine.connect() as db:
         assert db.execute(text("SELECT team FROM application")).scalar_one() == ""
+
+
+def test_0011_keeps_releases_and_environments_unheld_and_rejects_nothing(
+    tmp_path: Path,
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade_to(store, "0010")
+    now = "2026-12-09 10:00:00"
+    with store.engine.begin() as db:
+        db.execute(text("INSERT INTO application (id, name, state, category, tier, owners, "
+                        "approvers, source, description, created_at, team) VALUES (1, 'shop', "
+                        "'online', 'in-house', 'core', '[]', '[]', '', '', :now, '')"),
+                   {"now": now})
+        db.execute(text("INSERT INTO environment (id, app_id, env_type, cluster, replicas, cpu, "
+                        "memory, ports, env_vars, runtime, namespace, strategy, health_path, "
+                        "lb_port, created_at, gray_steps, stable_seconds, batch_size, approval, "
+                        "approval_timeout_seconds, analysis) VALUES (1, 1, 'prod', 'local', 2, "
+                        "'', '', '[8080]', '{}', 'docker', 'default', 'gray', '/healthz', "
+                        "18080, :now, '[\"1\"]', 60, 1, 'auto', 86400, '{}')"), {"now": now})
+        db.execute(text(
+            "INSERT INTO release (id, app_id, env_id, workflow_id, run_id, state, from_version, "
+            "to_version, image, requested_by, error, started_at, rollback, break_glass) VALUES "
+            "(1, 1, 1, 'w', 'r1', 'rolled_back', 0, 1, 'reg/shop:1', 'ann', 'unhealthy', :now, "
+            "0, '')"), {"now": now})
+
+    store.migrate()  # 0011 adds columns in place, with releases referencing the environment
+
+    with store.session() as session:
+        env = session.exec(select(Environment)).one()
+        release = session.exec(select(Release)).one()
+        assert session.exec(select(RejectedVersion)).all() == []
+    assert (env.auto_hold, env.auto_hold_by, env.auto_hold_at) == ("", "", None)
+    assert (release.digest, release.image_checked, release.allow_rejected) == ("", False, "")
+
+    downgrade_to(store, "0010")
+    with store.engine.connect() as db:
+        columns = {row[1] for row in db.execute(text("PRAGMA table_info(release)")).all()}
+        assert "digest" not in columns and "image_checked" not in columns
+        assert db.execute(text("SELECT count(*) FROM release")).scalar_one() == 1
+    upgrade_to(store, "0011")
+    with store.engine.connect() as db:
+        assert db.execute(text("SELECT count(*) FROM rejected_version")).scalar_one() == 0

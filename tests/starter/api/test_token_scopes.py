@@ -51,8 +51,9 @@ def register(store: Store, team: str, cluster: str = "local") -> str:
                           source="/src/shop", approvers=["lead", "ana"])
         session.add(app)
         session.flush()
+        # Catalogue rows only (nothing binds): one port per application, never shared.
         session.add(Environment(app_id=app.id or 0, env_type="prod", cluster=cluster,
-                                lb_port=20000 + uuid.uuid4().int % 20000))
+                                lb_port=20000 + (app.id or 0)))
         session.commit()
     return name
 

@@ -1,0 +1,112 @@
+"""EnvTeardownWorkflow: remove one environment of an application, durably.
+
+Id ``teardown:<app>:<type@cluster>``. Refused while the environment's release workflow runs.
+Then, for every version the runtime still has: drain it out of the load balancer, stop it,
+remove it; then remove the environment's entry point (its HAProxy frontend, or its Service on
+Kubernetes) and mark the environment removed in the catalogue (audit ``env.removed``), its
+releases, baselines and audit trail kept. Environments have no DNS records of their own (only
+lanes do), so there are none to delete.
+
+Every step is idempotent and finds what is already gone fine, so re-running the workflow
+after a partial teardown finishes it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.runtime import RuntimeActivities
+    from activities.teardown import TeardownActivities
+    from activities.traffic import TrafficActivities
+    from schemas.models import DrainInput, EnsureFrontendInput, ListVersionsInput, VersionRef
+    from schemas.teardown import (
+        EnvRemovedInput,
+        ReleaseIdleInput,
+        TeardownOutcome,
+        TeardownPlan,
+        TeardownRequest,
+    )
+    from workflows import search
+    from workflows.policies import HEARTBEAT_TIMEOUT, QUICK, RETRY, UNTIL_DONE
+
+
+@workflow.defn
+class EnvTeardownWorkflow:
+    def __init__(self) -> None:
+        self._stage = "queued"
+
+    @workflow.query
+    def stage(self) -> str:
+        return self._stage
+
+    def _at(self, stage: str, details: str) -> None:
+        self._stage = stage
+        workflow.upsert_search_attributes([search.STAGE.value_set(stage)])
+        workflow.set_current_details(details)
+
+    @staticmethod
+    async def _step(method: Any, arg: Any, summary: str, timeout: timedelta = QUICK,
+                    retry: RetryPolicy = UNTIL_DONE) -> Any:
+        """An effect of the teardown: retried until done (idempotent; a dockerd restart only
+        delays it), heartbeating, so a lost worker is noticed; permanent errors end it."""
+        return await workflow.execute_activity_method(
+            method, arg, start_to_close_timeout=timeout, heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=retry, summary=summary)
+
+    @workflow.run
+    async def run(self, request: TeardownRequest) -> TeardownOutcome:
+        self._at("checking", f"removing {request.app} {request.env}: checking")
+        plan: TeardownPlan = await workflow.execute_activity_method(
+            TeardownActivities.load_teardown, request, start_to_close_timeout=QUICK,
+            retry_policy=RETRY, summary=f"load {request.app} {request.env}")
+        await workflow.execute_activity_method(
+            TeardownActivities.check_release_idle, ReleaseIdleInput(app=plan.app, env=plan.env),
+            start_to_close_timeout=QUICK, retry_policy=RETRY,
+            summary=f"no release of {plan.app} on {plan.env} runs")
+        versions: list[int] = await self._step(
+            RuntimeActivities.list_versions,
+            ListVersionsInput(app=plan.app, env_key=plan.env_key, cluster=plan.cluster,
+                              namespace=plan.namespace), "list versions")
+        shown = ", ".join(f"v{v}" for v in versions) or "no version"
+        self._at("draining", f"draining {shown}")
+        for version in versions:
+            await self._step(
+                TrafficActivities.drain,
+                DrainInput(env_key=plan.env_key, version=version,
+                           timeout_seconds=plan.drain_timeout_seconds, cluster=plan.cluster,
+                           namespace=plan.namespace),
+                f"drain v{version}", timedelta(seconds=plan.drain_timeout_seconds + 60))
+        self._at("stopping", f"stopping {shown}")
+        for version in versions:
+            await self._step(RuntimeActivities.stop_version, self._ref(plan, version),
+                             f"stop v{version}", timedelta(minutes=5))
+        self._at("removing", f"removing {shown}")
+        for version in versions:
+            await self._step(RuntimeActivities.remove_version, self._ref(plan, version),
+                             f"remove v{version}", timedelta(minutes=5))
+        self._at("frontend", f"removing the entry point on port {plan.lb_port}")
+        await self._step(
+            TrafficActivities.remove_frontend,
+            EnsureFrontendInput(env_key=plan.env_key, lb_port=plan.lb_port,
+                                health_path=plan.health_path, cluster=plan.cluster,
+                                app=plan.app, namespace=plan.namespace, ports=plan.ports),
+            f"remove the entry point on port {plan.lb_port}")
+        await self._step(
+            TeardownActivities.mark_env_removed,
+            EnvRemovedInput(app=plan.app, env=plan.env, requested_by=request.requested_by,
+                            reason=request.reason, workflow_id=workflow.info().workflow_id,
+                            versions=versions),
+            f"mark {plan.env} removed")
+        self._at("removed", f"{plan.app} {plan.env} removed ({shown} torn down)")
+        return TeardownOutcome(app=plan.app, env=plan.env, versions=versions,
+                               already_removed=plan.already_removed)
+
+    @staticmethod
+    def _ref(plan: TeardownPlan, version: int) -> VersionRef:
+        return VersionRef(app=plan.app, env_key=plan.env_key, cluster=plan.cluster,
+                          version=version, namespace=plan.namespace)
