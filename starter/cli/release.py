@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.live import Live
+from rich.text import Text
 
 from catalogue.holds import hold_of
 from catalogue.tables import AuditEvent
@@ -21,12 +23,14 @@ from schemas.models import ReleaseOutcome, ReleaseRequest, ReleaseStatus
 from schemas.settings import get_settings
 from starter.cli.console import catalogue_errors, console, fail, open_store, read_token
 from starter.cli.fit import FitTable
-from starter.cli.status_view import render_status
+from starter.cli.status_view import pending_line, render_status
 from starter.service import changes, releases, tokens
 from starter.service.calendar import change_calendar
 from starter.service.controls import watch
 from starter.service.identity import current_user
 from starter.service.releases import (
+    PendingActivity,
+    ServerView,
     follow,
     release_report,
     start_release,
@@ -80,7 +84,8 @@ AllowRejected = Annotated[str, typer.Option(
 
 
 class EventPrinter:
-    """Prints each new release event once, as the status query reveals them."""
+    """Prints each new release event once, as the status query reveals them, and a pending
+    activity's line each time ``follow`` reports that its heartbeat detail changed."""
 
     def __init__(self) -> None:
         self.seen = 0
@@ -89,6 +94,11 @@ class EventPrinter:
         for event in status.events[self.seen:]:
             console.print(f"  [dim]{event.at:%H:%M:%S}[/] {event.message}", highlight=False)
         self.seen = len(status.events)
+
+    def activity(self, item: PendingActivity) -> None:
+        # A Text, so brackets in a heartbeat detail are not read as markup.
+        console.print(Text.assemble((f"  {datetime.now(UTC):%H:%M:%S} ", "dim"),
+                                    pending_line(item)), highlight=False)
 
 
 async def run_release(request: ReleaseRequest, wait: bool) -> ReleaseOutcome | None:
@@ -106,7 +116,8 @@ async def run_release(request: ReleaseRequest, wait: bool) -> ReleaseOutcome | N
     if not wait:
         return None
     with console.status("releasing…"):
-        outcome = await follow(started.handle, EventPrinter())
+        printer = EventPrinter()
+        outcome = await follow(started.handle, printer, on_activity=printer.activity)
     console.print(f"[bold green]released[/] {outcome.app}@{outcome.env}: baseline "
                   f"v{outcome.baseline_version} runs {outcome.image}", highlight=False)
     return outcome
@@ -339,8 +350,9 @@ def status(
         title = f"{app}@{env_name}"
         link = settings.ui_link(release_workflow_id(app, env_name))
 
-        def view(execution: str, progress: ReleaseStatus | None) -> Any:
-            return render_status(title, execution, progress, link)
+        def view(execution: str, progress: ReleaseStatus | None,
+                 server: ServerView | None) -> Any:
+            return render_status(title, execution, progress, link, server=server)
 
         async def once() -> None:
             client = await connect(settings)
@@ -354,7 +366,8 @@ def status(
             client = await connect(settings)
             with Live(console=console, refresh_per_second=4, transient=False) as screen:
                 await watch(client, app, env_name,
-                            lambda execution, progress: screen.update(view(execution, progress)))
+                            lambda execution, progress, server: screen.update(
+                                view(execution, progress, server)))
 
         try:
             asyncio.run(live() if watch_ else once())

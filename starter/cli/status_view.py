@@ -16,7 +16,7 @@ from rich.text import Text
 from schemas.models import ReleaseStatus
 from starter.cli.analysis import measurement_table
 from starter.cli.fit import FitTable
-from starter.service.releases import ServerView
+from starter.service.releases import PendingActivity, ServerView
 
 EVENTS_SHOWN = 8
 
@@ -31,7 +31,8 @@ def render_status(title: str, execution: str, status: ReleaseStatus | None,
                   link: str, events: int = EVENTS_SHOWN, server: ServerView | None = None,
                   record: str = "") -> RenderableType:
     """Header (app@env, strategy, stage, step, pause / what it waits for), versions with
-    desired/ready replicas and traffic, the last ``events`` events, and the Web UI link."""
+    desired/ready replicas and traffic, the pending activities with what their latest
+    heartbeat says (``server``), the last ``events`` events, and the Web UI link."""
     parts: list[RenderableType] = [_header(title, execution, status)]
     if status is not None:
         waiting = _waiting(status)
@@ -43,6 +44,7 @@ def render_status(title: str, execution: str, status: ReleaseStatus | None,
             left = max(0.0, (status.wait_ends_at - datetime.now(UTC)).total_seconds())
             parts.append(Text(f"stable wait ends in {left:.0f}s (at "
                               f"{status.wait_ends_at:%H:%M:%S} UTC)", style="cyan"))
+        parts.extend(_pending(server))
         if status.analysis:
             parts.append(_analysis(status))
         if status.events:
@@ -141,12 +143,32 @@ def _server_view(execution: str, server: ServerView | None,
     else:
         parts.append(Text("no progress available (the workflow has ended and no worker "
                           "answered the status query)", style="dim"))
-    if server is not None:
-        for item in server.pending:
-            line = f"pending activity {item.name}: {item.state}, attempt {item.attempt}"
-            if item.last_failure:
-                line += f", last failure: {item.last_failure}"
-            parts.append(Text(line))
+    parts.extend(_pending(server))
     if record:
         parts.append(Text(f"catalogue: {record}", style="dim"))
+    return parts
+
+
+def pending_line(item: PendingActivity, now: datetime | None = None) -> str:
+    """One pending activity in one line: state, attempt, last failure, and what its latest
+    heartbeat says (with its age when ``now`` is given). ``release --wait`` prints the same."""
+    line = f"pending activity {item.name}: {item.state}, attempt {item.attempt}"
+    if item.last_failure:
+        line += f", last failure: {item.last_failure}"
+    if item.detail:
+        line += f" — {item.detail}"
+        if now is not None and item.last_heartbeat is not None:
+            age = max(0.0, (now - item.last_heartbeat).total_seconds())
+            line += f" ({age:.0f}s ago)"
+    return line
+
+
+def _pending(server: ServerView | None) -> list[RenderableType]:
+    """The release's pending activities (at most a few) as the server last heard of them."""
+    if server is None:
+        return []
+    now = datetime.now(UTC)
+    parts: list[RenderableType] = [Text(pending_line(item, now)) for item in server.pending]
+    if server.more_pending:
+        parts.append(Text(f"… and {server.more_pending} more pending activities", style="dim"))
     return parts

@@ -34,7 +34,7 @@ from schemas.approvals import (
 )
 from schemas.models import ApprovalInput, ControlInput, ReleaseStatus
 from starter.service.identity import check_user
-from starter.service.releases import release_status
+from starter.service.releases import ServerView, release_report
 from starter.service.temporal_client import refusal_kind, update_refusal
 from starter.service.tokens import hash_token
 from workflows.release import ReleaseWorkflow, release_workflow_id
@@ -158,15 +158,17 @@ async def send_update(client: Client, app: str, env: str, name: str,
 
 
 async def watch(client: Client, app: str, env: str,
-                on_status: Callable[[str, ReleaseStatus | None], None],
+                on_status: Callable[[str, ReleaseStatus | None, ServerView | None], None],
                 interval: float = 1.0) -> str:
-    """Report (execution status, progress) every ``interval`` seconds until the release ends.
+    """Report (execution status, progress, what the server knows: pending activities and
+    their heartbeat detail) every ``interval`` seconds until the release ends; one describe
+    per refresh.
 
     Returns the final execution status (``completed``, ``failed``, ``canceled``, …).
     """
     while True:
-        execution, progress = await release_status(client, app, env)
-        on_status(execution, progress)
+        execution, progress, server = await release_report(client, app, env)
+        on_status(execution, progress, server)
         if execution != WorkflowExecutionStatus.RUNNING.name.lower():
             return execution
         await asyncio.sleep(interval)

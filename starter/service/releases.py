@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
+from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import PendingActivityState, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -220,13 +221,27 @@ async def refuse_while_torn_down(client: Client, app: str, env: str) -> None:
 
 async def follow(handle: WorkflowHandle[ReleaseWorkflow, ReleaseOutcome],
                  on_status: Callable[[ReleaseStatus], None],
-                 poll_seconds: float = 0.5) -> ReleaseOutcome:
-    """Wait for the release, reporting its status as it changes; raise CatalogueError on failure."""
+                 poll_seconds: float = 0.5,
+                 on_activity: Callable[[PendingActivity], None] | None = None,
+                 ) -> ReleaseOutcome:
+    """Wait for the release, reporting its status as it changes; raise CatalogueError on failure.
+
+    With ``on_activity``, each poll also describes the workflow (one describe) and reports a
+    pending activity whenever what it says changes: its heartbeat detail, attempt or last
+    failure (not on every poll).
+    """
     result = asyncio.ensure_future(handle.result())
+    said: dict[str, tuple[str, int, str]] = {}
     try:
         while not result.done():
             with contextlib.suppress(RPCError):  # no worker has picked it up yet
                 on_status(await handle.query(ReleaseWorkflow.status))
+            if on_activity is not None:
+                with contextlib.suppress(RPCError):
+                    pending, _more = await pending_activities(
+                        await handle.describe(rpc_timeout=QUERY_TIMEOUT))
+                    for item in _changed(pending, said):
+                        on_activity(item)
             await asyncio.wait([result], timeout=poll_seconds)
         return result.result()
     except WorkflowFailureError as error:
@@ -235,25 +250,49 @@ async def follow(handle: WorkflowHandle[ReleaseWorkflow, ReleaseOutcome],
         raise CatalogueError(f"release {handle.id} did not succeed: {message}") from error
 
 
+def _changed(pending: list[PendingActivity],
+             said: dict[str, tuple[str, int, str]]) -> list[PendingActivity]:
+    """The activities whose detail, attempt or last failure differ from what was last said
+    (``said`` is updated); an activity with nothing to say yet is not reported."""
+    changed = []
+    for item in pending:
+        now = (item.detail, item.attempt, item.last_failure)
+        if said.get(item.activity_id) != now and (item.detail or item.last_failure):
+            changed.append(item)
+        said[item.activity_id] = now
+    return changed
+
+
 # A worker answers a query in milliseconds; without one the server would hold it ~30 s.
 QUERY_TIMEOUT = timedelta(seconds=2)
 
 
 class PendingActivity(BaseModel):
-    """An activity the server has scheduled or started and not yet seen finish."""
+    """An activity the server has scheduled or started and not yet seen finish, with what its
+    latest heartbeat said (e.g. ``0/1 replicas of v2 healthy; replica 0 restarting``)."""
 
     name: str
     state: str
     attempt: int
     last_failure: str = ""
+    activity_id: str = ""
+    detail: str = ""
+    last_heartbeat: datetime | None = None
 
 
 class ServerView(BaseModel):
-    """What the Temporal server knows of a release when no worker answers for it."""
+    """What the Temporal server knows of a release: its task queue, whether a worker polls
+    it, and the release's pending activities (shown whether or not a worker answered)."""
 
     task_queue: str
     workers_polling: bool
     pending: list[PendingActivity] = []
+    more_pending: int = 0  # pending activities beyond those listed
+
+
+# Bounds of what status shows of pending activities: how many, and how much of each detail.
+PENDING_SHOWN = 3
+DETAIL_CHARS = 200
 
 
 # A live worker long-polls (up to a minute per poll), so the server's last sighting of it is
@@ -273,20 +312,57 @@ async def _pollers(client: Client, task_queue: str) -> bool:
                < POLLER_SEEN_WITHIN for poller in response.pollers)
 
 
-def _pending(description: WorkflowExecutionDescription) -> list[PendingActivity]:
-    return [PendingActivity(
-        name=item.activity_type.name,
-        state=PendingActivityState.Name(item.state).removeprefix("PENDING_ACTIVITY_STATE_")
-        .lower(),
-        attempt=item.attempt,
-        last_failure=item.last_failure.message if item.HasField("last_failure") else "")
-        for item in description.raw_description.pending_activities]
+async def pending_activities(description: WorkflowExecutionDescription,
+                             ) -> tuple[list[PendingActivity], int]:
+    """The first :data:`PENDING_SHOWN` pending activities of a described workflow, each with
+    its latest heartbeat detail (decoded with the client's data converter, cut to
+    :data:`DETAIL_CHARS`), and how many more there are."""
+    raw = list(description.raw_description.pending_activities)
+    shown = []
+    for item in raw[:PENDING_SHOWN]:
+        shown.append(PendingActivity(
+            name=item.activity_type.name,
+            state=PendingActivityState.Name(item.state).removeprefix("PENDING_ACTIVITY_STATE_")
+            .lower(),
+            attempt=item.attempt,
+            last_failure=_cut(item.last_failure.message) if item.HasField("last_failure")
+            else "",
+            activity_id=item.activity_id,
+            detail=await _heartbeat_detail(description, item.heartbeat_details.payloads)
+            if item.HasField("heartbeat_details") else "",
+            last_heartbeat=item.last_heartbeat_time.ToDatetime(tzinfo=UTC)
+            if item.HasField("last_heartbeat_time") else None))
+    return shown, len(raw) - len(shown)
+
+
+async def _heartbeat_detail(description: WorkflowExecutionDescription,
+                            payloads: Sequence[Payload]) -> str:
+    """The progress message of an activity's latest heartbeat: activities heartbeat
+    ``{"message": …, "checkpoint": …}`` (activities/support.py Pulse); anything else is shown
+    as it decodes. The checkpoint is left out."""
+    if not payloads:
+        return ""
+    try:
+        values = await description.data_converter.decode(payloads[:1])
+    except Exception:  # noqa: BLE001 - a codec this client lacks must not break status
+        return "(heartbeat details not readable here)"
+    value = values[0] if values else None
+    if isinstance(value, dict):
+        value = value.get("message", "")
+    return _cut("" if value is None else str(value))
+
+
+def _cut(text: str) -> str:
+    """One line of at most :data:`DETAIL_CHARS` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= DETAIL_CHARS else line[:DETAIL_CHARS - 1] + "…"
 
 
 async def release_report(client: Client, app: str, env: str,
-                         ) -> tuple[str, ReleaseStatus | None, ServerView | None]:
-    """The latest release of the environment: execution status, and either the workflow's own
-    progress (a worker answered the query) or what the server knows (no worker answered).
+                         ) -> tuple[str, ReleaseStatus | None, ServerView]:
+    """The latest release of the environment: execution status, the workflow's own progress
+    (None when no worker answered), and what the server knows (task queue, pollers, and the
+    pending activities with their latest heartbeat detail), from one describe.
 
     Answers within a few seconds whether or not a worker runs: the query is only sent when
     a worker polls the task queue, and then with a short timeout.
@@ -300,19 +376,18 @@ async def release_report(client: Client, app: str, env: str,
         raise CatalogueError(f"Temporal did not describe {handle.id}: {error.message}") from error
     status = (description.status or WorkflowExecutionStatus.RUNNING).name.lower()
     task_queue = description.task_queue
+    pending, more = await pending_activities(description)
     try:
         polling = await _pollers(client, task_queue)
     except RPCError:
         polling = True  # cannot tell: let the query decide
+    server = ServerView(task_queue=task_queue, workers_polling=polling, pending=pending,
+                        more_pending=more)
+    progress: ReleaseStatus | None = None
     if polling:
-        try:
-            progress: ReleaseStatus = await handle.query(ReleaseWorkflow.status,
-                                                         rpc_timeout=QUERY_TIMEOUT)
-            return status, progress, None
-        except RPCError:
-            pass
-    return status, None, ServerView(task_queue=task_queue, workers_polling=polling,
-                                    pending=_pending(description))
+        with contextlib.suppress(RPCError):
+            progress = await handle.query(ReleaseWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
+    return status, progress, server
 
 
 async def release_status(client: Client, app: str, env: str) -> tuple[str, ReleaseStatus | None]:

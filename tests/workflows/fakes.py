@@ -178,6 +178,9 @@ class FakeWorld:
     block_ready_apps: set[str] = field(default_factory=set)  # their new version is held
     trains: list[FinishTrainInput] = field(default_factory=list)
     scheduled: dict[str, datetime] = field(default_factory=dict)
+    # What a held activity's heartbeats say, in the shape activities/support.py's Pulse
+    # heartbeats (the test may change it while the hold lasts); nothing when empty.
+    hold_detail: str = ""
 
     async def hold(self, what: str) -> None:
         """Block until the test lets go, heartbeating as the real activities do (that is how
@@ -186,7 +189,10 @@ class FakeWorld:
         self.ready_started.set()
         try:
             while not self.unblock.is_set():
-                activity.heartbeat()
+                if self.hold_detail:
+                    activity.heartbeat({"message": self.hold_detail, "checkpoint": {}})
+                else:
+                    activity.heartbeat()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.unblock.wait(), timeout=0.2)
         except asyncio.CancelledError:

@@ -91,3 +91,25 @@ def test_no_worker_polling_is_said_with_what_the_server_and_catalogue_know() -> 
     assert "catalogue: release 7 running, v3 → v4" in shown
     slow = text("running", None, ServerView(task_queue="slipway", workers_polling=True))
     assert "did not answer the status query in time" in slow and "no worker" not in slow
+
+
+REPLICAS = "0/1 replicas of v4 healthy; replica 0 restarting (exited 3, 2 restarts)"
+
+
+def test_a_running_release_shows_what_its_pending_activities_last_heartbeated() -> None:
+    server = ServerView(task_queue="slipway", workers_polling=True, more_pending=2, pending=[
+        PendingActivity(name="wait_ready", state="started", attempt=2, detail=REPLICAS,
+                        last_failure="activity Heartbeat timeout",
+                        last_heartbeat=datetime.now(UTC) - timedelta(seconds=3))])
+    shown = text("running", gray(stage="starting"), server)
+    one_line = " ".join(shown.split())  # the line wraps at the console's width
+    assert ("pending activity wait_ready: started, attempt 2, last failure: activity Heartbeat "
+            f"timeout — {REPLICAS} (3s ago)") in one_line
+    assert "… and 2 more pending activities" in shown
+    # Beside the workflow's own progress, not instead of it.
+    assert "stage starting" in shown and "v4 (new)" in shown and "event 11" in shown
+    assert shown.index("pending activity") < shown.index("events (last")
+    assert "no progress available" not in shown
+    # Nothing pending, nothing said.
+    idle = text("running", gray(), ServerView(task_queue="slipway", workers_polling=True))
+    assert "pending" not in idle

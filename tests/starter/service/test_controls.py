@@ -138,7 +138,7 @@ async def test_watch_reports_until_the_release_ends(env: WorkflowEnvironment) ->
     async with runner:
         handle = await start(env, release, queue)
         final = await watch(env.client, release.app, ENV,
-                            lambda execution, status: seen.append(
+                            lambda execution, status, _server: seen.append(
                                 (execution, status.stage if status else "-")),
                             interval=0.05)
         await handle.result()
