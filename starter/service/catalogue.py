@@ -107,17 +107,7 @@ def register_app(store: Store, name: str, *, category: AppCategory | str,
 
 def set_source(store: Store, name: str, source: str, actor: str) -> Application:
     """Point the application's builds at another source (checked like a registration's)."""
-    source = _check_source(source)
-    with store.session() as session:
-        app = find_app(session, name)
-        if app.source != source:
-            audit(session, "app.source_changed", actor=actor, app=name, source=source,
-                  previous=app.source)
-            app.source = source
-            session.add(app)
-            session.commit()
-            session.refresh(app)
-        return app
+    return _set_field(store, name, "source", _check_source(source), actor)
 
 
 def set_team(store: Store, name: str, team: str, actor: str) -> Application:
@@ -125,12 +115,19 @@ def set_team(store: Store, name: str, team: str, actor: str) -> Application:
     longer act on it, those limited to the new one do."""
     if team:
         check_team(team)
+    return _set_field(store, name, "team", team, actor)
+
+
+def _set_field(store: Store, name: str, field: str, value: str, actor: str) -> Application:
+    """Change one checked field of the application, audited as ``app.<field>_changed`` with
+    the previous value; nothing is written when it already has that value."""
     with store.session() as session:
         app = find_app(session, name)
-        if app.team != team:
-            audit(session, "app.team_changed", actor=actor, app=name, team=team,
-                  previous=app.team)
-            app.team = team
+        previous = getattr(app, field)
+        if previous != value:
+            audit(session, f"app.{field}_changed", actor=actor, app=name,
+                  **{field: value, "previous": previous})
+            setattr(app, field, value)
             session.add(app)
             session.commit()
             session.refresh(app)
