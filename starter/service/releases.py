@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -50,6 +51,9 @@ from schemas.sources import check_ref
 from schemas.teardown import teardown_workflow_id
 from workflows import search
 from workflows.release import ReleaseWorkflow, release_workflow_id
+
+# `release --wait` names a pending activity once it has run this long (or retried, failed).
+ACTIVITY_QUIET_SECONDS = 10.0
 
 
 class StartedRelease:
@@ -223,15 +227,17 @@ async def follow(handle: WorkflowHandle[ReleaseWorkflow, ReleaseOutcome],
                  on_status: Callable[[ReleaseStatus], None],
                  poll_seconds: float = 0.5,
                  on_activity: Callable[[PendingActivity], None] | None = None,
-                 ) -> ReleaseOutcome:
+                 quiet_seconds: float = ACTIVITY_QUIET_SECONDS) -> ReleaseOutcome:
     """Wait for the release, reporting its status as it changes; raise CatalogueError on failure.
 
     With ``on_activity``, each poll also describes the workflow (one describe) and reports a
-    pending activity whenever what it says changes: its heartbeat detail, attempt or last
-    failure (not on every poll).
+    pending activity whenever what it says changes (its heartbeat detail, attempt or last
+    failure), once it is retried, has failed, or has been pending ``quiet_seconds``: a step
+    that goes well stays quiet, one that hangs says why.
     """
     result = asyncio.ensure_future(handle.result())
     said: dict[str, tuple[str, int, str]] = {}
+    seen: dict[str, float] = {}
     try:
         while not result.done():
             with contextlib.suppress(RPCError):  # no worker has picked it up yet
@@ -240,7 +246,7 @@ async def follow(handle: WorkflowHandle[ReleaseWorkflow, ReleaseOutcome],
                 with contextlib.suppress(RPCError):
                     pending, _more = await pending_activities(
                         await handle.describe(rpc_timeout=QUERY_TIMEOUT))
-                    for item in _changed(pending, said):
+                    for item in _changed(pending, said, seen, quiet_seconds):
                         on_activity(item)
             await asyncio.wait([result], timeout=poll_seconds)
         return result.result()
@@ -250,17 +256,24 @@ async def follow(handle: WorkflowHandle[ReleaseWorkflow, ReleaseOutcome],
         raise CatalogueError(f"release {handle.id} did not succeed: {message}") from error
 
 
-def _changed(pending: list[PendingActivity],
-             said: dict[str, tuple[str, int, str]]) -> list[PendingActivity]:
-    """The activities whose detail, attempt or last failure differ from what was last said
-    (``said`` is updated); an activity with nothing to say yet is not reported."""
+def _changed(pending: list[PendingActivity], said: dict[str, tuple[str, int, str]],
+             seen: dict[str, float], quiet_seconds: float) -> list[PendingActivity]:
+    """The activities worth a line now: what they say differs from what was last said, they
+    have something to say, and they are retried, failed or pending ``quiet_seconds`` since
+    first seen (``said`` and ``seen`` are updated)."""
     changed = []
+    now = time.monotonic()
     for item in pending:
-        now = (item.detail, item.attempt, item.last_failure)
-        if said.get(item.activity_id) != now and (item.detail or item.last_failure):
+        first = seen.setdefault(item.activity_id, now)
+        troubled = item.attempt > 1 or bool(item.last_failure) or now - first >= quiet_seconds
+        state = (item.detail, item.attempt, item.last_failure)
+        if not troubled or said.get(item.activity_id) == state:
+            continue
+        if item.detail or item.last_failure:
             changed.append(item)
-        said[item.activity_id] = now
+        said[item.activity_id] = state
     return changed
+
 
 
 # A worker answers a query in milliseconds; without one the server would hold it ~30 s.

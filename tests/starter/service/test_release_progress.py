@@ -23,6 +23,7 @@ from starter.service.releases import (
     DETAIL_CHARS,
     PendingActivity,
     ServerView,
+    _changed,
     follow,
     release_report,
 )
@@ -120,8 +121,9 @@ async def test_follow_says_each_change_of_the_detail_once(
 
     async with runner:
         handle = await start(env, release, queue)
+        # quiet_seconds=0: the held activity is reported at once instead of after 10 s.
         following = asyncio.ensure_future(follow(handle, statuses.append, poll_seconds=0.05,
-                                                 on_activity=on_activity))
+                                                 on_activity=on_activity, quiet_seconds=0))
         try:
             await until(lambda: [item.detail for item in said] == [RESTARTING])
             polls = len(statuses)
@@ -172,3 +174,17 @@ async def test_details_are_cut_and_at_most_three_activities_shown(
         finally:
             world.unblock.set()
         await handle.result()
+
+
+def test_a_step_that_goes_well_stays_quiet_and_a_retried_one_speaks_at_once() -> None:
+    said: dict[str, tuple[str, int, str]] = {}
+    seen: dict[str, float] = {}
+    fine = PendingActivity(name="watch_health", state="started", attempt=1, activity_id="7",
+                           detail="watching v2")
+    assert _changed([fine], said, seen, quiet_seconds=10) == []
+    retried = fine.model_copy(update={"attempt": 2, "last_failure": "dockerd timed out"})
+    assert _changed([retried], said, seen, quiet_seconds=10) == [retried]
+    assert _changed([retried], said, seen, quiet_seconds=10) == []  # said once
+    slow = PendingActivity(name="wait_ready", state="started", attempt=1, activity_id="8",
+                           detail="0/1 replicas of v2 healthy")
+    assert _changed([slow], said, seen, quiet_seconds=0) == [slow]
