@@ -23,7 +23,8 @@ BENCHES: list[tuple[str, list[str], int]] = [
     ("overhead", [], 900),
     ("rollback", [], 600),
     ("scale", [], 900),
-    ("people", [], 300),
+    ("people", [], 420),
+    ("cli_start", [], 300),
     ("lane_bench", ["--rounds", "3"], 600),
 ]
 

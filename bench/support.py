@@ -28,13 +28,16 @@ from temporalio.client import Client, WorkflowHandle  # noqa: E402
 from temporalio.service import RPCError  # noqa: E402
 
 from catalogue.store import Store  # noqa: E402
+from catalogue.tokens import ROLES  # noqa: E402
 from schemas.models import ReleaseOutcome, ReleaseRequest  # noqa: E402
 from schemas.settings import Settings, get_settings  # noqa: E402
 from starter.cli.console import open_store  # noqa: E402
 from starter.service.catalogue import add_env, mark_ready, register_app  # noqa: E402
 from starter.service.releases import follow, start_release, validate_release  # noqa: E402
 from starter.service.temporal_client import connect  # noqa: E402
+from starter.service.tokens import create_token  # noqa: E402
 from starter.stack import processes as stack  # noqa: E402
+from starter.stack.server import server_url, start_server  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "examples" / "sample-app"
@@ -80,6 +83,13 @@ def figure(name: str, value: str) -> None:
 class BenchStack:
     settings: Settings
     store: Store
+    # The stack's server and an admin token for the `slipway` client (with a worker only).
+    url: str = ""
+    token: str = ""
+
+    def client_environment(self) -> dict[str, str]:
+        """The environment of a person's ``slipway`` on this stack: its server and token."""
+        return {**os.environ, "SLIPWAY_URL": self.url, "SLIPWAY_TOKEN": self.token}
 
     async def client(self) -> Client:
         """A client on the running event loop (each ``asyncio.run`` has its own)."""
@@ -136,6 +146,7 @@ def bench_stack(worker: bool = True) -> Iterator[BenchStack]:
     state = Path(tempfile.mkdtemp(prefix="slipway-bench-"))
     os.environ.update(SLIPWAY_STATE_DIR=str(state), SLIPWAY_TASK_QUEUE="bench",
                       SLIPWAY_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
+                      SLIPWAY_SERVER_PORT=str(free_port()),
                       SLIPWAY_TEMPORAL_UI_PORT=str(free_port()),
                       SLIPWAY_LB_PORT_START=str(free_port()),
                       SLIPWAY_JANITOR_MIN_AGE_SECONDS="0")
@@ -143,10 +154,14 @@ def bench_stack(worker: bool = True) -> Iterator[BenchStack]:
     settings = get_settings()
     store = open_store()
     stack.start_temporal(settings, background=True)
+    url = token = ""
     if worker:
         stack.start_worker(settings, background=True)
+        start_server(settings)
+        url = server_url(settings)
+        token = create_token(store, "bench", name="bench-admin", roles=list(ROLES))[1]
     try:
-        yield BenchStack(settings, store)
+        yield BenchStack(settings, store, url, token)
     finally:
         stack.stop_stack(settings)
         remove_bench_containers()

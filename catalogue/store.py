@@ -47,6 +47,12 @@ def make_engine(url: str) -> Engine:
 class Store:
     """Sessions over the catalogue plus the look-ups every caller needs."""
 
+    @staticmethod
+    def assume_migrated(url: str) -> None:
+        """Trust that ``url``'s schema is current in this process: a command process of the
+        server, whose database the server migrated when it started."""
+        _MIGRATED_URLS.add(url)
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
@@ -54,7 +60,7 @@ class Store:
 
     def migrate(self) -> None:
         """Bring the schema to the newest alembic revision (idempotent)."""
-        if self._migrated:
+        if self._migrated or self.url in _MIGRATED_URLS:
             return
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -62,12 +68,17 @@ class Store:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
         self._migrated = True
+        _MIGRATED_URLS.add(self.url)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         self.migrate()
         with Session(self.engine, expire_on_commit=False) as session:
             yield session
+
+
+# Databases this process has brought to the newest revision (or been told are there).
+_MIGRATED_URLS: set[str] = set()
 
 
 def find_app(session: Session, name: str) -> Application:

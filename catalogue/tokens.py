@@ -20,8 +20,10 @@ from schemas.scopes import TokenScope
 # releases (the four-eyes rules still apply), add freezes and declare incident freezes;
 # lane-admin: delete any lane, not only one's own; freeze-admin: lift (remove) a freeze or
 # window; break-glass: release through a freeze (`release --break-glass`, which still needs
-# a second approver). The last three are never granted by default.
-ROLES = ("read", "release", "approve", "lane-admin", "freeze-admin", "break-glass")
+# a second approver); admin: shape the catalogue (applications, environments, analysis
+# policies, tokens, schedules) and act `--as` another user (audited). The last four are never
+# granted by default; starter/service/command_policy.py maps each command to its role.
+ROLES = ("read", "release", "approve", "lane-admin", "freeze-admin", "break-glass", "admin")
 DEFAULT_ROLES = "read,release,approve"
 
 

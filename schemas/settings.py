@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import secrets
 from functools import lru_cache
@@ -60,6 +61,8 @@ class Settings(BaseSettings):
     temporal_ui_url: str = "http://localhost:8233"
     temporal_ui_port: int = 8233
     task_queue: str = "slipway"
+    # The HTTP API (`slipway server`); `slipway up` starts it on loopback at this port.
+    server_port: int = 8470
 
     clusters: dict[str, Cluster] = Field(default_factory=lambda: {"local": Cluster()})
     default_cluster: str = "local"
@@ -131,6 +134,24 @@ class Settings(BaseSettings):
         if self.stack_id:
             return self.stack_id
         return "s" + hashlib.sha256(str(Path(self.state_dir).resolve()).encode()).hexdigest()[:10]
+
+    def environment(self) -> dict[str, str]:
+        """These settings as the ``SLIPWAY_*`` variables that make them again (secrets
+        included): what the server gives the processes it runs commands in."""
+        def text(value: object) -> str:
+            if isinstance(value, SecretStr):
+                return value.get_secret_value()
+            if isinstance(value, bool):
+                return "true" if value else "false"
+            if isinstance(value, (dict, list, tuple, BaseModel)):
+                return json.dumps(value, default=lambda item: (
+                    item.get_secret_value() if isinstance(item, SecretStr)
+                    else item.model_dump(mode="python") if isinstance(item, BaseModel)
+                    else str(item)))
+            return str(value)
+
+        return {f"SLIPWAY_{name.upper()}": text(getattr(self, name))
+                for name in type(self).model_fields if getattr(self, name) is not None}
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'slipway.db'}"

@@ -1,8 +1,8 @@
-"""``python -m starter``: the Slipway command line."""
+"""``python -m starter``: the ``slipway`` client (starter/client)."""
 
 from __future__ import annotations
 
-from starter.cli.main import main
+from starter.client.main import main
 
 if __name__ == "__main__":
     main()

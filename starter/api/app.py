@@ -1,4 +1,8 @@
-"""The HTTP receiver (``python -m starter serve``): approvals, webhooks and read-only views.
+"""Slipway's HTTP API (``slipway server``), the one front door: the ``slipway`` client's
+commands, approvals, webhooks and read-only views.
+
+* ``POST /api/commands`` — every command of the client, run as the bearer token's user
+  (starter/api/commands.py); ``GET /api/whoami``.
 
 Every ``/api`` route takes a bearer token (``slipway token create``) whose roles allow it:
 ``read`` for the GET views, ``release`` to renew lanes, ``approve`` to approve or reject,
@@ -33,8 +37,10 @@ logged: log lines name the event and its outcome only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -55,6 +61,8 @@ from schemas.settings import Settings, get_settings
 from schemas.sources import SourceRefused
 from starter.api.approval_links import redact_access_logs
 from starter.api.approval_links import router as approval_links_router
+from starter.api.command_process import warm_up
+from starter.api.commands import router as commands_router
 from starter.api.deps import Approver, ClientDep, Reader, StoreDep, refuse
 from starter.api.freezes import router as freezes_router
 from starter.api.hooks import (
@@ -143,12 +151,21 @@ def create_app(settings: Settings | None = None,
                store: Store | None = None) -> FastAPI:
     """The receiver; every argument defaults to what the environment variables say."""
     settings = settings or get_settings()
-    api = FastAPI(title="Slipway receiver", version="0.1.0",
-                  description="Approvals, webhooks and release views of Slipway.")
+    @contextlib.asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        # The command processes take the catalogue as the server leaves it: current.
+        await run_in_threadpool(api.state.store.migrate)
+        await run_in_threadpool(warm_up)
+        yield
+
+    api = FastAPI(title="Slipway server", lifespan=lifespan, version="0.1.0",
+                  description="Slipway's front door: commands, approvals, webhooks and "
+                              "release views.")
     api.state.settings = settings
     api.state.receiver_settings = receiver_settings or ReceiverSettings()
     api.state.store = store or Store(settings.resolved_database_url())
     api.state.client = None
+    api.include_router(commands_router)
     api.include_router(lanes_router)
     api.include_router(freezes_router)
     api.include_router(approval_links_router)

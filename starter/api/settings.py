@@ -1,6 +1,6 @@
 """Settings of the HTTP receiver (``SLIPWAY_``-prefixed environment variables).
 
-Kept apart from :mod:`schemas.settings` because only ``python -m starter serve`` needs them.
+Kept apart from :mod:`schemas.settings` because only ``slipway server`` needs them.
 Secrets are named, never held here: the webhook secrets are credential *names* whose values
 come from ``SLIPWAY_CREDENTIALS`` through :meth:`schemas.settings.Settings.credential`.
 """
@@ -42,7 +42,7 @@ class HookRule(BaseModel):
 
 
 class ReceiverSettings(BaseSettings):
-    """What ``slipway serve`` reads besides the common settings."""
+    """What ``slipway server`` reads besides the common settings."""
 
     model_config = SettingsConfigDict(env_prefix="SLIPWAY_")
 

@@ -11,7 +11,7 @@ from rich.console import JustifyMethod
 from schemas.analysis import Measurement, Verdict
 from schemas.durations import ANALYSIS_WINDOW
 from schemas.settings import get_settings
-from starter.cli.console import command_store, console
+from starter.cli.console import command_store, console, uploaded
 from starter.cli.fit import FitTable
 from starter.service import analysis
 from starter.service.identity import current_user
@@ -41,7 +41,7 @@ def analysis_set(
     parses every query; a web metric's host must be on SLIPWAY_ANALYSIS_WEB_HOSTS, default
     loopback, and never a link-local or cloud metadata address)."""
     with command_store() as store:
-        policy = analysis.load_policy(policy_file)
+        policy = analysis.load_policy(uploaded(policy_file))
         found = analysis.set_policy(store, app, env, policy, settings=get_settings(),
                                     actor=current_user())
     console.print(f"{app} {found.name}: every stable wait is judged by "

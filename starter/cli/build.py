@@ -35,12 +35,13 @@ def token_create(
     role: Annotated[list[str] | None, typer.Option(
         "--role", metavar="ROLE", show_default=False,
         help="What the token may do, repeatable: read, release, approve, lane-admin, "
-             "freeze-admin (lift freezes), break-glass (release through a freeze). "
-             "Default: read, release, approve.")] = None,
+             "freeze-admin (lift freezes), break-glass (release through a freeze), admin "
+             "(applications, environments, policies, tokens; --as). Default: read, release, "
+             "approve.")] = None,
     app: Annotated[list[str] | None, typer.Option(
         "--app", metavar="APP", show_default=False,
         help="Limit the token to this application, repeatable (with --team: these and the "
-             "team's). The receiver, the CLI and the worker refuse it for any other "
+             "team's). The server and the worker refuse it for any other "
              "application: its releases, approvals, lanes and freezes.")] = None,
     team: Annotated[list[str] | None, typer.Option(
         "--team", metavar="TEAM", show_default=False,

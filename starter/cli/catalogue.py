@@ -18,7 +18,7 @@ from catalogue.tables import Application, Baseline, Environment
 from schemas.durations import APPROVAL_TIMEOUT, STABLE
 from schemas.enums import AppCategory, AppState, AppTier, RuntimeKind, Strategy
 from schemas.settings import get_settings
-from starter.cli.console import catalogue_errors, command_store, console
+from starter.cli.console import catalogue_errors, command_store, console, uploaded
 from starter.cli.teardown import Wait, check_retire, tear_down_retired
 from starter.service import catalogue, teardown
 from starter.service.analysis import load_policy
@@ -287,7 +287,7 @@ def env_add(
             approval=approval,
             approval_timeout_seconds=parse_duration(approval_timeout, "--approval-timeout",
                                                     APPROVAL_TIMEOUT),
-            analysis=load_policy(analysis_file) if analysis_file else None,
+            analysis=load_policy(uploaded(analysis_file)) if analysis_file else None,
         )
     console.print(f"added {app} {added.name} ({_rollout_text(added)}), load balancer "
                   f"{_lb_url(added)}", highlight=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,9 +12,19 @@ from rich.console import Console
 
 from catalogue.store import CatalogueError, Store
 from schemas.settings import get_settings
+from starter.service.identity import current_session, session_token
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def fit_consoles(columns: int, terminal: bool) -> None:
+    """Render for the terminal of the client a server-run command prints to: its width, and
+    colours and live views only when it is a terminal. Commands import these two objects,
+    so they are set up again in place rather than replaced."""
+    for each, stderr in ((console, False), (err_console, True)):
+        each.__init__(stderr=stderr, width=columns, force_terminal=terminal,  # type: ignore[misc]
+                      color_system="standard" if terminal else None)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -24,11 +33,22 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def read_token(token_file: Path | None) -> str:
-    """The acting user's API token: the file's content, else $SLIPWAY_TOKEN (may be empty)."""
-    if token_file is not None:
-        return token_file.read_text().strip()
-    return os.environ.get("SLIPWAY_TOKEN", "").strip()
+def read_token() -> str:
+    """The acting user's API token: the one that authenticated this command at the server
+    (else $SLIPWAY_TOKEN, for the operator's own processes); may be empty."""
+    return session_token()
+
+
+def uploaded(path: Path) -> Path:
+    """``path`` when this command may read it: in a server-run command only a file the
+    caller uploaded with it (the client sends the files it names), never one of the
+    server's own."""
+    session = current_session()
+    if session is not None and (not session.uploads
+                                or not path.resolve().is_relative_to(session.uploads)):
+        fail(f"{path}: the server reads only files sent with the command; name a file on "
+             "your machine (the slipway client uploads it)")
+    return path
 
 
 def open_store() -> Store:

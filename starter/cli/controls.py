@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,7 +16,7 @@ import typer
 from catalogue.store import CatalogueError
 from schemas.approvals import DEFAULT_PROOF_SECONDS, SIGNAL_TOKEN_SECONDS
 from schemas.settings import get_settings
-from starter.cli.console import catalogue_errors, console, open_store
+from starter.cli.console import catalogue_errors, console, open_store, read_token
 from starter.cli.release import AllowRejected, run_release
 from starter.service import changes, releases, tokens
 from starter.service.controls import (
@@ -28,7 +26,7 @@ from starter.service.controls import (
     need_token,
     send_update,
 )
-from starter.service.identity import check_user, current_user
+from starter.service.identity import acting_user, current_user, impersonated
 from starter.service.temporal_client import connect
 from workflows.release import release_workflow_id
 
@@ -37,21 +35,8 @@ EnvArg = Annotated[str, typer.Argument(metavar="ENV", show_default=False,
                                        help="Environment: type@cluster, or type alone.")]
 AsUser = Annotated[str | None, typer.Option(
     "--as", metavar="USER", show_default=False,
-    help="Who you act as (checked against the app's approvers). Default: $SLIPWAY_USER, "
-         "else your OS user.")]
-
-
-TokenFile = Annotated[Path | None, typer.Option(
-    "--token-file", metavar="PATH", show_default=False, exists=True, dir_okay=False,
-    help="File holding your API token (default: $SLIPWAY_TOKEN). The token signs the "
-         "approval; it is never sent. A token limited to other applications (`token create "
-         "--app/--team`) is refused.")]
-
-
-def _token(token_file: Path | None) -> str:
-    if token_file is not None:
-        return token_file.read_text().strip()
-    return os.environ.get("SLIPWAY_TOKEN", "").strip()
+    help="Act as USER instead of yourself (the user of your token): admin role only, and "
+         "audited as yours.")]
 
 
 PrintToken = Annotated[bool, typer.Option(
@@ -72,14 +57,16 @@ def _print_signal_token(name: str, app: str, env_name: str, who: str, text: str,
 
 
 def _control(name: str, app: str, env: str, user: str | None, text: str = "",
-             token_file: Path | None = None, print_token: bool = False) -> None:
+             print_token: bool = False) -> None:
     store = open_store()
     try:
         with catalogue_errors():
-            who = check_user(user or current_user(), "--as user")
+            who = acting_user(user)
             env_name = releases.env_name(store, app, env)
+            if user:
+                impersonated(store, who, f"{name} {app} {env_name}")
             deciding = name in ("approve", "reject")
-            token = need_token(_token(token_file), who, name) if deciding else ""
+            token = need_token(read_token(), who, name) if deciding else ""
             if deciding:  # a token limited to other applications: refused here, not sent
                 tokens.refuse_out_of_scope(store, token, who, f"{name} of {app}", [app])
 
@@ -111,24 +98,22 @@ def approve(
     app: AppArg, env: EnvArg, user: AsUser = None,
     comment: Annotated[str, typer.Option(help="Why, for the record.",
                                          show_default=False)] = "",
-    token_file: TokenFile = None,
     print_token: PrintToken = False,
 ) -> None:
     """Approve the release waiting on APP ENV (an approver other than the requester), signed
-    with your API token ($SLIPWAY_TOKEN): the worker checks the token is yours."""
-    _control("approve", app, env, user, comment, token_file, print_token)
+    with your API token: the worker checks the token is yours."""
+    _control("approve", app, env, user, comment, print_token)
 
 
 def reject(
     app: AppArg, env: EnvArg, user: AsUser = None,
     comment: Annotated[str, typer.Option(help="Why, for the requester.",
                                          show_default=False)] = "",
-    token_file: TokenFile = None,
     print_token: PrintToken = False,
 ) -> None:
-    """Reject the release waiting for approval on APP ENV, signed with your API token
-    ($SLIPWAY_TOKEN); its change goes back to developing."""
-    _control("reject", app, env, user, comment, token_file, print_token)
+    """Reject the release waiting for approval on APP ENV, signed with your API token; its
+    change goes back to developing."""
+    _control("reject", app, env, user, comment, print_token)
 
 
 def promote(app: AppArg, env: EnvArg, user: AsUser = None) -> None:

@@ -34,6 +34,7 @@ from starter.service.analysis import set_policy
 from starter.service.catalogue import add_env, mark_ready, register_app, set_source
 from starter.service.identity import current_user
 from starter.stack.processes import REPO_ROOT, start_temporal, start_worker
+from starter.stack.server import ensure_local_login, server_url, start_server
 from workflows.release import release_workflow_id
 
 SAMPLE_SOURCE = REPO_ROOT / "examples" / "sample-app"
@@ -172,10 +173,13 @@ def run_drill(settings: Settings, store: Store, env: Environment, url: str) -> s
 
 def run_demo(settings: Settings, store: Store) -> list[ReleaseOutcome]:
     check_engine(settings)
-    console.print("[bold]1/3[/] embedded stack: Temporal dev server + Slipway worker")
+    console.print("[bold]1/3[/] embedded stack: Temporal dev server, Slipway worker and server")
     start_temporal(settings, background=True)
     start_worker(settings, background=True)
+    start_server(settings)
     console.print(f"  Temporal Web UI: {settings.temporal_ui_url}", highlight=False)
+    console.print(f"  server: {server_url(settings)}; {ensure_local_login(settings, store)}",
+                  highlight=False, soft_wrap=True)
     env = ensure_catalogue(store, settings)
     url = f"http://{settings.lb_bind_address}:{env.lb_port}/"
     console.print(f"[bold]2/3[/] application {DEMO_APP!r}, environment {env.name} "
@@ -198,6 +202,8 @@ def run_demo(settings: Settings, store: Store) -> list[ReleaseOutcome]:
     console.print(f"[bold green]done.[/] The app answers at {url}", highlight=False)
     console.print(f"  releases: {settings.ui_link(release_workflow_id(DEMO_APP, env.name))}",
                   highlight=False, soft_wrap=True)
+    console.print(f"  try: `python -m starter status {DEMO_APP} {env.name}` (the client, "
+                  "through the server)", highlight=False)
     console.print("  the stack keeps running; stop it with `python -m starter down`")
     return outcomes
 

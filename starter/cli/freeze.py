@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -93,17 +92,13 @@ def freeze_list() -> None:
 def freeze_remove(
     rule_id: Annotated[int, typer.Argument(metavar="ID", show_default=False,
                                            help="From `slipway freeze list`.")],
-    token_file: Annotated[Path | None, typer.Option(
-        "--token-file", metavar="PATH", show_default=False, exists=True, dir_okay=False,
-        help="File holding your API token (default: $SLIPWAY_TOKEN); it must carry the "
-             "freeze-admin role (`slipway token create USER --role freeze-admin`) and, if "
-             "limited with --app/--team, cover every application the freeze holds.")] = None,
 ) -> None:
     """Lift a freeze (or remove a window); releases waiting in it look again at once.
-    Needs your API token with the freeze-admin role, which no token has by default; a token
-    limited to some applications lifts only a freeze whose applications it all covers."""
+    Needs your API token with the freeze-admin role (`slipway token create USER --role
+    freeze-admin`), which no token has by default; a token limited to some applications
+    lifts only a freeze whose applications it all covers."""
     with command_store() as store:
-        caller = tokens.caller_with_role(store, read_token(token_file), "freeze-admin",
+        caller = tokens.caller_with_role(store, read_token(), "freeze-admin",
                                          "lifting a freeze", current_user(),
                                          apps=freezes.rule_apps(store, rule_id))
         removed, woken = asyncio.run(_with_client(

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import traceback
+from collections.abc import Callable
+from typing import Any
 
 import typer
+from typer import _click as click
 
 from catalogue.store import CatalogueError
 from starter.cli import controls as cli_controls
@@ -26,7 +30,7 @@ from starter.cli.release import release_cli
 from starter.cli.schedule import schedules_cli
 from starter.cli.teardown import env_remove
 from starter.cli.train import train_cli
-from starter.service.identity import current_user
+from starter.service.identity import current_session, current_user
 
 EXIT_STATUSES = (
     "Exit status: 0 done (`release` without --wait: 0 once the release has started); "
@@ -63,7 +67,7 @@ cli.command()(cli_stack.demo)
 cli.command()(cli_stack.dev)
 cli.command()(cli_stack.up)
 cli.command()(cli_stack.down)
-cli.command()(cli_serve.serve)
+cli.command()(cli_serve.server)
 cli.add_typer(freeze_cli, name="freeze",
               help="Freezes and deploy windows; `freeze now` for an incident.")
 cli.add_typer(train_cli, name="train",
@@ -80,18 +84,59 @@ cli.add_typer(build_cli, name="build",
 
 @cli.callback()
 def _root() -> None:
-    # SLIPWAY_USER is the actor of every command: refuse a bad one before any command runs.
-    if os.environ.get("SLIPWAY_USER"):
+    # Outside a server session SLIPWAY_USER names the operator: refuse a bad one before any
+    # command runs.
+    if current_session() is None and os.environ.get("SLIPWAY_USER"):
         try:
             current_user()
         except CatalogueError as error:
             fail(str(error))
 
 
-def run(args: list[str]) -> int:
+Guard = Callable[[str, dict[str, Any]], None]
+
+
+def _guard_leaves(command: click.Command, path: list[str], guard: Guard | None) -> None:
+    """Wrap every leaf command's callback so that ``guard(path, params)`` runs first, after
+    its arguments are parsed (so --help and usage errors need no role)."""
+    subcommands = getattr(command, "commands", None)
+    if subcommands is not None:
+        for name, sub in subcommands.items():
+            _guard_leaves(sub, [*path, name], guard)
+        return
+    # The tree is built once per process (command_tree), so wrap the original callback.
+    original = command.__dict__.setdefault("slipway_callback", command.callback)
+    if original is None:
+        return
+    leaf = " ".join(path)
+
+    def guarded(*args: Any, **params: Any) -> Any:
+        if guard is not None:
+            guard(leaf, params)
+        return original(*args, **params)
+
+    command.callback = guarded
+
+
+@functools.cache
+def _built_tree() -> click.Command:
+    # Building it from typer's annotations takes ~0.1 s: once per process (the server's
+    # command processes inherit it built, from their forkserver).
+    return typer.main.get_command(cli)
+
+
+def command_tree(guard: Guard | None = None) -> click.Command:
+    """The click command of the whole ``slipway`` tree; with ``guard``, each leaf checks it
+    first (the server's authorization of the command it runs), else none does."""
+    tree = _built_tree()
+    _guard_leaves(tree, [], guard)
+    return tree
+
+
+def run(args: list[str], guard: Guard | None = None) -> int:
     """Run one command as the ``slipway`` program would; return its exit status."""
     try:
-        cli(args=args, prog_name="slipway")
+        command_tree(guard).main(args=args, prog_name="slipway")
     except SystemExit as exit_:
         if exit_.code is None or isinstance(exit_.code, int):
             return exit_.code or 0

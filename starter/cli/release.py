@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -148,17 +147,13 @@ def release(
              "--role break-glass`; one limited with --app/--team must cover APP) and a "
              "second approver, and is marked break glass in the "
              "audit and notifications.")] = "",
-    token_file: Annotated[Path | None, typer.Option(
-        "--token-file", metavar="PATH", show_default=False, exists=True, dir_okay=False,
-        help="With --break-glass: file holding your API token (default: "
-             "$SLIPWAY_TOKEN).")] = None,
     allow_rejected: AllowRejected = "",
 ) -> None:
     """Release APP on ENV as a durable ReleaseWorkflow (one at a time per environment)."""
     actor = current_user()
     with catalogue_errors():
         if break_glass:
-            _check_break_glass_role(actor, token_file, app)
+            _check_break_glass_role(actor, app)
         if change is None:
             request = ReleaseRequest(app=app, env=env, image=image, ref=ref,
                                      version_label=version, requested_by=actor)
@@ -169,12 +164,12 @@ def release(
         asyncio.run(run_release(request, wait))
 
 
-def _check_break_glass_role(actor: str, token_file: Path | None, app: str) -> None:
+def _check_break_glass_role(actor: str, app: str) -> None:
     """Break glass is for those given the role: the acting user's token must carry it, and
     its scope cover ``app``."""
     store = open_store()
     try:
-        tokens.caller_with_role(store, read_token(token_file), "break-glass",
+        tokens.caller_with_role(store, read_token(), "break-glass",
                                 "--break-glass", actor, apps=[app])
     finally:
         store.engine.dispose()

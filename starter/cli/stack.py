@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 
 from schemas.settings import get_settings
-from starter.cli.console import catalogue_errors, console, fail, open_store
+from starter.cli.console import catalogue_errors, command_store, console, fail, open_store
 from starter.cli.demo import DemoError, run_demo
 from starter.service.in_flight import in_flight
 from starter.stack import processes as stack
+from starter.stack.server import ensure_local_login, server_url, start_server
 
 
 def dev() -> None:
@@ -24,15 +25,20 @@ def dev() -> None:
 
 
 def up() -> None:
-    """Start the embedded stack in the background (Temporal dev server + worker)."""
+    """Start the embedded stack in the background: Temporal dev server, worker and the
+    server on loopback; on first start, log this machine's user in with every role."""
     settings = get_settings()
     try:
         stack.start_temporal(settings, background=True)
         stack.start_worker(settings, background=True)
+        start_server(settings)
     except stack.StackError as error:
         fail(str(error))
+    with command_store() as store:
+        login = ensure_local_login(settings, store)
     console.print(f"Temporal at {settings.temporal_address}, Web UI {settings.temporal_ui_url}",
                   highlight=False)
+    console.print(f"server at {server_url(settings)}; {login}", highlight=False)
     console.print(f"logs in {stack.log_dir(settings)}; stop with `slipway down`", highlight=False)
 
 
@@ -41,7 +47,7 @@ def down(
         "--force", help="Stop even while releases or lanes are in flight (they wait, durably, "
                         "and resume at the next `slipway up`).")] = False,
 ) -> None:
-    """Stop the embedded stack: worker, load balancers, Temporal dev server.
+    """Stop the embedded stack: server, worker, load balancers, Temporal dev server.
 
     Refuses while a release or a lane workflow runs, naming them, unless --force.
     """

@@ -4,7 +4,6 @@ train and each member, and roll a train back as one."""
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Annotated
 
 import typer
@@ -19,7 +18,12 @@ from starter.cli.fit import FitTable
 from starter.service import tokens
 from starter.service import trains as service
 from starter.service.controls import need_token, sign_approval
-from starter.service.identity import check_user, current_user
+from starter.service.identity import (
+    acting_user,
+    current_user,
+    impersonated,
+    session_token,
+)
 from starter.service.temporal_client import connect
 from starter.service.tokens import hash_token
 from workflows.train import TrainWorkflow, train_workflow_id
@@ -96,9 +100,15 @@ def train_status(name: NameArg) -> None:
 
 def _decide(name: str, approve: bool, user: str | None, comment: str) -> None:
     with catalogue_errors():
-        who = check_user(user or current_user(), "--as user")
+        who = acting_user(user)
         decision = "approve" if approve else "reject"
-        token = need_token(os.environ.get("SLIPWAY_TOKEN", "").strip(), who, decision)
+        if user:
+            store = open_store()
+            try:
+                impersonated(store, who, f"train {decision} {name}")
+            finally:
+                store.engine.dispose()
+        token = need_token(session_token(), who, decision)
 
         async def send() -> str:
             settings = get_settings()
@@ -125,14 +135,15 @@ def _refuse_out_of_scope(token: str, who: str, what: str, apps: list[str]) -> No
         store.engine.dispose()
 
 
-AsUser = Annotated[str | None, typer.Option("--as", metavar="USER", show_default=False,
-                                            help="Who you act as (default: $SLIPWAY_USER).")]
+AsUser = Annotated[str | None, typer.Option(
+    "--as", metavar="USER", show_default=False,
+    help="Act as USER instead of yourself: admin role only, audited as yours.")]
 Comment = Annotated[str, typer.Option(help="Why, for the train's history.")]
 
 
 @train_cli.command("approve")
 def train_approve(name: NameArg, user: AsUser = None, comment: Comment = "") -> None:
-    """Approve the whole train (an approver of every member; signed with $SLIPWAY_TOKEN,
+    """Approve the whole train (an approver of every member; signed with your API token,
     whose scope must cover every member's application)."""
     _decide(name, True, user, comment)
 

@@ -75,9 +75,8 @@ class SignedApproval:
 def need_token(token: str, user: str, name: str) -> str:
     """``token``, or CatalogueError saying how to get one."""
     if not token:
-        raise CatalogueError(f"{name} needs your API token: set SLIPWAY_TOKEN (or pass "
-                             "--token-file); an admin creates one with `slipway token create "
-                             f"{user} --role approve`")
+        raise CatalogueError(f"{name} needs your API token (`slipway login`); an admin "
+                             f"creates one with `slipway token create {user} --role approve`")
     return token
 
 

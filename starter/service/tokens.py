@@ -173,7 +173,7 @@ def refuse_out_of_scope(store: Store, token: str, acting_as: str, what: str,
 
 def caller_with_role(store: Store, token: str, role: str, what: str, acting_as: str,
                      apps: Iterable[str] = ()) -> Caller:
-    """The caller behind ``token`` (the CLI's SLIPWAY_TOKEN or --token-file) when it is
+    """The caller behind ``token`` (the one that authenticated the command) when it is
     active, carries ``role``, acts as ``acting_as`` and its scope covers ``apps``; else
     CatalogueError saying how to get one, recorded as a ``cli.refused`` audit event (never
     with the token)."""
@@ -182,8 +182,7 @@ def caller_with_role(store: Store, token: str, role: str, what: str, acting_as: 
     named = list(apps)
     caller = caller_for_token(store, token) if token else None
     if not token:
-        reason = (f"{what} needs an API token with the {role} role in SLIPWAY_TOKEN or "
-                  f"--token-file: {how}")
+        reason = f"{what} needs an API token with the {role} role: {how}"
     elif caller is None:
         reason = (f"{what} needs an API token with the {role} role; the one given is unknown "
                   f"or revoked: {how}")
@@ -192,7 +191,7 @@ def caller_with_role(store: Store, token: str, role: str, what: str, acting_as: 
                   f"{', '.join(sorted(caller.roles)) or 'none'}: {how}")
     elif not same_person(caller.user, acting_as):
         reason = (f"{what}: the token given acts as {caller.user}, but you act as "
-                  f"{acting_as} (SLIPWAY_USER): use your own token, or set SLIPWAY_USER")
+                  f"{acting_as}: use your own token")
     elif outside := scope_refusal(store, caller, named):
         reason = f"{what}: {outside}"
     else:

@@ -257,13 +257,15 @@ def _haproxy_pid_files(settings: Settings) -> list[Path]:
 
 
 def stop_stack(settings: Settings) -> list[str]:
-    """Stop the worker, the HAProxy load balancers, then Temporal; return what was stopped.
+    """Stop the server, the worker, the HAProxy load balancers, then Temporal; return what
+    was stopped.
 
     Order matters: the worker goes first so it doesn't spend its last seconds retrying a
     vanished server. Only processes named in pid files are touched; stale pid files go.
     """
     run = run_dir(settings)
-    stopped = _stop_pid_file(run / "worker.pid", "worker", WORKER_SCRIPT.name)
+    stopped = _stop_pid_file(run / "server.pid", "server", "starter.cli server")
+    stopped += _stop_pid_file(run / "worker.pid", "worker", WORKER_SCRIPT.name)
     for pid_file in _haproxy_pid_files(settings):
         stopped += _stop_pid_file(pid_file, f"haproxy {pid_file.stem}", "haproxy")
     stopped += _stop_pid_file(run / "temporal.pid", "temporal", "temporal")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from pathlib import Path
 
 import docker
@@ -21,7 +20,8 @@ from schemas.models import ReleaseRequest
 from schemas.settings import Settings
 from starter.service.catalogue import add_env, mark_ready, register_app
 from starter.service.releases import follow, start_release, validate_release
-from tests.support.hermetic import clean_env
+from starter.service.tokens import create_token
+from tests.support.server import client_env, slipway, slipway_server
 
 pytestmark = pytest.mark.integration
 
@@ -32,18 +32,8 @@ REPO = Path(__file__).resolve().parents[2]
 STATUS_RUNS, SHOW_RUNS, RELEASE_RUNS = 16, 16, 8
 
 
-def _cli_env(settings: Settings, temporal_address: str) -> dict[str, str]:
-    env = clean_env()
-    env.update(SLIPWAY_TEMPORAL_ADDRESS=temporal_address, SLIPWAY_TASK_QUEUE=settings.task_queue,
-               SLIPWAY_DATABASE_URL=settings.resolved_database_url(),
-               SLIPWAY_STATE_DIR=str(settings.state_dir), SLIPWAY_USER="ana",
-               PYTHONPATH=str(REPO))
-    return env
-
-
 def _slipway(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "starter", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return slipway(env, *args, timeout=120)
 
 
 @pytest.fixture
@@ -56,7 +46,7 @@ def cleanup_containers(docker_client: docker.DockerClient) -> object:
 
 async def test_forty_cli_runs_exit_zero_without_a_fatal_error(
     temporal: WorkflowEnvironment, running_worker: None, settings: Settings, store: Store,
-    cleanup_containers: object,
+    cleanup_containers: object, tmp_path: Path,
 ) -> None:
     register_app(store, APP, category="in-house", tier="edge", owners=["ana"], approvers=[],
                  source=str(SAMPLE), description="", actor="ana")
@@ -71,14 +61,19 @@ async def test_forty_cli_runs_exit_zero_without_a_fatal_error(
     image = (await follow(started.handle, lambda _status: None)).image
     assert image
 
-    env = _cli_env(settings, temporal.client.service_client.config.target_host)
+    _, token = create_token(store, "ana", name="ana")
     runs = ([["status", APP, "test"]] * STATUS_RUNS + [["app", "show", APP]] * SHOW_RUNS
             + [["release", APP, "test", "--image", image, "--wait"]] * RELEASE_RUNS)
     bad: list[str] = []
-    for args in runs:
-        done = await asyncio.to_thread(_slipway, args, env)
-        output = done.stdout + done.stderr
-        if done.returncode != 0 or "Fatal Python error" in output:
-            bad.append(f"{' '.join(args)} → exit {done.returncode}:\n{output[-800:]}")
+    # The client's processes and the server's command processes both end by themselves.
+    with slipway_server(settings, tmp_path / "server.log", SLIPWAY_TEMPORAL_ADDRESS=
+                        temporal.client.service_client.config.target_host) as url:
+        env = client_env(url, token)
+        for args in runs:
+            done = await asyncio.to_thread(_slipway, args, env)
+            output = done.stdout + done.stderr
+            if done.returncode != 0 or "Fatal Python error" in output:
+                bad.append(f"{' '.join(args)} → exit {done.returncode}:\n{output[-800:]}")
     print(f"\n{len(runs)} CLI runs, {len(bad)} with a bad exit")
     assert bad == []
+    assert "Fatal Python error" not in (tmp_path / "server.log").read_text()

@@ -33,7 +33,7 @@ APP = "downup"
 @pytest.fixture
 def cli_env(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[dict[str, str]]:
     env = clean_env()
-    port = free_port()
+    port, server_port = free_port(), free_port()
     # Short (HAProxy socket paths) and unique: a state directory left by another run would
     # hold its catalogue.
     state = Path("/tmp") / f"slipway-du-{uuid.uuid4().hex[:8]}"
@@ -43,6 +43,11 @@ def cli_env(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[dict
                SLIPWAY_TEMPORAL_UI_PORT=str(free_port()),
                SLIPWAY_LB_PORT_START=str(lb_port_start()),
                SLIPWAY_TASK_QUEUE="down-up", SLIPWAY_USER="ana", PYTHONPATH=str(REPO),
+               # `up` starts the server here and logs the client in (saved under the
+               # config home), as for a person on their own machine.
+               SLIPWAY_SERVER_PORT=str(server_port),
+               SLIPWAY_URL=f"http://127.0.0.1:{server_port}",
+               XDG_CONFIG_HOME=str(state / "config"),
                SLIPWAY_SOURCE_ROOTS=json.dumps([str(SAMPLE.parent)]))
     yield env
     slipway(env, "down", "--force")

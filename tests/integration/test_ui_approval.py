@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +45,8 @@ from tests.integration.conftest import UI_PORT
 from tests.integration.conftest import _temporal_cli as temporal_cli
 from tests.integration.test_gray_docker import lb_url
 from tests.integration.test_release_docker import SAMPLE
+from tests.support.server import client_env, slipway_server
+from tests.support.server import slipway as run_client
 from workflows.release import ReleaseWorkflow
 
 pytestmark = pytest.mark.integration
@@ -283,7 +283,7 @@ async def test_a_lead_approves_from_the_web_ui_and_the_requesters_own_token_is_r
 
 async def test_temporal_workflow_signal_approves_with_a_printed_token_and_without_is_refused(
     temporal: WorkflowEnvironment, running_worker: None, settings: Settings, store: Store,
-    cleanup: None,
+    cleanup: None, tmp_path: Path,
 ) -> None:
     register_app(store, APP, category="in-house", tier="core", owners=["ana"],
                  approvers=["lead"], source=str(SAMPLE), description="", actor="ana")
@@ -313,27 +313,24 @@ async def test_temporal_workflow_signal_approves_with_a_printed_token_and_withou
                   for event in (await handle.query(ReleaseWorkflow.status)).events):
         assert time.monotonic() < deadline, "the refusal never showed"
         await asyncio.sleep(0.2)
-    def slipway(*args: str, token: str = "") -> str:
-        """``python -m starter ARGS`` as a person runs it, against this test's stack."""
-        done = subprocess.run(
-            [sys.executable, "-m", "starter", *args], cwd=REPO, capture_output=True, text=True,
-            timeout=60, env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200",
-                             "SLIPWAY_DATABASE_URL": settings.resolved_database_url(),
-                             "SLIPWAY_STATE_DIR": str(settings.state_dir),
-                             "SLIPWAY_TEMPORAL_ADDRESS":
-                                 temporal.client.service_client.config.target_host,
-                             "SLIPWAY_TOKEN": token})
+    def slipway(url: str, *args: str, token: str) -> str:
+        """``python -m starter ARGS``, the client, as a person runs it against this test's
+        server."""
+        done = run_client(client_env(url, token), *args, timeout=60)
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
-    shown = await asyncio.to_thread(slipway, "status", APP, "prod")
-    assert "approval by lead refused: approve by lead carries no proof" in " ".join(
-        shown.split())
+    _, ana_token = create_token(store, "ana")
+    with slipway_server(settings, tmp_path / "server.log", SLIPWAY_TEMPORAL_ADDRESS=
+                        temporal.client.service_client.config.target_host) as url:
+        shown = await asyncio.to_thread(slipway, url, "status", APP, "prod", token=ana_token)
+        assert "approval by lead refused: approve by lead carries no proof" in " ".join(
+            shown.split())
 
-    # The token `slipway approve --print-token` prints: the release rolls out.
-    printed = await asyncio.to_thread(slipway, "approve", APP, "prod", "--as", "lead",
-                                      "--print-token", "--comment", "from the CLI",
-                                      token=lead_token)
+        # The token `slipway approve --print-token` prints: the release rolls out.
+        printed = await asyncio.to_thread(slipway, url, "approve", APP, "prod",
+                                          "--print-token", "--comment", "from the CLI",
+                                          token=lead_token)
     body = printed.strip().splitlines()[-1]
     assert lead_token not in printed and json.loads(body)["user"] == "lead"
     await asyncio.to_thread(signal, body)

@@ -3,10 +3,11 @@
 A developer (or CI) may run ``make test`` while ``slipway up`` / ``make demo`` serves the
 defaults: Temporal on localhost:7233, the state directory under ``~/.local/state/slipway``,
 its SQLite catalogue and HAProxy ports from 18080. Every test process therefore starts with
-Slipway's settings pointing at places of its own: a Temporal address that is unreachable by
-construction (a loopback port this process has bound and never listens on, so nothing else
-can listen there), load balancer ports away from 18080, and a state directory, catalogue and
-XDG state home in a temporary directory. Tests that need Temporal start their own server
+Slipway's settings pointing at places of its own: a Temporal address and a server URL that
+are unreachable by construction (a loopback port this process has bound and never listens
+on, so nothing else can listen there), load balancer ports away from 18080, and a state
+directory, catalogue, XDG state home and client login (XDG config home) in a temporary
+directory. Tests that need Temporal start their own server
 and say so explicitly.
 """
 
@@ -72,6 +73,12 @@ DEFAULTS: dict[str, str] = {
     # silently take a share of its users' requests.
     "SLIPWAY_LB_PORT_START": str(lb_port_start()),
     "XDG_STATE_HOME": str(_ROOT / "xdg-state"),
+    # The client's saved login (starter/client/credentials.py): the test process's own.
+    "XDG_CONFIG_HOME": str(_ROOT / "xdg-config"),
+    # The client's server, and the port `slipway up` would start one on: unreachable too
+    # (a test that starts a server says where).
+    "SLIPWAY_URL": f"http://{UNREACHABLE_TEMPORAL}",
+    "SLIPWAY_SERVER_PORT": UNREACHABLE_TEMPORAL.rsplit(":", 1)[1],
 }
 
 

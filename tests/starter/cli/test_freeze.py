@@ -114,9 +114,9 @@ def test_lifting_a_freeze_needs_a_token_with_the_freeze_admin_role(
     ok("freeze now --reason 'db failover'")
     none = run("freeze remove 1")
     assert none.exit_code == 1
-    assert ("lifting a freeze needs an API token with the freeze-admin role in SLIPWAY_TOKEN "
-            "or --token-file: an admin creates one with `slipway token create tester --role "
-            "freeze-admin`") in " ".join(none.output.split())
+    assert ("lifting a freeze needs an API token with the freeze-admin role: an admin creates "
+            "one with `slipway token create tester --role freeze-admin`"
+            ) in " ".join(none.output.split())
     token_of(store, monkeypatch, "read", "release", "approve")  # the default roles
     approver = run("freeze remove 1")
     assert approver.exit_code == 1
@@ -127,18 +127,17 @@ def test_lifting_a_freeze_needs_a_token_with_the_freeze_admin_role(
     someone_else = token_of(store, monkeypatch, "freeze-admin", user="sre")
     other = run("freeze remove 1")
     assert other.exit_code == 1
-    assert "the token given acts as sre, but you act as tester" in other.output
+    assert "the token given acts as sre, but you act as tester: use your own token" in (
+        other.output)
     with store.session() as session:
         assert len(session.exec(select(FreezeRecord)).all()) == 1  # still in force
         refused = session.exec(select(AuditEvent).where(
             AuditEvent.action == "cli.refused")).all()
     assert len(refused) == 4 and all("slw_" not in json.dumps(e.detail) for e in refused)
-    # The right token, from a file: lifted, recorded as its user.
-    monkeypatch.delenv("SLIPWAY_TOKEN")
+    # The right token: lifted, recorded as its user.
+    monkeypatch.setenv("SLIPWAY_TOKEN", someone_else)
     monkeypatch.setenv("SLIPWAY_USER", "sre")
-    token_file = tmp_path / "token"
-    token_file.write_text(someone_else + "\n")
-    assert "removed #1" in ok(f"freeze remove 1 --token-file {token_file}").output
+    assert "removed #1" in ok("freeze remove 1").output
     with store.session() as session:
         assert session.exec(select(FreezeRecord)).all() == []
         removed = session.exec(select(AuditEvent).where(
@@ -153,9 +152,9 @@ def test_break_glass_needs_a_token_with_the_break_glass_role(
     ok("freeze now --reason 'db failover'")
     none = run("release shop prod --image slipway/shop:2 --break-glass 'hotfix'")
     assert none.exit_code == 1
-    assert ("--break-glass needs an API token with the break-glass role in SLIPWAY_TOKEN or "
-            "--token-file: an admin creates one with `slipway token create tester --role "
-            "break-glass`") in " ".join(none.output.split())
+    assert ("--break-glass needs an API token with the break-glass role: an admin creates one "
+            "with `slipway token create tester --role break-glass`"
+            ) in " ".join(none.output.split())
     token_of(store, monkeypatch, "read", "release", "approve", "freeze-admin")
     lacking = run("release shop prod --image slipway/shop:2 --break-glass 'hotfix'")
     assert lacking.exit_code == 1 and "needs the break-glass role" in lacking.output

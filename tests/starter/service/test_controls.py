@@ -163,8 +163,6 @@ async def test_cli_controls_end_to_end(env: WorkflowEnvironment, store: Store,  
 
     _, ana_token = create_token(store, "ana")
     _, lead_token = create_token(store, "lead")
-    lead_file = tmp_path / "lead.token"
-    lead_file.write_text(lead_token + "\n")
     # The worker checks proofs with the secret the CLI signs them with (the state directory's).
     world = FakeWorld(current_version=1, versions=[1], approval_required=True, store=store,
                       signing_secret=get_settings().approval_signing_secret())
@@ -194,7 +192,7 @@ async def test_cli_controls_end_to_end(env: WorkflowEnvironment, store: Store,  
         assert "refused" in history.stdout and "four eyes" in history.stdout
         assert "the proof of lead's" in history.stdout  # the forgery, refused by the worker
         approved = await asyncio.to_thread(
-            cli_run, f"approve {app} prod --as lead --comment go --token-file {lead_file}")
+            cli_run, f"approve {app} prod --as lead --comment go", lead_token)
         assert approved.exit_code == 0, approved.output
         assert f"approve {app}@{ENV}: lead approved {app}@{ENV} v2" in approved.stdout
         watched = await asyncio.to_thread(cli_run, f"status {app} prod --watch")
