@@ -12,7 +12,7 @@ help:
 	@echo "make test       bootstrap, then unit + integration tests (scripts/test.sh)"
 	@echo "make bench      bootstrap, then every benchmark (bench/run_all.py, ~20 min)"
 	@echo "make lint       ruff check + mypy"
-	@echo "make up | down  start / stop the embedded stack (Temporal dev server + worker)"
+	@echo "make up | down  start / stop the embedded stack (Temporal dev server, worker, server)"
 
 bootstrap:
 	bash scripts/bootstrap.sh

@@ -138,6 +138,18 @@ async def test_the_cli_works_through_the_server_as_the_tokens_user(
                      ["lane", "list"], ["train", "list"], ["rejected", "list", APP],
                      ["--help"], ["release", "--help"]):
             assert await asyncio.to_thread(ok, dev, *args)
+        # Changes and freezes, each by someone whose role allows it.
+        created = await asyncio.to_thread(ok, dev, "change", "create", APP, "test", "--kind",
+                                          "scale", "--replicas", "1", "--note", "one will do")
+        change_id = created.split("created change ")[1].split()[0]
+        assert "one will do" in await asyncio.to_thread(ok, dev, "change", "show", change_id)
+        await asyncio.to_thread(ok, dev, "change", "close", change_id)
+        frozen = await asyncio.to_thread(ok, lead, "freeze", "now", "--reason", "INC-1",
+                                         "--scope", "test")
+        rule = frozen.split("incident freeze #")[1].split()[0]
+        assert "`slipway freeze remove` needs the freeze-admin role" in await asyncio.to_thread(
+            refused, lead, "freeze", "remove", rule)
+        assert f"removed #{rule}" in await run("freeze", "remove", rule)
         await run("analysis", "set", APP, "test", str(policy))
         assert "smoke" in await asyncio.to_thread(ok, dev, "analysis", "show", APP, "test")
         # A server-side path is never read for a caller: only what the client uploaded.
