@@ -8,11 +8,12 @@ from collections.abc import Callable
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.support import Pulse, heartbeating, permanent
+from activities.support import Pulse, Relay, WorkflowSignals, heartbeating, permanent
 from catalogue.store import CatalogueError
 from integrations.errors import ClusterUnavailableError, PermanentRuntimeError
 from integrations.protocols import Runtime
 from schemas.models import (
+    PROBE_SIGNAL,
     HealthCheckInput,
     ImageSpec,
     Instance,
@@ -35,7 +36,8 @@ class RuntimeActivities:
 
     def __init__(self, runtimes: dict[str, Runtime], default_cluster: str,
                  env_values: Callable[[int], dict[str, str]] | None = None,
-                 admit_image: Callable[[str, ImageSpec, str], None] | None = None) -> None:
+                 admit_image: Callable[[str, ImageSpec, str], None] | None = None,
+                 signals: WorkflowSignals | None = None) -> None:
         self.runtimes = runtimes
         self.default_cluster = default_cluster
         # Refuses a rejected image for the release of a run (catalogue/rejections.py) and
@@ -43,6 +45,15 @@ class RuntimeActivities:
         self.admit_image = admit_image
         # Reads an environment's variables from the catalogue: values stay out of history.
         self.env_values = env_values
+        # Tells a waiting activity's release what it sees (a request's ``report``).
+        self.signals = signals
+
+    def _relay(self, report: bool, version: int, known: str | None = None) -> Relay:
+        """The relay of the running activity's looks to its workflow, when it asked for
+        them (the workflow shows them in the Web UI's current details)."""
+        send = (self.signals.to_workflow(PROBE_SIGNAL)
+                if report and self.signals is not None else None)
+        return Relay(send, activity.info().activity_type, version, known=known)
 
     def _runtime(self, cluster: str) -> Runtime:
         try:
@@ -85,12 +96,18 @@ class RuntimeActivities:
         Fails (non-retryable) sooner when a replica keeps failing the same way: a crash loop
         or the same wrong health answer, named in the error with its last log lines. Every
         look is heartbeated ("0/1 replicas of v2 healthy; replica 0 restarting (exited 3, 2
-        restarts)"), so the pending activity shows why the step is still waiting."""
+        restarts)"), so the pending activity shows why the step is still waiting; with
+        ``report`` what is new is also signalled to the release (its Web UI details)."""
+        relay = self._relay(data.report, data.version.version)
         with heartbeating(f"waiting for v{data.version.version}") as pulse, \
                 permanent(PermanentRuntimeError):
+            def look(message: str) -> None:
+                pulse.progress(message)
+                relay.offer(message)
+
             return self._runtime(data.version.cluster).wait_ready(
                 data.version, data.replicas, data.port, data.health_path,
-                data.deadline_seconds, progress=pulse.progress,
+                data.deadline_seconds, progress=look,
             )
 
     @activity.defn
@@ -117,16 +134,20 @@ class RuntimeActivities:
         """
         check = data.check
         runtime = self._runtime(check.version.cluster)
+        # Only a change is worth a signal: a suspected problem, an unreachable runtime, and
+        # the return to healthy (not every second of "healthy for 12s").
+        relay = self._relay(data.report, check.version.version, known="healthy")
         with heartbeating(f"watching v{check.version.version}") as pulse, \
                 permanent(PermanentRuntimeError):
             began = time.monotonic() - float(pulse.resumed.get("watched", 0.0))
             while True:
                 try:
-                    problems = self._confirmed_problems(runtime, check, pulse)
+                    problems = self._confirmed_problems(runtime, check, pulse, relay)
                     unreachable: ClusterUnavailableError | None = None
                 except ClusterUnavailableError as error:
                     problems, unreachable = [], error
                     pulse.progress(f"runtime unreachable, still watching: {error}")
+                    relay.offer(pulse.message)
                 watched = time.monotonic() - began
                 if problems:
                     return problems
@@ -140,11 +161,13 @@ class RuntimeActivities:
                     watched = time.monotonic() - began
                     pulse.progress(f"v{check.version.version} healthy for {watched:.0f}s",
                                    {"watched": watched})
+                    relay.offer(f"every probe of v{check.version.version} passed",
+                                key="healthy")
                     time.sleep(min(1.0, left))  # short naps: a cancel is seen within 1 s
 
     @staticmethod
     def _confirmed_problems(runtime: Runtime, check: HealthCheckInput,
-                            pulse: Pulse) -> list[str]:
+                            pulse: Pulse, relay: Relay | None = None) -> list[str]:
         """Probe; when problems show, probe again until they persist :data:`CONFIRM_PROBES`
         times in a row (the last problems) or a probe comes back clean (none)."""
         for attempt in range(1, CONFIRM_PROBES + 1):
@@ -153,6 +176,8 @@ class RuntimeActivities:
             if not problems or attempt == CONFIRM_PROBES:
                 return problems
             pulse.progress(f"confirming ({attempt}/{CONFIRM_PROBES}): {'; '.join(problems)}")
+            if relay is not None:
+                relay.offer(pulse.message)
             time.sleep(CONFIRM_SPACING_SECONDS)
         return []
 

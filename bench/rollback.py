@@ -6,29 +6,50 @@ Under a constant request loop through HAProxy (loopback, bounded), 2 replicas, g
 * health: a build whose /healthz fails 3 s after start → from the first failed /healthz
   (probed on the canary's own port) to the last answer from the canary;
 * `rollback` (the fast switch) → end to end, and from its start to the last answer from the
-  version rolled back; the same with `--gradual` for comparison (goal: fast path < 3 s).
-Usage: ``.venv/bin/python -m bench.rollback``.
+  version rolled back; the same with `--gradual` for comparison;
+* `slipway rollback APP ENV --wait` as a person runs it (a new client process, through the
+  stack's server: catalogue checks, the workflow until the old version serves all traffic):
+  its wall time against the goal (≤ 3 s at p50 over ``--repeat`` runs), how much of it
+  passes before the workflow starts, and how long after it returned the replaced version's
+  containers were gone (their removal goes on in the background, in the same workflow).
+Usage: ``.venv/bin/python -m bench.rollback [--quick] [--repeat N]`` (``--quick``: the
+fast-rollback figures only).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import subprocess
+import sys
 import threading
 import time
 
 import docker
 import httpx
 
-from bench.support import PREFIX, BenchStack, bench_stack, figure, section
+from bench.support import (
+    PREFIX,
+    REPO,
+    BenchStack,
+    bench_stack,
+    figure,
+    percentile,
+    section,
+    spread,
+)
 from catalogue.store import CatalogueError
 from schemas.analysis import AnalysisPolicy, Metric
 from starter.service.analysis import set_policy
 from starter.service.changes import rollback_request
 from starter.service.releases import follow
 from tests.support.load import Outcomes, request_loop
+from workflows.release import release_workflow_id
 
 APP = f"{PREFIX}rollback"
+# Issue #29: `rollback --wait` returns within this, CLI process included.
+CLI_GOAL_SECONDS = 3.0
 
 
 def last_from(outcomes: Outcomes, version: str) -> float:
@@ -100,27 +121,94 @@ def timed_rollback(bench: BenchStack, url: str, gradual: bool) -> None:
         async def run() -> None:
             handle = await bench.start_request(rollback_request(
                 bench.store, APP, "bench", actor="bench", gradual=gradual))
-            await follow(handle, lambda _s: None)
+            await follow(handle, lambda _s: None, early=True)
 
         asyncio.run(run())
         took = time.monotonic() - began
-    name = "rollback --gradual" if gradual else "rollback (fast switch; goal < 3 s)"
+    name = "rollback --gradual" if gradual else "rollback (fast switch, service call)"
     figure(f"{name}: end to end", f"{took:.2f}s")
     figure(f"{name}: start → last answer from v{newest.baseline_version}",
            f"{last_from(outcomes, '3.0.0') - began:.2f}s  "
            f"(failed: {sum(v for k, v in outcomes.items() if not k.startswith('200 '))})")
 
 
-def main() -> None:
+def containers_of(version: int) -> int:
+    """Containers of ``version`` (the low-level list: no inspect that a removal could race)."""
+    return len(docker.from_env().api.containers(all=True, filters={
+        "label": [f"slipway.app={APP}", f"slipway.version={version}"]}))
+
+
+def cli_rollback(bench: BenchStack, url: str, label: str) -> float | None:
+    """`slipway rollback APP bench --wait` in a new process, timed from its start to its
+    exit (the figure the goal is about), after a release of ``label``; its wall time."""
+    newest = asyncio.run(bench.release(APP, version_label=label))
+    replaced = newest.baseline_version or 0
+    # The `slipway` client, through the stack's server (which runs the command in a process
+    # forked with the command tree loaded), as a person runs it.
+    command = [sys.executable, "-m", "starter", "rollback", APP, "bench", "--wait"]
+    environment = {**bench.client_environment(), "COLUMNS": "240"}
+    with request_loop(url, max_requests=20_000, max_seconds=120, pause=0.005) as outcomes:
+        began, began_at = time.monotonic(), time.time()
+        done = subprocess.run(command, cwd=REPO, env=environment, capture_output=True,
+                              text=True, timeout=120)
+        took = time.monotonic() - began
+        left = containers_of(replaced)
+        while containers_of(replaced) and time.monotonic() - began < 60:
+            time.sleep(0.05)
+        gone = time.monotonic() - began
+    if done.returncode != 0:
+        figure("rollback --wait (CLI)", f"failed ({done.returncode}): "
+               f"{(done.stderr or done.stdout).strip()[-300:]}")
+        return None
+    started = asyncio.run(workflow_started(bench)) - began_at
+    verdict = "met" if took <= CLI_GOAL_SECONDS else "MISSED"
+    figure(f"rollback --wait (CLI, fast switch): wall (goal ≤ {CLI_GOAL_SECONDS:.0f} s)",
+           f"{took:.2f}s  ({verdict})")
+    figure("  of which: client start → workflow started", f"{started:.2f}s")
+    back = last_from(outcomes, label) - began
+    figure(f"  start → last answer from v{replaced}",
+           f"{back:.2f}s  "
+           f"(failed: {sum(v for k, v in outcomes.items() if not k.startswith('200 '))})")
+    figure(f"  last answer from v{replaced} → CLI returned", f"{took - back:.2f}s")
+    figure(f"  v{replaced} containers left at return → gone",
+           f"{left} → gone after {gone:.2f}s (removed in the background)")
+    for line in done.stdout.strip().splitlines()[-2:]:
+        print(f"    | {line.strip()}", flush=True)
+    return took
+
+
+async def workflow_started(bench: BenchStack) -> float:
+    """When the environment's latest release workflow started (epoch seconds)."""
+    client = await bench.client()
+    description = await client.get_workflow_handle(
+        release_workflow_id(APP, "bench@local")).describe()
+    return description.start_time.timestamp()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="only the fast rollback (service call and CLI)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="CLI rollbacks to time (each after a release of its own)")
+    args = parser.parse_args(argv)
     section("3. rollback and analysis (2 replicas, gray 1/50 %/100 %, stable 3 s)")
     with bench_stack() as bench:
         lb_port = bench.sample_app(APP, replicas=2, strategy="gray", stable_seconds=3)
         url = f"http://127.0.0.1:{lb_port}/"
         asyncio.run(bench.release(APP, version_label="1.0.0"))
-        analysis_rollback(bench, url)
-        health_rollback(bench, url)
+        if not args.quick:
+            analysis_rollback(bench, url)
+            health_rollback(bench, url)
         timed_rollback(bench, url, gradual=False)
-        timed_rollback(bench, url, gradual=True)
+        walls = [took for i in range(args.repeat)
+                 if (took := cli_rollback(bench, url, f"4.0.{i}")) is not None]
+        verdict = ("met" if walls and percentile(walls, 0.5) <= CLI_GOAL_SECONDS
+                   else "MISSED")
+        figure(f"rollback --wait (CLI): {len(walls)} runs (goal ≤ {CLI_GOAL_SECONDS:.0f} s "
+               f"at p50: {verdict})", spread(walls))
+        if not args.quick:
+            timed_rollback(bench, url, gradual=True)
 
 
 if __name__ == "__main__":

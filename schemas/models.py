@@ -207,6 +207,9 @@ class WaitReadyInput(BaseModel):
     port: int
     health_path: str
     deadline_seconds: float
+    # Tell the workflow what each look sees (signal ``probe``, a ProbeReport): a release
+    # shows it in the Web UI's current details. Only workflows with that handler ask for it.
+    report: bool = False
 
 
 class EnsureFrontendInput(BaseModel):
@@ -299,6 +302,7 @@ class WatchHealthInput(BaseModel):
     check: HealthCheckInput
     seconds: float
     interval_seconds: float = 10.0
+    report: bool = False  # as WaitReadyInput.report: problems and recoveries signalled
 
 
 class ApprovalInput(BaseModel):
@@ -407,7 +411,7 @@ class ReleaseResume(BaseModel):
 
 
 class ReleaseOutcome(BaseModel):
-    """Result of ReleaseWorkflow."""
+    """Result of ReleaseWorkflow, and the answer of its ``outcome`` Update."""
 
     state: ReleaseState
     app: str
@@ -416,6 +420,25 @@ class ReleaseOutcome(BaseModel):
     image: str = ""
     digest: str = ""
     error: str = ""
+    # Work the release does after its outcome is decided (a fast rollback removes the
+    # replaced version), e.g. "remove v4": in the same workflow, after ``outcome`` answered.
+    after: list[str] = Field(default_factory=list)
+
+
+# The signal a waiting activity sends its release with what its latest look saw.
+PROBE_SIGNAL = "probe"
+
+
+class ProbeReport(BaseModel):
+    """What a waiting activity (``wait_ready``, ``watch_health``) saw at its latest look, as
+    its heartbeat says it ("0/1 replicas of v2 healthy; replica 0 restarting (exited 3, 2
+    restarts)"): signalled to the release, which shows it in the Web UI's current details."""
+
+    activity: str
+    version: int
+    message: str
+    healthy: int | None = None
+    desired: int | None = None
 
 
 ReleaseRequest.model_rebuild()

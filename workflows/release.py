@@ -3,7 +3,9 @@
 prepare → build or resolve the image → approval when the environment's policy asks for it →
 roll out by strategy (workflows/rollout/) → write baseline N+1. A failure, an unhealthy
 step, ``abort`` or a cancellation undoes what was done, newest first, so the environment
-ends on a recorded baseline. People steer it with Updates; the ``status`` query shows it.
+ends on a recorded baseline (workflows/compensation.py). People steer it with Updates; the
+``status`` query shows it; the ``outcome`` Update answers as soon as the outcome is decided,
+before work that only follows from it (a fast rollback's clean-up: workflows/outcome.py).
 """
 
 from __future__ import annotations
@@ -23,14 +25,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
     from activities.runtime import RuntimeActivities
     from schemas.analysis import AnalysisTarget, CheckPolicyInput
-    from schemas.approvals import release_subject
     from schemas.enums import ReleaseState
     from schemas.models import (
         ApprovalLinkRequest,
         BuildInput,
         FinishReleaseInput,
         ImageSpec,
-        NoteApprovalInput,
         NotifyInput,
         PrepareReleaseInput,
         RecordBuildInput,
@@ -45,31 +45,22 @@ with workflow.unsafe.imports_passed_through():
     # Re-exported: callers name a release's workflow id from here.
     from schemas.models import release_workflow_id as release_workflow_id
     from workflows.approval import ApprovalDesk, ApprovalHandlers
+    from workflows.approval_wait import ReleaseApproval
     from workflows.board import StageBoard
     from workflows.cancellation import is_cancellation, stopped, to_the_end
+    from workflows.compensation import Compensation, ReleaseEnded
     from workflows.controls import ReleaseControls
     from workflows.freeze import FreezeGate, Frozen, StillFrozen
+    from workflows.outcome import OutcomeDesk, Work
     from workflows.policies import HEARTBEAT_TIMEOUT, QUICK, RETRY, UNTIL_DONE, build_queue
     from workflows.rollout import Undo, cause_of, rollout_for
 
 BUILD_TIMEOUT = timedelta(minutes=30)
-# Releases started before approval reminders replay without the reminder timer.
-APPROVAL_REMINDER_PATCH = "approval-reminder"
-# Compensation runs every undo step although one failed (before: it stopped at the first).
-UNDO_EVERY_STEP_PATCH = "undo-every-step"
-
-
-class ReleaseEnded(Exception):
-    """The release stops without a failure of its own: rejected, expired or aborted."""
-
-    def __init__(self, state: ReleaseState, reason: str) -> None:
-        super().__init__(reason)
-        self.state = state
-        self.reason = reason
 
 
 @workflow.defn
-class ReleaseWorkflow(ApprovalHandlers, ReleaseControls, StageBoard, FreezeGate):
+class ReleaseWorkflow(ApprovalHandlers, ReleaseApproval, ReleaseControls, Compensation,
+                      OutcomeDesk, StageBoard, FreezeGate):
     progress: ReleaseStatus
 
     def __init__(self) -> None:
@@ -89,11 +80,26 @@ class ReleaseWorkflow(ApprovalHandlers, ReleaseControls, StageBoard, FreezeGate)
         self._freeze_notice = None
         self._thawed = False
         self._before_frozen = ""
+        self._outcome: ReleaseOutcome | None = None
+        self._after: list[tuple[str, Work]] = []
+        self._run_ended = False
+        self._outcome_waiters = 0
 
     # -- the run ----------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, request: ReleaseRequest) -> ReleaseOutcome:
+        try:
+            outcome = await self._release(request)
+        except (Exception, asyncio.CancelledError, workflow.ContinueAsNewError):
+            # Not `finally`: a run evicted from the worker's cache is closed with
+            # GeneratorExit, and nothing may be awaited then.
+            await self.run_ended()
+            raise
+        await self.run_ended()
+        return outcome
+
+    async def _release(self, request: ReleaseRequest) -> ReleaseOutcome:
         info = workflow.info()
         resume = request.resume  # a wait in a freeze continued as new: prepared, approved
         self.progress = ReleaseStatus(app=request.app, env=request.env, stage="preparing",
@@ -152,7 +158,10 @@ class ReleaseWorkflow(ApprovalHandlers, ReleaseControls, StageBoard, FreezeGate)
             # The new version serves all traffic: nothing to roll back, the release is done.
             self.event(f"{'cancel' if is_cancellation(error) else cause_of(error)} after the "
                        "point of no return: the release is finished, not rolled back")
-        return await to_the_end(self._succeed(plan, target, approved_by))
+        outcome = await to_the_end(self._succeed(plan, target, approved_by))
+        # Reported already (``outcome``): what is left runs to its end whatever cancels come.
+        await to_the_end(self.finish_after(f"baseline v{outcome.baseline_version} written"))
+        return outcome
 
     async def _succeed(self, plan: ReleasePlan, target: ImageSpec,
                        approved_by: str) -> ReleaseOutcome:
@@ -162,12 +171,21 @@ class ReleaseWorkflow(ApprovalHandlers, ReleaseControls, StageBoard, FreezeGate)
                                image=target, approved_by=approved_by),
             start_to_close_timeout=QUICK, retry_policy=UNTIL_DONE, summary="write the baseline",
         )
-        self.set_stage("succeeded", f"baseline v{result.baseline_version} written")
+        outcome = ReleaseOutcome(state=ReleaseState.SUCCEEDED, app=plan.app, env=plan.env,
+                                 baseline_version=result.baseline_version, image=target.image,
+                                 digest=target.digest, after=self.work_after())
+        self.decided(outcome)  # `outcome` Updates answer with this workflow task
+        written = f"baseline v{result.baseline_version} written"
+        after = "; ".join(outcome.after)
+        if after:  # only runs since FAST_ROLLBACK_CLEANUP_PATCH hand work over
+            self.set_stage("cleaning_up", f"{written}; {after} (the outcome is reported: "
+                                          "this goes on in the background)")
+        else:
+            self.set_stage("succeeded", written)
         await self._notify(f"release {plan.app}@{plan.env} succeeded",
-                           f"baseline v{result.baseline_version}: {target.image}")
-        return ReleaseOutcome(state=ReleaseState.SUCCEEDED, app=plan.app, env=plan.env,
-                              baseline_version=result.baseline_version, image=target.image,
-                              digest=target.digest)
+                           f"baseline v{result.baseline_version}: {target.image}"
+                           + (f"; {after} in the background" if after else ""))
+        return outcome
 
     async def _check_analysis(self, plan: ReleasePlan) -> None:
         """Refuse, before anything is built or changed, a policy its providers reject
@@ -204,127 +222,6 @@ class ReleaseWorkflow(ApprovalHandlers, ReleaseControls, StageBoard, FreezeGate)
                                         image=image, workflow_id=workflow.info().workflow_id),
                        "record the build", heartbeat=False)
         return image
-
-    async def _await_approval(self, plan: ReleasePlan, target: ImageSpec,
-                              change_id: int | None) -> str:
-        """Wait for ``approve`` or ``reject`` from an approver, up to the approval timeout.
-        A proof counts only for this run, this target image and this change."""
-        info = workflow.info()
-        self._desk.subject = self.progress.approval = release_subject(
-            info.workflow_id, info.run_id, target.image, target.digest, change_id)
-        self.progress.awaiting = "approval"
-        self.set_stage("awaiting_approval", f"one of {', '.join(plan.approvers)} must approve")
-        await self.act(CatalogueActivities.note_approval,
-                       NoteApprovalInput(release_id=plan.release_id), "note: awaiting approval",
-                       heartbeat=False)
-        links = ApprovalLinkRequest(release=info.workflow_id, run=info.run_id,
-                                    approvers=plan.approvers, requested_by=plan.requested_by,
-                                    seconds=plan.approval_timeout_seconds)
-        how = (f"{plan.requested_by or 'someone'} asks to release {target.image}; approvers: "
-               f"{', '.join(plan.approvers)}: `SLIPWAY_TOKEN=<your token> slipway approve "
-               f"{plan.app} {plan.env} --as USER`")
-        await self._notify(f"approval needed: {plan.app}@{plan.env} v{plan.to_version}", how,
-                           links=links)
-        timeout = timedelta(seconds=plan.approval_timeout_seconds)
-        try:
-            await self._wait_for_decision(plan, timeout, how, links)
-        except TimeoutError:
-            raise ReleaseEnded(ReleaseState.APPROVAL_EXPIRED,
-                               f"nobody approved within {timeout}") from None
-        finally:
-            self.progress.awaiting = ""
-        await self.checkpoint()
-        assert self._desk.decision is not None
-        approved, decision = self._desk.decision
-        note = f": {decision.comment}" if decision.comment else ""
-        via = f" (via {decision.via})" if decision.via else ""
-        if not approved:
-            raise ReleaseEnded(ReleaseState.REJECTED, f"rejected by {decision.user}{via}{note}")
-        self.event(f"approved by {decision.user}{via}{note}")
-        await self.act(CatalogueActivities.note_approval,
-                       NoteApprovalInput(release_id=plan.release_id, approver=decision.user,
-                                         via=decision.via),
-                       f"note: approved by {decision.user}", heartbeat=False)
-        return decision.user
-
-    async def _wait_for_decision(self, plan: ReleasePlan, timeout: timedelta, how: str,
-                                 links: ApprovalLinkRequest) -> None:
-        """Wait for a decision or abort; remind the approvers shortly before the approval
-        expires (a quarter of the timeout before, at most an hour). TimeoutError: expired."""
-        def decided() -> bool:
-            return self._desk.decision is not None or self._abort is not None
-
-        if not workflow.patched(APPROVAL_REMINDER_PATCH):
-            await workflow.wait_condition(decided, timeout=timeout)
-            return
-        lead = min(timeout / 4, timedelta(hours=1))
-        try:
-            await workflow.wait_condition(decided, timeout=timeout - lead)
-        except TimeoutError:
-            expires = workflow.now() + lead
-            self.event(f"reminded {', '.join(plan.approvers)}: the approval expires at "
-                       f"{expires:%Y-%m-%d %H:%M} UTC")
-            await self._notify(
-                f"reminder: approval of {plan.app}@{plan.env} v{plan.to_version} expires at "
-                f"{expires:%H:%M} UTC", how,
-                links=links.model_copy(update={"seconds": int(lead.total_seconds())}))
-            await workflow.wait_condition(decided, timeout=lead)
-
-    async def _give_up(self, plan: ReleasePlan,
-                       error: BaseException) -> tuple[ReleaseState, str]:
-        """Undo what was done, newest first, and close the release, whatever cancels arrive
-        meanwhile: stopping halfway would leave both versions in rotation and the release
-        row ``running``."""
-        if isinstance(error, ReleaseEnded):
-            reason, state = error.reason, error.state
-        else:
-            reason = "cancelled" if is_cancellation(error) else cause_of(error)
-            state = ReleaseState.ROLLED_BACK
-        self._compensating = True
-        return await to_the_end(self._compensate(plan, state, reason))
-
-    async def _compensate(self, plan: ReleasePlan, state: ReleaseState,
-                          reason: str) -> tuple[ReleaseState, str]:
-        self.set_stage("rolling_back", f"undoing: {reason}")
-        not_undone = await self._undo_all(plan)
-        if not_undone:
-            # Every step that did not undo is named: a person finishes them by hand.
-            state = ReleaseState.FAILED
-            reason = f"{reason}; not undone: {'; '.join(not_undone)}"
-        await workflow.execute_activity_method(
-            CatalogueActivities.finish_release,
-            FinishReleaseInput(release_id=plan.release_id, state=state, error=reason),
-            start_to_close_timeout=QUICK, retry_policy=UNTIL_DONE, summary=f"record {state}",
-        )
-        self.set_stage(str(state), reason)
-        title = f"release {plan.app}@{plan.env} {state}"
-        await self._notify(("ALERT: " if not_undone else "") + title, reason)
-        return state, reason
-
-    async def _undo_all(self, plan: ReleasePlan) -> list[str]:
-        """Run every undo step, newest first, even after one fails for good: a failed removal
-        of the new version must not keep the old one from coming back. The one exception:
-        when the old version could not be restored, the new one is left serving rather than
-        taken away too. Returns each step not undone, with why."""
-        not_undone: list[str] = []
-        restore_failed = False
-        for what, undo in reversed(self._undo):
-            if not_undone and not workflow.patched(UNDO_EVERY_STEP_PATCH):
-                break  # histories recorded before the patch stopped at the first failure
-            if restore_failed and what == f"remove v{plan.to_version}":
-                kept = (f"{what} (skipped: v{plan.from_version} could not be restored, so "
-                        f"v{plan.to_version} keeps serving)")
-                not_undone.append(kept)
-                self.event(f"undo {kept}")
-                continue
-            try:
-                await undo()  # retried until done (UNTIL_DONE): only a permanent error stops it
-                self.event(f"undone: {what}")
-            except (ActivityError, ApplicationError) as undo_error:
-                not_undone.append(f"{what} (failed: {cause_of(undo_error)})")
-                self.event(f"undo {what} failed: {cause_of(undo_error)}")
-                restore_failed = restore_failed or what.startswith("restore")
-        return not_undone
 
     # -- helpers used by Rollout ------------------------------------------------------------
 

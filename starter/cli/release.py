@@ -101,7 +101,9 @@ class EventPrinter:
 
 
 async def run_release(request: ReleaseRequest, wait: bool) -> ReleaseOutcome | None:
-    """Validate, start, print the Web UI link and, with ``wait``, follow to the end."""
+    """Validate, start, print the Web UI link and, with ``wait``, follow to the end (a
+    rollback's until its outcome is decided: users on the old version; what the workflow
+    still does after that is named, not waited for)."""
     settings = get_settings()
     store = open_store()
     try:
@@ -116,9 +118,14 @@ async def run_release(request: ReleaseRequest, wait: bool) -> ReleaseOutcome | N
         return None
     with console.status("releasing…"):
         printer = EventPrinter()
-        outcome = await follow(started.handle, printer, on_activity=printer.activity)
+        outcome = await follow(started.handle, printer, on_activity=printer.activity,
+                               early=request.rollback_to is not None)
     console.print(f"[bold green]released[/] {outcome.app}@{outcome.env}: baseline "
                   f"v{outcome.baseline_version} runs {outcome.image}", highlight=False)
+    if outcome.after:
+        console.print(f"  still going on in the background: {'; '.join(outcome.after)}; "
+                      f"follow it with `slipway status {outcome.app} {outcome.env}` or the "
+                      "Temporal UI link above", highlight=False)
     return outcome
 
 

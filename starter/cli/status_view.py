@@ -23,8 +23,10 @@ EVENTS_SHOWN = 8
 # Colour of the workflow's execution status and of the release's stage.
 _EXECUTION_STYLE = {"running": "cyan", "completed": "green", "failed": "red",
                     "canceled": "yellow", "terminated": "red", "timed_out": "red"}
-_STAGE_STYLE = {"succeeded": "green", "rolled_back": "yellow", "failed": "red",
-                "rejected": "yellow", "approval_expired": "yellow"}
+# cleaning_up: the outcome is decided (a fast rollback's users are back on the old version);
+# the version rolled back is being removed.
+_STAGE_STYLE = {"succeeded": "green", "cleaning_up": "green", "rolled_back": "yellow",
+                "failed": "red", "rejected": "yellow", "approval_expired": "yellow"}
 
 
 def render_status(title: str, execution: str, status: ReleaseStatus | None,

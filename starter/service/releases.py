@@ -1,5 +1,6 @@
 """Starting, following and reading releases for the CLI and the receiver: validation first,
-then the workflow; status answers at once even when no worker runs."""
+then the workflow (started by starter/service/starting.py, re-exported here); status answers
+at once even when no worker runs."""
 
 from __future__ import annotations
 
@@ -20,13 +21,9 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from catalogue.environments import check_active
@@ -46,23 +43,14 @@ from catalogue.tables import utcnow
 from schemas.freezes import FreezeVerdict
 from schemas.images import check_image_ref
 from schemas.models import ReleaseOutcome, ReleaseRequest, ReleaseStatus
-from schemas.settings import Settings, get_settings
+from schemas.settings import get_settings
 from schemas.sources import check_ref
-from schemas.teardown import teardown_workflow_id
-from workflows import search
+from starter.service.starting import StartedRelease as StartedRelease
+from starter.service.starting import start_release as start_release
 from workflows.release import ReleaseWorkflow, release_workflow_id
 
 # `release --wait` names a pending activity once it has run this long (or retried, failed).
 ACTIVITY_QUIET_SECONDS = 10.0
-
-
-class StartedRelease:
-    def __init__(self, handle: WorkflowHandle[ReleaseWorkflow, ReleaseOutcome], run_id: str,
-                 link: str, summary: str) -> None:
-        self.handle = handle
-        self.run_id = run_id
-        self.link = link
-        self.summary = summary
 
 
 def env_name(store: Store, app: str, env: str) -> str:
@@ -164,78 +152,24 @@ def check_open(store: Store, env: str) -> FreezeVerdict:
     return verdict_for(store, env_type, cluster)
 
 
-def approval_help(app: str, env: str) -> str:
-    """The Web UI's static details of a release: how an approver approves from there."""
-    template = '{"user": "YOUR_NAME", "comment": "why", "token": "TOKEN"}'
-    return (
-        "**Approving from this page** (when the release waits for approval): More Actions → "
-        "Send a Signal, signal name `approve` (or `reject`), input:\n\n"
-        f"```json\n{template}\n```\n\n"
-        f"TOKEN: `slipway approve {app} {env} --as YOUR_NAME --print-token` (with your API "
-        f"token in SLIPWAY_TOKEN), or `POST /api/releases/{app}/{env}/approval-token` on the "
-        "receiver; single use, valid 30 minutes. A refused signal is shown in the current "
-        "details and in `slipway status`."
-    )
-
-
-async def start_release(client: Client, settings: Settings, request: ReleaseRequest,
-                        summary: str) -> StartedRelease:
-    workflow_id = release_workflow_id(request.app, request.env)
-    await refuse_while_torn_down(client, request.app, request.env)
-    try:
-        handle = await client.start_workflow(
-            ReleaseWorkflow.run, request, id=workflow_id, task_queue=settings.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(search.APP, request.app),
-                SearchAttributePair(search.ENV, request.env),
-                SearchAttributePair(search.STAGE, "queued"),
-            ]),
-            static_summary=summary,
-            static_details=approval_help(request.app, request.env),
-        )
-    except WorkflowAlreadyStartedError as error:
-        running = client.get_workflow_handle(workflow_id)
-        description = await running.describe()
-        raise CatalogueError(
-            f"a release of {request.app} on {request.env} is already running: workflow "
-            f"{workflow_id} (run {description.run_id}); follow it with `slipway status "
-            f"{request.app} {request.env}` or {settings.ui_link(workflow_id, description.run_id)}"
-        ) from error
-    run_id = handle.result_run_id or ""
-    return StartedRelease(handle, run_id, settings.ui_link(workflow_id, run_id), summary)
-
-
-async def refuse_while_torn_down(client: Client, app: str, env: str) -> None:
-    """Refuse a release into an environment whose teardown runs (the teardown refuses a
-    running release the same way: workflows/teardown.py)."""
-    workflow_id = teardown_workflow_id(app, env)
-    try:
-        description = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return
-        raise CatalogueError(f"Temporal did not describe {workflow_id}: {error.message}") \
-            from error
-    if description.status == WorkflowExecutionStatus.RUNNING:
-        raise CatalogueError(
-            f"{app} {env} is being removed: workflow {workflow_id} (run "
-            f"{description.run_id}) tears it down; nothing is released into it again")
-
-
 async def follow(handle: WorkflowHandle[ReleaseWorkflow, ReleaseOutcome],
                  on_status: Callable[[ReleaseStatus], None],
                  poll_seconds: float = 0.5,
                  on_activity: Callable[[PendingActivity], None] | None = None,
-                 quiet_seconds: float = ACTIVITY_QUIET_SECONDS) -> ReleaseOutcome:
+                 quiet_seconds: float = ACTIVITY_QUIET_SECONDS,
+                 early: bool = False) -> ReleaseOutcome:
     """Wait for the release, reporting its status as it changes; raise CatalogueError on failure.
 
     With ``on_activity``, each poll also describes the workflow (one describe) and reports a
     pending activity whenever what it says changes (its heartbeat detail, attempt or last
     failure), once it is retried, has failed, or has been pending ``quiet_seconds``: a step
     that goes well stays quiet, one that hangs says why.
+
+    With ``early``, return as soon as the outcome is decided (:func:`outcome_of`): a fast
+    rollback's once the old version serves all traffic, while the workflow goes on removing
+    the version rolled back (``outcome.after`` names that work).
     """
-    result = asyncio.ensure_future(handle.result())
+    result = asyncio.ensure_future(outcome_of(handle) if early else handle.result())
     said: dict[str, tuple[str, int, str]] = {}
     seen: dict[str, float] = {}
     try:
@@ -249,11 +183,27 @@ async def follow(handle: WorkflowHandle[ReleaseWorkflow, ReleaseOutcome],
                     for item in _changed(pending, said, seen, quiet_seconds):
                         on_activity(item)
             await asyncio.wait([result], timeout=poll_seconds)
-        return result.result()
+        outcome = result.result()
+        if early and outcome.after:  # the events up to the outcome, work after it named
+            with contextlib.suppress(RPCError):
+                on_status(await handle.query(ReleaseWorkflow.status, rpc_timeout=QUERY_TIMEOUT))
+        return outcome
     except WorkflowFailureError as error:
         cause = error.cause
         message = getattr(cause, "message", None) or str(cause or error)
         raise CatalogueError(f"release {handle.id} did not succeed: {message}") from error
+
+
+async def outcome_of(handle: WorkflowHandle[ReleaseWorkflow, ReleaseOutcome],
+                     ) -> ReleaseOutcome:
+    """The release's outcome as soon as the workflow decides it (its ``outcome`` Update);
+    its result when it has none to give early (it failed, was rolled back or continued in a
+    new run) or can no longer answer (the run has ended)."""
+    try:
+        decided = await handle.execute_update(ReleaseWorkflow.outcome)
+    except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError, RPCError):
+        decided = None
+    return decided if decided is not None else await handle.result()
 
 
 def _changed(pending: list[PendingActivity], said: dict[str, tuple[str, int, str]],

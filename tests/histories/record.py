@@ -59,6 +59,22 @@ async def release_gray(env: WorkflowEnvironment) -> WorkflowHandle[Any, Any]:
                                          replicas=4, stable_seconds=20))
 
 
+async def release_fast_rollback(env: WorkflowEnvironment) -> WorkflowHandle[Any, Any]:
+    """A fast rollback (switch) from v2 to baseline 1's image: v3 at full strength, v2
+    drained; the outcome reported (the ``outcome`` Update answered), then v2 removed."""
+    world = FakeWorld(current_version=2, versions=[2], strategy=Strategy.GRAY, replicas=2,
+                      stable_seconds=20, fast_rollback=True)
+    queue = f"golden-{uuid.uuid4()}"
+    async with workers(env.client, queue, [ReleaseWorkflow], world.activities()):
+        handle = await env.client.start_workflow(
+            ReleaseWorkflow.run, ReleaseRequest(app="shop", env="prod@local", rollback_to=1,
+                                                requested_by="ana"),
+            id=f"release:shop:{uuid.uuid4()}", task_queue=queue)
+        await handle.execute_update(ReleaseWorkflow.outcome)
+        await handle.result()
+    return handle
+
+
 async def release_rolled_back(env: WorkflowEnvironment) -> WorkflowHandle[Any, Any]:
     """A recreate release whose new version never gets healthy: the undo stack runs."""
     return await _release(env, FakeWorld(current_version=1, versions=[1], fail_ready_for=2))
@@ -186,6 +202,7 @@ async def janitor(env: WorkflowEnvironment) -> WorkflowHandle[Any, Any]:
 STORIES: dict[str, Callable[[WorkflowEnvironment], Awaitable[WorkflowHandle[Any, Any]]]] = {
     "release_gray": release_gray,
     "release_rolled_back": release_rolled_back,
+    "release_fast_rollback": release_fast_rollback,
     "release_approved": release_approved,
     "release_undo_failed": release_undo_failed,
     "train": train,

@@ -127,14 +127,21 @@ async def test_haproxy_analysis_passes_a_healthy_canary_rolls_back_a_failing_one
         began = time.monotonic()
         handle = await start(temporal, settings, store,
                              rollback_request(store, APP, "prod", to=1, actor="ana"))
-        outcome = await follow(handle, lambda _s: None)
+        # As `rollback --wait`: back as soon as v1's image serves all traffic …
+        outcome = await follow(handle, lambda _s: None, early=True)
         took = time.monotonic() - began
-    status = await handle.query(ReleaseWorkflow.status)
     print(f"fast rollback: {took:.2f}s end to end; requests: {dict(rollback_load)}")
-    assert outcome.state == "succeeded" and status.steps == 1
-    assert not any("waiting_stable" in event.message for event in status.events)
+    assert outcome.state == "succeeded"
+    assert outcome.after == ["remove v2 (the version rolled back)"]
     assert failures(rollback_load) == {}
     assert httpx.get(url).text.strip() == "sample-app 1.0.0"
+    # … while the workflow goes on removing v2, then ends.
+    assert await handle.result() == outcome
+    assert "2" not in versions_running(docker_client)
+    status = await handle.query(ReleaseWorkflow.status)
+    assert status.stage == "succeeded" and status.steps == 1
+    assert "remove v2 (the version rolled back): done" in status.events[-1].message
+    assert not any("waiting_stable" in event.message for event in status.events)
 
     # `slipway analysis run`: the policy against what runs now, without releasing.
     with request_loop(url, max_seconds=30):

@@ -16,6 +16,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from activities.support import Relay, WorkflowSignals
 from catalogue.approvals import check_approval
 from catalogue.store import Store
 from catalogue.tokens import ROLES
@@ -42,6 +43,7 @@ from schemas.approvals import (
 from schemas.enums import ReleaseState, Strategy
 from schemas.freezes import FreezeCheckInput, FreezeRule, FreezeVerdict, gate
 from schemas.models import (
+    PROBE_SIGNAL,
     ApprovalInput,
     ApprovalVerdict,
     BuildInput,
@@ -182,15 +184,18 @@ class FakeWorld:
     # heartbeats (the test may change it while the hold lasts); nothing when empty.
     hold_detail: str = ""
 
-    async def hold(self, what: str) -> None:
+    async def hold(self, what: str, relay: Relay | None = None) -> None:
         """Block until the test lets go, heartbeating as the real activities do (that is how
         a cancel reaches an activity); a cancelled hold takes a moment to clean up, then
-        records ``<what> cancelled``."""
+        records ``<what> cancelled``. With ``relay``, what the heartbeat says is also
+        signalled to the workflow, as the real waiting activities do."""
         self.ready_started.set()
         try:
             while not self.unblock.is_set():
                 if self.hold_detail:
                     activity.heartbeat({"message": self.hold_detail, "checkpoint": {}})
+                    if relay is not None:
+                        relay.offer(self.hold_detail)
                 else:
                     activity.heartbeat()
                 with contextlib.suppress(TimeoutError):
@@ -366,7 +371,10 @@ class FakeWorld:
                 world.ready_started.set()
                 # Held until the test lets go: an activity still running when the worker
                 # stops would keep the time-skipping server from skipping in later tests.
-                await world.hold(f"ready v{version}")
+                relay = Relay(WorkflowSignals(activity.client(), asyncio.get_running_loop())
+                              .to_workflow(PROBE_SIGNAL), "wait_ready", version,
+                              every=0) if data.report else None
+                await world.hold(f"ready v{version}", relay)
                 return []
             if world.sick(data.version):
                 raise ApplicationError(f"{data.version.app} v{version}-0 failed /healthz",

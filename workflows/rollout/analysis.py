@@ -121,12 +121,14 @@ class AnalysedWait:
             ends_at = workflow.now() + timedelta(seconds=remaining)
             wf.show_analysis(ends_at)
             started = workflow.now()
-            problems: list[str] | None = await wf.watch(
-                RuntimeActivities.watch_health,
-                WatchHealthInput(check=self._health_check(), seconds=tick,
-                                 interval_seconds=min(HEALTH_INTERVAL_SECONDS, tick)),
-                f"v{plan.to_version} stays healthy for {tick:.0f}s",
-                timeout=timedelta(seconds=tick + 120))
+            with wf.looking(plan.to_version, "watch_health", self.replicas):
+                problems: list[str] | None = await wf.watch(
+                    RuntimeActivities.watch_health,
+                    WatchHealthInput(check=self._health_check(), seconds=tick,
+                                     interval_seconds=min(HEALTH_INTERVAL_SECONDS, tick),
+                                     report=True),
+                    f"v{plan.to_version} stays healthy for {tick:.0f}s",
+                    timeout=timedelta(seconds=tick + 120))
             # A watch that ends without problems watched its whole window; an interrupted one
             # as long as it ran.
             elapsed = tick if problems == [] else (workflow.now() - started).total_seconds()

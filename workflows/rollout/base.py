@@ -80,6 +80,7 @@ class Rollout(ABC):
         )
         if plan.current is not None and plan.from_version in versions:
             self.old_version, self.old_count = plan.from_version, plan.current_replicas
+            self.show(0, self.old_count)  # what serves before anything changes
         return [v for v in versions if v not in (self.old_version, plan.to_version)]
 
     # -- building blocks --------------------------------------------------------------------
@@ -113,14 +114,15 @@ class Rollout(ABC):
         """Start replicas of a version, wait until they are healthy, put them in rotation."""
         plan = self.plan
         await self.start(version, image, replicas)
-        instances = await self.wf.act(
-            RuntimeActivities.wait_ready,
-            WaitReadyInput(version=self.ref(version), replicas=replicas, port=plan.ports[0],
-                           health_path=plan.health_path,
-                           deadline_seconds=plan.progress_deadline_seconds),
-            f"wait until {replicas}× v{version} are healthy",
-            timeout=timedelta(seconds=plan.progress_deadline_seconds + 60), heartbeat=True,
-        )
+        with self.wf.looking(version, "wait_ready", replicas):
+            instances = await self.wf.act(
+                RuntimeActivities.wait_ready,
+                WaitReadyInput(version=self.ref(version), replicas=replicas,
+                               port=plan.ports[0], health_path=plan.health_path,
+                               deadline_seconds=plan.progress_deadline_seconds, report=True),
+                f"wait until {replicas}× v{version} are healthy",
+                timeout=timedelta(seconds=plan.progress_deadline_seconds + 60), heartbeat=True,
+            )
         await self.wf.act(TrafficActivities.add_to_lb,
                           TrafficInput(env_key=plan.env_key, instances=instances,
                                        cluster=plan.cluster, namespace=plan.namespace),

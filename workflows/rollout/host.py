@@ -8,6 +8,7 @@ one way (release → rollout) and lets a strategy be read without the workflow o
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -52,6 +53,14 @@ class RolloutHost(Protocol):
 
     def commit(self) -> None:
         """The point of no return: nothing is undone, abort is refused."""
+
+    def after_outcome(self, what: str, work: Undo) -> None:
+        """Do ``work`` after the release's outcome is reported (committed work only)."""
+
+    def looking(self, version: int, activity: str,
+                desired: int) -> AbstractContextManager[None]:
+        """While waiting for ``desired`` replicas of ``version``, show the waiting
+        ``activity``'s latest look in the Web UI's current details."""
 
     def set_stage(self, stage: str, detail: str) -> None: ...
 

@@ -93,10 +93,12 @@ class Stepped(Rollout):
                                                   if plan.analysis is not None else ""))
         if plan.analysis is not None:
             await AnalysedWait(self, plan.analysis, replicas, wf.progress.step).run()
-        elif workflow.patched(STABLE_WATCH_PATCH):
-            await self.watch_stable(replicas)
-        else:  # histories recorded before the patch: a timer and a probe per tick
-            await self.tick_stable(replicas)
+            return
+        with wf.looking(plan.to_version, "watch_health", replicas):
+            if workflow.patched(STABLE_WATCH_PATCH):
+                await self.watch_stable(replicas)
+            else:  # histories recorded before the patch: a timer and a probe per tick
+                await self.tick_stable(replicas)
 
     async def watch_stable(self, replicas: int) -> None:
         """One heartbeating activity per window probes health every 10 s: a handful of
@@ -110,7 +112,7 @@ class Stepped(Rollout):
             problems: list[str] | None = await wf.watch(
                 RuntimeActivities.watch_health,
                 WatchHealthInput(check=check, seconds=remaining,
-                                 interval_seconds=HEALTH_INTERVAL_SECONDS),
+                                 interval_seconds=HEALTH_INTERVAL_SECONDS, report=True),
                 f"v{plan.to_version} stays healthy for {remaining:.0f}s",
                 timeout=timedelta(seconds=remaining + 120))
             if problems is None:  # a person intervened

@@ -5,14 +5,24 @@ image comes back with every replica at once, is put in rotation as soon as it is
 and the version being rolled back is drained and removed: no steps, no stable waits, no
 analysis. Its image is still on the engine (images outlive their containers), so no pull
 is needed. ``slipway rollback --gradual`` takes the environment's usual strategy instead.
+
+Once the old version serves all traffic the rollback's outcome is decided: the removal of the
+version rolled back goes on after the outcome is reported (workflows/outcome.py), so
+``rollback --wait`` returns when users are back, not when the containers are gone.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows.rollout.base import Rollout
+
+# The replaced version is removed after the outcome is reported (before: before the baseline
+# was written): runs started before it replay removing first.
+FAST_ROLLBACK_CLEANUP_PATCH = "fast-rollback-cleanup-after-outcome"
 
 
 class Switch(Rollout):
@@ -33,4 +43,9 @@ class Switch(Rollout):
             await self.drain(self.old_version, keep=0)
             self.show(plan.replicas, 0)
         # The old version is out of rotation: commit, then clear its containers.
-        await self.finish([self.old_version] if self.old_version else [])
+        if not self.old_version or not workflow.patched(FAST_ROLLBACK_CLEANUP_PATCH):
+            await self.finish([self.old_version] if self.old_version else [])
+            return
+        self.wf.commit()
+        self.wf.after_outcome(f"remove v{self.old_version} (the version rolled back)",
+                              partial(self.remove, self.old_version))

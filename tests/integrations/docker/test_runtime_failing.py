@@ -19,7 +19,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.runtime import RuntimeActivities
 from integrations.docker.runtime import DockerRuntime, FailingVersionError
-from schemas.models import StartVersionInput, VersionRef, WaitReadyInput
+from schemas.models import ProbeReport, StartVersionInput, VersionRef, WaitReadyInput
 
 pytestmark = pytest.mark.integration
 
@@ -90,12 +90,19 @@ def test_a_crash_loop_fails_the_wait_with_its_exit_code_and_last_log_lines(
     beats: list[Any] = []
     env = ActivityEnvironment()
     env.on_heartbeat = lambda *details: beats.append(details[0])
-    activities = RuntimeActivities({"local": runtime}, "local")  # type: ignore[dict-item]
+    relayed: list[ProbeReport] = []
+
+    class Signals:  # WorkflowSignals, as the release's looks reach it
+        def to_workflow(self, _name: str) -> Any:
+            return relayed.append
+
+    activities = RuntimeActivities({"local": runtime}, "local",  # type: ignore[dict-item]
+                                   signals=Signals())  # type: ignore[arg-type]
 
     with pytest.raises(ApplicationError) as failure:
         env.run(activities.wait_ready, WaitReadyInput(
             version=ref, replicas=1, port=8080, health_path="/healthz",
-            deadline_seconds=DEADLINE_SECONDS))
+            deadline_seconds=DEADLINE_SECONDS, report=True))
 
     error = failure.value
     assert error.non_retryable and error.type == "FailingVersionError"
@@ -108,6 +115,11 @@ def test_a_crash_loop_fails_the_wait_with_its_exit_code_and_last_log_lines(
     # While it waited, the heartbeat said why: the replica's state, not just "0/1".
     assert any(beat["message"].startswith("0/1 replicas of v2 healthy; replica 0 restarting "
                                           "(exited 3") for beat in beats)
+    # … and the release was told, for the Web UI's current details (rate-limited).
+    assert any(report.message.startswith("0/1 replicas of v2 healthy; replica 0 restarting "
+                                         "(exited 3") and (report.healthy, report.desired)
+               == (0, 1) for report in relayed)
+    assert len(relayed) <= len({beat["message"] for beat in beats})
 
 
 def test_a_health_path_answering_404_fails_the_wait_naming_the_answer(
