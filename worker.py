@@ -28,6 +28,7 @@ from activities.janitor import JanitorActivities
 from activities.lanes import LaneActivities
 from activities.notify import NotifyActivities
 from activities.runtime import RuntimeActivities
+from activities.support import WorkflowSignals
 from activities.teardown import TeardownActivities
 from activities.traffic import TrafficActivities
 from catalogue.rejections import admit_image
@@ -95,7 +96,7 @@ def build_cluster(name: str, cluster: Cluster, settings: Settings,
         runtime = KubernetesRuntime.from_cluster(cluster, name=name)
         return runtime, KubernetesTraffic(runtime)
     router = HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address)
-    return (DockerRuntime(cluster.engines, cluster.publish_host,
+    return (DockerRuntime(hosts=cluster.hosts,
                           registry_auth=lambda _image: auth, stack=settings.stack_label(),
                           failing_version_seconds=settings.failing_version_seconds),
             HaproxyTraffic(router))
@@ -103,14 +104,15 @@ def build_cluster(name: str, cluster: Cluster, settings: Settings,
 
 def load_balancer_reconciler(settings: Settings) -> LoadBalancerReconciler | None:
     """Keeps every Docker environment's HAProxy alive with its recorded servers (None when no
-    cluster runs on Docker). One for all engines: the HAProxy state directory is shared."""
-    engines = [engine for cluster in settings.clusters.values() if cluster.runtime == "docker"
-               for engine in cluster.engines]
-    if not engines:
+    cluster runs on Docker). One for all hosts of all clusters (each engine once): the HAProxy
+    state directory is shared, and servers are put back at ``<host address>:<port>``."""
+    hosts = list({host.engine: host for cluster in settings.clusters.values()
+                  if cluster.runtime == "docker" for host in cluster.hosts}.values())
+    if not hosts:
         return None
     return LoadBalancerReconciler(
         HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address),
-        DockerRuntime(engines, stack=settings.stack_label()))
+        DockerRuntime(hosts=hosts, stack=settings.stack_label()))
 
 
 async def keep_load_balancers(reconciler: LoadBalancerReconciler) -> None:
@@ -128,7 +130,7 @@ async def keep_load_balancers(reconciler: LoadBalancerReconciler) -> None:
 def lane_target(settings: Settings, lane_settings: LaneSettings,
                 auth: dict[str, str] | None) -> DockerLaneTarget | KubernetesLaneTarget:
     """Where lanes run: ``SLIPWAY_LANE_CLUSTER`` (default: the default cluster). A Docker
-    cluster runs lane apps on its first engine behind their own HAProxy frontends; a
+    cluster runs lane apps on its first host behind their own HAProxy frontends; a
     Kubernetes cluster gives every lane a namespace of its own."""
     name = lane_settings.lane_cluster or settings.default_cluster
     cluster = settings.clusters.get(name)
@@ -143,7 +145,7 @@ def lane_target(settings: Settings, lane_settings: LaneSettings,
                                     deadline_seconds=lane_settings.lane_deadline_seconds,
                                     drain_seconds=settings.drain_timeout_seconds)
     return DockerLaneTarget(
-        DockerRuntime(cluster.engines[:1], cluster.publish_host,
+        DockerRuntime(hosts=cluster.hosts[:1],
                       registry_auth=lambda _image: auth, stack=settings.stack_label(),
                       failing_version_seconds=settings.failing_version_seconds),
         HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address),
@@ -174,8 +176,10 @@ def notify_activities(settings: Settings) -> NotifyActivities:
     return NotifyActivities(build_notifier(notifier_settings, settings.credential), links)
 
 
-def build_activities(settings: Settings) -> list[Callable[..., Any]]:
-    """Every activity function but the build, bound to integrations built from ``settings``."""
+def build_activities(settings: Settings,
+                     signals: WorkflowSignals | None = None) -> list[Callable[..., Any]]:
+    """Every activity function but the build, bound to integrations built from ``settings``;
+    with ``signals``, waiting runtime activities tell their release what they see."""
     store = Store(settings.resolved_database_url())
     store.migrate()
     auth = registry_auth(settings)
@@ -191,7 +195,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     runtime = RuntimeActivities(runtimes, settings.default_cluster,
                                 env_values=partial(env_values, store,
                                                    credential=settings.credential),
-                                admit_image=partial(admit_image, store))
+                                admit_image=partial(admit_image, store), signals=signals)
     traffic = TrafficActivities(routers, settings.default_cluster)
     analysis = AnalysisActivities(MetricProviders.from_settings(settings), store)
     dns_settings = DnsSettings()
@@ -243,8 +247,10 @@ def make_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor
     # Needs the client too: it refuses to tear down an environment whose release runs.
     teardown = TeardownActivities(Store(settings.resolved_database_url()), client,
                                   asyncio.get_running_loop(), settings.drain_timeout_seconds)
+    # Waiting runtime activities tell their release what they see (Web UI current details).
+    signals = WorkflowSignals(client, asyncio.get_running_loop())
     return Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
-                  activities=[*build_activities(settings), janitor.sweep_lane_orphans,
+                  activities=[*build_activities(settings, signals), janitor.sweep_lane_orphans,
                               janitor.report_lost_lanes, teardown.load_teardown,
                               teardown.check_release_idle, teardown.mark_env_removed],
                   activity_executor=executor,
@@ -285,10 +291,11 @@ async def run_until_terminated(*workers: Worker) -> None:
     log.info("worker stopped")
 
 
-def hold_host_lock(settings: Settings) -> IO[str] | None:
-    """The one-worker-per-host lock on the state directory, or None when another worker holds
-    it. The HAProxy sockets, the state files and the loopback health probes belong to this
-    host: a second worker would steer the same load balancers concurrently."""
+def keeper_lock(settings: Settings) -> IO[str] | None:
+    """The load-balancer keeper's lock on the state directory, or None while another worker
+    holds it. Any number of workers may serve the task queues; of those sharing a state
+    directory (its HAProxy sockets and intent files), one at a time keeps the load balancers,
+    so two reconcilers never restart the same HAProxy."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     handle = (settings.state_dir / "worker.lock").open("a+")
     try:
@@ -303,17 +310,28 @@ def hold_host_lock(settings: Settings) -> IO[str] | None:
     return handle  # held until the process exits, however it exits
 
 
+async def keep_load_balancers_in_turn(settings: Settings,
+                                      reconciler: LoadBalancerReconciler) -> None:
+    """Wait for the keeper's lock (a worker that dies, even by kill -9, releases it), then
+    keep the load balancers for as long as this worker runs."""
+    lock = keeper_lock(settings)
+    if lock is None:
+        logging.getLogger("slipway").info(
+            "another worker keeps the load balancers of %s; this one takes over if it stops",
+            settings.state_dir)
+    while lock is None:
+        await asyncio.sleep(RECONCILE_INTERVAL.total_seconds())
+        lock = keeper_lock(settings)
+    logging.getLogger("slipway").info("keeping the load balancers of %s", settings.state_dir)
+    try:
+        await keep_load_balancers(reconciler)
+    finally:
+        lock.close()
+
+
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
-    lock = hold_host_lock(settings)  # kept referenced: closing the file would release it
-    if lock is None:
-        holder = (settings.state_dir / "worker.lock").read_text().strip() or "?"
-        logging.getLogger("slipway").error(
-            "another worker (pid %s) already serves %s on this host: one worker per Docker "
-            "host; stop it first (slipway down) or give this one its own SLIPWAY_STATE_DIR",
-            holder, settings.state_dir)
-        raise SystemExit(1)
     client = await connect(settings)
     with (ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor,
           ThreadPoolExecutor(max_workers=BUILD_THREADS) as build_executor):
@@ -323,7 +341,8 @@ async def main() -> None:
                                           settings.task_queue,
                                           settings.task_queue + BUILD_QUEUE_SUFFIX)
         reconciler = load_balancer_reconciler(settings)
-        keeper = asyncio.create_task(keep_load_balancers(reconciler)) if reconciler else None
+        keeper = (asyncio.create_task(keep_load_balancers_in_turn(settings, reconciler))
+                  if reconciler else None)
         try:
             await run_until_terminated(*workers)
         finally:

@@ -14,7 +14,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.service import TLSConfig
 
@@ -23,12 +23,32 @@ def _default_state_dir() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "slipway"
 
 
+class DockerHost(BaseModel):
+    """One Docker host of a cluster: its engine, and the address its replicas publish on
+    (the load balancer and the health probes reach replicas at ``address:<port>``)."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
+    engine: str
+    # Empty: the cluster's publish_host (loopback by default, right for one local engine).
+    address: str = ""
+    # What the host is (zone, disk, role), for choosing hosts by label in later releases.
+    labels: dict[str, str] = Field(default_factory=dict)
+    # At most this many replicas of this stack on the host, all environments together;
+    # 0: no limit.
+    capacity: int = Field(default=0, ge=0)
+
+
 class Cluster(BaseModel):
-    """Where environments run: Docker engines behind HAProxy, or a Kubernetes context."""
+    """Where environments run: Docker hosts behind HAProxy, or a Kubernetes context."""
 
     runtime: str = "docker"
-    # docker: the engines replicas spread over, and the address their ports publish on
-    # (loopback here, so a single-host cluster needs nothing else).
+    # docker: the hosts replicas spread over, each with its engine and the address its
+    # replicas publish on: SLIPWAY_CLUSTERS='{"fleet": {"hosts": [{"name": "h1",
+    # "engine": "tcp://10.0.0.11:2376", "address": "10.0.0.11", "capacity": 8}, …]}}'.
+    hosts: list[DockerHost] = Field(default_factory=list)
+    # The shorter form, for hosts that all publish on one address (one local engine:
+    # loopback, so a single-host cluster needs nothing else): each engine becomes a host
+    # h1, h2, … publishing on publish_host. With hosts given, engines lists their engines.
     engines: list[str] = Field(default_factory=lambda: ["unix:///var/run/docker.sock"])
     publish_host: str = "127.0.0.1"
     # kubernetes: kubeconfig file and context, or the pod's service account when in_cluster.
@@ -37,6 +57,30 @@ class Cluster(BaseModel):
     in_cluster: bool = False
     # Names of image pull secrets every Deployment references (never their contents).
     image_pull_secrets: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _hosts_and_engines(self) -> Cluster:
+        """One list of hosts whichever form was given; ``engines`` always names their
+        engines (what reads only engines, such as the builder, stays right)."""
+        if not self.hosts:
+            if not self.engines:
+                raise ValueError("a cluster needs at least one Docker host (hosts or engines)")
+            self.hosts = [DockerHost(name=f"h{number}", engine=engine)
+                          for number, engine in enumerate(self.engines, start=1)]
+        engines = [host.engine for host in self.hosts]
+        if "engines" in self.model_fields_set and self.engines != engines:
+            raise ValueError("give hosts or engines, not both (engines must list the hosts' "
+                             f"engines: {engines})")
+        for field, values in (("name", [host.name for host in self.hosts]),
+                              ("engine", engines)):
+            repeated = sorted({value for value in values if values.count(value) > 1})
+            if repeated:
+                raise ValueError(f"two hosts of a cluster have the same {field}: "
+                                 + ", ".join(repeated))
+        self.hosts = [host if host.address else host.model_copy(
+            update={"address": self.publish_host}) for host in self.hosts]
+        self.engines = engines
+        return self
 
 
 # The checkout this code runs from.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bring a fresh Debian 12 machine (as root) to the point where `make demo` and `make test` run:
 #   1. Debian packages (installed only when missing; apt-get update only then too)
-#   2. .venv with `pip install -e '.[dev]'` (skipped while pyproject.toml is unchanged)
+#   2. .venv with `pip install -e '.[dev,postgres]'` (skipped while pyproject.toml is unchanged)
 #   3. a running dockerd (started detached when `docker info` fails)
 #   4. the local base image slipway/busybox:local (nothing can be pulled here)
 # Idempotent and quiet: a warm machine finishes in about a second. Needs no TTY (CI has no
@@ -11,8 +11,12 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
+# iproute2 (ip netns), util-linux (nsenter, umount), iptables: the Docker fleet test bed's
+# namespace hosts, each with its own dockerd (tests/support/fleet.py).
+# postgresql: the catalogue of tests where several processes write (tests/support/postgres.py).
 PACKAGES=(docker.io docker-registry haproxy prometheus busybox-static apache2-utils docker-compose git curl ca-certificates
-          python3.11 python3.11-venv bind9 bind9-utils chromium chromium-driver fonts-dejavu-core)
+          python3.11 python3.11-venv bind9 bind9-utils chromium chromium-driver fonts-dejavu-core
+          iproute2 util-linux iptables postgresql)
 VENV="$REPO/.venv"
 STAMP="$VENV/.slipway-pyproject.sha256"
 BASE_IMAGE="${SLIPWAY_BASE_IMAGE:-slipway/busybox:local}"
@@ -86,9 +90,9 @@ ensure_venv() {
     if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" && -x "$VENV/bin/pytest" ]]; then
         return 0
     fi
-    say "installing Python dependencies into .venv (pip install -e '.[dev]')"
+    say "installing Python dependencies into .venv (pip install -e '.[dev,postgres]')"
     quiet pip "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        --no-input -e '.[dev]'
+        --no-input -e '.[dev,postgres]'
     echo "$want" >"$STAMP"
 }
 

@@ -69,13 +69,13 @@ async def test_sigterm_stops_the_workers_gracefully(env: WorkflowEnvironment) ->
     assert not worker.is_running
 
 
-def test_one_worker_per_host_holds_the_state_dir_lock(tmp_path: Path) -> None:
+def test_one_worker_at_a_time_keeps_the_load_balancers(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path)
-    first = slipway_worker.hold_host_lock(settings)
+    first = slipway_worker.keeper_lock(settings)
     assert first is not None
-    assert slipway_worker.hold_host_lock(settings) is None  # a second worker is refused
+    assert slipway_worker.keeper_lock(settings) is None  # a second worker serves, not keeps
     assert (tmp_path / "worker.lock").read_text().strip() == str(os.getpid())
-    first.close()  # the first worker is gone (its process exit closes it the same way)
-    again = slipway_worker.hold_host_lock(settings)
+    first.close()  # the keeper is gone (its process exit closes it the same way)
+    again = slipway_worker.keeper_lock(settings)
     assert again is not None
     again.close()

@@ -1,8 +1,15 @@
-"""The embedded ``Runtime``: replicas of an image version as containers on Docker engines.
+"""The embedded ``Runtime``: replicas of an image version as containers on Docker hosts.
 
-Each replica publishes its container port on the engine host's loopback address with an
-engine-chosen port; the load balancer targets that host:port. Containers are labelled with
-app, environment key and version, so the runtime can always rediscover what it started.
+A Docker cluster is a set of hosts, each with its engine and the address its replicas publish
+on (loopback for the one local engine). Replicas of a version spread across the hosts (no two
+on one host while another has room, each host's capacity respected); each publishes its
+container port on its host's address with an engine-chosen port, and the load balancer
+targets that ``address:port``. A host without the image pulls it from its registry.
+Containers are labelled with app, environment key, version and host, so the runtime can
+always rediscover what it started and where.
+
+Everything that happens on one host is a method taking the host (``containers_on``,
+``image_on``, ``run_on``, ``replicas_on``): the seam where a host's own agent takes over.
 """
 
 from __future__ import annotations
@@ -10,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import docker
 import httpx
@@ -22,6 +30,7 @@ from integrations.docker.diagnosis import ReplicaWatch, log_tail
 from integrations.errors import ClusterUnavailableError, PermanentRuntimeError
 from integrations.protocols import Progress
 from schemas.models import ImageSpec, Instance, StartVersionInput, VersionRef
+from schemas.settings import DockerHost
 
 LABEL_APP = "slipway.app"
 LABEL_ENV = "slipway.env"
@@ -30,6 +39,9 @@ LABEL_PORT = "slipway.port"
 # Which Slipway stack started a container: two stacks sharing one engine never touch each
 # other's containers (a container from before this label is taken as this stack's own).
 LABEL_STACK = "slipway.stack"
+# The cluster host a replica was placed on (its name in the cluster's settings).
+LABEL_HOST = "slipway.host"
+LABEL_INDEX = "slipway.index"
 STOP_TIMEOUT_SECONDS = 10
 # How long a new replica may fail the same way (restarting after it exits, one health answer
 # other than 200 on every probe) before wait_ready gives up on the version, long before the
@@ -51,6 +63,11 @@ class ImageMissingError(PermanentRuntimeError):
 
 class NotReadyError(PermanentRuntimeError):
     """Replicas did not become healthy before the progress deadline."""
+
+
+class NoRoomError(PermanentRuntimeError):
+    """Every host of the cluster is at its capacity: add hosts or capacity, or fewer
+    replicas."""
 
 
 class FailingVersionError(NotReadyError):
@@ -108,54 +125,145 @@ def nano_cpus(cpu: str) -> int | None:
     return int(float(cpu) * 1_000_000_000)
 
 
-class DockerRuntime:
-    """Runs versions of an application across one or more Docker engines."""
+Placed = tuple[DockerHost, Container]
+T = TypeVar("T")
 
-    def __init__(self, engines: list[str], publish_host: str = "127.0.0.1",
+
+def place(hosts: Sequence[DockerHost], replicas: int, of_version: Mapping[str, int],
+          of_env: Mapping[str, int], load: Mapping[str, int]) -> list[DockerHost]:
+    """The hosts of ``replicas`` new replicas of a version, one at a time: among the hosts
+    with room (fewer of this stack's replicas than their capacity, 0 = no limit), the one
+    with the fewest replicas of the version, then of the environment, then listed first.
+    So no two replicas of a version share a host while another has room.
+
+    ``of_version``, ``of_env`` and ``load`` count replicas per host name, before these."""
+    version, env, used = dict(of_version), dict(of_env), dict(load)
+    chosen: list[DockerHost] = []
+    for _ in range(replicas):
+        room = [host for host in hosts
+                if not host.capacity or used.get(host.name, 0) < host.capacity]
+        if not room:
+            full = ", ".join(f"{host.name} {used.get(host.name, 0)}/{host.capacity}"
+                             for host in hosts)
+            raise NoRoomError(f"no host has room for {replicas - len(chosen)} more "
+                              f"replica(s): {full}; add hosts or capacity, or run fewer")
+        best = min(room, key=lambda host: (version.get(host.name, 0), env.get(host.name, 0),
+                                           hosts.index(host)))
+        for counts in (version, env, used):
+            counts[best.name] = counts.get(best.name, 0) + 1
+        chosen.append(best)
+    return chosen
+
+
+def spread(placed: Iterable[Placed]) -> dict[str, int]:
+    """Replicas per host name."""
+    counts: dict[str, int] = {}
+    for host, _container in placed:
+        counts[host.name] = counts.get(host.name, 0) + 1
+    return counts
+
+
+class DockerRuntime:
+    """Runs versions of an application across the Docker hosts of a cluster."""
+
+    def __init__(self, engines: list[str] | None = None, publish_host: str = "127.0.0.1",
                  registry_auth: Callable[[str], dict[str, str] | None] | None = None,
                  stack: str = "",
-                 failing_version_seconds: float = FAILING_VERSION_SECONDS) -> None:
-        self.engines = engines
+                 failing_version_seconds: float = FAILING_VERSION_SECONDS,
+                 hosts: Sequence[DockerHost] | None = None) -> None:
+        """Either ``hosts`` (each with its engine and publish address) or ``engines``, all
+        publishing on ``publish_host`` (hosts h1, h2, … as in the cluster settings)."""
+        if hosts is None:
+            hosts = [DockerHost(name=f"h{number}", engine=engine, address=publish_host)
+                     for number, engine in enumerate(engines or [], start=1)]
+        if not hosts:
+            raise ValueError("a Docker runtime needs at least one host")
+        self.hosts: list[DockerHost] = list(hosts)
         self.stack = stack
         self.failing_version_seconds = failing_version_seconds
-        self.publish_host = publish_host
         self._registry_auth = registry_auth or (lambda _image: None)
         self._clients: dict[str, docker.DockerClient] = {}
 
-    def _client(self, engine: str) -> docker.DockerClient:
-        if engine not in self._clients:
-            self._clients[engine] = docker.DockerClient(base_url=engine, timeout=60)
-        return self._clients[engine]
+    @property
+    def engines(self) -> list[str]:
+        return [host.engine for host in self.hosts]
 
-    def _containers(self, env_key: str, version: int | None = None) -> list[tuple[str, Container]]:
+    def _client(self, host: DockerHost) -> docker.DockerClient:
+        if host.engine not in self._clients:
+            try:  # asks the engine its API version
+                self._clients[host.engine] = docker.DockerClient(base_url=host.engine,
+                                                                 timeout=60)
+            except docker.errors.DockerException as error:
+                raise EngineError(f"docker engine of host {host.name} ({host.engine}) "
+                                  f"unreachable: {error}") from error
+        return self._clients[host.engine]
+
+    def _each(self, hosts: Sequence[DockerHost], work: Callable[[DockerHost], T]) -> list[T]:
+        """``work`` on every host, the hosts at once (one thread each); results in order, the
+        first host's error raised."""
+        if len(hosts) <= 1:
+            return [work(host) for host in hosts]
+        with ThreadPoolExecutor(max_workers=len(hosts),
+                                thread_name_prefix="docker-host") as pool:
+            return list(pool.map(work, hosts))
+
+    def _replica(self, host: DockerHost, index: object) -> str:
+        """``replica 3``, naming the host when the cluster has more than one."""
+        return f"replica {index}" + (f" on {host.name}" if len(self.hosts) > 1 else "")
+
+    def containers_on(self, host: DockerHost, env_key: str,
+                      version: int | None = None) -> list[Container]:
+        """This stack's containers of an environment (a version) on one host."""
         filters = [f"{LABEL_ENV}={env_key}"]
         if version is not None:
             filters.append(f"{LABEL_VERSION}={version}")
-        found: list[tuple[str, Container]] = []
-        for engine in self.engines:
-            try:
-                containers = self._client(engine).containers.list(
-                    all=True, filters={"label": filters}
-                )
-            except (APIError, docker.errors.DockerException) as error:
-                raise EngineError(f"docker engine {engine} unreachable: {error}") from error
-            found.extend((engine, c) for c in containers
-                         if c.labels.get(LABEL_STACK, self.stack) == self.stack)
-        return sorted(found, key=lambda pair: pair[1].name)
+        try:
+            containers = self._client(host).containers.list(all=True,
+                                                            filters={"label": filters})
+        except (APIError, docker.errors.DockerException) as error:
+            raise EngineError(f"docker engine of host {host.name} ({host.engine}) "
+                              f"unreachable: {error}") from error
+        return [c for c in containers if c.labels.get(LABEL_STACK, self.stack) == self.stack]
+
+    def _containers(self, env_key: str, version: int | None = None) -> list[Placed]:
+        found = self._each(self.hosts, lambda host: [
+            (host, c) for c in self.containers_on(host, env_key, version)])
+        return sorted((pair for pairs in found for pair in pairs),
+                      key=lambda pair: (pair[1].name, pair[0].name))
+
+    def replicas_on(self, host: DockerHost) -> int:
+        """How many of this stack's replicas the host holds, every environment together
+        (what its capacity limits)."""
+        try:
+            containers = self._client(host).containers.list(
+                all=True, filters={"label": [LABEL_ENV]})
+        except (APIError, docker.errors.DockerException) as error:
+            raise EngineError(f"docker engine of host {host.name} ({host.engine}) "
+                              f"unreachable: {error}") from error
+        return sum(1 for c in containers if c.labels.get(LABEL_STACK, self.stack) == self.stack)
 
     def inspect_image(self, image: str) -> ImageSpec:
         """Resolve an image reference to what never moves, pulling it when it is not local:
         the manifest digest of its own repository, else the engine's image ID."""
-        client = self._client(self.engines[0])
-        local = self._ensure_image(client, image)
+        local = self.image_on(self.hosts[0], image)
         digest = own_repo_digest(image, local.attrs.get("RepoDigests") or []) or local.id
         return ImageSpec(image=image, digest=digest)
 
-    def _ensure_image(self, client: docker.DockerClient, image: str) -> Any:
+    def image_on(self, host: DockerHost, image: str) -> Any:
+        """The image on this host's engine, pulled from its registry when it is not there."""
+        client = self._client(host)
         try:
             return client.images.get(image)
         except ImageNotFound:
             pass
+        except APIError as error:
+            raise EngineError(f"docker engine of host {host.name} unreachable: {error}") \
+                from error
+        if image.startswith("sha256:"):  # an image ID: built on one engine, in no registry
+            raise ImageMissingError(
+                f"image {image[:19]}… is not on host {host.name} and cannot be pulled (an "
+                "image built on one engine and never pushed): push it to a registry "
+                "(SLIPWAY_REGISTRY) to run it on several hosts")
         try:
             return client.images.pull(image, auth_config=self._registry_auth(image))
         except (ImageNotFound, NotFound) as error:
@@ -165,73 +273,107 @@ class DockerRuntime:
             if error.status_code in (401, 403, 404):
                 raise ImageMissingError(f"image {image} cannot be pulled: {error.explanation}") \
                     from error
-            raise EngineError(f"pulling {image} failed: {error}") from error
+            raise EngineError(f"pulling {image} on host {host.name} failed: {error}") \
+                from error
+        except docker.errors.DockerException as error:
+            raise EngineError(f"pulling {image} on host {host.name} failed: {error}") \
+                from error
+
+    def _image_id_on(self, host: DockerHost, image: str) -> str | None:
+        """The ID of ``image`` on the host as it is now (no pull), None when absent."""
+        try:
+            return str(self._client(host).images.get(image).id)
+        except ImageNotFound:
+            return None
+        except APIError as error:
+            raise EngineError(f"docker engine of host {host.name} unreachable: {error}") \
+                from error
 
     def start_version(self, spec: StartVersionInput, progress: Progress | None = None) -> None:
         """Ensure exactly ``spec.replicas`` containers of the version exist and run.
 
-        Idempotent: containers already running the same image are kept, stopped ones are
-        started again, surplus replicas are removed.
+        Idempotent: containers already running the same image are kept where they are,
+        stopped ones are started again, surplus replicas (the highest indexes) are removed.
+        Missing replicas are placed by :func:`place`, and the hosts they go to pull the
+        image first, all at once.
         """
         ref = spec.version
-        existing = {c.name: (engine, c) for engine, c in self._containers(ref.env_key, ref.version)}
-        wanted: set[str] = set()
-        image_id = self._ensure_image(self._client(self.engines[0]), spec.image).id
-        for index in range(spec.replicas):
-            engine = self.engines[index % len(self.engines)]
-            name = container_name(ref.env_key, ref.version, index)
-            wanted.add(name)
-            current = existing.get(name)
-            # Compare image IDs, not names: a tag may have moved since the container started.
-            if current is not None and current[1].attrs.get("Image") == image_id:
-                if current[1].status != "running":
-                    current[1].start()
+        everything = self._containers(ref.env_key)
+        wanted = {container_name(ref.env_key, ref.version, index): index
+                  for index in range(spec.replicas)}
+        image_ids: dict[str, str | None] = {}
+        kept: dict[str, Placed] = {}
+        others: list[Placed] = []
+        for host, container in everything:
+            if container.labels.get(LABEL_VERSION) != str(ref.version):
+                others.append((host, container))
                 continue
-            if current is not None:
-                current[1].remove(force=True)
-            self._run(engine, name, index, spec)
-            if progress:
-                progress(f"started {name} on {engine}")
-        for name, (_engine, container) in existing.items():
-            if name not in wanted:
+            if container.name in wanted and container.name not in kept:
+                if host.name not in image_ids:
+                    image_ids[host.name] = self._image_id_on(host, spec.image)
+                # Compare image IDs, not names: a tag may have moved since it started.
+                if container.attrs.get("Image") == image_ids[host.name]:
+                    if container.status != "running":
+                        container.start()
+                    kept[container.name] = (host, container)
+                    continue
+            with contextlib.suppress(NotFound):
                 container.remove(force=True)
+        missing = [(name, index) for name, index in wanted.items() if name not in kept]
+        if not missing:
+            return
+        full = [host for host in self.hosts if host.capacity]
+        load = dict(zip((host.name for host in full), self._each(full, self.replicas_on),
+                        strict=True))
+        targets = place(self.hosts, len(missing), spread(kept.values()),
+                        spread([*kept.values(), *others]), load)
+        self._each(list({host.name: host for host in targets}.values()),
+                   lambda host: self.image_on(host, spec.image))
+        for (name, index), host in zip(missing, targets, strict=True):
+            self.run_on(host, index, spec)
+            if progress:
+                progress(f"started {name} on {host.name}")
 
-    def _run(self, engine: str, name: str, index: int, spec: StartVersionInput) -> None:
-        client = self._client(engine)
-        self._ensure_image(client, spec.image)
+    def run_on(self, host: DockerHost, index: int, spec: StartVersionInput) -> None:
+        """Run replica ``index`` of a version on this host, its ports published on the
+        host's address (the image is there: :meth:`image_on`)."""
+        client = self._client(host)
         ref = spec.version
+        name = container_name(ref.env_key, ref.version, index)
         labels = {
             **spec.labels,
             LABEL_APP: ref.app, LABEL_ENV: ref.env_key, LABEL_VERSION: str(ref.version),
-            "slipway.index": str(index), "slipway.image": spec.image,
+            LABEL_INDEX: str(index), "slipway.image": spec.image,
             # The port the load balancer targets, so what runs can be put back in rotation.
             LABEL_PORT: str(spec.ports[0]) if spec.ports else "",
-            LABEL_STACK: self.stack,
+            LABEL_STACK: self.stack, LABEL_HOST: host.name,
         }
         try:
             client.containers.run(
                 spec.image, name=name, detach=True, labels=labels,
                 environment={**spec.env_vars, "SLIPWAY_VERSION": str(ref.version)},
-                ports={f"{port}/tcp": (self.publish_host, None) for port in spec.ports},
+                ports={f"{port}/tcp": (host.address, None) for port in spec.ports},
                 mem_limit=docker_memory(spec.memory), nano_cpus=nano_cpus(spec.cpu),
                 restart_policy={"Name": "unless-stopped"},
             )
         except APIError as error:
-            raise EngineError(f"container {name} did not start: {error.explanation}") from error
+            raise EngineError(f"container {name} did not start on host {host.name}: "
+                              f"{error.explanation}") from error
 
     def instances(self, env_key: str, version: int | None = None,
                   port: int | None = 8080) -> list[Instance]:
         """Running replicas with the host address/port where ``port`` is published (None:
         the port each container was started for the load balancer)."""
         result: list[Instance] = []
-        for _engine, container in self._containers(env_key, version):
+        for host, container in self._containers(env_key, version):
             container.reload()
-            instance = self._instance(container, port)
+            instance = self._instance(host, container, port)
             if instance is not None:
                 result.append(instance)
         return result
 
-    def _instance(self, container: Container, port: int | None) -> Instance | None:
+    def _instance(self, host: DockerHost, container: Container,
+                  port: int | None) -> Instance | None:
         """The replica behind a (freshly reloaded) container, None unless it runs with
         ``port`` published."""
         if container.status != "running":
@@ -243,9 +385,9 @@ class DockerRuntime:
         if not bindings:
             return None
         return Instance(
-            name=f"v{container.labels[LABEL_VERSION]}-{container.labels['slipway.index']}",
+            name=f"v{container.labels[LABEL_VERSION]}-{container.labels[LABEL_INDEX]}",
             version=int(container.labels[LABEL_VERSION]),
-            address=bindings[0]["HostIp"] or self.publish_host,
+            address=bindings[0]["HostIp"] or host.address,
             port=int(bindings[0]["HostPort"]),
         )
 
@@ -272,12 +414,12 @@ class DockerRuntime:
             healthy: list[Instance] = []
             notes: list[str] = []
             unhealthy: Container | None = None
-            for _engine, container in self._containers(ref.env_key, ref.version):
+            for host, container in self._containers(ref.env_key, ref.version):
                 try:
                     container.reload()
                 except NotFound:  # removed while we looked: the next look sees the rest
                     continue
-                instance, note = self._look(ref, container, port, health_path,
+                instance, note = self._look(ref, host, container, port, health_path,
                                             watches.setdefault(container.name, ReplicaWatch()))
                 if instance is not None:
                     healthy.append(instance)
@@ -298,15 +440,15 @@ class DockerRuntime:
                                     + (log_tail(unhealthy) if unhealthy else ""))
             time.sleep(poll_seconds)
 
-    def _look(self, ref: VersionRef, container: Container, port: int, health_path: str,
-              watch: ReplicaWatch) -> tuple[Instance | None, str]:
+    def _look(self, ref: VersionRef, host: DockerHost, container: Container, port: int,
+              health_path: str, watch: ReplicaWatch) -> tuple[Instance | None, str]:
         """One look at a replica being waited for (its container freshly reloaded): the
         instance when it answers 200, else a note of what it does; raises
         :class:`FailingVersionError` when it has failed the same way for the whole bound."""
         now = time.monotonic()
         bound = self.failing_version_seconds
-        index = container.labels.get("slipway.index", "?")
-        replica = f"v{ref.version} replica {index}"
+        index = container.labels.get(LABEL_INDEX, "?")
+        replica = f"v{ref.version} {self._replica(host, index)}"
         state = container.attrs.get("State") or {}
         restarts = int(container.attrs.get("RestartCount") or 0)
         exited = f"exited {state.get('ExitCode', '?')}" + (
@@ -327,29 +469,30 @@ class DockerRuntime:
         if watch.crash_since is not None and now - watch.crash_since >= bound:
             raise FailingVersionError(f"{replica} restarting: {crash}"
                                       + log_tail(container))
-        instance = self._instance(container, port)
+        instance = self._instance(host, container, port)
+        each = self._replica(host, index)
         if instance is None:
             if watch.crash_since is not None:
-                return None, f"replica {index} restarting ({crash})"
-            return None, f"replica {index} {container.status}" + (
+                return None, f"{each} restarting ({crash})"
+            return None, f"{each} {container.status}" + (
                 "" if container.status != "running" else f", port {port} not published")
         code = self._probe(instance, health_path)
         if code == 200:
             watch.crash_since, watch.answer = None, None
             return instance, ""
         if watch.crash_since is not None:
-            return None, f"replica {index} restarting ({crash})"
+            return None, f"{each} restarting ({crash})"
         if code is None or code in WARMING_UP:
             watch.answer = None
             answer = "no answer" if code is None else f"answered {code}"
-            return None, f"replica {index}: {health_path} {answer}"
+            return None, f"{each}: {health_path} {answer}"
         if code != watch.answer:
             watch.answer, watch.answer_since = code, now
         elif now - watch.answer_since >= bound:
             raise FailingVersionError(
                 f"{replica}: {health_path} answered {code} on every probe for {bound:g}s"
                 + log_tail(container))
-        return None, f"replica {index}: {health_path} answered {code}"
+        return None, f"{each}: {health_path} answered {code}"
 
     @staticmethod
     def _probe(instance: Instance, health_path: str) -> int | None:
@@ -369,14 +512,15 @@ class DockerRuntime:
         """
         problems: list[str] = []
         try:
-            for _engine, container in self._containers(ref.env_key, ref.version):
+            for host, container in self._containers(ref.env_key, ref.version):
+                where = f" on {host.name}" if len(self.hosts) > 1 else ""
                 try:
                     container.reload()
                 except NotFound:
-                    problems.append(f"{container.name} is gone")
+                    problems.append(f"{container.name}{where} is gone")
                     continue
                 if container.status != "running":
-                    problems.append(f"{container.name} is {container.status}")
+                    problems.append(f"{container.name}{where} is {container.status}")
             instances = self.instances(ref.env_key, ref.version, port)
         except (APIError, OSError) as error:  # requests' connection errors are OSErrors
             raise EngineError(f"docker engine unreachable: {error}") from error
@@ -391,13 +535,20 @@ class DockerRuntime:
         return cls._probe(instance, health_path) == 200
 
     def stop_version(self, ref: VersionRef) -> None:
-        for _engine, container in self._containers(ref.env_key, ref.version):
+        """Stop every replica of the version, the hosts at once."""
+        self._each(self.hosts, lambda host: self.stop_on(host, ref))
+
+    def stop_on(self, host: DockerHost, ref: VersionRef) -> None:
+        for container in self.containers_on(host, ref.env_key, ref.version):
             if container.status == "running":
                 with contextlib.suppress(NotFound):  # removed meanwhile: stopped all the same
                     container.stop(timeout=STOP_TIMEOUT_SECONDS)
 
     def remove_version(self, ref: VersionRef) -> None:
-        """Remove every container of the version; already gone is fine."""
-        for _engine, container in self._containers(ref.env_key, ref.version):
+        """Remove every container of the version, the hosts at once; already gone is fine."""
+        self._each(self.hosts, lambda host: self.remove_on(host, ref))
+
+    def remove_on(self, host: DockerHost, ref: VersionRef) -> None:
+        for container in self.containers_on(host, ref.env_key, ref.version):
             with contextlib.suppress(NotFound):
                 container.remove(force=True)
