@@ -18,6 +18,7 @@ PACKAGES=(docker.io docker-registry haproxy prometheus busybox-static apache2-ut
           python3.11 python3.11-venv bind9 bind9-utils chromium chromium-driver fonts-dejavu-core
           iproute2 util-linux iptables postgresql)
 VENV="$REPO/.venv"
+EXTRAS="dev,postgres"
 STAMP="$VENV/.slipway-pyproject.sha256"
 BASE_IMAGE="${SLIPWAY_BASE_IMAGE:-slipway/busybox:local}"
 DOCKERD_LOG="/var/log/dockerd.log"
@@ -86,13 +87,14 @@ ensure_venv() {
         quiet venv "$python" -m venv "$VENV"
     fi
     local want
-    want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+    # The extras are part of what was installed: a venv made without one is made again.
+    want="$({ cat pyproject.toml; echo "extras: $EXTRAS"; } | sha256sum | cut -d' ' -f1)"
     if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" && -x "$VENV/bin/pytest" ]]; then
         return 0
     fi
-    say "installing Python dependencies into .venv (pip install -e '.[dev,postgres]')"
+    say "installing Python dependencies into .venv (pip install -e '.[$EXTRAS]')"
     quiet pip "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        --no-input -e '.[dev,postgres]'
+        --no-input -e ".[$EXTRAS]"
     echo "$want" >"$STAMP"
 }
 
