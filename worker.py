@@ -116,15 +116,17 @@ def load_balancer_reconciler(settings: Settings) -> LoadBalancerReconciler | Non
 
 
 async def keep_load_balancers(reconciler: LoadBalancerReconciler) -> None:
-    """At start and every RECONCILE_INTERVAL: a dead HAProxy comes back within seconds, with
-    its servers, without waiting for a release (see integrations/lb_reconcile.py)."""
+    """At start, whenever a load balancer's process exits, and at least every
+    RECONCILE_INTERVAL: a killed HAProxy comes back within ~0.1 s with its servers, without
+    waiting for a release (see integrations/lb_reconcile.py)."""
     log = logging.getLogger("slipway")
     while True:
         try:
             await asyncio.to_thread(reconciler.reconcile_all)
         except Exception:  # the next pass tries again; the worker keeps serving tasks
             log.warning("load balancer reconciliation failed", exc_info=True)
-        await asyncio.sleep(RECONCILE_INTERVAL.total_seconds())
+        # Woken by a daemon's exit (its pidfd), else at the interval.
+        await asyncio.to_thread(reconciler.wait_for_exit, RECONCILE_INTERVAL.total_seconds())
 
 
 def lane_target(settings: Settings, lane_settings: LaneSettings,

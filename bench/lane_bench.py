@@ -231,7 +231,8 @@ def main() -> None:
         asyncio.run(run(settings, store, args.rounds))
         finished = True
     finally:
-        for line in stack.stop_stack(settings):
+        # A throw-away stack: its load balancers go too (`down --applications`).
+        for line in stack.stop_stack(settings) + stack.stop_load_balancers(settings):
             print(f"stopped {line}")
         engine = docker.from_env()
         for container in engine.containers.list(all=True, filters={"label": "slipway.app"}):

@@ -163,7 +163,9 @@ def bench_stack(worker: bool = True) -> Iterator[BenchStack]:
     try:
         yield BenchStack(settings, store, url, token)
     finally:
+        # A throw-away stack: its load balancers go too (`down --applications`).
         stack.stop_stack(settings)
+        stack.stop_load_balancers(settings)
         remove_bench_containers()
 
 

@@ -1,11 +1,16 @@
 """Load balancers reconciled from what runs: a dead HAProxy comes back without a release.
 
-HAProxy keeps its servers in memory only. When a daemon dies (killed, host rebooted, the
-stack stopped and started) the environment stops serving, and its next release would start
-an empty backend where the canary takes all traffic. The worker therefore runs this
-reconciler at start and every few seconds: every environment with a config gets its daemon
-back, with the servers and weights the router recorded, at the addresses their containers
+HAProxy keeps its runtime changes in memory only. When a daemon dies (killed, host
+rebooted, `slipway down --applications`) the environment stops serving, and its next release
+would start an empty backend where the canary takes all traffic. The worker therefore runs
+this reconciler at start and every few seconds: every environment with a config gets its
+daemon back, started with the servers, weights and drains the router recorded already in its
+config (so it serves from its first accepted connection), at the addresses their containers
 answer on now (a container restarted by the engine gets a new host port).
+
+A daemon that runs is adopted, never restarted: `slipway down` leaves the load balancers
+serving, and the worker of the next `slipway up` finds them running and sends them nothing
+unless they differ from the record.
 
 It composes two systems (the Docker runtime and HAProxy), which is why it sits beside them
 rather than inside either package.
@@ -13,7 +18,11 @@ rather than inside either package.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import select
+import time
 from dataclasses import dataclass, field
 
 from integrations.docker.runtime import DockerRuntime
@@ -40,11 +49,26 @@ class LoadBalancerReconciler:
         self.runtime = runtime
 
     def reconcile(self, key: str) -> Repair:
-        """One environment: daemon alive, recorded servers at their live addresses."""
-        repair = Repair(key, restarted=self.router.restart_if_dead(key))
-        live = {instance.name: (instance.address, instance.port)
-                for instance in self.runtime.instances(key, port=None)}
-        repair.servers = self.router.restore(key, live)
+        """One environment: daemon alive, recorded servers at their live addresses.
+
+        The engine is asked first, so a restarted daemon starts with its servers where their
+        replicas answer now; an engine that cannot be asked does not keep a dead load
+        balancer down: it starts from the record (the error is raised after).
+        """
+        unavailable: Exception | None = None
+        live: dict[str, tuple[str, int]] | None
+        try:
+            live = {instance.name: (instance.address, instance.port)
+                    for instance in self.runtime.instances(key, port=None)}
+        except Exception as error:  # raised again below, once HAProxy runs
+            live, unavailable = None, error
+        repair = Repair(key, restarted=self.router.restart_if_dead(key, live))
+        if unavailable is not None:
+            if repair.restarted:
+                log.info("load balancer of %s restarted from its record", key)
+            raise unavailable
+        repair.servers = self.router.restore(key, live or {})
+        self.router.sync_config(key)  # a config from before servers were written into it
         return repair
 
     def reconcile_all(self) -> list[Repair]:
@@ -66,3 +90,33 @@ class LoadBalancerReconciler:
                          else "no server changed")
                 repairs.append(repair)
         return repairs
+
+    def wait_for_exit(self, timeout: float) -> bool:
+        """Block until a running load balancer exits, or ``timeout`` seconds pass; True when
+        one exited. A loop that waits here instead of sleeping between passes restarts a
+        killed HAProxy within milliseconds, not at the next interval: fewer connections
+        refused while nothing listens. Watches each daemon's pidfd (Linux ≥ 5.3); without
+        pidfds it just sleeps."""
+        fds: list[int] = []
+        try:
+            for key in self.router.known_keys():
+                pid = self.router.running_pid(key)
+                if pid is None:
+                    continue  # dead already: the next pass restarts it (or logs why not)
+                try:
+                    fds.append(os.pidfd_open(pid))
+                except ProcessLookupError:
+                    return True  # exited between the check and the watch
+                except OSError:
+                    continue  # no pidfd support: the interval catches it
+            if not fds:
+                time.sleep(timeout)
+                return False
+            poller = select.poll()
+            for fd in fds:
+                poller.register(fd, select.POLLIN)
+            return bool(poller.poll(max(timeout, 0.0) * 1000))
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)

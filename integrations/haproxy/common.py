@@ -20,6 +20,9 @@ _MAX_SOCKET_PATH = 90
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 _MAX_WEIGHT = 256
+# A server's address as HAProxy takes it on a `server` line and in `add server`: an IPv4/IPv6
+# address or a host name; nothing that would end the word or start a comment in the config.
+_ADDRESS_RE = re.compile(r"^[A-Za-z0-9._:\[\]-]{1,255}$")
 
 # `show servers state` srv_admin_state bits (HAProxy include/haproxy/server-t.h).
 _ADMIN_MAINT_BITS = 0x01 | 0x02 | 0x04 | 0x20 | 0x40  # forced/inherited/config/resolution/hostname
@@ -58,6 +61,11 @@ class LbServer(BaseModel):
 def _check_server(name: str) -> None:
     if not _SERVER_NAME_RE.fullmatch(name):
         raise ValueError(f"invalid server name {name!r}: use [A-Za-z0-9._:-]")
+
+
+def _check_address(address: str) -> None:
+    if not _ADDRESS_RE.fullmatch(address):
+        raise ValueError(f"invalid server address {address!r}: an IP address or host name")
 
 
 def _check_weight(weight: int) -> None:

@@ -1,8 +1,17 @@
 """One HAProxy daemon per environment key: its files, its config, starting and stopping it.
 
-Files live in ``state_dir/haproxy/<key>.cfg|.sock|.pid|.log`` (plus ``<key>.lock``). When the
-socket path would exceed the unix socket limit, the socket goes to a short private directory
-under ``/tmp`` and its path is recorded in ``<key>.sockpath``.
+Files live in ``state_dir/haproxy/<key>.cfg|.sock|.pid|.log`` (plus ``<key>.lock`` and the
+recorded servers ``<key>.servers.json``). When the socket path would exceed the unix socket
+limit, the socket goes to a short private directory under ``/tmp`` and its path is recorded in
+``<key>.sockpath``.
+
+The config carries the backend's servers as they were last recorded (``intent``): a daemon
+started from it (killed and restarted, the host rebooted, started by hand) serves from its
+first accepted connection, with no empty-backend window. The running daemon never re-reads
+it: servers change over the runtime API, and the config is rewritten beside each change.
+
+One process per environment, not two sharing the port with ``SO_REUSEPORT``: see
+:meth:`HaproxyProcesses.render_config`.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from integrations.haproxy.common import (
@@ -26,8 +35,15 @@ from integrations.haproxy.common import (
     FRONTEND,
     METRICS_PATH,
     HaproxyError,
+    _check_address,
+    _check_server,
+    _check_weight,
 )
+from integrations.haproxy.intent import ServerIntent, read_intent, write_intent
 from schemas.http import check_health_path
+
+# What every server of a backend with health checks gets, in the config and at runtime.
+HEALTH_CHECK_OPTIONS = "check inter 1s fall 3 rise 2"
 
 
 class HaproxyProcesses:
@@ -137,6 +153,11 @@ class HaproxyProcesses:
         pid = self._read_pid(key)
         return pid if pid is not None and self._pid_alive(key, pid) else None
 
+    def running_pid(self, key: str) -> int | None:
+        """The pid of ``key``'s live daemon (never a pid reused by another process)."""
+        self._check_key(key)
+        return self._running_pid(key)
+
     def is_running(self, key: str) -> bool:
         """True when the process for ``key`` is alive and its admin socket answers."""
         self._check_key(key)
@@ -148,10 +169,49 @@ class HaproxyProcesses:
             return False
         return True
 
-    def _render_config(self, key: str, bind_port: int, health_path: str | None) -> str:
+    def render_config(self, key: str, bind_port: int, health_path: str | None,
+                      servers: Mapping[str, ServerIntent] | None = None) -> str:
+        """The daemon's config: frontend on ``bind_port``, backend ``be`` with ``servers``.
+
+        A server recorded as draining is written with weight 0: HAProxy has no drain keyword
+        in its config, and for a fresh process (nothing in flight) weight 0 is what drain
+        means, no new requests; the reconciler then sets its drain state and recorded
+        weight over the runtime API. Health-checked servers start UP (HAProxy's default),
+        so the first connection already has servers; one whose replica is gone fails its
+        checks within 3 s and, meanwhile, `option redispatch` retries elsewhere.
+
+        Why not two daemons per environment on one port (``SO_REUSEPORT``), so that a kill
+        would lose only the connections one of them held: (1) ``noreuseport`` below is what
+        makes a port already taken (another stack's environment, a test beside the demo)
+        fail at bind instead of silently splitting that port's traffic between two
+        environments; (2) every runtime change would have to reach both daemons, and one
+        of them failing half-way leaves them disagreeing, with no transaction across two
+        admin sockets; (3) ``wait_idle``, ``show stat`` figures (canary analysis) and the
+        Prometheus exporter on the shared port would each see one daemon's half at random.
+        A kill -9 costs the connections in flight plus the refusals until the reconciler
+        restarts the daemon; with its servers in this config, nothing more.
+        """
         check = f"    option httpchk GET {health_path}\n" if health_path else ""
+        lines = []
+        for name, entry in sorted((servers or {}).items()):
+            _check_server(name)
+            _check_address(entry.address)
+            _check_weight(entry.weight)
+            if not 0 < entry.port < 65536:
+                raise ValueError(f"invalid port {entry.port} for server {name}")
+            draining = entry.state == "drain"
+            line = (f"    server {name} {entry.address}:{entry.port} "
+                    f"weight {0 if draining else entry.weight}")
+            if health_path:
+                line += f" {HEALTH_CHECK_OPTIONS}"
+            if draining:
+                line += f"  # draining (recorded weight {entry.weight})"
+            lines.append(line + "\n")
         return (
-            f"# Managed by Slipway for environment {key}; servers are added at runtime.\n"
+            f"# Managed by Slipway for environment {key}: servers as recorded in "
+            f"{self.intent_path(key).name},\n"
+            "# changed at runtime over the admin socket; this file is what a restart starts "
+            "from.\n"
             "global\n"
             f"    stats socket {self.socket_path(key)} mode 600 level admin\n"
             "    stats timeout 30s\n"
@@ -188,6 +248,7 @@ class HaproxyProcesses:
             f"backend {BACKEND}\n"
             "    balance roundrobin\n"
             f"{check}"
+            + "".join(lines)
         )
 
     def _configured_port(self, key: str) -> int | None:
@@ -212,6 +273,39 @@ class HaproxyProcesses:
 
     def intent_path(self, key: str) -> Path:
         return self.dir / f"{key}.servers.json"
+
+    def intended(self, key: str) -> dict[str, ServerIntent]:
+        """The servers the backend should hold, as the router last set them."""
+        return read_intent(self.intent_path(key))
+
+    def _write_config(self, key: str, bind_port: int, health_path: str | None,
+                      servers: Mapping[str, ServerIntent]) -> None:
+        """Replace the config atomically (a crash mid-write leaves the previous one)."""
+        cfg = self.config_path(key)
+        tmp = cfg.with_suffix(".cfg.tmp")
+        tmp.write_text(self.render_config(key, bind_port, health_path, servers))
+        tmp.replace(cfg)
+
+    def sync_config(self, key: str) -> bool:
+        """Rewrite ``key``'s config from its recorded servers when it differs; True when it
+        did. Never touches the running daemon (it does not re-read its config); a key
+        without a config (stopped on purpose) stays without one."""
+        with self._lock(key):
+            return self._sync_config(key)
+
+    def _sync_config(self, key: str) -> bool:
+        """`sync_config` with the key's lock held."""
+        port = self._configured_port(key)
+        if port is None:
+            return False
+        wanted = self.render_config(key, port, self._health_path(key), self.intended(key))
+        try:
+            if self.config_path(key).read_text() == wanted:
+                return False
+        except OSError:
+            return False
+        self._write_config(key, port, self._health_path(key), self.intended(key))
+        return True
 
     def known_keys(self) -> list[str]:
         """Keys with a config: every environment whose HAProxy should be running."""
@@ -248,25 +342,44 @@ class HaproxyProcesses:
                         f"{bind_port}; stop it first to move it"
                     )
                 return False
-            # Dead, or alive but deaf (stale files): replace it. The router then puts back the
-            # servers it held, so traffic keeps its split instead of a new canary taking all.
+            # Dead, or alive but deaf (stale files): replace it, with the servers it held in its
+            # config, so traffic keeps its split instead of a new canary taking all.
             self._kill(key)
-            self._start(key, bind_port, health_path)
+            self._start(key, bind_port, health_path, self.intended(key))
             return True
 
-    def restart_if_dead(self, key: str) -> bool:
-        """Start the daemon of a known key again from its config; True when it was dead."""
+    def restart_if_dead(self, key: str,
+                        live: Mapping[str, tuple[str, int]] | None = None) -> bool:
+        """Start the daemon of a known key again, its recorded servers in its config; True
+        when it was dead. A running daemon is never touched (adopted as it is).
+
+        ``live`` maps server names to where their replicas answer now: a recorded server
+        that moved is recorded and started at its new address, one absent from ``live``
+        (its replica is not running) is left out of the config until it runs again. None:
+        every recorded server as recorded (the engine could not be asked).
+        """
         with self._lock(key):
             if self.is_running(key):
                 return False
             port = self._configured_port(key)
             if port is None:
                 return False  # stopped on purpose (no config) or never started
+            servers = self.intended(key)
+            if live is not None:
+                moved = {name: entry.model_copy(update={"address": live[name][0],
+                                                        "port": live[name][1]})
+                         for name, entry in servers.items()
+                         if name in live and (entry.address, entry.port) != live[name]}
+                if moved:
+                    servers.update(moved)
+                    write_intent(self.intent_path(key), servers)
+                servers = {name: entry for name, entry in servers.items() if name in live}
             self._kill(key)
-            self._start(key, port, self._health_path(key))
+            self._start(key, port, self._health_path(key), servers)
             return True
 
-    def _start(self, key: str, bind_port: int, health_path: str | None) -> None:
+    def _start(self, key: str, bind_port: int, health_path: str | None,
+               servers: Mapping[str, ServerIntent]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         sock = self.socket_path(key)
         if sock.parent != self.dir:
@@ -275,16 +388,17 @@ class HaproxyProcesses:
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
         self.pid_path(key).unlink(missing_ok=True)
+        self._write_config(key, bind_port, health_path, servers)
         cfg = self.config_path(key)
-        tmp = cfg.with_suffix(".cfg.tmp")
-        tmp.write_text(self._render_config(key, bind_port, health_path))
-        tmp.replace(cfg)
 
         log = self.log_path(key)
         with open(log, "wb") as out:
             try:
                 # -D: the parent reports config/bind errors on stderr and exits non-zero, or
                 # forks the daemon (which closes its std fds) and exits 0.
+                # Its own session (HAProxy's daemon mode also calls setsid): stopping the
+                # process that started it (the worker, by its process group) must never
+                # reach the load balancer, which outlives Slipway's processes.
                 proc = subprocess.run(
                     [self.haproxy_bin, "-D", "-f", str(cfg)],
                     stdin=subprocess.DEVNULL,
@@ -292,6 +406,7 @@ class HaproxyProcesses:
                     stderr=subprocess.STDOUT,
                     timeout=self.start_timeout,
                     check=False,
+                    start_new_session=True,
                 )
             except FileNotFoundError as exc:
                 raise HaproxyError(f"HAProxy binary not found: {self.haproxy_bin}") from exc

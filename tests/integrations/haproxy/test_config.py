@@ -1,0 +1,116 @@
+"""An environment's HAProxy config rendered from its recorded servers (no daemon started).
+
+The config is what a restarted daemon starts from: its servers, weights and drains must be
+in it, so it serves from its first accepted connection.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from integrations.haproxy.intent import ServerIntent, read_intent, write_intent
+from integrations.haproxy.process import HEALTH_CHECK_OPTIONS, HaproxyProcesses
+
+KEY = "shop-prod-local"
+
+
+def server_lines(config: str) -> list[str]:
+    return [line.strip() for line in config.splitlines() if line.strip().startswith("server ")]
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> HaproxyProcesses:
+    return HaproxyProcesses(tmp_path / "state")
+
+
+def test_no_servers_recorded_renders_an_empty_backend(processes: HaproxyProcesses) -> None:
+    config = processes.render_config(KEY, 18080, "/healthz")
+    assert "    bind 127.0.0.1:18080\n" in config
+    assert "    option httpchk GET /healthz\n" in config
+    assert "    noreuseport\n" in config  # a port already taken fails instead of being shared
+    assert server_lines(config) == []
+    assert processes.render_config(KEY, 18080, "/healthz", {}) == config
+
+
+def test_recorded_servers_weights_and_drains_are_in_the_config(
+        processes: HaproxyProcesses) -> None:
+    servers = {
+        "v2-0": ServerIntent(address="127.0.0.1", port=32001, weight=100),
+        "v1-1": ServerIntent(address="127.0.0.1", port=32002, weight=40),
+        "v1-0": ServerIntent(address="10.0.0.7", port=32003, weight=100, state="drain"),
+    }
+    config = processes.render_config(KEY, 18080, "/healthz", servers)
+    assert server_lines(config) == [
+        # Draining: weight 0 (no new requests), what a fresh process's drain amounts to.
+        f"server v1-0 10.0.0.7:32003 weight 0 {HEALTH_CHECK_OPTIONS}  "
+        "# draining (recorded weight 100)",
+        f"server v1-1 127.0.0.1:32002 weight 40 {HEALTH_CHECK_OPTIONS}",
+        f"server v2-0 127.0.0.1:32001 weight 100 {HEALTH_CHECK_OPTIONS}",
+    ]
+    # The servers are the backend's: after `balance`, nothing after them.
+    assert config.rstrip().endswith(server_lines(config)[-1])
+    assert config.index("backend be") < config.index("server v1-0")
+
+
+def test_without_health_checks_servers_have_none(processes: HaproxyProcesses) -> None:
+    servers = {"v1-0": ServerIntent(address="127.0.0.1", port=32001, weight=7)}
+    config = processes.render_config(KEY, 18080, None, servers)
+    assert "httpchk" not in config
+    assert server_lines(config) == ["server v1-0 127.0.0.1:32001 weight 7"]
+
+
+@pytest.mark.parametrize("entry", [
+    ServerIntent(address="127.0.0.1 #", port=1),
+    ServerIntent(address="127.0.0.1\n    server evil 10.0.0.1:80", port=1),
+    ServerIntent(address="127.0.0.1", port=0),
+    ServerIntent(address="127.0.0.1", port=1, weight=257),
+])
+def test_a_recorded_server_that_would_change_the_config_is_refused(
+        processes: HaproxyProcesses, entry: ServerIntent) -> None:
+    with pytest.raises(ValueError):
+        processes.render_config(KEY, 18080, "/healthz", {"v1-0": entry})
+
+
+def test_a_server_name_that_would_change_the_config_is_refused(
+        processes: HaproxyProcesses) -> None:
+    with pytest.raises(ValueError, match="invalid server name"):
+        processes.render_config(KEY, 18080, "/healthz", {"v1 0": ServerIntent(
+            address="127.0.0.1", port=1)})
+
+
+def test_sync_config_follows_the_record_and_leaves_a_stopped_key_alone(
+        processes: HaproxyProcesses) -> None:
+    assert not processes.sync_config(KEY)  # no config: stopped on purpose, stays so
+    assert not processes.config_path(KEY).exists()
+
+    processes.dir.mkdir(parents=True, exist_ok=True)
+    # A config written before servers were rendered into it (an older Slipway).
+    processes.config_path(KEY).write_text(processes.render_config(KEY, 18080, "/healthz"))
+    write_intent(processes.intent_path(KEY),
+                 {"v1-0": ServerIntent(address="127.0.0.1", port=32001, weight=60)})
+    assert processes.sync_config(KEY)
+    text = processes.config_path(KEY).read_text()
+    assert server_lines(text) == [f"server v1-0 127.0.0.1:32001 weight 60 {HEALTH_CHECK_OPTIONS}"]
+    assert "bind 127.0.0.1:18080" in text and "option httpchk GET /healthz" in text
+    assert not processes.sync_config(KEY)  # already in line: not rewritten
+    assert processes.intended(KEY) == read_intent(processes.intent_path(KEY))
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs Debian's haproxy")
+def test_haproxy_accepts_the_rendered_config(processes: HaproxyProcesses) -> None:
+    servers = {
+        "v1-0": ServerIntent(address="127.0.0.1", port=32001, weight=100),
+        "v1-1": ServerIntent(address="127.0.0.1", port=32002, weight=0),
+        "v1-2": ServerIntent(address="127.0.0.1", port=32003, weight=256, state="drain"),
+    }
+    processes.dir.mkdir(parents=True, exist_ok=True)
+    for health in ("/healthz", None):
+        path = processes.config_path(KEY)
+        path.write_text(processes.render_config(KEY, 18080, health, servers))
+        checked = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True,
+                                 text=True, timeout=30, check=False)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
