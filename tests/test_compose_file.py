@@ -67,7 +67,8 @@ def _published(service: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def test_services_exist(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for name in ("postgresql", "temporal", "temporal-ui", "temporal-admin-tools", "worker"):
+    for name in ("postgresql", "temporal", "temporal-ui", "temporal-admin-tools", "worker",
+                 "server"):
         assert name in services, f"service {name} missing"
     assert services["postgresql"]["image"].startswith("postgres:16")
     assert services["temporal"]["image"].startswith("temporalio/")
@@ -140,3 +141,14 @@ def test_worker_runs_on_the_host_network_where_haproxy_and_replicas_meet(
     assert env["SLIPWAY_DATABASE_URL"].endswith("@127.0.0.1:15432/slipway")
     assert [str(port) for port in compose["services"]["postgresql"]["ports"]] == [
         "127.0.0.1:15432:5432/tcp"]
+
+
+def test_the_server_is_the_front_door_on_the_workers_catalogue(compose: dict[str, Any]) -> None:
+    server, worker = compose["services"]["server"], compose["services"]["worker"]
+    assert server["image"] == worker["image"]  # built once, by the worker's build
+    assert server["command"][:4] == ["python", "-m", "starter.cli", "server"]
+    assert "127.0.0.1" in server["command"]
+    for name in ("SLIPWAY_DATABASE_URL", "SLIPWAY_TEMPORAL_ADDRESS", "SLIPWAY_STATE_DIR"):
+        assert server["environment"][name] == worker["environment"][name]
+    assert server["volumes"] == [volume for volume in worker["volumes"]
+                                 if volume.startswith("slipway-state")]
