@@ -101,8 +101,11 @@ def own_repo_digest(image: str, repo_digests: list[str]) -> str:
     return ""
 
 
-def container_name(env_key: str, version: int, index: int) -> str:
-    return f"slipway-{env_key}-v{version}-{index}"
+def container_name(env_key: str, version: int, index: int, stack: str = "") -> str:
+    """``slipway-<stack>-<env>-v<version>-<index>``: with the stack's id, two stacks sharing
+    an engine (a demo and a test suite, two state directories) never take each other's
+    names. What a stack finds again, it finds by its labels, not by name."""
+    return f"slipway-{stack + '-' if stack else ''}{env_key}-v{version}-{index}"
 
 
 def docker_memory(memory: str) -> str | None:
@@ -299,7 +302,7 @@ class DockerRuntime:
         """
         ref = spec.version
         everything = self._containers(ref.env_key)
-        wanted = {container_name(ref.env_key, ref.version, index): index
+        wanted = {container_name(ref.env_key, ref.version, index, self.stack): index
                   for index in range(spec.replicas)}
         image_ids: dict[str, str | None] = {}
         kept: dict[str, Placed] = {}
@@ -339,7 +342,7 @@ class DockerRuntime:
         host's address (the image is there: :meth:`image_on`)."""
         client = self._client(host)
         ref = spec.version
-        name = container_name(ref.env_key, ref.version, index)
+        name = container_name(ref.env_key, ref.version, index, self.stack)
         labels = {
             **spec.labels,
             LABEL_APP: ref.app, LABEL_ENV: ref.env_key, LABEL_VERSION: str(ref.version),

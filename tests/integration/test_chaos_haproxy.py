@@ -166,7 +166,8 @@ async def test_a_new_version_container_killed_in_a_stable_wait_rolls_back(
     with request_loop(url, max_seconds=90) as outcomes:
         handle = await start(temporal, settings, store, "2.0.0")
         await wait_stage(handle, "waiting_stable")
-        canary = docker_client.containers.get(f"slipway-{KEY}-v2-0")
+        canary, = docker_client.containers.list(filters={"label": [
+            f"slipway.env={KEY}", "slipway.version=2", "slipway.index=0"]})
         canary.kill()  # an explicit kill: the engine does not restart it
         with pytest.raises(CatalogueError, match="rolled_back"):
             await follow(handle, lambda _s: None)

@@ -106,7 +106,8 @@ def test_a_killed_haproxy_is_rebuilt_from_the_record(
     assert {s.name for s in router.servers(KEY)} == {"v1-0", "v1-1", "v1-2"}
 
     # A replica restarted by the engine answers on a new host port: the server follows it.
-    container = docker.from_env().containers.get(f"slipway-{KEY}-v1-0")
+    container, = docker.from_env().containers.list(all=True, filters={"label": [
+        f"slipway.env={KEY}", "slipway.version=1", "slipway.index=0"]})
     container.stop(timeout=1)
     container.start()
     runtime.wait_ready(ref, 3, 8080, "/healthz", deadline_seconds=60)

@@ -18,6 +18,7 @@ from integrations.docker.runtime import (
     DockerRuntime,
     ImageMissingError,
     NoRoomError,
+    container_name,
 )
 from schemas.models import ImageSpec, StartVersionInput, VersionRef
 from tests.support.fleet import Fleet, fleet  # noqa: F401  (the session's test bed)
@@ -112,7 +113,7 @@ def test_replicas_spread_over_the_hosts_and_answer_on_their_addresses(
     # Scaled down: the highest indexes go.
     start(runtime, v1, image, 4)
     assert sorted(n for names in placement(runtime, v1).values() for n in names) == \
-        sorted(f"slipway-{v1.env_key}-v1-{i}" for i in range(4))
+        sorted(container_name(v1.env_key, 1, i, runtime.stack) for i in range(4))
     # The canary of v2 goes where the environment holds least.
     emptiest = min(runtime.hosts, key=lambda h: len(runtime.containers_on(h, v1.env_key)))
     v2 = ref(2, v1.env_key)
