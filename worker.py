@@ -31,6 +31,7 @@ from activities.runtime import RuntimeActivities
 from activities.support import WorkflowSignals
 from activities.teardown import TeardownActivities
 from activities.traffic import TrafficActivities
+from catalogue.hosts import cordoned_hosts
 from catalogue.rejections import admit_image
 from catalogue.releases import RecentRollbacks, env_values
 from catalogue.store import Store
@@ -86,8 +87,11 @@ def registry_auth(settings: Settings) -> dict[str, str] | None:
 
 
 def build_cluster(name: str, cluster: Cluster, settings: Settings,
-                  auth: dict[str, str] | None) -> tuple[Runtime, TrafficRouter]:
-    """The runtime and the traffic router of one cluster, by its runtime kind."""
+                  auth: dict[str, str] | None,
+                  cordoned: Callable[[], frozenset[str]] | None = None,
+                  ) -> tuple[Runtime, TrafficRouter]:
+    """The runtime and the traffic router of one cluster, by its runtime kind; ``cordoned``
+    names its Docker hosts that get no new replica (catalogue.hosts)."""
     if cluster.runtime == "kubernetes":
         # Imported here: Docker-only installations never load the Kubernetes client.
         from integrations.kubernetes.runtime import KubernetesRuntime
@@ -98,7 +102,8 @@ def build_cluster(name: str, cluster: Cluster, settings: Settings,
     router = HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address)
     return (DockerRuntime(hosts=cluster.hosts,
                           registry_auth=lambda _image: auth, stack=settings.stack_label(),
-                          failing_version_seconds=settings.failing_version_seconds),
+                          failing_version_seconds=settings.failing_version_seconds,
+                          cordoned=cordoned),
             HaproxyTraffic(router))
 
 
@@ -188,7 +193,8 @@ def build_activities(settings: Settings,
     runtimes: dict[str, Runtime] = {}
     routers: dict[str, TrafficRouter] = {}
     for name, cluster in settings.clusters.items():
-        runtimes[name], routers[name] = build_cluster(name, cluster, settings, auth)
+        runtimes[name], routers[name] = build_cluster(
+            name, cluster, settings, auth, cordoned=partial(cordoned_hosts, store, name))
     catalogue = CatalogueActivities(store, settings.drain_timeout_seconds,
                                     settings.progress_deadline_seconds,
                                     settings.fast_rollback_window_seconds,

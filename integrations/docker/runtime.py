@@ -173,9 +173,11 @@ class DockerRuntime:
                  registry_auth: Callable[[str], dict[str, str] | None] | None = None,
                  stack: str = "",
                  failing_version_seconds: float = FAILING_VERSION_SECONDS,
-                 hosts: Sequence[DockerHost] | None = None) -> None:
+                 hosts: Sequence[DockerHost] | None = None,
+                 cordoned: Callable[[], frozenset[str]] | None = None) -> None:
         """Either ``hosts`` (each with its engine and publish address) or ``engines``, all
-        publishing on ``publish_host`` (hosts h1, h2, … as in the cluster settings)."""
+        publishing on ``publish_host`` (hosts h1, h2, … as in the cluster settings).
+        ``cordoned`` names the hosts that get no new replica now (asked at each start)."""
         if hosts is None:
             hosts = [DockerHost(name=f"h{number}", engine=engine, address=publish_host)
                      for number, engine in enumerate(engines or [], start=1)]
@@ -185,6 +187,7 @@ class DockerRuntime:
         self.stack = stack
         self.failing_version_seconds = failing_version_seconds
         self._registry_auth = registry_auth or (lambda _image: None)
+        self._cordoned = cordoned or frozenset
         self._clients: dict[str, docker.DockerClient] = {}
 
     @property
@@ -297,8 +300,8 @@ class DockerRuntime:
 
         Idempotent: containers already running the same image are kept where they are,
         stopped ones are started again, surplus replicas (the highest indexes) are removed.
-        Missing replicas are placed by :func:`place`, and the hosts they go to pull the
-        image first, all at once.
+        Missing replicas are placed by :func:`place` on hosts not cordoned, and the hosts
+        they go to pull the image first, all at once.
         """
         ref = spec.version
         everything = self._containers(ref.env_key)
@@ -325,10 +328,15 @@ class DockerRuntime:
         missing = [(name, index) for name, index in wanted.items() if name not in kept]
         if not missing:
             return
-        full = [host for host in self.hosts if host.capacity]
+        cordoned = self._cordoned()
+        open_hosts = [host for host in self.hosts if host.name not in cordoned]
+        if not open_hosts:
+            raise NoRoomError(f"every host is cordoned ({', '.join(sorted(cordoned))}): "
+                              "`slipway host uncordon HOST` one of them, or add hosts")
+        full = [host for host in open_hosts if host.capacity]
         load = dict(zip((host.name for host in full), self._each(full, self.replicas_on),
                         strict=True))
-        targets = place(self.hosts, len(missing), spread(kept.values()),
+        targets = place(open_hosts, len(missing), spread(kept.values()),
                         spread([*kept.values(), *others]), load)
         self._each(list({host.name: host for host in targets}.values()),
                    lambda host: self.image_on(host, spec.image))

@@ -24,6 +24,7 @@ from starter.cli.catalogue import app_cli, env_cli
 from starter.cli.change import baseline_cli, change_cli
 from starter.cli.console import fail
 from starter.cli.freeze import freeze_cli
+from starter.cli.host import host_cli
 from starter.cli.lane import lane_cli
 from starter.cli.rejected import rejected_cli, resume_auto_command
 from starter.cli.release import release_cli
@@ -78,6 +79,8 @@ cli.add_typer(schedules_cli, name="schedules", help="Temporal Schedules (the lan
 cli.add_typer(token_cli, name="token", help="Create and revoke API tokens for the HTTP receiver.")
 cli.add_typer(rejected_cli, name="rejected",
               help="Versions a rollback rejected: list them, or clear one.")
+cli.add_typer(host_cli, name="host",
+              help="Docker hosts of the clusters: list, cordon, uncordon.")
 cli.add_typer(build_cli, name="build",
               help="List, show and delete builds (deleting removes the image).")
 

@@ -31,7 +31,7 @@ COMMAND_ROLES: dict[str, str] = {
     "baseline list": "read", "baseline diff": "read", "release history": "read",
     "release show": "read", "analysis show": "read", "freeze list": "read",
     "train status": "read", "train list": "read", "lane list": "read", "lane show": "read",
-    "rejected list": "read", "build list": "read", "build show": "read",
+    "rejected list": "read", "build list": "read", "build show": "read", "host list": "read",
     # Releasing and steering one's releases and lanes.
     "release start": "release", "rollback": "release", "promote": "release",
     "promote-full": "release", "pause": "release", "resume": "release", "abort": "release",
@@ -49,6 +49,7 @@ COMMAND_ROLES: dict[str, str] = {
     "app retire": "admin", "env add": "admin", "env remove": "admin",
     "analysis set": "admin", "analysis clear": "admin", "schedules apply": "admin",
     "token create": "admin", "token revoke": "admin", "build delete": "admin",
+    "host cordon": "admin", "host uncordon": "admin",
     # The stack's own processes.
     "up": LOCAL, "down": LOCAL, "dev": LOCAL, "demo": LOCAL, "server": LOCAL,
 }

@@ -147,3 +147,32 @@ def test_an_image_only_one_engine_has_cannot_spread(runtime: DockerRuntime, imag
     spec = ImageSpec(image=BASE, digest=built)
     with pytest.raises(ImageMissingError, match="push it to a registry"):
         start(runtime, ref(), spec.run_ref, 1)
+
+
+def test_a_cordoned_host_gets_no_new_replica_and_keeps_what_runs(
+        fleet: Fleet, registry_server: RegistryServer, image: str) -> None:  # noqa: F811
+    cordoned: set[str] = set()
+    runtime = DockerRuntime(hosts=fleet.cluster().hosts, stack=f"fleet-test-{uuid.uuid4().hex[:8]}",
+                            registry_auth=lambda _image: auth(registry_server),
+                            cordoned=lambda: frozenset(cordoned))
+    try:
+        v1 = ref()
+        start(runtime, v1, image, 3)
+        assert {host: len(names) for host, names in placement(runtime, v1).items()} == {
+            "h1": 1, "h2": 1, "h3": 1}
+        cordoned.add("h1")
+        start(runtime, v1, image, 3)  # what runs stays where it is
+        assert len(placement(runtime, v1)["h1"]) == 1
+        v2 = ref(2, v1.env_key)
+        start(runtime, v2, image, 4)
+        assert {host: len(names) for host, names in placement(runtime, v2).items()} == {
+            "h1": 0, "h2": 2, "h3": 2}
+        cordoned.update({"h2", "h3"})
+        with pytest.raises(NoRoomError, match="every host is cordoned"):
+            start(runtime, ref(3, v1.env_key), image, 1)
+    finally:
+        for host in runtime.hosts:
+            with contextlib.closing(docker.DockerClient(base_url=host.engine)) as client:
+                for container in client.containers.list(
+                        all=True, filters={"label": f"slipway.stack={runtime.stack}"}):
+                    container.remove(force=True)

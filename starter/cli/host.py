@@ -1,0 +1,70 @@
+"""``slipway host list | cordon | uncordon``: the Docker hosts replicas are placed on."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from schemas.settings import get_settings
+from starter.cli.console import command_store, console
+from starter.cli.fit import FitTable
+from starter.service.hosts import cordon, list_hosts
+from starter.service.identity import current_user
+
+host_cli = typer.Typer(
+    no_args_is_help=True,
+    help="Docker hosts of the clusters (SLIPWAY_CLUSTERS): list them; cordon one so it gets "
+         "no new replica (what runs there keeps running), or uncordon it.")
+
+HostArg = Annotated[str, typer.Argument(metavar="HOST", help="Host name (`slipway host list`).",
+                                        show_default=False)]
+ClusterOpt = Annotated[str, typer.Option(
+    "--cluster", help="The host's cluster, when its name is in several.", show_default=False)]
+
+
+@host_cli.command("list")
+def host_list() -> None:
+    """Every Docker host: cluster, address replicas publish on, capacity, labels, state."""
+    with command_store() as store:
+        views = list_hosts(store, get_settings())
+    table = FitTable("Docker hosts", notes_at="host")
+    table.add_column("cluster", "fold")
+    table.add_column("host", "fold")
+    table.add_column("address", "fold")
+    table.add_column("capacity")
+    table.add_column("labels", "text")
+    table.add_column("state", "text")
+    for view in views:
+        state = "open"
+        if view.cordoned:
+            when = view.changed_at.strftime("%Y-%m-%d %H:%M") if view.changed_at else "?"
+            state = f"cordoned: {view.reason} ({view.changed_by}, {when})"
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(view.host.labels.items())) or "-"
+        table.add_row(view.cluster, view.host.name, view.host.address,
+                      str(view.host.capacity or "no limit"), labels, state)
+    console.print(table)
+
+
+@host_cli.command("cordon")
+def host_cordon(
+    host: HostArg,
+    reason: Annotated[str, typer.Option(help="Why (shown by `host list`, audited).",
+                                        show_default=False)],
+    cluster: ClusterOpt = "",
+) -> None:
+    """Place no new replica on HOST (releases, lanes, restarts choose other hosts); what runs
+    there keeps running and serving."""
+    with command_store() as store:
+        where, _state = cordon(store, get_settings(), host, cluster, reason, current_user())
+    console.print(f"cordoned {host} ({where}): new replicas go to its other hosts",
+                  highlight=False)
+
+
+@host_cli.command("uncordon")
+def host_uncordon(host: HostArg, cluster: ClusterOpt = "") -> None:
+    """Let HOST get new replicas again."""
+    with command_store() as store:
+        where, _state = cordon(store, get_settings(), host, cluster, "", current_user(),
+                               cordoned=False)
+    console.print(f"uncordoned {host} ({where})", highlight=False)
