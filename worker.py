@@ -24,6 +24,7 @@ from temporalio.worker import Worker
 from activities.analysis import AnalysisActivities, MetricProviders
 from activities.build import BuildActivities
 from activities.catalogue import CatalogueActivities
+from activities.hosts import HostActivities
 from activities.janitor import JanitorActivities
 from activities.lanes import LaneActivities
 from activities.notify import NotifyActivities
@@ -49,6 +50,7 @@ from lanes.docker_target import LANE_PORT_OFFSET, DockerLaneTarget
 from lanes.janitor import LaneJanitor
 from lanes.resources import LaneResources, LaneSettings
 from schemas.settings import Cluster, Settings, get_settings
+from workflows.host_drain import HostDrainWorkflow
 from workflows.janitor import JanitorWorkflow
 from workflows.policies import BUILD_QUEUE_SUFFIX
 from workflows.release import ReleaseWorkflow
@@ -60,7 +62,7 @@ if TYPE_CHECKING:  # imported where needed: Docker-only installations never load
     from lanes.kubernetes_target import KubernetesLaneTarget
 
 WORKFLOWS = [ReleaseWorkflow, SwimlaneWorkflow, JanitorWorkflow, TrainWorkflow,
-             EnvTeardownWorkflow]
+             EnvTeardownWorkflow, HostDrainWorkflow]
 # One activity slot per executor thread: a task the worker accepts always has a thread, so a
 # queue of long builds and waits cannot hold health checks and undo past their timeouts here
 # (beyond the slots, tasks wait on the server, where another worker can take them).
@@ -205,6 +207,10 @@ def build_activities(settings: Settings,
                                                    credential=settings.credential),
                                 admit_image=partial(admit_image, store), signals=signals)
     traffic = TrafficActivities(routers, settings.default_cluster)
+    hosts = HostActivities(
+        {name: found for name, found in runtimes.items() if isinstance(found, DockerRuntime)},
+        HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address),
+        store, settings.drain_timeout_seconds, settings.progress_deadline_seconds)
     analysis = AnalysisActivities(MetricProviders.from_settings(settings), store)
     dns_settings = DnsSettings()
     lane_settings = LaneSettings()
@@ -221,6 +227,7 @@ def build_activities(settings: Settings,
         runtime.stop_version, runtime.remove_version,
         traffic.ensure_frontend, traffic.add_to_lb, traffic.drain, traffic.remove_from_lb,
         traffic.remove_frontend,
+        hosts.plan_host_drain, hosts.take_out, hosts.put_back,
         notify_activities(settings).notify,
         lanes.create_lane_resource, lanes.delete_lane_resource, lanes.deploy_lane_build,
         lanes.record_lane, analysis.measure_analysis, analysis.check_analysis,

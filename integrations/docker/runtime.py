@@ -248,6 +248,30 @@ class DockerRuntime:
                               f"unreachable: {error}") from error
         return sum(1 for c in containers if c.labels.get(LABEL_STACK, self.stack) == self.stack)
 
+    def host(self, name: str) -> DockerHost:
+        """The host called ``name``; KeyError when the cluster has none."""
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+    def replicas_held(self, host: DockerHost) -> list[Container]:
+        """Every container of this stack on the host, all environments and lanes."""
+        try:
+            containers = self._client(host).containers.list(
+                all=True, filters={"label": [LABEL_ENV]})
+        except (APIError, docker.errors.DockerException) as error:
+            raise EngineError(f"docker engine of host {host.name} ({host.engine}) "
+                              f"unreachable: {error}") from error
+        return [c for c in containers if c.labels.get(LABEL_STACK, self.stack) == self.stack]
+
+    def remove_replica(self, host: DockerHost, ref: VersionRef, index: int) -> None:
+        """Remove replica ``index`` of a version from this host (already gone is fine)."""
+        for container in self.containers_on(host, ref.env_key, ref.version):
+            if container.labels.get(LABEL_INDEX) == str(index):
+                with contextlib.suppress(NotFound):
+                    container.remove(force=True)
+
     def inspect_image(self, image: str) -> ImageSpec:
         """Resolve an image reference to what never moves, pulling it when it is not local:
         the manifest digest of its own repository, else the engine's image ID."""

@@ -80,7 +80,7 @@ cli.add_typer(token_cli, name="token", help="Create and revoke API tokens for th
 cli.add_typer(rejected_cli, name="rejected",
               help="Versions a rollback rejected: list them, or clear one.")
 cli.add_typer(host_cli, name="host",
-              help="Docker hosts of the clusters: list, cordon, uncordon.")
+              help="Docker hosts of the clusters: list, cordon, uncordon, drain.")
 cli.add_typer(build_cli, name="build",
               help="List, show and delete builds (deleting removes the image).")
 

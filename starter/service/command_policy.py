@@ -49,7 +49,7 @@ COMMAND_ROLES: dict[str, str] = {
     "app retire": "admin", "env add": "admin", "env remove": "admin",
     "analysis set": "admin", "analysis clear": "admin", "schedules apply": "admin",
     "token create": "admin", "token revoke": "admin", "build delete": "admin",
-    "host cordon": "admin", "host uncordon": "admin",
+    "host cordon": "admin", "host uncordon": "admin", "host drain": "admin",
     # The stack's own processes.
     "up": LOCAL, "down": LOCAL, "dev": LOCAL, "demo": LOCAL, "server": LOCAL,
 }

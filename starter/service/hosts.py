@@ -1,14 +1,21 @@
 """The Docker hosts of the clusters, as configured (``SLIPWAY_CLUSTERS``), with what people
-decided about them: cordoned hosts get no new replica (catalogue.hosts)."""
+decided about them: cordoned hosts get no new replica (catalogue.hosts); a drain moves what
+runs on one (workflows/host_drain.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
 
 from catalogue.hosts import HostState, host_states, set_cordoned
 from catalogue.store import CatalogueError, Store
+from schemas.hosts import DrainHostRequest, host_drain_workflow_id
 from schemas.settings import DockerHost, Settings
+from workflows.host_drain import HostDrainWorkflow
 
 
 @dataclass(frozen=True)
@@ -63,3 +70,18 @@ def cordon(store: Store, settings: Settings, name: str, cluster: str, reason: st
     if cordoned and not reason:
         raise CatalogueError("cordoning a host needs a reason (--reason), for the others")
     return where, set_cordoned(store, where, host.name, cordoned, reason, actor)
+
+
+async def start_drain(client: Client, store: Store, settings: Settings, name: str,
+                      cluster: str, reason: str, actor: str) -> WorkflowHandle[Any, Any]:
+    """Cordon the host (a reason is needed unless it is cordoned already) and start its
+    drain; a drain of the host already running is the one asked for: its handle."""
+    where, host = find_host(settings, name, cluster)
+    state = host_states(store).get((where, host.name))
+    if state is None or not state.cordoned or reason.strip():
+        cordon(store, settings, host.name, where, reason, actor)
+    request = DrainHostRequest(cluster=where, host=host.name, requested_by=actor)
+    return await client.start_workflow(
+        HostDrainWorkflow.run, request, id=host_drain_workflow_id(where, host.name),
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)

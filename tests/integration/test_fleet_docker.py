@@ -19,13 +19,16 @@ import pytest
 from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 
+from catalogue.hosts import cordoned_hosts
 from catalogue.releases import env_key
 from catalogue.store import Store
 from catalogue.tables import Environment
 from integrations.haproxy.router import HaproxyRouter
+from schemas.hosts import DrainOutcome
 from schemas.models import ReleaseOutcome, ReleaseRequest
 from schemas.settings import Settings
 from starter.service.catalogue import add_env, mark_ready, register_app
+from starter.service.hosts import start_drain
 from starter.service.releases import follow, start_release, validate_release
 from tests.integration.test_release_docker import SAMPLE
 from tests.support.fleet import Fleet, fleet  # noqa: F401  (the session's test bed)
@@ -133,3 +136,43 @@ async def test_gray_release_of_six_replicas_over_three_hosts_drops_nothing(
 
 def _show(placed: dict[str, Counter[str]]) -> str:
     return ", ".join(f"{host} {dict(counts)}" for host, counts in placed.items())
+
+
+async def test_draining_a_host_moves_its_replicas_without_a_failed_request(
+    temporal: WorkflowEnvironment, running_worker: None, settings: Settings, store: Store,
+    fleet: Fleet, cleanup: None,  # noqa: F811
+) -> None:
+    register_app(store, APP, category="in-house", tier="core", owners=["ana"],
+                 approvers=["lead"], source=str(SAMPLE), description="", actor="ana")
+    mark_ready(store, APP, "ana")
+    add_env(store, APP, "prod", cluster=CLUSTER, replicas=3, cpu="", memory="64Mi",
+            ports=[8080], env_vars={}, runtime="docker", namespace="default",
+            health_path="/healthz", settings=settings, actor="ana", strategy="gray",
+            stable_seconds=2, approval="none")
+    with store.session() as session:
+        url = f"http://127.0.0.1:{session.exec(select(Environment)).one().lb_port}/"
+    first, _ = await release(temporal, settings, store, "1.0.0")
+    assert first.baseline_version == 1
+    drained = fleet.hosts[0]
+    assert placement(fleet)[drained.name] == Counter({"v1": 1})
+
+    with request_loop(url) as outcomes:
+        time.sleep(0.5)
+        began = time.monotonic()
+        handle = await start_drain(temporal.client, store, settings, drained.name, CLUSTER,
+                                   "disk swap", "ana")
+        outcome: DrainOutcome = await handle.result()
+        took = time.monotonic() - began
+        time.sleep(0.5)
+    after = placement(fleet)
+    key = env_key(APP, "prod", CLUSTER)
+    servers = HaproxyRouter(settings.state_dir, settings.haproxy_bin).servers(key)
+    print(f"\ndrained {drained.name} in {took:.1f}s: {outcome.moved}; placement {_show(after)}; "
+          f"requests through HAProxy: {dict(outcomes)}")
+    assert len(outcome.moved) == 1 and outcome.skipped == []
+    assert after[drained.name] == Counter()
+    assert sum(counts["v1"] for counts in after.values()) == 3
+    assert failures(outcomes) == {}
+    assert sorted(server.address for server in servers) == sorted(
+        host.address for host in fleet.hosts[1:] for _ in range(after[host.name]["v1"]))
+    assert cordoned_hosts(store, CLUSTER) == {drained.name}
