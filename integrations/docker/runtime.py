@@ -15,9 +15,8 @@ Everything that happens on one host is a method taking the host (``containers_on
 from __future__ import annotations
 
 import contextlib
-import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -27,6 +26,8 @@ from docker.errors import APIError, ImageNotFound, NotFound
 from docker.models.containers import Container
 
 from integrations.docker.diagnosis import ReplicaWatch, log_tail
+from integrations.docker.placement import NoRoomError, Placed, container_name, place, spread
+from integrations.docker.references import docker_memory, nano_cpus, own_repo_digest
 from integrations.errors import ClusterUnavailableError, PermanentRuntimeError
 from integrations.protocols import Progress
 from schemas.models import ImageSpec, Instance, StartVersionInput, VersionRef
@@ -65,105 +66,12 @@ class NotReadyError(PermanentRuntimeError):
     """Replicas did not become healthy before the progress deadline."""
 
 
-class NoRoomError(PermanentRuntimeError):
-    """Every host of the cluster is at its capacity: add hosts or capacity, or fewer
-    replicas."""
-
-
 class FailingVersionError(NotReadyError):
     """A new replica failed the same way for the whole failing-version bound (a crash loop,
     one health answer on every probe): waiting out the progress deadline won't help."""
 
 
-def _repository(reference: str) -> str:
-    """``host/path`` of a reference, without tag or digest, Docker Hub's defaults removed."""
-    name = reference.split("@", 1)[0]
-    head, slash, last = name.rpartition("/")
-    if ":" in last:
-        name = f"{head}{slash}{last.rsplit(':', 1)[0]}"
-    for default in ("docker.io/", "index.docker.io/"):
-        name = name.removeprefix(default)
-    return name.removeprefix("library/")
-
-
-def own_repo_digest(image: str, repo_digests: list[str]) -> str:
-    """The manifest digest recorded for ``image``'s own repository, or "".
-
-    An image ID also carries the digests it was pushed under elsewhere (the same build
-    pushed to a test registry, say); a digest of another repository cannot be pulled or run
-    under this name, so only the reference's own repository counts.
-    """
-    wanted = _repository(image)
-    for entry in repo_digests:
-        repository, at, digest = entry.partition("@")
-        if at and _repository(repository) == wanted:
-            return digest
-    return ""
-
-
-def container_name(env_key: str, version: int, index: int, stack: str = "") -> str:
-    """``slipway-<stack>-<env>-v<version>-<index>``: with the stack's id, two stacks sharing
-    an engine (a demo and a test suite, two state directories) never take each other's
-    names. What a stack finds again, it finds by its labels, not by name."""
-    return f"slipway-{stack + '-' if stack else ''}{env_key}-v{version}-{index}"
-
-
-def docker_memory(memory: str) -> str | None:
-    """Kubernetes-style ``256Mi``/``1Gi`` to Docker's ``256m``/``1g``."""
-    if not memory:
-        return None
-    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi|k|m|g)?", memory)
-    if not match:
-        raise ValueError(f"invalid memory quantity {memory!r}")
-    number, unit = match.groups()
-    return number + {"Ki": "k", "Mi": "m", "Gi": "g"}.get(unit or "", (unit or "").lower())
-
-
-def nano_cpus(cpu: str) -> int | None:
-    """``0.5`` or ``500m`` CPUs as Docker nano-CPUs."""
-    if not cpu:
-        return None
-    if cpu.endswith("m"):
-        return int(float(cpu[:-1]) * 1_000_000)
-    return int(float(cpu) * 1_000_000_000)
-
-
-Placed = tuple[DockerHost, Container]
 T = TypeVar("T")
-
-
-def place(hosts: Sequence[DockerHost], replicas: int, of_version: Mapping[str, int],
-          of_env: Mapping[str, int], load: Mapping[str, int]) -> list[DockerHost]:
-    """The hosts of ``replicas`` new replicas of a version, one at a time: among the hosts
-    with room (fewer of this stack's replicas than their capacity, 0 = no limit), the one
-    with the fewest replicas of the version, then of the environment, then listed first.
-    So no two replicas of a version share a host while another has room.
-
-    ``of_version``, ``of_env`` and ``load`` count replicas per host name, before these."""
-    version, env, used = dict(of_version), dict(of_env), dict(load)
-    chosen: list[DockerHost] = []
-    for _ in range(replicas):
-        room = [host for host in hosts
-                if not host.capacity or used.get(host.name, 0) < host.capacity]
-        if not room:
-            full = ", ".join(f"{host.name} {used.get(host.name, 0)}/{host.capacity}"
-                             for host in hosts)
-            raise NoRoomError(f"no host has room for {replicas - len(chosen)} more "
-                              f"replica(s): {full}; add hosts or capacity, or run fewer")
-        best = min(room, key=lambda host: (version.get(host.name, 0), env.get(host.name, 0),
-                                           hosts.index(host)))
-        for counts in (version, env, used):
-            counts[best.name] = counts.get(best.name, 0) + 1
-        chosen.append(best)
-    return chosen
-
-
-def spread(placed: Iterable[Placed]) -> dict[str, int]:
-    """Replicas per host name."""
-    counts: dict[str, int] = {}
-    for host, _container in placed:
-        counts[host.name] = counts.get(host.name, 0) + 1
-    return counts
 
 
 class DockerRuntime:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from integrations.docker.runtime import DockerRuntime, NoRoomError, place
+from integrations.docker.placement import NoRoomError, place
+from integrations.docker.runtime import DockerRuntime
 from lanes.docker_target import DockerLaneTarget
 from lanes.resources import LaneSettings
 from schemas.settings import Cluster, DockerHost, Settings

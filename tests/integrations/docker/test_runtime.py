@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from integrations.docker.runtime import own_repo_digest
+from integrations.docker.references import own_repo_digest
 from schemas.models import ImageSpec
 
 OWN = "sha256:" + "a" * 64

@@ -13,13 +13,8 @@ import docker
 import httpx
 import pytest
 
-from integrations.docker.runtime import (
-    LABEL_HOST,
-    DockerRuntime,
-    ImageMissingError,
-    NoRoomError,
-    container_name,
-)
+from integrations.docker.placement import NoRoomError, container_name
+from integrations.docker.runtime import LABEL_HOST, DockerRuntime, ImageMissingError
 from schemas.models import ImageSpec, StartVersionInput, VersionRef
 from tests.support.fleet import Fleet, fleet  # noqa: F401  (the session's test bed)
 from tests.support.registry import RegistryServer
