@@ -4,7 +4,6 @@ person allows it; a manual rollback holds hook and train releases until `env res
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,13 +24,12 @@ from schemas.models import (
     ReleasePlan,
     ReleaseRequest,
 )
-from schemas.settings import get_settings
 from schemas.trains import TrainMember, TrainRequest
 from starter.api.app import change_for_push
 from starter.api.hooks import GitEvent
 from starter.service.releases import validate_release
+from tests.support.catalogue import fresh_catalogue
 from tests.support.cli import ok, run
-from tests.support.hermetic import scrub_settings
 
 BAD = "sha256:" + "b" * 64
 GOOD = "sha256:" + "a" * 64
@@ -40,22 +38,13 @@ SHA = "c" * 40
 
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    scrub_settings(monkeypatch)
-    url = f"sqlite:///{tmp_path / 'catalogue.db'}"
-    monkeypatch.setenv("SLIPWAY_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("SLIPWAY_DATABASE_URL", url)
-    monkeypatch.setenv("SLIPWAY_USER", "tester")
-    monkeypatch.setenv("SLIPWAY_SOURCE_ROOTS", json.dumps([str(tmp_path)]))
-    (tmp_path / "src").mkdir()
-    get_settings.cache_clear()
-    catalogue = Store(url)
-    ok(f"app register shop --ready --source {tmp_path / 'src'}")
-    ok("env add shop prod")
-    ok("app register cart --ready")
-    ok("env add cart prod")
-    yield catalogue
-    catalogue.engine.dispose()
-    get_settings.cache_clear()
+    with fresh_catalogue(tmp_path, monkeypatch) as catalogue:
+        (tmp_path / "src").mkdir()
+        ok(f"app register shop --ready --source {tmp_path / 'src'}")
+        ok("env add shop prod")
+        ok("app register cart --ready")
+        ok("env add cart prod")
+        yield catalogue
 
 
 def _open(store: Store, run_id: str, **request: object) -> ReleasePlan:

@@ -29,25 +29,16 @@ from schemas.models import (
     ReleasePlan,
     ReleaseRequest,
 )
-from schemas.settings import get_settings
+from tests.support.catalogue import fresh_catalogue
 from tests.support.cli import ok
-from tests.support.hermetic import scrub_settings
 
 
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    scrub_settings(monkeypatch)
-    url = f"sqlite:///{tmp_path / 'catalogue.db'}"
-    monkeypatch.setenv("SLIPWAY_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("SLIPWAY_DATABASE_URL", url)
-    monkeypatch.setenv("SLIPWAY_USER", "tester")
-    get_settings.cache_clear()
-    catalogue = Store(url)
-    ok("app register shop --ready")
-    ok("env add shop test")
-    yield catalogue
-    catalogue.engine.dispose()
-    get_settings.cache_clear()
+    with fresh_catalogue(tmp_path, monkeypatch) as catalogue:
+        ok("app register shop --ready")
+        ok("env add shop test")
+        yield catalogue
 
 
 def _open(store: Store, run: str) -> ReleasePlan:

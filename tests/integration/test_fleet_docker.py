@@ -76,6 +76,19 @@ def placement(fleet: Fleet) -> dict[str, Counter[str]]:  # noqa: F811
     return found
 
 
+def register(store: Store, settings: Settings, replicas: int) -> str:
+    """The sample app with a gray prod environment on the fleet; its load balancer's URL."""
+    register_app(store, APP, category="in-house", tier="core", owners=["ana"],
+                 approvers=["lead"], source=str(SAMPLE), description="", actor="ana")
+    mark_ready(store, APP, "ana")
+    add_env(store, APP, "prod", cluster=CLUSTER, replicas=replicas, cpu="", memory="64Mi",
+            ports=[8080], env_vars={}, runtime="docker", namespace="default",
+            health_path="/healthz", settings=settings, actor="ana", strategy="gray",
+            stable_seconds=2, approval="none")
+    with store.session() as session:
+        return f"http://127.0.0.1:{session.exec(select(Environment)).one().lb_port}/"
+
+
 async def release(temporal: WorkflowEnvironment, settings: Settings, store: Store,
                   version: str) -> tuple[ReleaseOutcome, float]:
     started_at = time.monotonic()
@@ -90,15 +103,7 @@ async def test_gray_release_of_six_replicas_over_three_hosts_drops_nothing(
     temporal: WorkflowEnvironment, running_worker: None, settings: Settings, store: Store,
     fleet: Fleet, cleanup: None,  # noqa: F811
 ) -> None:
-    register_app(store, APP, category="in-house", tier="core", owners=["ana"],
-                 approvers=["lead"], source=str(SAMPLE), description="", actor="ana")
-    mark_ready(store, APP, "ana")
-    add_env(store, APP, "prod", cluster=CLUSTER, replicas=REPLICAS, cpu="", memory="64Mi",
-            ports=[8080], env_vars={}, runtime="docker", namespace="default",
-            health_path="/healthz", settings=settings, actor="ana", strategy="gray",
-            stable_seconds=2, approval="none")
-    with store.session() as session:
-        url = f"http://127.0.0.1:{session.exec(select(Environment)).one().lb_port}/"
+    url = register(store, settings, REPLICAS)
     addresses = {host.address: host.name for host in fleet.hosts}
 
     first, first_seconds = await release(temporal, settings, store, "1.0.0")
@@ -142,15 +147,7 @@ async def test_draining_a_host_moves_its_replicas_without_a_failed_request(
     temporal: WorkflowEnvironment, running_worker: None, settings: Settings, store: Store,
     fleet: Fleet, cleanup: None,  # noqa: F811
 ) -> None:
-    register_app(store, APP, category="in-house", tier="core", owners=["ana"],
-                 approvers=["lead"], source=str(SAMPLE), description="", actor="ana")
-    mark_ready(store, APP, "ana")
-    add_env(store, APP, "prod", cluster=CLUSTER, replicas=3, cpu="", memory="64Mi",
-            ports=[8080], env_vars={}, runtime="docker", namespace="default",
-            health_path="/healthz", settings=settings, actor="ana", strategy="gray",
-            stable_seconds=2, approval="none")
-    with store.session() as session:
-        url = f"http://127.0.0.1:{session.exec(select(Environment)).one().lb_port}/"
+    url = register(store, settings, 3)
     first, _ = await release(temporal, settings, store, "1.0.0")
     assert first.baseline_version == 1
     drained = fleet.hosts[0]

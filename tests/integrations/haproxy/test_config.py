@@ -28,12 +28,12 @@ def processes(tmp_path: Path) -> HaproxyProcesses:
 
 
 def test_no_servers_recorded_renders_an_empty_backend(processes: HaproxyProcesses) -> None:
-    config = processes.render_config(KEY, 18080, "/healthz")
-    assert "    bind 127.0.0.1:18080\n" in config
+    config = processes.render_config(KEY, 28081, "/healthz")
+    assert "    bind 127.0.0.1:28081\n" in config
     assert "    option httpchk GET /healthz\n" in config
     assert "    noreuseport\n" in config  # a port already taken fails instead of being shared
     assert server_lines(config) == []
-    assert processes.render_config(KEY, 18080, "/healthz", {}) == config
+    assert processes.render_config(KEY, 28081, "/healthz", {}) == config
 
 
 def test_recorded_servers_weights_and_drains_are_in_the_config(
@@ -43,7 +43,7 @@ def test_recorded_servers_weights_and_drains_are_in_the_config(
         "v1-1": ServerIntent(address="127.0.0.1", port=32002, weight=40),
         "v1-0": ServerIntent(address="10.0.0.7", port=32003, weight=100, state="drain"),
     }
-    config = processes.render_config(KEY, 18080, "/healthz", servers)
+    config = processes.render_config(KEY, 28081, "/healthz", servers)
     assert server_lines(config) == [
         # Draining: weight 0 (no new requests), what a fresh process's drain amounts to.
         f"server v1-0 10.0.0.7:32003 weight 0 {HEALTH_CHECK_OPTIONS}  "
@@ -58,7 +58,7 @@ def test_recorded_servers_weights_and_drains_are_in_the_config(
 
 def test_without_health_checks_servers_have_none(processes: HaproxyProcesses) -> None:
     servers = {"v1-0": ServerIntent(address="127.0.0.1", port=32001, weight=7)}
-    config = processes.render_config(KEY, 18080, None, servers)
+    config = processes.render_config(KEY, 28081, None, servers)
     assert "httpchk" not in config
     assert server_lines(config) == ["server v1-0 127.0.0.1:32001 weight 7"]
 
@@ -72,13 +72,13 @@ def test_without_health_checks_servers_have_none(processes: HaproxyProcesses) ->
 def test_a_recorded_server_that_would_change_the_config_is_refused(
         processes: HaproxyProcesses, entry: ServerIntent) -> None:
     with pytest.raises(ValueError):
-        processes.render_config(KEY, 18080, "/healthz", {"v1-0": entry})
+        processes.render_config(KEY, 28081, "/healthz", {"v1-0": entry})
 
 
 def test_a_server_name_that_would_change_the_config_is_refused(
         processes: HaproxyProcesses) -> None:
     with pytest.raises(ValueError, match="invalid server name"):
-        processes.render_config(KEY, 18080, "/healthz", {"v1 0": ServerIntent(
+        processes.render_config(KEY, 28081, "/healthz", {"v1 0": ServerIntent(
             address="127.0.0.1", port=1)})
 
 
@@ -89,13 +89,13 @@ def test_sync_config_follows_the_record_and_leaves_a_stopped_key_alone(
 
     processes.dir.mkdir(parents=True, exist_ok=True)
     # A config written before servers were rendered into it (an older Slipway).
-    processes.config_path(KEY).write_text(processes.render_config(KEY, 18080, "/healthz"))
+    processes.config_path(KEY).write_text(processes.render_config(KEY, 28081, "/healthz"))
     write_intent(processes.intent_path(KEY),
                  {"v1-0": ServerIntent(address="127.0.0.1", port=32001, weight=60)})
     assert processes.sync_config(KEY)
     text = processes.config_path(KEY).read_text()
     assert server_lines(text) == [f"server v1-0 127.0.0.1:32001 weight 60 {HEALTH_CHECK_OPTIONS}"]
-    assert "bind 127.0.0.1:18080" in text and "option httpchk GET /healthz" in text
+    assert "bind 127.0.0.1:28081" in text and "option httpchk GET /healthz" in text
     assert not processes.sync_config(KEY)  # already in line: not rewritten
     assert processes.intended(KEY) == read_intent(processes.intent_path(KEY))
 
@@ -110,7 +110,7 @@ def test_haproxy_accepts_the_rendered_config(processes: HaproxyProcesses) -> Non
     processes.dir.mkdir(parents=True, exist_ok=True)
     for health in ("/healthz", None):
         path = processes.config_path(KEY)
-        path.write_text(processes.render_config(KEY, 18080, health, servers))
+        path.write_text(processes.render_config(KEY, 28081, health, servers))
         checked = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True,
                                  text=True, timeout=30, check=False)
         assert checked.returncode == 0, checked.stdout + checked.stderr
