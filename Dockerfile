@@ -1,7 +1,9 @@
-# Slipway worker image, used by docker-compose.temporal.yml.
+# Slipway's image, used by docker-compose.temporal.yml and deploy/kubernetes/: orchestration
+# workers (the default command), host agents (`python agent.py`) and the server.
 FROM python:3.11-slim
 
-# HAProxy: the default traffic router runs one per environment, driven over its runtime API.
+# HAProxy: the default traffic router runs one per environment (on the load-balancer host's
+# agent), driven over its runtime API.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends haproxy \
     && rm -rf /var/lib/apt/lists/*
@@ -18,7 +20,7 @@ COPY catalogue ./catalogue
 COPY integrations ./integrations
 COPY schemas ./schemas
 COPY starter ./starter
-COPY worker.py ./
+COPY worker.py agent.py ./
 RUN pip install --no-cache-dir '.[postgres]'
 
 CMD ["python", "worker.py"]

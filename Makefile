@@ -3,7 +3,7 @@
 PY       := .venv/bin/python
 PACKAGES := workflows activities lanes catalogue integrations schemas starter
 # The product, its tests and benches (alembic's revisions are excluded in pyproject.toml).
-LINT_PATHS := $(PACKAGES) worker.py tests bench
+LINT_PATHS := $(PACKAGES) worker.py agent.py tests bench
 
 .PHONY: help bootstrap demo test bench lint up down
 

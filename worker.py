@@ -6,7 +6,6 @@ Run it with ``python worker.py`` (``slipway up`` / ``slipway dev`` do it for you
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import signal
@@ -15,9 +14,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import partial
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
@@ -32,7 +32,8 @@ from activities.runtime import RuntimeActivities
 from activities.support import WorkflowSignals
 from activities.teardown import TeardownActivities
 from activities.traffic import TrafficActivities
-from catalogue.hosts import cordoned_hosts
+from catalogue.hosts import cordoned_hosts, lost_hosts, mark_lost
+from catalogue.lb_intent import CatalogueIntent
 from catalogue.rejections import admit_image
 from catalogue.releases import RecentRollbacks, env_values
 from catalogue.store import Store
@@ -42,13 +43,13 @@ from integrations.docker.builder import DockerBuilder
 from integrations.docker.runtime import DockerRuntime
 from integrations.haproxy.router import HaproxyRouter
 from integrations.haproxy.traffic import HaproxyTraffic
-from integrations.lb_reconcile import LoadBalancerReconciler
 from integrations.notify.links import ApprovalLinks
 from integrations.notify.notifier import NotifierSettings, build_notifier
 from integrations.protocols import Runtime, TrafficRouter
 from lanes.docker_target import LANE_PORT_OFFSET, DockerLaneTarget
 from lanes.janitor import LaneJanitor
 from lanes.resources import LaneResources, LaneSettings
+from schemas.hosts import DrainHostRequest, host_drain_workflow_id
 from schemas.settings import Cluster, Settings, get_settings
 from workflows.host_drain import HostDrainWorkflow
 from workflows.janitor import JanitorWorkflow
@@ -72,11 +73,11 @@ BUILD_THREADS = 4
 # Heartbeats reach the server at least this often (the SDK's default throttle is 0.8 × the
 # heartbeat timeout): a cancel or an abort reaches a running activity within it.
 HEARTBEAT_THROTTLE = timedelta(seconds=2)
+# How often a worker looks for hosts whose agent is gone for good (SLIPWAY_HOST_LOST_SECONDS).
+LOST_HOSTS_INTERVAL = timedelta(seconds=10)
 # On SIGTERM running activities get this long to finish before they are cancelled; what is
 # still running then is retried by another worker (every activity is idempotent).
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
-# How often the worker checks that every environment's load balancer runs with its servers.
-RECONCILE_INTERVAL = timedelta(seconds=2)
 
 
 def registry_auth(settings: Settings) -> dict[str, str] | None:
@@ -86,6 +87,14 @@ def registry_auth(settings: Settings) -> dict[str, str] | None:
         return None
     username, _, password = secret.partition(":")
     return {"username": username, "password": password}
+
+
+def haproxy_router(settings: Settings, store: Store | None = None) -> HaproxyRouter:
+    """A router of this state directory's load balancers, what they should hold kept in
+    the catalogue: a replacement load-balancer host (a fresh state directory) rebuilds them
+    from there. Every router of a state directory must keep it in the same place."""
+    return HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address,
+                         intent=CatalogueIntent(store or Store(settings.resolved_database_url())))
 
 
 def build_cluster(name: str, cluster: Cluster, settings: Settings,
@@ -101,39 +110,12 @@ def build_cluster(name: str, cluster: Cluster, settings: Settings,
 
         runtime = KubernetesRuntime.from_cluster(cluster, name=name)
         return runtime, KubernetesTraffic(runtime)
-    router = HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address)
+    router = haproxy_router(settings)
     return (DockerRuntime(hosts=cluster.hosts,
                           registry_auth=lambda _image: auth, stack=settings.stack_label(),
                           failing_version_seconds=settings.failing_version_seconds,
                           cordoned=cordoned),
             HaproxyTraffic(router))
-
-
-def load_balancer_reconciler(settings: Settings) -> LoadBalancerReconciler | None:
-    """Keeps every Docker environment's HAProxy alive with its recorded servers (None when no
-    cluster runs on Docker). One for all hosts of all clusters (each engine once): the HAProxy
-    state directory is shared, and servers are put back at ``<host address>:<port>``."""
-    hosts = list({host.engine: host for cluster in settings.clusters.values()
-                  if cluster.runtime == "docker" for host in cluster.hosts}.values())
-    if not hosts:
-        return None
-    return LoadBalancerReconciler(
-        HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address),
-        DockerRuntime(hosts=hosts, stack=settings.stack_label()))
-
-
-async def keep_load_balancers(reconciler: LoadBalancerReconciler) -> None:
-    """At start, whenever a load balancer's process exits, and at least every
-    RECONCILE_INTERVAL: a killed HAProxy comes back within ~0.1 s with its servers, without
-    waiting for a release (see integrations/lb_reconcile.py)."""
-    log = logging.getLogger("slipway")
-    while True:
-        try:
-            await asyncio.to_thread(reconciler.reconcile_all)
-        except Exception:  # the next pass tries again; the worker keeps serving tasks
-            log.warning("load balancer reconciliation failed", exc_info=True)
-        # Woken by a daemon's exit (its pidfd), else at the interval.
-        await asyncio.to_thread(reconciler.wait_for_exit, RECONCILE_INTERVAL.total_seconds())
 
 
 def lane_target(settings: Settings, lane_settings: LaneSettings,
@@ -157,8 +139,8 @@ def lane_target(settings: Settings, lane_settings: LaneSettings,
         DockerRuntime(hosts=cluster.hosts[:1],
                       registry_auth=lambda _image: auth, stack=settings.stack_label(),
                       failing_version_seconds=settings.failing_version_seconds),
-        HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address),
-        settings.lb_bind_address, lane_settings.lane_deadline_seconds,
+        haproxy_router(settings), settings.lb_bind_address,
+        lane_settings.lane_deadline_seconds,
         settings.drain_timeout_seconds,
         port_start=settings.lb_port_start + LANE_PORT_OFFSET)
 
@@ -201,7 +183,8 @@ def build_activities(settings: Settings,
                                     settings.progress_deadline_seconds,
                                     settings.fast_rollback_window_seconds,
                                     signing_secret=settings.approval_signing_secret,
-                                    rollbacks=RecentRollbacks.from_settings(settings))
+                                    rollbacks=RecentRollbacks.from_settings(settings),
+                                    agents_within=settings.host_lost_seconds)
     runtime = RuntimeActivities(runtimes, settings.default_cluster,
                                 env_values=partial(env_values, store,
                                                    credential=settings.credential),
@@ -209,9 +192,11 @@ def build_activities(settings: Settings,
     traffic = TrafficActivities(routers, settings.default_cluster)
     hosts = HostActivities(
         {name: found for name, found in runtimes.items() if isinstance(found, DockerRuntime)},
-        HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address),
-        store, settings.drain_timeout_seconds, settings.progress_deadline_seconds)
-    analysis = AnalysisActivities(MetricProviders.from_settings(settings), store)
+        haproxy_router(settings, store), store, settings.drain_timeout_seconds,
+        settings.progress_deadline_seconds,
+        agents_within=settings.host_lost_seconds)
+    analysis = AnalysisActivities(
+        MetricProviders.from_settings(settings, haproxy_router(settings, store)), store)
     dns_settings = DnsSettings()
     lane_settings = LaneSettings()
     lanes = LaneActivities(LaneResources(
@@ -227,7 +212,8 @@ def build_activities(settings: Settings,
         runtime.stop_version, runtime.remove_version,
         traffic.ensure_frontend, traffic.add_to_lb, traffic.drain, traffic.remove_from_lb,
         traffic.remove_frontend,
-        hosts.plan_host_drain, hosts.take_out, hosts.put_back,
+        hosts.plan_host_drain, hosts.take_out, hosts.put_back, hosts.agent_hosts,
+        hosts.plan_moves, hosts.host_address,
         notify_activities(settings).notify,
         lanes.create_lane_resource, lanes.delete_lane_resource, lanes.deploy_lane_build,
         lanes.record_lane, analysis.measure_analysis, analysis.check_analysis,
@@ -254,14 +240,14 @@ def make_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor
     # Lanes on Kubernetes leave namespaces behind, not containers: the janitor sweeps those.
     kube_lanes = [] if isinstance(target, DockerLaneTarget) else [target]
     janitor = JanitorActivities(
-        LaneJanitor(engines, HaproxyRouter(settings.state_dir, settings.haproxy_bin,
-                                           settings.lb_bind_address), kube_lanes,
+        LaneJanitor(engines, haproxy_router(settings), kube_lanes,
                     min_age=timedelta(seconds=settings.janitor_min_age_seconds),
                     stack=settings.stack_label()),
         Store(settings.resolved_database_url()), client, asyncio.get_running_loop())
     # Needs the client too: it refuses to tear down an environment whose release runs.
     teardown = TeardownActivities(Store(settings.resolved_database_url()), client,
-                                  asyncio.get_running_loop(), settings.drain_timeout_seconds)
+                                  asyncio.get_running_loop(), settings.drain_timeout_seconds,
+                                  agents_within=settings.host_lost_seconds)
     # Waiting runtime activities tell their release what they see (Web UI current details).
     signals = WorkflowSignals(client, asyncio.get_running_loop())
     return Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
@@ -306,42 +292,38 @@ async def run_until_terminated(*workers: Worker) -> None:
     log.info("worker stopped")
 
 
-def keeper_lock(settings: Settings) -> IO[str] | None:
-    """The load-balancer keeper's lock on the state directory, or None while another worker
-    holds it. Any number of workers may serve the task queues; of those sharing a state
-    directory (its HAProxy sockets and intent files), one at a time keeps the load balancers,
-    so two reconcilers never restart the same HAProxy."""
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    handle = (settings.state_dir / "worker.lock").open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle  # held until the process exits, however it exits
+async def replace_lost_hosts(client: Client, settings: Settings, store: Store) -> list[str]:
+    """One look: every host whose agent was not seen for SLIPWAY_HOST_LOST_SECONDS is marked
+    lost (and cordoned) once its HostDrainWorkflow (``lost``) runs, which places its replicas
+    again on the cluster's other hosts. Any number of workers may look at once: the
+    workflow's id (``host-drain:<cluster>:<host>``) makes it one. Returns the hosts."""
+    found = []
+    for state in await asyncio.to_thread(lost_hosts, store, settings.host_lost_seconds):
+        await client.start_workflow(
+            HostDrainWorkflow.run,
+            DrainHostRequest(cluster=state.cluster, host=state.host, requested_by="slipway",
+                             lost=True),
+            id=host_drain_workflow_id(state.cluster, state.host),
+            task_queue=settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+        await asyncio.to_thread(mark_lost, store, state.cluster, state.host)
+        logging.getLogger("slipway").warning(
+            "host %s of %s lost (its agent was not seen for %.0fs): its replicas are placed "
+            "again on the other hosts", state.host, state.cluster, settings.host_lost_seconds)
+        found.append(f"{state.cluster}/{state.host}")
+    return found
 
 
-async def keep_load_balancers_in_turn(settings: Settings,
-                                      reconciler: LoadBalancerReconciler) -> None:
-    """Wait for the keeper's lock (a worker that dies, even by kill -9, releases it), then
-    keep the load balancers for as long as this worker runs."""
-    lock = keeper_lock(settings)
-    if lock is None:
-        logging.getLogger("slipway").info(
-            "another worker keeps the load balancers of %s; this one takes over if it stops",
-            settings.state_dir)
-    while lock is None:
-        await asyncio.sleep(RECONCILE_INTERVAL.total_seconds())
-        lock = keeper_lock(settings)
-    logging.getLogger("slipway").info("keeping the load balancers of %s", settings.state_dir)
-    try:
-        await keep_load_balancers(reconciler)
-    finally:
-        lock.close()
+async def watch_lost_hosts(client: Client, settings: Settings) -> None:
+    """:func:`replace_lost_hosts` every LOST_HOSTS_INTERVAL while the worker runs."""
+    store = Store(settings.resolved_database_url())
+    while True:
+        try:
+            await replace_lost_hosts(client, settings, store)
+        except Exception:  # the next look tries again; the worker keeps serving tasks
+            logging.getLogger("slipway").warning("looking for lost hosts failed",
+                                                 exc_info=True)
+        await asyncio.sleep(LOST_HOSTS_INTERVAL.total_seconds())
 
 
 async def main() -> None:
@@ -355,14 +337,13 @@ async def main() -> None:
         logging.getLogger("slipway").info("worker polling task queues %r and %r",
                                           settings.task_queue,
                                           settings.task_queue + BUILD_QUEUE_SUFFIX)
-        reconciler = load_balancer_reconciler(settings)
-        keeper = (asyncio.create_task(keep_load_balancers_in_turn(settings, reconciler))
-                  if reconciler else None)
+        # Load balancers are kept by their host's agent (agent.py); the workers look for
+        # hosts whose agent is gone for good.
+        watcher = asyncio.create_task(watch_lost_hosts(client, settings))
         try:
             await run_until_terminated(*workers)
         finally:
-            if keeper is not None:
-                keeper.cancel()
+            watcher.cancel()
 
 
 def run() -> int:

@@ -47,11 +47,13 @@ class MetricProviders:
         self.web_hosts = web_hosts or WebHosts()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> MetricProviders:
-        """HAProxy's figures for the clusters it routes (Docker engines); the web provider
-        limited to SLIPWAY_ANALYSIS_WEB_HOSTS."""
-        router = HaproxyRouter(settings.state_dir, settings.haproxy_bin,
-                               settings.lb_bind_address)
+    def from_settings(cls, settings: Settings,
+                      router: HaproxyRouter | None = None) -> MetricProviders:
+        """HAProxy's figures for the clusters it routes (Docker engines), read through
+        ``router`` (default: one on the state directory); the web provider limited to
+        SLIPWAY_ANALYSIS_WEB_HOSTS."""
+        router = router or HaproxyRouter(settings.state_dir, settings.haproxy_bin,
+                                         settings.lb_bind_address)
         return cls({name: router for name, cluster in settings.clusters.items()
                     if cluster.runtime == "docker"}, settings.default_cluster,
                    WebHosts(settings.analysis_web_hosts))

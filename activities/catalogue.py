@@ -36,8 +36,11 @@ class CatalogueActivities:
                  progress_deadline_seconds: float = 600.0,
                  fast_rollback_window_seconds: int = 86400,
                  signing_secret: Callable[[], str] = lambda: "",
-                 rollbacks: RecentRollbacks | None = None) -> None:
+                 rollbacks: RecentRollbacks | None = None,
+                 agents_within: float = 120.0) -> None:
         self.store = store
+        # Host agents seen within this many seconds take part in a release (hosts.py).
+        self.agents_within = agents_within
         self.rollbacks = rollbacks or RecentRollbacks()
         # Read per check: the approval signing secret (never logged, never in history).
         self.signing_secret = signing_secret
@@ -53,7 +56,8 @@ class CatalogueActivities:
                                 drain_timeout_seconds=self.drain_timeout_seconds,
                                 progress_deadline_seconds=self.progress_deadline_seconds,
                                 fast_rollback_window_seconds=self.fast_rollback_window_seconds,
-                                rollbacks=self.rollbacks)
+                                rollbacks=self.rollbacks,
+                                agents_within=self.agents_within)
 
     @activity.defn
     def finish_release(self, data: FinishReleaseInput) -> FinishReleaseResult:

@@ -1,7 +1,9 @@
 """Activities of a host's drain that are neither a plain runtime nor a traffic step: what to
 move (the host's replicas, as the catalogue describes their environments), and one replica
 taken out of / put back into its load balancer by server name. Starting the replica again
-and waiting for it are the runtime's own activities (RuntimeActivities)."""
+and waiting for it are the runtime's own activities (RuntimeActivities), or on hosts with
+agents theirs (activities/agent.py); there the load-balancer steps run on the LB host's
+agent and the catalogue steps on the workers."""
 
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.support import heartbeating, permanent
+from catalogue.hosts import agent_hosts, host_states
 from catalogue.releases import env_key
 from catalogue.store import CatalogueError, Store
-from catalogue.tables import Application, Environment
+from catalogue.tables import Application, Baseline, Environment, Release
 from integrations.docker.runtime import (
     LABEL_APP,
     LABEL_ENV,
@@ -23,8 +26,16 @@ from integrations.docker.runtime import (
     DockerRuntime,
 )
 from integrations.haproxy.router import HaproxyRouter
-from schemas.hosts import DrainHostRequest, DrainPlan, ReplicaMove
-from schemas.models import Instance, StartVersionInput, VersionRef
+from schemas.enums import ReleaseState
+from schemas.hosts import (
+    AgentHosts,
+    DrainHostRequest,
+    DrainPlan,
+    HeldReplica,
+    ReplicaMove,
+    ServersAtInput,
+)
+from schemas.models import ImageSpec, Instance, StartVersionInput, VersionRef
 
 LANE_LABEL = "slipway.lane"
 
@@ -32,8 +43,9 @@ LANE_LABEL = "slipway.lane"
 class HostActivities:
     def __init__(self, runtimes: dict[str, DockerRuntime], router: HaproxyRouter,
                  store: Store, drain_timeout_seconds: float,
-                 progress_deadline_seconds: float) -> None:
+                 progress_deadline_seconds: float, agents_within: float = 120.0) -> None:
         self.runtimes = runtimes
+        self.agents_within = agents_within
         self.router = router
         self.store = store
         self.drain_timeout_seconds = drain_timeout_seconds
@@ -105,19 +117,110 @@ class HostActivities:
         """Drain the replica's server (requests in flight finish, bounded), take it out of
         rotation, then remove the replica from the host; returns the weight it had (100 when
         it was already out). Idempotent."""
-        name = f"v{move.spec.version.version}-{move.index}"
-        with heartbeating(f"taking {name} of {move.env_key} off {move.host}"), \
-                permanent(KeyError):
-            weight = 100
-            if name in {server.name for server in self.router.servers(move.env_key)}:
-                recorded = self.router.intended(move.env_key).get(name)
-                weight = recorded.weight if recorded and recorded.weight else 100
-                self.router.drain(move.env_key, name)
-                self.router.wait_idle(move.env_key, name, move.drain_timeout_seconds)
-                self.router.remove_server(move.env_key, name)
+        weight = self.take_server_out(move)
+        with heartbeating(f"removing v{move.spec.version.version}-{move.index} of "
+                          f"{move.env_key} from {move.host}"), permanent(KeyError):
             runtime = self._runtime(move.cluster)
             runtime.remove_replica(runtime.host(move.host), move.spec.version, move.index)
+        return weight
+
+    @activity.defn
+    def take_server_out(self, move: ReplicaMove) -> int:
+        """The load balancer's part of :meth:`take_out` (on its host's agent): the replica's
+        server drained (bounded by the move's drain timeout: 0 for a lost host's) and
+        removed; the weight it had (100 when it was already out). Idempotent."""
+        name = f"v{move.spec.version.version}-{move.index}"
+        with heartbeating(f"taking {name} of {move.env_key} out of rotation"):
+            if name not in {server.name for server in self.router.servers(move.env_key)}:
+                return 100
+            recorded = self.router.intended(move.env_key).get(name)
+            weight = recorded.weight if recorded and recorded.weight else 100
+            if move.drain_timeout_seconds > 0:
+                self.router.drain(move.env_key, name)
+                self.router.wait_idle(move.env_key, name, move.drain_timeout_seconds)
+            self.router.remove_server(move.env_key, name)
             return weight
+
+    @activity.defn
+    def servers_at(self, data: ServersAtInput) -> list[HeldReplica]:
+        """Replicas the load balancers route to ``address`` (a lost host's), from their
+        recorded servers: what must run elsewhere now."""
+        found: list[HeldReplica] = []
+        recorded = self.router.intent.keys()  # every environment with servers recorded
+        for key in recorded:
+            for name, entry in self.router.intended(key).items():
+                version, _, index = name.removeprefix("v").partition("-")
+                if entry.address == data.address and version.isdigit() and index.isdigit():
+                    found.append(HeldReplica(env_key=key, version=int(version),
+                                             index=int(index)))
+        return found
+
+    @activity.defn
+    def host_address(self, data: DrainHostRequest) -> str:
+        """The address the host's replicas published on, as its agent registered it."""
+        with permanent(CatalogueError):
+            state = host_states(self.store).get((data.cluster, data.host))
+            if state is None or not state.address:
+                raise CatalogueError(f"no agent ever registered host {data.host} of "
+                                     f"{data.cluster}")
+            return state.address
+
+    @activity.defn
+    def agent_hosts(self, cluster: str) -> AgentHosts:
+        """The cluster's hosts whose agents answer (none: the workers reach its engines)."""
+        with permanent(CatalogueError), self.store.session() as session:
+            found = agent_hosts(session, cluster, self.agents_within)
+        return AgentHosts(cluster=cluster, **found)
+
+    @activity.defn
+    def plan_moves(self, data: DrainHostRequest, held: list[HeldReplica]) -> DrainPlan:
+        """The moves of a drain on hosts with agents: every replica ``held`` (what the host's
+        agent found there, or the load balancer routed to a lost host) of an environment
+        of the catalogue, started again as its baseline records it; what stays, and why."""
+        with permanent(CatalogueError):
+            envs = self._environments(data.cluster)
+            plan = DrainPlan()
+            with self.store.session() as session:
+                for replica in sorted(held, key=lambda r: (r.env_key, r.version, r.index)):
+                    name = f"v{replica.version}-{replica.index} of {replica.env_key}"
+                    env = envs.get(replica.env_key)
+                    if replica.lane:
+                        plan.skipped.append(f"{name}: lane {replica.lane}'s replicas are moved "
+                                            "by the lane (or its next deploy)")
+                        continue
+                    if env is None:
+                        plan.skipped.append(f"{name}: no environment of the catalogue on "
+                                            f"{data.cluster} runs it")
+                        continue
+                    if session.exec(select(Release).where(
+                            Release.env_id == env.id,
+                            Release.state == ReleaseState.RUNNING)).first() is not None:
+                        plan.skipped.append(f"{name}: a release is in flight; drain again "
+                                            "once it ends")
+                        if replica.env_key not in plan.in_flight:
+                            plan.in_flight.append(replica.env_key)
+                        continue
+                    baseline = session.exec(select(Baseline).where(
+                        Baseline.env_id == env.id, Baseline.version == replica.version)).first()
+                    app = session.get(Application, env.app_id)
+                    if baseline is None or app is None:
+                        plan.skipped.append(f"{name}: no baseline records v{replica.version}")
+                        continue
+                    spec = StartVersionInput(
+                        version=VersionRef(app=app.name, env_key=replica.env_key,
+                                           cluster=data.cluster, version=replica.version,
+                                           namespace=env.namespace),
+                        image=ImageSpec(image=baseline.image, digest=baseline.digest).run_ref,
+                        replicas=baseline.replicas, ports=list(env.ports),
+                        env_id=env.id or 0, cpu=baseline.cpu, memory=baseline.memory,
+                        health_path=env.health_path)
+                    plan.moves.append(ReplicaMove(
+                        cluster=data.cluster, host=data.host, env_key=replica.env_key,
+                        index=replica.index, spec=spec,
+                        port=env.ports[0] if env.ports else 8080,
+                        drain_timeout_seconds=0 if data.lost else self.drain_timeout_seconds,
+                        deadline_seconds=self.progress_deadline_seconds))
+            return plan
 
     @activity.defn
     def put_back(self, move: ReplicaMove, instances: list[Instance], weight: int) -> str:

@@ -13,6 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.support import permanent
 from catalogue.environments import mark_removed, teardown_plan
+from catalogue.hosts import agent_hosts
 from catalogue.store import CatalogueError, Store
 from schemas.models import release_workflow_id
 from schemas.teardown import EnvRemovedInput, ReleaseIdleInput, TeardownPlan, TeardownRequest
@@ -20,8 +21,10 @@ from schemas.teardown import EnvRemovedInput, ReleaseIdleInput, TeardownPlan, Te
 
 class TeardownActivities:
     def __init__(self, store: Store, client: Client, loop: asyncio.AbstractEventLoop,
-                 drain_timeout_seconds: float = 30.0) -> None:
+                 drain_timeout_seconds: float = 30.0, agents_within: float = 120.0) -> None:
         self.store = store
+        # Host agents seen within this many seconds take part (catalogue/hosts.py).
+        self.agents_within = agents_within
         self.client = client
         # The worker's event loop, where the client lives (these activities run in threads).
         self.loop = loop
@@ -31,7 +34,10 @@ class TeardownActivities:
     def load_teardown(self, data: TeardownRequest) -> TeardownPlan:
         """The environment as the catalogue has it (unknown app or environment: permanent)."""
         with permanent(CatalogueError):
-            return teardown_plan(self.store, data.app, data.env, self.drain_timeout_seconds)
+            plan = teardown_plan(self.store, data.app, data.env, self.drain_timeout_seconds)
+            with self.store.session() as session:
+                return plan.model_copy(update=agent_hosts(session, plan.cluster,
+                                                          self.agents_within))
 
     async def _running_release(self, data: ReleaseIdleInput) -> str | None:
         handle = self.client.get_workflow_handle(release_workflow_id(data.app, data.env))

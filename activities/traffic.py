@@ -8,7 +8,7 @@ from temporalio.exceptions import ApplicationError
 from activities.support import heartbeating, permanent
 from integrations.errors import PermanentRuntimeError
 from integrations.protocols import TrafficRouter
-from schemas.models import DrainInput, EnsureFrontendInput, TrafficInput
+from schemas.models import DrainInput, EnsureFrontendInput, ShiftInput, TrafficInput
 
 
 class TrafficActivities:
@@ -36,6 +36,18 @@ class TrafficActivities:
         """Put instances in rotation at full weight (idempotent)."""
         with heartbeating("adding to rotation"), permanent(PermanentRuntimeError):
             self._router(data.cluster).add(data)
+
+    @activity.defn
+    def shift(self, data: ShiftInput) -> None:
+        """A step's change of traffic in one activity: the new instances in rotation, then
+        the old version drained down to ``keep`` (bounded by the drain timeout)."""
+        with heartbeating(f"shifting to v{data.add.instances[0].version}"
+                          if data.add.instances else "shifting") as pulse, \
+                permanent(PermanentRuntimeError):
+            router = self._router(data.add.cluster)
+            router.add(data.add)
+            if data.drain is not None:
+                router.drain(data.drain, progress=pulse.progress)
 
     @activity.defn
     def drain(self, data: DrainInput) -> None:

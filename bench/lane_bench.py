@@ -228,6 +228,7 @@ def main() -> None:
     try:
         stack.start_temporal(settings, background=True)
         stack.start_worker(settings, background=True)
+        stack.start_agents(settings, background=True)
         asyncio.run(run(settings, store, args.rounds))
         finished = True
     finally:

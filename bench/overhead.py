@@ -7,15 +7,16 @@ with work.
   stable wait, and where it goes, read from the workflow history: activity work
   (started → completed: dockerd calls, health polling, HAProxy commands), queueing
   (scheduled → started) and orchestration (the rest: workflow tasks between activities).
-* Cost: dockerd API calls and HAProxy commands per step as replicas go 1 → 24 (counted by
-  wrapping the clients of an in-process worker), and history events per release as steps,
-  stable time and analysis grow.
+* Cost: dockerd API calls, HAProxy commands and the admin-socket connections carrying them
+  per step as replicas go 1 → 24 (counted by wrapping the clients of an in-process worker),
+  and history events per release as steps, stable time and analysis grow.
 Usage: ``.venv/bin/python -m bench.overhead``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections import Counter
@@ -42,6 +43,7 @@ from bench.support import (
 )
 from integrations.haproxy.process import HaproxyProcesses
 from integrations.haproxy.router import HaproxyRouter
+from integrations.haproxy.session import AdminSocket
 from schemas.analysis import AnalysisPolicy, Metric
 from starter.service.analysis import set_policy
 
@@ -52,20 +54,27 @@ CALLS: Counter[str] = Counter()
 
 
 def count_calls() -> None:
-    """Count every dockerd request and HAProxy command made in this process."""
+    """Count every dockerd request, HAProxy command and admin-socket connection made in this
+    process."""
     send = APIClient.send
     haproxy_send = HaproxyProcesses._send
+    haproxy_connect = HaproxyProcesses._connect
 
     def counted_send(self: APIClient, request: Any, **kwargs: Any) -> Any:
         CALLS["dockerd"] += 1
         return send(self, request, **kwargs)
 
-    def counted_haproxy(self: HaproxyProcesses, key: str, command: str) -> str:
+    def counted_haproxy(self: AdminSocket, key: str, command: str) -> str:
         CALLS["haproxy"] += 1
         return haproxy_send(self, key, command)
 
+    def counted_connect(self: AdminSocket, key: str) -> socket.socket:
+        CALLS["haproxy connections"] += 1
+        return haproxy_connect(self, key)
+
     APIClient.send = counted_send  # type: ignore[method-assign]
     HaproxyProcesses._send = counted_haproxy  # type: ignore[method-assign]
+    HaproxyProcesses._connect = counted_connect  # type: ignore[method-assign]
 
 
 def floor(bench: BenchStack) -> None:
@@ -176,8 +185,10 @@ def cost_per_replica(bench: BenchStack) -> None:
         CALLS.clear()
         asyncio.run(bench.release_history(app, version_label="2"))
         step_count = 2
-        figure(f"{replicas:>2} replicas: dockerd calls / HAProxy commands per step",
-               f"{CALLS['dockerd'] / step_count:.0f} / {CALLS['haproxy'] / step_count:.0f}")
+        figure(f"{replicas:>2} replicas: dockerd calls / HAProxy commands / connections "
+               "per step",
+               f"{CALLS['dockerd'] / step_count:.0f} / {CALLS['haproxy'] / step_count:.0f} / "
+               f"{CALLS['haproxy connections'] / step_count:.0f}")
 
 
 def history_growth(bench: BenchStack) -> None:

@@ -40,8 +40,12 @@ STATUS_QUERIES = 200
 
 
 async def approve_once(bench: BenchStack, token: str, label: str,
-                       queries: list[float], by_client: bool = False) -> tuple[float, float]:
-    handle = await bench.start(APP, version_label=label, requested_by="dev")
+                       queries: list[float], by_client: bool = False, app: str = APP,
+                       env: str = "bench@local", **fields: str) -> tuple[float, float]:
+    """One release approved: (approve sent → first rollout activity scheduled, the
+    approval's round trip), in seconds."""
+    handle = await bench.start(app, env.split("@")[0], version_label=label,
+                               requested_by="dev", **fields)
     await await_status(handle, ReleaseWorkflow.status, lambda s: s.awaiting == "approval",
                        "awaiting approval")
     for _ in range(STATUS_QUERIES // 5):
@@ -52,7 +56,7 @@ async def approve_once(bench: BenchStack, token: str, label: str,
         sent = datetime.now(UTC)
         began = time.monotonic()
         done = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "starter", "approve", APP, "bench@local"],
+            subprocess.run, [sys.executable, "-m", "starter", "approve", app, env],
             cwd=REPO, env={**bench.client_environment(), "SLIPWAY_TOKEN": token},
             capture_output=True, text=True, timeout=60)
         if done.returncode != 0:
@@ -60,7 +64,7 @@ async def approve_once(bench: BenchStack, token: str, label: str,
     else:
         signed = await approval_proof(await bench.client(),
                                       bench.settings.approval_signing_secret(), token, "lead",
-                                      APP, "bench@local", "approve")
+                                      app, env, "approve")
         sent = datetime.now(UTC)
         began = time.monotonic()
         await handle.execute_update(ReleaseWorkflow.approve, ApprovalInput(

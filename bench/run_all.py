@@ -24,6 +24,7 @@ BENCHES: list[tuple[str, list[str], int]] = [
     ("rollback", [], 600),
     ("scale", [], 900),
     ("people", [], 420),
+    ("fleet", [], 900),
     ("cli_start", [], 300),
     ("lane_bench", ["--rounds", "3"], 600),
 ]

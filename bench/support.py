@@ -98,13 +98,13 @@ class BenchStack:
     def sample_app(self, name: str, *, replicas: int = 2, strategy: str = "gray",
                    stable_seconds: int = 2, steps: list[str] | None = None,
                    approval: str = "none", approvers: list[str] | None = None,
-                   env_type: str = "bench") -> int:
+                   env_type: str = "bench", cluster: str = "local") -> int:
         """Register ``name`` (the sample app) with one environment; its load-balancer port."""
         register_app(self.store, name, category="in-house", tier="core",
                      owners=["bench"], approvers=approvers or [], source=str(SAMPLE),
                      description="", actor="bench")
         mark_ready(self.store, name, "bench")
-        env = add_env(self.store, name, env_type, cluster="local", replicas=replicas, cpu="",
+        env = add_env(self.store, name, env_type, cluster=cluster, replicas=replicas, cpu="",
                       memory="", ports=[8080], env_vars={}, runtime="docker",
                       namespace="default", health_path="/healthz", settings=self.settings,
                       actor="bench", strategy=strategy, stable_seconds=stable_seconds,
@@ -157,6 +157,7 @@ def bench_stack(worker: bool = True) -> Iterator[BenchStack]:
     url = token = ""
     if worker:
         stack.start_worker(settings, background=True)
+        stack.start_agents(settings, background=True)
         start_server(settings)
         url = server_url(settings)
         token = create_token(store, "bench", name="bench-admin", roles=list(ROLES))[1]

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from catalogue.analysis import policy_of
 from catalogue.holds import check_not_held, hold_after_rollback
+from catalogue.hosts import agent_hosts
 from catalogue.rejections import check_not_rejected, check_ref_not_rejected, reject_target
 from catalogue.store import (
     CatalogueError,
@@ -162,9 +163,15 @@ def check_break_glass(app: Application, env: Environment, request: ReleaseReques
             "needs another approver, or the release waits for the window")
 
 
-def _rollback_target(session: Session, env: Environment, version: int) -> ImageSpec:
-    baseline = session.exec(select(Baseline).where(
+def _baseline(session: Session, env: Environment, version: int | None) -> Baseline | None:
+    if version is None:
+        return None
+    return session.exec(select(Baseline).where(
         Baseline.env_id == env.id, Baseline.version == version)).first()
+
+
+def _rollback_target(session: Session, env: Environment, version: int) -> ImageSpec:
+    baseline = _baseline(session, env, version)
     if baseline is None:
         raise CatalogueError(f"{env.name} has no baseline v{version} to roll back to; "
                              f"see `slipway baseline list`")
@@ -201,13 +208,19 @@ def next_version(session: Session, env_id: int, current: int) -> int:
 def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_seconds: float,
                  progress_deadline_seconds: float,
                  fast_rollback_window_seconds: int = 86400,
-                 rollbacks: RecentRollbacks | None = None) -> ReleasePlan:
-    """Validate the request, record a running release, and return the plan to carry out."""
+                 rollbacks: RecentRollbacks | None = None,
+                 agents_within: float = 120.0) -> ReleasePlan:
+    """Validate the request, record a running release, and return the plan to carry out.
+
+    On a Docker cluster whose hosts have agents, the plan names the hosts whose agent was
+    seen within ``agents_within`` seconds (catalogue/hosts.py)."""
     rule = rollbacks or RecentRollbacks()
     with store.session() as session:
         app = find_app(session, data.request.app)
         env = find_env(session, app, data.request.env)
         request = _apply_change(session, data.request)
+        # Before anything is written: a cluster whose agents are all away refuses the release.
+        hosts = agent_hosts(session, env.cluster, agents_within)
         release = session.exec(select(Release).where(Release.run_id == data.run_id)).first()
         current = latest_baseline(session, env.id or 0)
         # Judged at the release's start, so a retried prepare decides the same.
@@ -299,6 +312,10 @@ def open_release(store: Store, data: PrepareReleaseInput, *, drain_timeout_secon
                            and _fast_rollback(request, current, release,
                                               fast_rollback_window_seconds)),
             break_glass=request.break_glass, no_wait=request.no_wait,
+            **hosts,
+            target_placement=getattr(_baseline(session, env, request.rollback_to),
+                                     "placement", None) or {},
+            current_placement=current.placement if current else {},
         )
 
 
@@ -390,6 +407,7 @@ def _write_baseline(session: Session, app: Application, env: Environment, releas
         digest=data.image.digest, replicas=env.replicas, cpu=env.cpu, memory=env.memory,
         release_id=release.id,
         rolled_back_from=release.from_version if release.rollback else None,
+        placement=data.placement,
     )
     session.add(baseline)
     if release.rollback:

@@ -180,6 +180,9 @@ class Baseline(SQLModel, table=True):
     release_id: int | None = Field(default=None, foreign_key="release.id", unique=True)
     rolled_back_from: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    # Replicas per Docker host (hosts with agents): a rollback puts them back there.
+    placement: dict[str, int] = Field(default_factory=dict,
+                                      sa_column=Column(JSON, nullable=False, default=dict))
 
 
 class AnalysisMeasurement(SQLModel, table=True):

@@ -3,10 +3,16 @@
 HAProxy keeps its runtime changes in memory only. When a daemon dies (killed, host
 rebooted, `slipway down --applications`) the environment stops serving, and its next release
 would start an empty backend where the canary takes all traffic. The worker therefore runs
-this reconciler at start and every few seconds: every environment with a config gets its
-daemon back, started with the servers, weights and drains the router recorded already in its
-config (so it serves from its first accepted connection), at the addresses their containers
-answer on now (a container restarted by the engine gets a new host port).
+this reconciler at start and every few seconds: every environment with a config, or with a
+record in the router's intent store, gets its daemon back, started with the servers, weights
+and drains the router recorded already in its config (so it serves from its first accepted
+connection), at the addresses their containers answer on now (a container restarted by the
+engine gets a new host port). With the catalogue as the intent store, a replacement
+load-balancer host (a fresh state directory) rebuilds every config and daemon from it.
+
+Without a runtime (a fleet's load-balancer host cannot see the other hosts' engines) servers
+are restored at their recorded addresses; the release that moves a replica records its new
+one.
 
 A daemon that runs is adopted, never restarted: `slipway down` leaves the load balancers
 serving, and the worker of the next `slipway up` finds them running and sends them nothing
@@ -44,7 +50,8 @@ class Repair:
 class LoadBalancerReconciler:
     """Restarts dead HAProxy daemons and puts their recorded servers back."""
 
-    def __init__(self, router: HaproxyRouter, runtime: DockerRuntime) -> None:
+    def __init__(self, router: HaproxyRouter, runtime: DockerRuntime | None = None) -> None:
+        """``runtime``: the engines to ask where replicas answer now; None: as recorded."""
         self.router = router
         self.runtime = runtime
 
@@ -56,25 +63,38 @@ class LoadBalancerReconciler:
         balancer down: it starts from the record (the error is raised after).
         """
         unavailable: Exception | None = None
-        live: dict[str, tuple[str, int]] | None
-        try:
-            live = {instance.name: (instance.address, instance.port)
-                    for instance in self.runtime.instances(key, port=None)}
-        except Exception as error:  # raised again below, once HAProxy runs
-            live, unavailable = None, error
+        live: dict[str, tuple[str, int]] | None = None
+        if self.runtime is not None:
+            try:
+                live = {instance.name: (instance.address, instance.port)
+                        for instance in self.runtime.instances(key, port=None)}
+            except Exception as error:  # raised again below, once HAProxy runs
+                unavailable = error
         repair = Repair(key, restarted=self.router.restart_if_dead(key, live))
+        if self.router.frontend_port(key) is None:
+            return repair  # no config here, no frontend recorded: nothing can run
         if unavailable is not None:
             if repair.restarted:
                 log.info("load balancer of %s restarted from its record", key)
             raise unavailable
-        repair.servers = self.router.restore(key, live or {})
+        repair.servers = self.router.restore(key, live)
         self.router.sync_config(key)  # a config from before servers were written into it
         return repair
+
+    def keys(self) -> list[str]:
+        """Every environment of this host's configs and of the intent store; this host's
+        configs alone while the store cannot be asked (a dead daemon still comes back)."""
+        try:
+            return self.router.known_keys()
+        except Exception:  # logged; the store is asked again at the next pass
+            log.warning("the load balancers' intent store cannot be asked: reconciling "
+                        "this host's configs only", exc_info=True)
+            return self.router.local_keys()
 
     def reconcile_all(self) -> list[Repair]:
         """Every known environment; one failing key does not stop the others."""
         repairs: list[Repair] = []
-        for key in self.router.known_keys():
+        for key in self.keys():
             try:
                 repair = self.reconcile(key)
             except ClusterUnavailableError as error:  # an engine restart: one line, no trace
@@ -99,7 +119,7 @@ class LoadBalancerReconciler:
         pidfds it just sleeps."""
         fds: list[int] = []
         try:
-            for key in self.router.known_keys():
+            for key in self.keys():
                 pid = self.router.running_pid(key)
                 if pid is None:
                     continue  # dead already: the next pass restarts it (or logs why not)

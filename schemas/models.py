@@ -92,6 +92,15 @@ class ImageSpec(BaseModel):
         return f"{repository}@{self.digest}"
 
 
+class PlanHost(BaseModel):
+    """A Docker host a release may reach through its agent."""
+
+    name: str
+    capacity: int = 0
+    # Cordoned: keeps what runs there, gets no new replica.
+    cordoned: bool = False
+
+
 class ReleasePlan(BaseModel):
     """Everything the workflow needs, loaded and validated once by ``prepare_release``."""
 
@@ -142,6 +151,16 @@ class ReleasePlan(BaseModel):
     # Passes freezes and deploy windows (the reason given); approval is then required.
     break_glass: str = ""
     no_wait: bool = False
+    # Docker hosts whose agents run this release's containers (each on its own task queue),
+    # in placement order; empty: the runtime's activities run on the workflow's own queue (a
+    # Kubernetes cluster, a Docker cluster no agent ever registered for, an older plan).
+    hosts: list[PlanHost] = Field(default_factory=list)
+    # The host whose agent runs the environment's load balancer.
+    lb_host: str = ""
+    # Replicas per host of the target's and of the current baseline, as recorded when they
+    # were released: a rollback puts a version back where it ran.
+    target_placement: dict[str, int] = Field(default_factory=dict)
+    current_placement: dict[str, int] = Field(default_factory=dict)
 
 
 class BuildInput(BaseModel):
@@ -231,6 +250,14 @@ class TrafficInput(BaseModel):
     namespace: str = "default"
 
 
+class ShiftInput(BaseModel):
+    """One change of a load balancer: new servers in rotation, then (``drain``) an old
+    version's servers drained from index ``keep`` on and taken out."""
+
+    add: TrafficInput
+    drain: DrainInput | None = None
+
+
 class DrainInput(BaseModel):
     """Drain every load-balancer server of ``version``, then take them out."""
 
@@ -256,6 +283,8 @@ class FinishReleaseInput(BaseModel):
     image: ImageSpec | None = None
     error: str = ""
     approved_by: str = ""
+    # Replicas per host of the new version (Docker hosts with agents): the baseline's record.
+    placement: dict[str, int] = Field(default_factory=dict)
 
 
 class NoteApprovalInput(BaseModel):

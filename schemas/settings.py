@@ -51,6 +51,8 @@ class Cluster(BaseModel):
     # h1, h2, … publishing on publish_host. With hosts given, engines lists their engines.
     engines: list[str] = Field(default_factory=lambda: ["unix:///var/run/docker.sock"])
     publish_host: str = "127.0.0.1"
+    # docker: the host whose agent runs the environments' HAProxy (default: the first).
+    lb_host: str = ""
     # kubernetes: kubeconfig file and context, or the pod's service account when in_cluster.
     kubeconfig: str = ""
     context: str = ""
@@ -71,15 +73,18 @@ class Cluster(BaseModel):
         if "engines" in self.model_fields_set and self.engines != engines:
             raise ValueError("give hosts or engines, not both (engines must list the hosts' "
                              f"engines: {engines})")
-        for field, values in (("name", [host.name for host in self.hosts]),
-                              ("engine", engines)):
-            repeated = sorted({value for value in values if values.count(value) > 1})
-            if repeated:
-                raise ValueError(f"two hosts of a cluster have the same {field}: "
-                                 + ", ".join(repeated))
+        # Engines may repeat: hosts served by their agents (agent.py) each name their own
+        # local socket; only a cluster without agents reaches every engine from the workers.
+        names = [host.name for host in self.hosts]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError("two hosts of a cluster have the same name: " + ", ".join(repeated))
         self.hosts = [host if host.address else host.model_copy(
             update={"address": self.publish_host}) for host in self.hosts]
         self.engines = engines
+        if self.lb_host and self.lb_host not in {host.name for host in self.hosts}:
+            raise ValueError(f"lb_host {self.lb_host!r} is not one of the cluster's hosts")
+        self.lb_host = self.lb_host or self.hosts[0].name
         return self
 
 
@@ -159,6 +164,11 @@ class Settings(BaseSettings):
     # A rollback to a baseline replaced less than this long ago skips steps and stable waits
     # (`slipway rollback --gradual` keeps them); 0 makes every rollback gradual.
     fast_rollback_window_seconds: int = Field(default=86400, ge=0)
+    # A host whose agent was not seen this long leaves release plans (no new replica, no
+    # activity waits for it) until its agent is back.
+    host_lost_seconds: float = Field(default=120.0, gt=0)
+    # The host a host agent (agent.py) serves: a host name of a Docker cluster.
+    agent_host: str = ""
     # A rollback to a *recent* baseline (one of the last `rollback_recent_baselines` before
     # the current, replaced less than `rollback_recent_seconds` ago) is an emergency undo:
     # no approval under the `auto` policy, and it passes freezes. A rollback to an older

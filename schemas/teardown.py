@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from schemas.models import PlanHost
+
 
 def teardown_workflow_id(app: str, env: str) -> str:
     """At most one teardown per environment (``env`` as ``type@cluster``)."""
@@ -34,6 +36,10 @@ class TeardownPlan(BaseModel):
     drain_timeout_seconds: float = 30.0
     # Marked removed by an earlier run: the effects are re-run (idempotent), no second audit.
     already_removed: bool = False
+    # Docker hosts with agents (each reached on its own task queue) and the LB host; empty:
+    # every activity on the workflow's queue (Kubernetes, no agent, an older plan).
+    hosts: list[PlanHost] = Field(default_factory=list)
+    lb_host: str = ""
 
 
 class ReleaseIdleInput(BaseModel):

@@ -68,7 +68,7 @@ def _published(service: dict[str, Any]) -> list[tuple[str, str, str]]:
 def test_services_exist(compose: dict[str, Any]) -> None:
     services = compose["services"]
     for name in ("postgresql", "temporal", "temporal-ui", "temporal-admin-tools", "worker",
-                 "server"):
+                 "agent", "server"):
         assert name in services, f"service {name} missing"
     assert services["postgresql"]["image"].startswith("postgres:16")
     assert services["temporal"]["image"].startswith("temporalio/")
@@ -115,6 +115,7 @@ def test_worker_dockerfile_copies_files_that_exist_and_are_not_ignored() -> None
     assert "\nFROM python:3.11-slim\n" in dockerfile
     assert "'.[postgres]'" in dockerfile
     assert 'CMD ["python", "worker.py"]' in dockerfile
+    assert "COPY worker.py agent.py ./" in dockerfile  # both process roles, one image
     ignored = [
         line.strip()
         for line in (REPO / ".dockerignore").read_text().splitlines()
@@ -128,19 +129,35 @@ def test_worker_dockerfile_copies_files_that_exist_and_are_not_ignored() -> None
             assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), source
 
 
-def test_worker_runs_on_the_host_network_where_haproxy_and_replicas_meet(
+def test_the_agent_runs_on_the_host_network_where_haproxy_and_replicas_meet(
         compose: dict[str, Any]) -> None:
-    """HAProxy binds on the host's loopback and replicas publish on it: a worker on a bridge
-    network could reach neither, so it shares the host's network and reaches Temporal and
-    PostgreSQL at their loopback ports."""
-    worker = compose["services"]["worker"]
-    assert worker["network_mode"] == "host"
-    env = worker["environment"]
-    assert env["SLIPWAY_TEMPORAL_ADDRESS"] == "127.0.0.1:7233"
-    assert "@127.0.0.1:" in env["SLIPWAY_DATABASE_URL"]
-    assert env["SLIPWAY_DATABASE_URL"].endswith("@127.0.0.1:15432/slipway")
-    assert [str(port) for port in compose["services"]["postgresql"]["ports"]] == [
+    """The load-balancer host's agent runs HAProxy, which binds on the host's loopback where
+    replicas publish: on a bridge network it could reach neither. Every Slipway process
+    shares the host's network and reaches Temporal and PostgreSQL at their loopback ports."""
+    services = compose["services"]
+    agent = services["agent"]
+    assert agent["network_mode"] == "host"
+    assert "/var/run/docker.sock:/var/run/docker.sock" in " ".join(
+        str(volume) for volume in agent["volumes"])
+    for name in ("worker", "agent", "server"):
+        assert services[name]["network_mode"] == "host", name
+        env = services[name]["environment"]
+        assert env["SLIPWAY_TEMPORAL_ADDRESS"] == "127.0.0.1:7233"
+        assert env["SLIPWAY_DATABASE_URL"].endswith("@127.0.0.1:15432/slipway")
+    assert [str(port) for port in services["postgresql"]["ports"]] == [
         "127.0.0.1:15432:5432/tcp"]
+
+
+def test_the_agent_restarts_inside_its_container_leaving_haproxy_serving(
+        compose: dict[str, Any]) -> None:
+    """HAProxy daemons started by the agent belong to the container's pid namespace: the
+    container's first process is an init running a loop that starts the agent again, so an
+    agent that exits does not take the load balancers down with the container."""
+    agent = compose["services"]["agent"]
+    assert agent["init"] is True
+    script = agent["command"][-1]
+    assert "while true" in script and "python agent.py" in script
+    assert "trap" in script and "TERM" in script  # docker stop still stops the agent gently
 
 
 def test_the_server_is_the_front_door_on_the_workers_catalogue(compose: dict[str, Any]) -> None:

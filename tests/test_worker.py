@@ -15,7 +15,6 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-import worker as slipway_worker
 from lanes.docker_target import DockerLaneTarget
 from lanes.kubernetes_target import KubernetesLaneTarget
 from lanes.resources import LaneSettings
@@ -67,15 +66,3 @@ async def test_sigterm_stops_the_workers_gracefully(env: WorkflowEnvironment) ->
     os.kill(os.getpid(), signal.SIGTERM)
     await asyncio.wait_for(running, timeout=30)  # returns: shut down, not killed
     assert not worker.is_running
-
-
-def test_one_worker_at_a_time_keeps_the_load_balancers(tmp_path: Path) -> None:
-    settings = Settings(state_dir=tmp_path)
-    first = slipway_worker.keeper_lock(settings)
-    assert first is not None
-    assert slipway_worker.keeper_lock(settings) is None  # a second worker serves, not keeps
-    assert (tmp_path / "worker.lock").read_text().strip() == str(os.getpid())
-    first.close()  # the keeper is gone (its process exit closes it the same way)
-    again = slipway_worker.keeper_lock(settings)
-    assert again is not None
-    again.close()

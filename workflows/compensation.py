@@ -49,6 +49,8 @@ class Compensation:
         async def _notify(self, title: str, text: str,
                           links: ApprovalLinkRequest | None = None) -> None: ...
 
+        async def settle(self) -> None: ...
+
     async def _give_up(self, plan: ReleasePlan,
                        error: BaseException) -> tuple[ReleaseState, str]:
         """Undo what was done, newest first, and close the release, whatever cancels arrive
@@ -64,6 +66,7 @@ class Compensation:
 
     async def _compensate(self, plan: ReleasePlan, state: ReleaseState,
                           reason: str) -> tuple[ReleaseState, str]:
+        await self.settle()
         self.set_stage("rolling_back", f"undoing: {reason}")
         not_undone = await self._undo_all(plan)
         if not_undone:

@@ -32,3 +32,15 @@ BUILD_QUEUE_SUFFIX = "-builds"
 def build_queue() -> str:
     """The build task queue beside the running workflow's own."""
     return workflow.info().task_queue + BUILD_QUEUE_SUFFIX
+
+
+# A host's agent polls a task queue of its own: ``<queue>-host-<host>``.
+HOST_QUEUE_INFIX = "-host-"
+# A host-local activity nobody picks up within this is failed, not retried (an agent that is
+# gone): the step fails and the release compensates, instead of waiting for the host.
+HOST_SCHEDULE_TO_START = timedelta(seconds=30)
+
+
+def host_queue(queue: str, host: str) -> str:
+    """The task queue of the agent of ``host`` (beside the workflow's ``queue``)."""
+    return f"{queue}{HOST_QUEUE_INFIX}{host}"

@@ -16,7 +16,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.workflow import ActivityCancellationType
+from temporalio.workflow import ActivityCancellationType, ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
     from activities.analysis import AnalysisActivities
@@ -52,10 +52,21 @@ with workflow.unsafe.imports_passed_through():
     from workflows.controls import ReleaseControls
     from workflows.freeze import FreezeGate, Frozen, StillFrozen
     from workflows.outcome import OutcomeDesk, Work
-    from workflows.policies import HEARTBEAT_TIMEOUT, QUICK, RETRY, UNTIL_DONE, build_queue
+    from workflows.policies import (
+        HEARTBEAT_TIMEOUT,
+        HOST_SCHEDULE_TO_START,
+        QUICK,
+        RETRY,
+        UNTIL_DONE,
+        build_queue,
+        host_queue,
+    )
     from workflows.rollout import Undo, cause_of, rollout_for
+    from workflows.rollout.base import Rollout
 
 BUILD_TIMEOUT = timedelta(minutes=30)
+# The "rolling out" notification goes out beside the rollout, not before it.
+NOTIFY_IN_BACKGROUND_PATCH = "rolling-out-notified-in-background"
 
 
 @workflow.defn
@@ -72,6 +83,9 @@ class ReleaseWorkflow(ApprovalHandlers, ReleaseApproval, ReleaseControls, Compen
         self._paused = False
         self._abort: str | None = None
         self._compensating = False
+        self._rollout: Rollout | None = None
+        # Bookkeeping activities running beside the release (in_background).
+        self._background: list[tuple[str, ActivityHandle[Any]]] = []
         # Past the point of no return the new version serves all traffic: abort is refused and
         # only a rollback (a new release) can take it back.
         self._committed = False
@@ -139,15 +153,22 @@ class ReleaseWorkflow(ApprovalHandlers, ReleaseApproval, ReleaseControls, Compen
                 raise ReleaseEnded(ReleaseState.FAILED, str(frozen)) from None
             except StillFrozen:
                 self.event("still frozen: the wait goes on in a new run (continue-as-new)")
+                await self.settle()
                 workflow.continue_as_new(request.model_copy(update={"resume": ReleaseResume(
                     plan=plan, target=target, approved_by=approved_by,
                     progress=self.progress, stage_before_frozen=self._before_frozen)}))
             await self.checkpoint()
-            await self._notify(f"release {plan.app}@{plan.env} v{plan.to_version}",
-                               f"rolling out {target.image} ({plan.strategy})")
+            rolling_out = (f"release {plan.app}@{plan.env} v{plan.to_version}",
+                           f"rolling out {target.image} ({plan.strategy})")
+            if workflow.patched(NOTIFY_IN_BACKGROUND_PATCH):
+                # People hear of it while the rollout starts, not before.
+                self.in_background(NotifyActivities.notify, self._notice(*rolling_out), "notify")
+            else:
+                await self._notify(*rolling_out)
             if plan.analysis_skipped:
                 self.event(f"analysis: not measured: {plan.analysis_skipped}")
-            await rollout_for(self, plan, target).run()
+            self._rollout = rollout_for(self, plan, target)
+            await self._rollout.run()
         except (ActivityError, ApplicationError, ReleaseEnded, asyncio.CancelledError) as error:
             if not self._committed:
                 state, reason = await self._give_up(plan, error)
@@ -165,10 +186,12 @@ class ReleaseWorkflow(ApprovalHandlers, ReleaseApproval, ReleaseControls, Compen
 
     async def _succeed(self, plan: ReleasePlan, target: ImageSpec,
                        approved_by: str) -> ReleaseOutcome:
+        await self.settle()
         result = await workflow.execute_activity_method(
             CatalogueActivities.finish_release,
             FinishReleaseInput(release_id=plan.release_id, state=ReleaseState.SUCCEEDED,
-                               image=target, approved_by=approved_by),
+                               image=target, approved_by=approved_by,
+                               placement=self._rollout.placement() if self._rollout else {}),
             start_to_close_timeout=QUICK, retry_policy=UNTIL_DONE, summary="write the baseline",
         )
         outcome = ReleaseOutcome(state=ReleaseState.SUCCEEDED, app=plan.app, env=plan.env,
@@ -206,9 +229,14 @@ class ReleaseWorkflow(ApprovalHandlers, ReleaseApproval, ReleaseControls, Compen
             return plan.target  # a rollback: the baseline recorded image and digest
         if plan.target is not None:
             self.set_stage("resolving", f"checking image {plan.target.image}")
+            # On hosts with agents, an agent's engine resolves (and pulls) it.
+            on_host = next((host.name for host in plan.hosts if not host.cordoned), "")
             return await self.act(RuntimeActivities.resolve_image,
                                   ResolveImageInput(image=plan.target.image),
-                                  f"resolve {plan.target.image}", timeout=timedelta(minutes=10))
+                                  f"resolve {plan.target.image}", timeout=timedelta(minutes=10),
+                                  task_queue=host_queue(workflow.info().task_queue, on_host)
+                                  if on_host else None,
+                                  schedule_to_start=HOST_SCHEDULE_TO_START if on_host else None)
         label = request.version_label or f"v{plan.to_version}"
         self.set_stage("building", f"building {plan.app} {label} from {plan.source}")
         image: ImageSpec = await self.act(
@@ -226,7 +254,8 @@ class ReleaseWorkflow(ApprovalHandlers, ReleaseApproval, ReleaseControls, Compen
     # -- helpers used by Rollout ------------------------------------------------------------
 
     async def act(self, method: Any, arg: Any, summary: str, timeout: timedelta = QUICK,
-                  heartbeat: bool = True, task_queue: str | None = None) -> Any:
+                  heartbeat: bool = True, task_queue: str | None = None,
+                  schedule_to_start: timedelta | None = None) -> Any:
         """Run an activity; during the rollout an ``abort`` cancels it and stops the release.
 
         Activities that change the environment or wait heartbeat, so a lost worker is noticed
@@ -236,6 +265,7 @@ class ReleaseWorkflow(ApprovalHandlers, ReleaseApproval, ReleaseControls, Compen
         """
         handle = workflow.start_activity_method(
             method, arg, start_to_close_timeout=timeout, summary=summary, task_queue=task_queue,
+            schedule_to_start_timeout=schedule_to_start,
             retry_policy=UNTIL_DONE if self._compensating else RETRY,
             heartbeat_timeout=HEARTBEAT_TIMEOUT if heartbeat else None,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -252,11 +282,14 @@ class ReleaseWorkflow(ApprovalHandlers, ReleaseApproval, ReleaseControls, Compen
             raise self._aborted()
         return handle.result()
 
-    async def watch(self, method: Any, arg: Any, summary: str, timeout: timedelta) -> Any:
+    async def watch(self, method: Any, arg: Any, summary: str, timeout: timedelta,
+                    task_queue: str | None = None,
+                    schedule_to_start: timedelta | None = None) -> Any:
         """Run a watching activity until it ends (its result) or a person intervenes
         (``promote``, ``pause``, ``abort``: ``None``, the activity stopped first)."""
         handle = workflow.start_activity_method(
             method, arg, start_to_close_timeout=timeout, summary=summary, retry_policy=RETRY,
+            task_queue=task_queue, schedule_to_start_timeout=schedule_to_start,
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
@@ -330,15 +363,35 @@ class ReleaseWorkflow(ApprovalHandlers, ReleaseApproval, ReleaseControls, Compen
     def _aborted(self) -> ReleaseEnded:
         return ReleaseEnded(ReleaseState.ROLLED_BACK, f"aborted: {self._abort}")
 
-    async def _notify(self, title: str, text: str,
-                      links: ApprovalLinkRequest | None = None) -> None:
+    def _notice(self, title: str, text: str,
+                links: ApprovalLinkRequest | None = None) -> NotifyInput:
         if self.progress.break_glass:
             title = f"[BREAK GLASS] {title}"
             text = f"{text}\n\nbreak glass: {self.progress.break_glass}"
+        return NotifyInput(title=title, text=text, links=links)
+
+    async def _notify(self, title: str, text: str,
+                      links: ApprovalLinkRequest | None = None) -> None:
         await workflow.execute_activity_method(
-            NotifyActivities.notify, NotifyInput(title=title, text=text, links=links),
+            NotifyActivities.notify, self._notice(title, text, links),
             start_to_close_timeout=QUICK, retry_policy=RETRY, summary="notify",
         )
+
+    def in_background(self, method: Any, arg: Any, summary: str) -> None:
+        """Start bookkeeping (a note, a notification) without waiting for it: settled
+        (:meth:`settle`) before the release ends."""
+        self._background.append((summary, workflow.start_activity_method(
+            method, arg, start_to_close_timeout=QUICK, retry_policy=RETRY, summary=summary)))
+
+    async def settle(self) -> None:
+        """Wait for the bookkeeping started in the background; its failure is an event of
+        the release, never the release's failure."""
+        while self._background:
+            summary, handle = self._background.pop(0)
+            try:
+                await handle
+            except ActivityError as error:
+                self.event(f"{summary} failed: {cause_of(error)}")
 
     async def alert(self, title: str, text: str) -> None:
         await self._notify(title, text)

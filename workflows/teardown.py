@@ -32,7 +32,14 @@ with workflow.unsafe.imports_passed_through():
         TeardownRequest,
     )
     from workflows import search
-    from workflows.policies import HEARTBEAT_TIMEOUT, QUICK, RETRY, UNTIL_DONE
+    from workflows.policies import (
+        HEARTBEAT_TIMEOUT,
+        HOST_SCHEDULE_TO_START,
+        QUICK,
+        RETRY,
+        UNTIL_DONE,
+    )
+    from workflows.rollout.fleet import HostCalls
 
 
 @workflow.defn
@@ -51,12 +58,29 @@ class EnvTeardownWorkflow:
 
     @staticmethod
     async def _step(method: Any, arg: Any, summary: str, timeout: timedelta = QUICK,
-                    retry: RetryPolicy = UNTIL_DONE) -> Any:
+                    retry: RetryPolicy = UNTIL_DONE, task_queue: str | None = None,
+                    schedule_to_start: timedelta | None = None) -> Any:
         """An effect of the teardown: retried until done (idempotent; a dockerd restart only
-        delays it), heartbeating, so a lost worker is noticed; permanent errors end it."""
+        delays it), heartbeating, so a lost worker is noticed; permanent errors end it (and
+        an agent that does not pick it up within ``schedule_to_start``)."""
         return await workflow.execute_activity_method(
             method, arg, start_to_close_timeout=timeout, heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            retry_policy=retry, summary=summary)
+            retry_policy=retry, summary=summary, task_queue=task_queue,
+            schedule_to_start_timeout=schedule_to_start)
+
+    async def act(self, method: Any, arg: Any, summary: str, timeout: timedelta = QUICK,
+                  heartbeat: bool = True, task_queue: str | None = None,
+                  schedule_to_start: timedelta | None = None) -> Any:
+        """:meth:`_step` as HostCalls runs it on a host's agent."""
+        return await self._step(method, arg, summary, timeout, task_queue=task_queue,
+                                schedule_to_start=schedule_to_start)
+
+    async def watch(self, method: Any, arg: Any, summary: str, timeout: timedelta,
+                    task_queue: str | None = None,
+                    schedule_to_start: timedelta | None = None) -> Any:
+        """A watching activity to its end (a teardown watches nothing; HostCalls' shape)."""
+        return await self.act(method, arg, summary, timeout, task_queue=task_queue,
+                              schedule_to_start=schedule_to_start)
 
     @workflow.run
     async def run(self, request: TeardownRequest) -> TeardownOutcome:
@@ -68,7 +92,11 @@ class EnvTeardownWorkflow:
             TeardownActivities.check_release_idle, ReleaseIdleInput(app=plan.app, env=plan.env),
             start_to_close_timeout=QUICK, retry_policy=RETRY,
             summary=f"no release of {plan.app} on {plan.env} runs")
-        versions: list[int] = await self._step(
+        # Docker hosts with agents: each host's part on its agent, the LB's on the LB host's.
+        hosts = HostCalls(self, plan) if plan.hosts else None
+        lb = hosts.lb_queue if hosts else None
+        on_lb = HOST_SCHEDULE_TO_START if hosts else None
+        versions: list[int] = await hosts.versions() if hosts else await self._step(
             RuntimeActivities.list_versions,
             ListVersionsInput(app=plan.app, env_key=plan.env_key, cluster=plan.cluster,
                               namespace=plan.namespace), "list versions")
@@ -80,22 +108,32 @@ class EnvTeardownWorkflow:
                 DrainInput(env_key=plan.env_key, version=version,
                            timeout_seconds=plan.drain_timeout_seconds, cluster=plan.cluster,
                            namespace=plan.namespace),
-                f"drain v{version}", timedelta(seconds=plan.drain_timeout_seconds + 60))
+                f"drain v{version}", timedelta(seconds=plan.drain_timeout_seconds + 60),
+                task_queue=lb, schedule_to_start=on_lb)
         self._at("stopping", f"stopping {shown}")
         for version in versions:
-            await self._step(RuntimeActivities.stop_version, self._ref(plan, version),
-                             f"stop v{version}", timedelta(minutes=5))
+            if hosts:
+                await hosts.each(RuntimeActivities.stop_version, self._ref(plan, version),
+                                 f"stop v{version}", timedelta(minutes=5))
+            else:
+                await self._step(RuntimeActivities.stop_version, self._ref(plan, version),
+                                 f"stop v{version}", timedelta(minutes=5))
         self._at("removing", f"removing {shown}")
         for version in versions:
-            await self._step(RuntimeActivities.remove_version, self._ref(plan, version),
-                             f"remove v{version}", timedelta(minutes=5))
+            if hosts:
+                await hosts.each(RuntimeActivities.remove_version, self._ref(plan, version),
+                                 f"remove v{version}", timedelta(minutes=5))
+            else:
+                await self._step(RuntimeActivities.remove_version, self._ref(plan, version),
+                                 f"remove v{version}", timedelta(minutes=5))
         self._at("frontend", f"removing the entry point on port {plan.lb_port}")
         await self._step(
             TrafficActivities.remove_frontend,
             EnsureFrontendInput(env_key=plan.env_key, lb_port=plan.lb_port,
                                 health_path=plan.health_path, cluster=plan.cluster,
                                 app=plan.app, namespace=plan.namespace, ports=plan.ports),
-            f"remove the entry point on port {plan.lb_port}")
+            f"remove the entry point on port {plan.lb_port}", task_queue=lb,
+            schedule_to_start=on_lb)
         await self._step(
             TeardownActivities.mark_env_removed,
             EnvRemovedInput(app=plan.app, env=plan.env, requested_by=request.requested_by,

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from docker.models.containers import Container
 
 from integrations.errors import PermanentRuntimeError
+from schemas.placement import NoRoom, place_names
 from schemas.settings import DockerHost
 
 Placed = tuple[DockerHost, Container]
@@ -29,28 +30,15 @@ def container_name(env_key: str, version: int, index: int, stack: str = "") -> s
 
 def place(hosts: Sequence[DockerHost], replicas: int, of_version: Mapping[str, int],
           of_env: Mapping[str, int], load: Mapping[str, int]) -> list[DockerHost]:
-    """The hosts of ``replicas`` new replicas of a version, one at a time: among the hosts
-    with room (fewer of this stack's replicas than their capacity, 0 = no limit), the one
-    with the fewest replicas of the version, then of the environment, then listed first.
-    So no two replicas of a version share a host while another has room.
-
-    ``of_version``, ``of_env`` and ``load`` count replicas per host name, before these."""
-    version, env, used = dict(of_version), dict(of_env), dict(load)
-    chosen: list[DockerHost] = []
-    for _ in range(replicas):
-        room = [host for host in hosts
-                if not host.capacity or used.get(host.name, 0) < host.capacity]
-        if not room:
-            full = ", ".join(f"{host.name} {used.get(host.name, 0)}/{host.capacity}"
-                             for host in hosts)
-            raise NoRoomError(f"no host has room for {replicas - len(chosen)} more "
-                              f"replica(s): {full}; add hosts or capacity, or run fewer")
-        best = min(room, key=lambda host: (version.get(host.name, 0), env.get(host.name, 0),
-                                           hosts.index(host)))
-        for counts in (version, env, used):
-            counts[best.name] = counts.get(best.name, 0) + 1
-        chosen.append(best)
-    return chosen
+    """The hosts of ``replicas`` new replicas of a version (:func:`schemas.placement.place_names`:
+    no two replicas of a version share a host while another has room, capacity respected)."""
+    by_name = {host.name: host for host in hosts}
+    try:
+        names = place_names(list(by_name), {host.name: host.capacity for host in hosts},
+                            replicas, of_version, of_env, load)
+    except NoRoom as error:
+        raise NoRoomError(str(error)) from None
+    return [by_name[name] for name in names]
 
 
 def spread(placed: Iterable[Placed]) -> dict[str, int]:

@@ -26,6 +26,7 @@ from docker.errors import APIError, ImageNotFound, NotFound
 from docker.models.containers import Container
 
 from integrations.docker.diagnosis import ReplicaWatch, log_tail
+from integrations.docker.listing import Listed
 from integrations.docker.placement import NoRoomError, Placed, container_name, place, spread
 from integrations.docker.references import docker_memory, nano_cpus, own_repo_digest
 from integrations.errors import ClusterUnavailableError, PermanentRuntimeError
@@ -217,7 +218,7 @@ class DockerRuntime:
             raise EngineError(f"pulling {image} on host {host.name} failed: {error}") \
                 from error
 
-    def _image_id_on(self, host: DockerHost, image: str) -> str | None:
+    def image_id_on(self, host: DockerHost, image: str) -> str | None:
         """The ID of ``image`` on the host as it is now (no pull), None when absent."""
         try:
             return str(self._client(host).images.get(image).id)
@@ -248,7 +249,7 @@ class DockerRuntime:
                 continue
             if container.name in wanted and container.name not in kept:
                 if host.name not in image_ids:
-                    image_ids[host.name] = self._image_id_on(host, spec.image)
+                    image_ids[host.name] = self.image_id_on(host, spec.image)
                 # Compare image IDs, not names: a tag may have moved since it started.
                 if container.attrs.get("Image") == image_ids[host.name]:
                     if container.status != "running":
@@ -307,13 +308,30 @@ class DockerRuntime:
                   port: int | None = 8080) -> list[Instance]:
         """Running replicas with the host address/port where ``port`` is published (None:
         the port each container was started for the load balancer)."""
-        result: list[Instance] = []
-        for host, container in self._containers(env_key, version):
-            container.reload()
-            instance = self._instance(host, container, port)
-            if instance is not None:
-                result.append(instance)
-        return result
+        return [instance for host, listed in self._listed(env_key, version)
+                if (instance := listed.instance(host.address, port)) is not None]
+
+    def _listed(self, env_key: str, version: int | None = None) -> list[tuple[DockerHost,
+                                                                              Listed]]:
+        """This stack's containers of an environment (a version) as the engines list them:
+        one call per host, the hosts at once (:mod:`integrations.docker.listing`)."""
+        filters = [f"{LABEL_ENV}={env_key}"]
+        if version is not None:
+            filters.append(f"{LABEL_VERSION}={version}")
+
+        def on(host: DockerHost) -> list[tuple[DockerHost, Listed]]:
+            try:
+                found = self._client(host).containers.list(all=True, sparse=True,
+                                                           filters={"label": filters})
+            except (APIError, docker.errors.DockerException) as error:
+                raise EngineError(f"docker engine of host {host.name} ({host.engine}) "
+                                  f"unreachable: {error}") from error
+            listed = (Listed.of(container.attrs) for container in found)
+            return [(host, item) for item in listed
+                    if item.labels.get(LABEL_STACK, self.stack) == self.stack]
+
+        return sorted((pair for pairs in self._each(self.hosts, on) for pair in pairs),
+                      key=lambda pair: (pair[1].name, pair[0].name))
 
     def _instance(self, host: DockerHost, container: Container,
                   port: int | None) -> Instance | None:
@@ -353,17 +371,37 @@ class DockerRuntime:
         """
         deadline = time.monotonic() + deadline_seconds
         watches: dict[str, ReplicaWatch] = {}
+        # Replicas that answered 200 at a look without being inspected: their restart count
+        # was not seen, so the next inspection takes it as the baseline, not as a crash.
+        unseen: set[str] = set()
         while True:
             healthy: list[Instance] = []
             notes: list[str] = []
             unhealthy: Container | None = None
-            for host, container in self._containers(ref.env_key, ref.version):
+            # One list per host per look; a replica is inspected only when it does not
+            # answer 200 (its restarts, exit code, out-of-memory kill are not in the list).
+            for host, listed in self._listed(ref.env_key, ref.version):
+                watch = watches.setdefault(listed.name, ReplicaWatch())
+                seen = listed.instance(host.address, port)
+                code = self._probe(seen, health_path) if seen is not None else None
+                if seen is not None and code == 200:
+                    watch.crash_since, watch.answer = None, None
+                    unseen.add(listed.name)
+                    healthy.append(seen)
+                    continue
                 try:
-                    container.reload()
+                    container = self._client(host).containers.get(listed.id)
                 except NotFound:  # removed while we looked: the next look sees the rest
                     continue
-                instance, note = self._look(ref, host, container, port, health_path,
-                                            watches.setdefault(container.name, ReplicaWatch()))
+                except (APIError, docker.errors.DockerException) as error:
+                    raise EngineError(f"docker engine of host {host.name} ({host.engine}) "
+                                      f"unreachable: {error}") from error
+                if listed.name in unseen:
+                    unseen.discard(listed.name)
+                    watch.restarts = max(watch.restarts,
+                                         int(container.attrs.get("RestartCount") or 0))
+                instance, note = self._look(ref, host, container, port, health_path, watch,
+                                            probed=(seen, code) if seen is not None else None)
                 if instance is not None:
                     healthy.append(instance)
                 else:
@@ -384,10 +422,14 @@ class DockerRuntime:
             time.sleep(poll_seconds)
 
     def _look(self, ref: VersionRef, host: DockerHost, container: Container, port: int,
-              health_path: str, watch: ReplicaWatch) -> tuple[Instance | None, str]:
-        """One look at a replica being waited for (its container freshly reloaded): the
+              health_path: str, watch: ReplicaWatch,
+              probed: tuple[Instance, int | None] | None = None,
+              ) -> tuple[Instance | None, str]:
+        """One look at a replica being waited for (its container freshly inspected): the
         instance when it answers 200, else a note of what it does; raises
-        :class:`FailingVersionError` when it has failed the same way for the whole bound."""
+        :class:`FailingVersionError` when it has failed the same way for the whole bound.
+        ``probed``: what its health path answered at that address a moment ago (asked
+        again if the inspection finds it elsewhere)."""
         now = time.monotonic()
         bound = self.failing_version_seconds
         index = container.labels.get(LABEL_INDEX, "?")
@@ -419,7 +461,8 @@ class DockerRuntime:
                 return None, f"{each} restarting ({crash})"
             return None, f"{each} {container.status}" + (
                 "" if container.status != "running" else f", port {port} not published")
-        code = self._probe(instance, health_path)
+        code = (probed[1] if probed is not None and probed[0] == instance
+                else self._probe(instance, health_path))
         if code == 200:
             watch.crash_since, watch.answer = None, None
             return instance, ""
@@ -454,19 +497,17 @@ class DockerRuntime:
         that says nothing about the version's health, so it must not read as a problem.
         """
         problems: list[str] = []
+        instances: list[Instance] = []
         try:
-            for host, container in self._containers(ref.env_key, ref.version):
-                where = f" on {host.name}" if len(self.hosts) > 1 else ""
-                try:
-                    container.reload()
-                except NotFound:
-                    problems.append(f"{container.name}{where} is gone")
-                    continue
-                if container.status != "running":
-                    problems.append(f"{container.name}{where} is {container.status}")
-            instances = self.instances(ref.env_key, ref.version, port)
+            listed = self._listed(ref.env_key, ref.version)  # one call per host
         except (APIError, OSError) as error:  # requests' connection errors are OSErrors
             raise EngineError(f"docker engine unreachable: {error}") from error
+        for host, item in listed:
+            where = f" on {host.name}" if len(self.hosts) > 1 else ""
+            if item.status != "running":
+                problems.append(f"{item.name}{where} is {item.status}")
+            elif (instance := item.instance(host.address, port)) is not None:
+                instances.append(instance)
         problems += [f"{i.name} failed {health_path}" for i in instances
                      if not self._healthy(i, health_path)]
         if len(instances) < replicas and not problems:

@@ -100,3 +100,33 @@ def _parse_stat(answer: str) -> dict[str, dict[str, str]]:
         if row.get("pxname") == BACKEND and row.get("svname") not in ("FRONTEND", "BACKEND"):
             result[row["svname"]] = row
     return result
+
+
+def _lb_servers(state: str, stats: dict[str, dict[str, str]]) -> list[LbServer]:
+    """The backend's servers from `show servers state` and, by name, their `show stat` rows
+    (empty: no status or session counts known)."""
+    result = []
+    for row in _parse_servers_state(state):
+        name = row["srv_name"]
+        admin = int(row["srv_admin_state"])
+        draining = bool(admin & _ADMIN_DRAIN_BITS)
+        if admin & _ADMIN_MAINT_BITS:
+            admin_state = "maint"
+        elif draining:
+            admin_state = "drain"
+        else:
+            admin_state = "ready"
+        stat = stats.get(name, {})
+        result.append(LbServer(
+            name=name,
+            address=row["srv_addr"],
+            port=int(row["srv_port"]),
+            weight=int(row["srv_uweight"]),
+            admin_state=admin_state,
+            operational_state=_OP_STATES.get(int(row["srv_op_state"]), "unknown"),
+            status=stat.get("status", ""),
+            draining=draining,
+            current_sessions=int(stat.get("scur") or 0),
+            queued=int(stat.get("qcur") or 0),
+        ))
+    return result

@@ -1,14 +1,17 @@
 """One HAProxy daemon per environment key: its files, its config, starting and stopping it.
 
-Files live in ``state_dir/haproxy/<key>.cfg|.sock|.pid|.log`` (plus ``<key>.lock`` and the
-recorded servers ``<key>.servers.json``). When the socket path would exceed the unix socket
-limit, the socket goes to a short private directory under ``/tmp`` and its path is recorded in
-``<key>.sockpath``.
+Files live in ``state_dir/haproxy/<key>.cfg|.sock|.pid|.log`` (plus ``<key>.lock``, and the
+recorded servers ``<key>.servers.json`` when the intent store is the file one). When the
+socket path would exceed the unix socket limit, the socket goes to a short private directory
+under ``/tmp`` and its path is recorded in ``<key>.sockpath``.
 
 The config carries the backend's servers as they were last recorded (``intent``): a daemon
 started from it (killed and restarted, the host rebooted, started by hand) serves from its
 first accepted connection, with no empty-backend window. The running daemon never re-reads
 it: servers change over the runtime API, and the config is rewritten beside each change.
+The record itself is an :class:`~integrations.haproxy.intent.IntentStore`: with the
+catalogue's, a host that never ran a key (a replacement load-balancer host) starts it from
+the store's frontend and servers.
 
 One process per environment, not two sharing the port with ``SO_REUSEPORT``: see
 :meth:`HaproxyProcesses.render_config`.
@@ -18,35 +21,30 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import os
-import re
-import signal
-import socket
+import logging
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from integrations.haproxy.common import (
-    _MAX_SOCKET_PATH,
-    _NAME_RE,
-    BACKEND,
-    FRONTEND,
-    METRICS_PATH,
-    HaproxyError,
-    _check_address,
-    _check_server,
-    _check_weight,
+from integrations.haproxy.common import _NAME_RE, HaproxyError
+from integrations.haproxy.config import (
+    HEALTH_CHECK_OPTIONS,
+    configured_frontend,
+    render_config,
 )
-from integrations.haproxy.intent import ServerIntent, read_intent, write_intent
+from integrations.haproxy.daemon import runs_config, terminate
+from integrations.haproxy.intent import FileIntent, FrontendIntent, IntentStore, ServerIntent
+from integrations.haproxy.session import AdminSocket
 from schemas.http import check_health_path
 
-# What every server of a backend with health checks gets, in the config and at runtime.
-HEALTH_CHECK_OPTIONS = "check inter 1s fall 3 rise 2"
+__all__ = ["HEALTH_CHECK_OPTIONS", "HaproxyProcesses"]
+
+log = logging.getLogger(__name__)
 
 
-class HaproxyProcesses:
+class HaproxyProcesses(AdminSocket):
     """Start, find and stop the HAProxy daemon of each environment key."""
 
     def __init__(
@@ -56,13 +54,21 @@ class HaproxyProcesses:
         bind_address: str = "127.0.0.1",
         command_timeout: float = 5.0,
         start_timeout: float = 10.0,
+        intent: IntentStore | None = None,
     ) -> None:
+        """``intent``: where each key's frontend and servers are recorded (default: a file per
+        key in this state directory, :class:`FileIntent`)."""
         self.state_dir = Path(state_dir)
         self.haproxy_bin = haproxy_bin
         self.bind_address = bind_address
         self.command_timeout = command_timeout
         self.start_timeout = start_timeout
         self.dir = self.state_dir / "haproxy"
+        self.intent: IntentStore = intent if intent is not None else FileIntent(self.dir)
+        # Keys whose local records were looked at for adoption by another store (_adopt).
+        self._adopted: set[str] = set()
+        # Open runtime-API sessions of this thread, by key (_batch).
+        self._local = threading.local()
 
     # ------------------------------------------------------------------ paths
 
@@ -79,24 +85,6 @@ class HaproxyProcesses:
     def log_path(self, key: str) -> Path:
         return self.dir / f"{key}.log"
 
-    def _sockpath_record(self, key: str) -> Path:
-        return self.dir / f"{key}.sockpath"
-
-    def socket_path(self, key: str) -> Path:
-        """The admin socket for ``key``; a short /tmp path when the natural one is too long."""
-        record = self._sockpath_record(key)
-        if record.exists():
-            return Path(record.read_text().strip())
-        natural = self.dir / f"{key}.sock"
-        if len(os.fsencode(natural)) <= _MAX_SOCKET_PATH:
-            return natural
-        digest = hashlib.sha256(os.fsencode(self.dir.resolve())).hexdigest()[:12]
-        short_dir = Path("/tmp") / f"slipway-haproxy-{digest}"
-        candidate = short_dir / f"{key}.sock"
-        if len(os.fsencode(candidate)) > _MAX_SOCKET_PATH:
-            candidate = short_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.sock"
-        return candidate
-
     @contextlib.contextmanager
     def _lock(self, key: str) -> Iterator[None]:
         # Activities run in threads and may be retried concurrently: serialise per key.
@@ -105,9 +93,31 @@ class HaproxyProcesses:
         with open(self.dir / f"{key}.lock", "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
+                self._adopt(key)
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _adopt(self, key: str) -> None:
+        """A key this host ran before its intent store was another one (the catalogue's, in
+        place of the file): its config and ``.servers.json`` are the record, so they go into
+        the store before anything reads or rewrites it (else the next config would be written
+        with no servers). Once per key and process; a store that cannot be asked is tried
+        again at the next lock. Called with the key's lock held."""
+        if key in self._adopted or isinstance(self.intent, FileIntent):
+            return
+        try:
+            frontend = self._configured(key)
+            if frontend is not None and self.intent.frontend(key) is None:
+                local = FileIntent(self.dir).read(key)
+                if local and not self.intent.read(key):
+                    self.intent.write(key, local)
+                self.intent.set_frontend(key, frontend)
+                log.info("load balancer %s: its local record adopted by the intent store", key)
+        except Exception:  # the store is down: what needs it fails on its own, with its error
+            log.warning("load balancer %s: intent store unavailable", key, exc_info=True)
+            return
+        self._adopted.add(key)
 
     # ---------------------------------------------------------------- process
 
@@ -117,41 +127,9 @@ class HaproxyProcesses:
         except (OSError, ValueError, IndexError):
             return None
 
-    def _pid_alive(self, key: str, pid: int) -> bool:
-        """True when ``pid`` is a live (not zombie) HAProxy running this key's config."""
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return False
-        # A daemon reparented to a PID 1 that doesn't reap stays as a zombie: that is dead.
-        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-            return False
-        # Guard against pid reuse: it must be *our* config.
-        return os.fsencode(self.config_path(key)) in cmdline
-
-    @staticmethod
-    def _start_time(pid: int) -> str | None:
-        """When process ``pid`` started (field 22 of /proc/<pid>/stat); None when it has
-        exited: no such process, or a zombie whose threads are all dead too. (A leader thread
-        shows Z while the other threads still exit, holding the files and ports they share.)"""
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
-            tasks = list(Path(f"/proc/{pid}/task").iterdir())
-        except OSError:
-            return None
-        for task in tasks:
-            try:
-                state = (task / "stat").read_text().rsplit(")", 1)[-1].split()[0]
-            except OSError:
-                continue  # that thread is gone
-            if state not in ("Z", "X"):
-                return fields[19]  # fields[0] is field 3 (state): starttime is fields[19]
-        return None
-
     def _running_pid(self, key: str) -> int | None:
         pid = self._read_pid(key)
-        return pid if pid is not None and self._pid_alive(key, pid) else None
+        return pid if pid is not None and runs_config(pid, self.config_path(key)) else None
 
     def running_pid(self, key: str) -> int | None:
         """The pid of ``key``'s live daemon (never a pid reused by another process)."""
@@ -171,17 +149,11 @@ class HaproxyProcesses:
 
     def render_config(self, key: str, bind_port: int, health_path: str | None,
                       servers: Mapping[str, ServerIntent] | None = None) -> str:
-        """The daemon's config: frontend on ``bind_port``, backend ``be`` with ``servers``.
-
-        A server recorded as draining is written with weight 0: HAProxy has no drain keyword
-        in its config, and for a fresh process (nothing in flight) weight 0 is what drain
-        means, no new requests; the reconciler then sets its drain state and recorded
-        weight over the runtime API. Health-checked servers start UP (HAProxy's default),
-        so the first connection already has servers; one whose replica is gone fails its
-        checks within 3 s and, meanwhile, `option redispatch` retries elsewhere.
+        """The daemon's config: frontend on ``bind_port``, backend ``be`` with ``servers``
+        (:func:`~integrations.haproxy.config.render_config`).
 
         Why not two daemons per environment on one port (``SO_REUSEPORT``), so that a kill
-        would lose only the connections one of them held: (1) ``noreuseport`` below is what
+        would lose only the connections one of them held: (1) ``noreuseport`` is what
         makes a port already taken (another stack's environment, a test beside the demo)
         fail at bind instead of silently splitting that port's traffic between two
         environments; (2) every runtime change would have to reach both daemons, and one
@@ -191,92 +163,36 @@ class HaproxyProcesses:
         A kill -9 costs the connections in flight plus the refusals until the reconciler
         restarts the daemon; with its servers in this config, nothing more.
         """
-        check = f"    option httpchk GET {health_path}\n" if health_path else ""
-        lines = []
-        for name, entry in sorted((servers or {}).items()):
-            _check_server(name)
-            _check_address(entry.address)
-            _check_weight(entry.weight)
-            if not 0 < entry.port < 65536:
-                raise ValueError(f"invalid port {entry.port} for server {name}")
-            draining = entry.state == "drain"
-            line = (f"    server {name} {entry.address}:{entry.port} "
-                    f"weight {0 if draining else entry.weight}")
-            if health_path:
-                line += f" {HEALTH_CHECK_OPTIONS}"
-            if draining:
-                line += f"  # draining (recorded weight {entry.weight})"
-            lines.append(line + "\n")
-        return (
-            f"# Managed by Slipway for environment {key}: servers as recorded in "
-            f"{self.intent_path(key).name},\n"
-            "# changed at runtime over the admin socket; this file is what a restart starts "
-            "from.\n"
-            "global\n"
-            f"    stats socket {self.socket_path(key)} mode 600 level admin\n"
-            "    stats timeout 30s\n"
-            f"    pidfile {self.pid_path(key)}\n"
-            "    maxconn 4096\n"
-            # Without this, HAProxy sets SO_REUSEPORT and a second process would silently share
-            # a port that is already taken instead of failing.
-            "    noreuseport\n"
-            "\n"
-            "defaults\n"
-            "    mode http\n"
-            "    timeout connect 2s\n"
-            "    timeout client 30s\n"
-            "    timeout server 30s\n"
-            "    timeout http-request 10s\n"
-            "    timeout http-keep-alive 5s\n"
-            "    timeout queue 10s\n"
-            "    timeout check 2s\n"
-            "    option redispatch\n"
-            "    retries 3\n"
-            # One server connection per request: clients may keep alive, yet every request is
-            # balanced anew, a drained server's session count falls to 0 as soon as its in-flight
-            # requests end, and no idle pooled connection blocks `del server`.
-            "    option http-server-close\n"
-            "\n"
-            f"frontend {FRONTEND}\n"
-            f"    bind {self.bind_address}:{bind_port}\n"
-            # HAProxy's own Prometheus exporter, for a Prometheus on this host to scrape
-            # (canary analysis): answered by HAProxy, never forwarded, loopback clients only.
-            f"    http-request use-service prometheus-exporter if {{ path {METRICS_PATH} }} "
-            "{ src 127.0.0.0/8 ::1 }\n"
-            f"    default_backend {BACKEND}\n"
-            "\n"
-            f"backend {BACKEND}\n"
-            "    balance roundrobin\n"
-            f"{check}"
-            + "".join(lines)
-        )
+        return render_config(key, bind_address=self.bind_address, bind_port=bind_port,
+                             health_path=health_path, servers=servers or {},
+                             socket_path=self.socket_path(key), pid_path=self.pid_path(key))
 
-    def _configured_port(self, key: str) -> int | None:
+    def _configured(self, key: str) -> FrontendIntent | None:
+        """The frontend ``key``'s config on this host sets (None: no config)."""
         try:
-            text = self.config_path(key).read_text()
+            return configured_frontend(self.config_path(key).read_text())
         except OSError:
             return None
-        match = re.search(r"^\s*bind\s+\S*:(\d+)\s*$", text, re.MULTILINE)
-        return int(match.group(1)) if match else None
+
+    def _configured_port(self, key: str) -> int | None:
+        frontend = self._configured(key)
+        return frontend.bind_port if frontend else None
 
     def frontend_port(self, key: str) -> int | None:
         """The port ``key``'s frontend is configured to listen on (None: no frontend)."""
         return self._configured_port(key)
 
     def _health_path(self, key: str) -> str | None:
-        try:
-            text = self.config_path(key).read_text()
-        except OSError:
-            return None
-        match = re.search(r"^\s*option httpchk GET (\S+)\s*$", text, re.MULTILINE)
-        return match.group(1) if match else None
+        frontend = self._configured(key)
+        return frontend.health_path if frontend else None
 
     def intent_path(self, key: str) -> Path:
-        return self.dir / f"{key}.servers.json"
+        """Where the file store keeps ``key``'s servers (:class:`FileIntent`)."""
+        return FileIntent(self.dir).path(key)
 
     def intended(self, key: str) -> dict[str, ServerIntent]:
         """The servers the backend should hold, as the router last set them."""
-        return read_intent(self.intent_path(key))
+        return self.intent.read(key)
 
     def _write_config(self, key: str, bind_port: int, health_path: str | None,
                       servers: Mapping[str, ServerIntent]) -> None:
@@ -293,22 +209,31 @@ class HaproxyProcesses:
         with self._lock(key):
             return self._sync_config(key)
 
-    def _sync_config(self, key: str) -> bool:
-        """`sync_config` with the key's lock held."""
-        port = self._configured_port(key)
-        if port is None:
+    def _sync_config(self, key: str,
+                     servers: Mapping[str, ServerIntent] | None = None) -> bool:
+        """`sync_config` with the key's lock held; ``servers``: the record, when the caller
+        has just read or written it."""
+        frontend = self._configured(key)
+        if frontend is None:
             return False
-        wanted = self.render_config(key, port, self._health_path(key), self.intended(key))
+        servers = self.intended(key) if servers is None else servers
+        wanted = self.render_config(key, frontend.bind_port, frontend.health_path, servers)
         try:
             if self.config_path(key).read_text() == wanted:
                 return False
         except OSError:
             return False
-        self._write_config(key, port, self._health_path(key), self.intended(key))
+        self._write_config(key, frontend.bind_port, frontend.health_path, servers)
         return True
 
     def known_keys(self) -> list[str]:
-        """Keys with a config: every environment whose HAProxy should be running."""
+        """Keys with a config on this host or a record in the intent store: every
+        environment whose HAProxy should be running here."""
+        return sorted({*self.local_keys(), *self.intent.keys()})
+
+    def local_keys(self) -> list[str]:
+        """Keys with a config on this host (what `known_keys` falls back to while the intent
+        store cannot be asked)."""
         return sorted(cfg.stem for cfg in self.dir.glob("*.cfg")) if self.dir.is_dir() else []
 
     def _uses_health_checks(self, key: str) -> bool:
@@ -335,36 +260,56 @@ class HaproxyProcesses:
             check_health_path(health_path)
         with self._lock(key):
             if self.is_running(key):
-                running_port = self._configured_port(key)
-                if running_port != bind_port:
+                running = self._configured(key)
+                if running is None or running.bind_port != bind_port:
                     raise HaproxyError(
-                        f"HAProxy for {key} already listens on port {running_port}, not "
-                        f"{bind_port}; stop it first to move it"
+                        f"HAProxy for {key} already listens on port "
+                        f"{running.bind_port if running else None}, not {bind_port}; stop it "
+                        "first to move it"
                     )
+                self._remember(key, running)
                 return False
             # Dead, or alive but deaf (stale files): replace it, with the servers it held in its
             # config, so traffic keeps its split instead of a new canary taking all.
             self._kill(key)
             self._start(key, bind_port, health_path, self.intended(key))
+            self._remember(key, FrontendIntent(bind_port=bind_port, health_path=health_path))
             return True
+
+    def _remember(self, key: str, frontend: FrontendIntent) -> None:
+        """Record ``key``'s frontend in the intent store when it says otherwise."""
+        if self.intent.frontend(key) != frontend:
+            self.intent.set_frontend(key, frontend)
 
     def restart_if_dead(self, key: str,
                         live: Mapping[str, tuple[str, int]] | None = None) -> bool:
         """Start the daemon of a known key again, its recorded servers in its config; True
         when it was dead. A running daemon is never touched (adopted as it is).
 
-        ``live`` maps server names to where their replicas answer now: a recorded server
-        that moved is recorded and started at its new address, one absent from ``live``
-        (its replica is not running) is left out of the config until it runs again. None:
-        every recorded server as recorded (the engine could not be asked).
+        Where it listens comes from its config on this host, else from the intent store (a
+        host that never ran it). ``live`` maps server names to where their replicas answer
+        now: a recorded server that moved is recorded and started at its new address, one
+        absent from ``live`` (its replica is not running) is left out of the config until it
+        runs again. None: every recorded server as recorded (the engine could not be asked,
+        or the replicas run on hosts this one cannot see). An intent store that cannot be
+        asked does not keep a dead daemon down: it starts from its config as it is.
         """
         with self._lock(key):
             if self.is_running(key):
                 return False
-            port = self._configured_port(key)
-            if port is None:
-                return False  # stopped on purpose (no config) or never started
-            servers = self.intended(key)
+            try:
+                frontend = self._configured(key) or self.intent.frontend(key)
+                servers = self.intended(key) if frontend is not None else {}
+            except Exception:
+                if self._configured(key) is None:
+                    raise
+                log.warning("load balancer %s restarts from its config: the intent store "
+                            "cannot be asked", key, exc_info=True)
+                self._kill(key)
+                self._start_configured(key)
+                return True
+            if frontend is None:
+                return False  # stopped on purpose (no config, no record) or never started
             if live is not None:
                 moved = {name: entry.model_copy(update={"address": live[name][0],
                                                         "port": live[name][1]})
@@ -372,15 +317,21 @@ class HaproxyProcesses:
                          if name in live and (entry.address, entry.port) != live[name]}
                 if moved:
                     servers.update(moved)
-                    write_intent(self.intent_path(key), servers)
+                    self.intent.write(key, servers)
                 servers = {name: entry for name, entry in servers.items() if name in live}
             self._kill(key)
-            self._start(key, port, self._health_path(key), servers)
+            self._start(key, frontend.bind_port, frontend.health_path, servers)
             return True
 
     def _start(self, key: str, bind_port: int, health_path: str | None,
                servers: Mapping[str, ServerIntent]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._write_config(key, bind_port, health_path, servers)
+        self._start_configured(key, bind_port)
+
+    def _start_configured(self, key: str, bind_port: int | None = None) -> None:
+        """Start the daemon from its config as it is on disk."""
+        bind_port = bind_port if bind_port is not None else self._configured_port(key)
         sock = self.socket_path(key)
         if sock.parent != self.dir:
             sock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -388,11 +339,9 @@ class HaproxyProcesses:
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
         self.pid_path(key).unlink(missing_ok=True)
-        self._write_config(key, bind_port, health_path, servers)
         cfg = self.config_path(key)
 
-        log = self.log_path(key)
-        with open(log, "wb") as out:
+        with open(self.log_path(key), "wb") as out:
             try:
                 # -D: the parent reports config/bind errors on stderr and exits non-zero, or
                 # forks the daemon (which closes its std fds) and exits 0.
@@ -439,38 +388,17 @@ class HaproxyProcesses:
     def _kill(self, key: str, timeout: float = 5.0) -> None:
         """Kill ``key``'s daemon and return once it has exited: its port is free again."""
         pid = self._running_pid(key)
-        if pid is None:
-            return
-        started = self._start_time(pid)
-        if started is None:
-            return  # exited meanwhile
-
-        def exited() -> bool:
-            # Not `_pid_alive`: an exiting process loses its cmdline (so no longer looks like
-            # ours) before it closes its files, and would still hold the port. Gone means no
-            # such process, a zombie, or the pid reused by a process started later.
-            return self._start_time(pid) != started
-
-        def wait_exited() -> bool:
-            deadline = time.monotonic() + timeout
-            while not exited():
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(0.05)
-            return True
-
-        # SIGTERM is HAProxy's hard stop: listeners and connections close at once.
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-            if wait_exited():
-                return
-        raise HaproxyError(f"HAProxy for {key} (pid {pid}) did not exit")
+        if pid is not None and not terminate(pid, timeout):
+            raise HaproxyError(f"HAProxy for {key} (pid {pid}) did not exit")
 
     def stop(self, key: str) -> None:
-        """Kill the HAProxy for ``key`` and remove its files; a stopped key is fine."""
+        """Kill the HAProxy for ``key`` and remove its files and record; a stopped key is
+        fine."""
         self._check_key(key)
         with self._lock(key):
+            # The record first: a host that fails half-way keeps its config and retries,
+            # while a record left behind would bring the daemon back on any host.
+            self.intent.forget(key)
             self._kill(key)
             sock = self.socket_path(key)
             with contextlib.suppress(FileNotFoundError):
@@ -488,23 +416,3 @@ class HaproxyProcesses:
                 self.config_path(key).with_suffix(".cfg.tmp"),
             ):
                 path.unlink(missing_ok=True)
-
-    def _send(self, key: str, command: str) -> str:
-        """Send one command over the admin socket and return HAProxy's full answer."""
-        sock_path = self.socket_path(key)
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-                conn.settimeout(self.command_timeout)
-                conn.connect(os.fspath(sock_path))
-                conn.sendall(command.encode() + b"\n")
-                chunks = []
-                # Non-interactive mode: HAProxy closes the connection after the answer.
-                while chunk := conn.recv(65536):
-                    chunks.append(chunk)
-        except OSError as exc:
-            raise HaproxyError(
-                f"HAProxy for {key} is not reachable at {sock_path} ({exc}); "
-                "call ensure_frontend first",
-                command,
-            ) from exc
-        return b"".join(chunks).decode(errors="replace")

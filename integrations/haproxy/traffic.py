@@ -1,8 +1,7 @@
-"""``TrafficRouter`` for Docker clusters: the environment's HAProxy, server by server."""
+"""``TrafficRouter`` for Docker clusters: the environment's HAProxy, a change's servers at
+once."""
 
 from __future__ import annotations
-
-import time
 
 from integrations.haproxy.router import HaproxyRouter
 from integrations.protocols import Progress
@@ -28,34 +27,38 @@ class HaproxyTraffic:
         self.router.ensure_frontend(data.env_key, data.lb_port, data.health_path)
 
     def add(self, data: TrafficInput) -> None:
-        for instance in data.instances:
-            self.router.add_server(data.env_key, instance.name, instance.address, instance.port)
+        """Every instance in rotation: one admin connection for the lot."""
+        self.router.add_servers(data.env_key, {instance.name: (instance.address, instance.port)
+                                               for instance in data.instances})
 
     def _servers(self, data: DrainInput) -> list[str]:
         if self.router.frontend_port(data.env_key) is None:
             return []  # no frontend (never made, or removed with its environment): no servers
-        return [s.name for s in self.router.servers(data.env_key)
-                if s.name.startswith(version_prefix(data.version))
-                and replica_index(s.name) >= data.keep]
+        return [name for name in self.router.server_names(data.env_key)
+                if name.startswith(version_prefix(data.version))
+                and replica_index(name) >= data.keep]
 
     def drain(self, data: DrainInput, progress: Progress | None = None) -> None:
         """No new requests to the servers from index ``keep`` on; in-flight ones finish
-        (bounded by the drain timeout); then the servers are taken out."""
+        (bounded by the drain timeout); then the servers are taken out. Each phase is one
+        admin connection (the wait, one per look), not one per server."""
         names = self._servers(data)
-        for name in names:
-            self.router.drain(data.env_key, name)
-        deadline = time.monotonic() + data.timeout_seconds
-        for name in names:
-            # The drain timeout is shared: a stuck request must not hold the release forever.
-            self.router.wait_idle(data.env_key, name, timeout=max(0.0, deadline - time.monotonic()))
+        if not names:
+            return
+        self.router.drain_servers(data.env_key, names)
+
+        def drained(name: str) -> None:
             if progress:
                 progress(f"drained {name}")
-        for name in names:
-            self.router.remove_server(data.env_key, name)
+
+        # The drain timeout is shared: a stuck request must not hold the release forever.
+        for name in self.router.wait_idle_servers(data.env_key, names,
+                                                  timeout=data.timeout_seconds, idle=drained):
+            drained(name)  # out of time: taken out all the same
+        self.router.remove_servers(data.env_key, names)
 
     def remove(self, data: DrainInput) -> None:
-        for name in self._servers(data):
-            self.router.remove_server(data.env_key, name)
+        self.router.remove_servers(data.env_key, self._servers(data))
 
     def remove_frontend(self, data: EnsureFrontendInput) -> None:
         """Stop the environment's HAProxy and remove its files: the port is free, nothing

@@ -33,7 +33,7 @@ from starter.cli.release import run_release
 from starter.service.analysis import set_policy
 from starter.service.catalogue import add_env, mark_ready, register_app, set_source
 from starter.service.identity import current_user
-from starter.stack.processes import REPO_ROOT, start_temporal, start_worker
+from starter.stack.processes import REPO_ROOT, start_agents, start_temporal, start_worker
 from starter.stack.server import ensure_local_login, server_url, start_server
 from workflows.release import release_workflow_id
 
@@ -173,9 +173,11 @@ def run_drill(settings: Settings, store: Store, env: Environment, url: str) -> s
 
 def run_demo(settings: Settings, store: Store) -> list[ReleaseOutcome]:
     check_engine(settings)
-    console.print("[bold]1/3[/] embedded stack: Temporal dev server, Slipway worker and server")
+    console.print("[bold]1/3[/] embedded stack: Temporal dev server, Slipway worker, host "
+                  "agent and server")
     start_temporal(settings, background=True)
     start_worker(settings, background=True)
+    start_agents(settings, background=True)
     start_server(settings)
     console.print(f"  Temporal Web UI: {settings.temporal_ui_url}", highlight=False)
     console.print(f"  server: {server_url(settings)}; {ensure_local_login(settings, store)}",

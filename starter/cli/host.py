@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
+from catalogue.store import as_utc
 from schemas.hosts import DrainOutcome
 from schemas.settings import get_settings
 from starter.cli.console import catalogue_errors, command_store, console
@@ -29,7 +31,8 @@ ClusterOpt = Annotated[str, typer.Option(
 
 @host_cli.command("list")
 def host_list() -> None:
-    """Every Docker host: cluster, address replicas publish on, capacity, labels, state."""
+    """Every Docker host: cluster, address replicas publish on, capacity, labels, its agent
+    (last seen) and state."""
     with command_store() as store:
         views = list_hosts(store, get_settings())
     table = FitTable("Docker hosts", notes_at="host")
@@ -38,15 +41,23 @@ def host_list() -> None:
     table.add_column("address", "fold")
     table.add_column("capacity")
     table.add_column("labels", "text")
+    table.add_column("agent", "text")
     table.add_column("state", "text")
+    now = datetime.now(UTC)
     for view in views:
-        state = "open"
+        state = "lost: " if view.lost else ""
+        agent = "none registered"
+        if view.last_seen is not None:
+            ago = (now - as_utc(view.last_seen)).total_seconds()
+            agent = f"seen {ago:.0f}s ago" + (" (LB)" if view.load_balancer else "")
+        state += "open"
         if view.cordoned:
             when = view.changed_at.strftime("%Y-%m-%d %H:%M") if view.changed_at else "?"
-            state = f"cordoned: {view.reason} ({view.changed_by}, {when})"
+            state = ("lost: " if view.lost else "") + (
+                f"cordoned: {view.reason} ({view.changed_by}, {when})")
         labels = ", ".join(f"{k}={v}" for k, v in sorted(view.host.labels.items())) or "-"
         table.add_row(view.cluster, view.host.name, view.host.address,
-                      str(view.host.capacity or "no limit"), labels, state)
+                      str(view.host.capacity or "no limit"), labels, agent, state)
     console.print(table)
 
 

@@ -69,6 +69,7 @@ cli.command()(cli_stack.dev)
 cli.command()(cli_stack.up)
 cli.command()(cli_stack.down)
 cli.command()(cli_serve.server)
+cli.command()(cli_serve.agent)
 cli.add_typer(freeze_cli, name="freeze",
               help="Freezes and deploy windows; `freeze now` for an incident.")
 cli.add_typer(train_cli, name="train",

@@ -25,13 +25,15 @@ def dev() -> None:
 
 
 def up() -> None:
-    """Start the embedded stack in the background: Temporal dev server, worker and the
-    server on loopback; on first start, log this machine's user in with every role."""
+    """Start the embedded stack in the background: Temporal dev server, the orchestration
+    worker, a host agent for the local engine and the server on loopback; on first start,
+    log this machine's user in with every role."""
     settings = get_settings()
     serving = stack.load_balancers(settings)
     try:
         stack.start_temporal(settings, background=True)
         stack.start_worker(settings, background=True)
+        stack.start_agents(settings, background=True)
         start_server(settings)
     except stack.StackError as error:
         fail(str(error))

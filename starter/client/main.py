@@ -3,9 +3,9 @@
 Every command is sent to the server (``POST /api/commands``), which runs it as the user of
 the client's token and streams its output back; who acts is the token's user, never a name
 typed here. Three commands are the client's own: ``login`` (save a server and a token),
-``logout`` and ``whoami``. The commands that manage the embedded stack (``up``, ``down``,
-``dev``, ``demo``, ``server``) run on this machine (``python -m starter.cli``), which must be
-the stack's: they hold its catalogue and Temporal, as the server does.
+``logout`` and ``whoami``. The commands that run Slipway's own processes (``up``, ``down``,
+``dev``, ``demo``, ``server``, ``agent``) run on this machine (``python -m starter.cli``),
+which must hold the stack's catalogue and Temporal, as the server does.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from starter.client import credentials, transport
 
-STACK_COMMANDS = frozenset({"up", "down", "dev", "demo", "server"})
+STACK_COMMANDS = frozenset({"up", "down", "dev", "demo", "server", "agent"})
 CLIENT_HELP = """
 Client commands (run here, not on the server):
   login     Save a server (--url, default $SLIPWAY_URL) and your API token (read from stdin)

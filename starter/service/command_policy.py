@@ -51,7 +51,7 @@ COMMAND_ROLES: dict[str, str] = {
     "token create": "admin", "token revoke": "admin", "build delete": "admin",
     "host cordon": "admin", "host uncordon": "admin", "host drain": "admin",
     # The stack's own processes.
-    "up": LOCAL, "down": LOCAL, "dev": LOCAL, "demo": LOCAL, "server": LOCAL,
+    "up": LOCAL, "down": LOCAL, "dev": LOCAL, "demo": LOCAL, "server": LOCAL, "agent": LOCAL,
 }
 
 

@@ -28,6 +28,10 @@ class HostView:
     reason: str = ""
     changed_by: str = ""
     changed_at: datetime | None = None
+    # Its agent's last beat (None: no agent registered it), and whether it is the LB host.
+    last_seen: datetime | None = None
+    load_balancer: bool = False
+    lost: bool = False
 
 
 def docker_hosts(settings: Settings) -> list[tuple[str, DockerHost]]:
@@ -42,7 +46,8 @@ def list_hosts(store: Store, settings: Settings) -> list[HostView]:
     for cluster, host in docker_hosts(settings):
         state: HostState | None = states.get((cluster, host.name))
         views.append(HostView(cluster, host) if state is None else HostView(
-            cluster, host, state.cordoned, state.reason, state.changed_by, state.changed_at))
+            cluster, host, state.cordoned, state.reason, state.changed_by, state.changed_at,
+            state.last_seen, state.load_balancer, state.lost))
     return views
 
 

@@ -35,6 +35,7 @@ from starter.stack.pids import (
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Module-level so tests can point it at a stand-in script.
 WORKER_SCRIPT = REPO_ROOT / "worker.py"
+AGENT_SCRIPT = REPO_ROOT / "agent.py"
 
 SEARCH_ATTRIBUTES = ("App", "Env", "Stage", "Lane")
 TEMPORAL_START_TIMEOUT = 60.0
@@ -209,28 +210,51 @@ def start_temporal(settings: Settings, background: bool) -> subprocess.Popen[byt
 
 
 def start_worker(settings: Settings, background: bool) -> subprocess.Popen[bytes] | None:
-    """Start ``worker.py`` (a Temporal worker that runs until killed).
+    """Start ``worker.py`` (the orchestration worker, running until killed).
 
     Returns None when the worker from the pid file still runs. ``background``: output to
     ``<state_dir>/logs/worker.log``; otherwise it shares this terminal (``slipway dev``).
     Raises StackError with the log tail when the worker dies straight away.
     """
-    pid_file = run_dir(settings) / "worker.pid"
-    if any(pid_alive(pid, WORKER_SCRIPT.name) for pid in read_pids(pid_file)):
+    return _start_script(settings, WORKER_SCRIPT, [], "worker", background)
+
+
+def local_agent_hosts(settings: Settings) -> list[str]:
+    """The Docker hosts whose engine is a socket on this machine: the embedded stack runs
+    their agents (a fleet runs ``slipway agent`` on each of its hosts)."""
+    return sorted({host.name for cluster in settings.clusters.values()
+                   if cluster.runtime == "docker" for host in cluster.hosts
+                   if host.engine.startswith("unix://")})
+
+
+def start_agents(settings: Settings, background: bool) -> list[subprocess.Popen[bytes]]:
+    """Start ``agent.py --host NAME`` for every local Docker host that has no running agent
+    (:func:`local_agent_hosts`); logs in ``<state_dir>/logs/agent-NAME.log``."""
+    started = []
+    for host in local_agent_hosts(settings):
+        proc = _start_script(settings, AGENT_SCRIPT, ["--host", host], f"agent-{host}",
+                             background)
+        if proc is not None:
+            started.append(proc)
+    return started
+
+
+def _start_script(settings: Settings, script: Path, args: list[str], name: str,
+                  background: bool) -> subprocess.Popen[bytes] | None:
+    pid_file = run_dir(settings) / f"{name}.pid"
+    if any(pid_alive(pid, script.name) for pid in read_pids(pid_file)):
         return None
-    if not WORKER_SCRIPT.is_file():
-        raise StackError(f"worker script {WORKER_SCRIPT} is missing")
-    log = log_dir(settings) / "worker.log"
-    proc = spawn(
-        [sys.executable, str(WORKER_SCRIPT)], log if background else None, pid_file, "worker",
-        cwd=REPO_ROOT,
-    )
+    if not script.is_file():
+        raise StackError(f"{name} script {script} is missing")
+    log = log_dir(settings) / f"{name}.log"
+    proc = spawn([sys.executable, str(script), *args], log if background else None, pid_file,
+                 name, cwd=REPO_ROOT)
     try:
         deadline = time.monotonic() + WORKER_SETTLE_SECONDS
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 where = f"last lines of {log}:\n{log_tail(log)}" if background else "see above"
-                raise StackError(f"worker exited with code {proc.returncode} at start; {where}")
+                raise StackError(f"{name} exited with code {proc.returncode} at start; {where}")
             time.sleep(0.1)
     except BaseException:
         terminate(proc.pid, STOP_TIMEOUT)
@@ -259,7 +283,8 @@ def _haproxy_pid_files(settings: Settings) -> list[Path]:
 
 
 def stop_stack(settings: Settings) -> list[str]:
-    """Stop Slipway: the server, the worker, then Temporal; return what was stopped.
+    """Stop Slipway: the server, the worker, the host agents, then Temporal; return what was
+    stopped.
 
     The environments' load balancers keep running and serving (the data plane never depends
     on a Slipway process): the worker of the next `up` adopts them as they are.
@@ -270,6 +295,8 @@ def stop_stack(settings: Settings) -> list[str]:
     run = run_dir(settings)
     stopped = _stop_pid_file(run / "server.pid", "server", "starter.cli server")
     stopped += _stop_pid_file(run / "worker.pid", "worker", WORKER_SCRIPT.name)
+    for pid_file in sorted(run.glob("agent-*.pid")):
+        stopped += _stop_pid_file(pid_file, pid_file.stem, AGENT_SCRIPT.name)
     stopped += _stop_pid_file(run / "temporal.pid", "temporal", "temporal")
     return stopped
 
@@ -291,8 +318,12 @@ def load_balancers(settings: Settings) -> list[str]:
 
 
 def stack_status(settings: Settings) -> dict[str, bool]:
-    """Which parts of the stack are up: temporal (frontend port), temporal_ui, worker, haproxy."""
+    """Which parts of the stack are up: temporal (frontend port), temporal_ui, worker, agent
+    (every local host's), haproxy."""
     host, port = parse_address(settings.temporal_address)
+    run = run_dir(settings)
+    agents = [any(pid_alive(pid, AGENT_SCRIPT.name) for pid in read_pids(run / f"agent-{name}.pid"))
+              for name in local_agent_hosts(settings)]
     probe_host = "127.0.0.1" if is_loopback(host) else host
     worker_pids = read_pids(run_dir(settings) / "worker.pid")
     haproxy_pids = [pid for f in _haproxy_pid_files(settings) for pid in read_pids(f)]
@@ -300,6 +331,7 @@ def stack_status(settings: Settings) -> dict[str, bool]:
         "temporal": port_open(probe_host, port),
         "temporal_ui": port_open(probe_host, settings.temporal_ui_port),
         "worker": any(pid_alive(pid, WORKER_SCRIPT.name) for pid in worker_pids),
+        "agent": bool(agents) and all(agents),
         "haproxy": any(pid_alive(pid, "haproxy") for pid in haproxy_pids),
     }
 
@@ -322,6 +354,7 @@ def run_foreground(settings: Settings) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     temporal: subprocess.Popen[bytes] | None = None
     worker: subprocess.Popen[bytes] | None = None
+    agents: list[subprocess.Popen[bytes]] = []
     run = run_dir(settings)
     code = 0
     try:
@@ -334,9 +367,11 @@ def run_foreground(settings: Settings) -> int:
         worker = start_worker(settings, background=False)
         if worker is None:
             raise StackError("a worker is already running (see `slipway down`)")
-        print("worker running; Ctrl-C stops", flush=True)
+        agents = start_agents(settings, background=False)
+        print("worker and host agents running; Ctrl-C stops", flush=True)
         while True:
-            for name, proc in (("worker", worker), ("temporal", temporal)):
+            for name, proc in (("worker", worker), *(("agent", agent) for agent in agents),
+                               ("temporal", temporal)):
                 if proc is not None and proc.poll() is not None:
                     print(f"{name} exited with code {proc.returncode}", file=sys.stderr)
                     code = proc.returncode or 1
@@ -347,11 +382,14 @@ def run_foreground(settings: Settings) -> int:
     finally:
         # Shielded from a second Ctrl-C: leaving children half-stopped is worse than waiting.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for proc, pid_file in ((worker, run / "worker.pid"), (temporal, run / "temporal.pid")):
+        for proc, pid_file in ((worker, run / "worker.pid"),
+                               *((agent, None) for agent in agents),
+                               (temporal, run / "temporal.pid")):
             if proc is not None:
                 terminate(proc.pid, STOP_TIMEOUT)
                 with contextlib.suppress(subprocess.TimeoutExpired, ChildProcessError):
                     proc.wait(timeout=1)
-                pid_file.unlink(missing_ok=True)
+                if pid_file is not None:
+                    pid_file.unlink(missing_ok=True)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, previous)

@@ -19,6 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import worker as slipway_worker
+from agent import agents_serving, docker_host_names
 from catalogue.store import Store
 from integrations.haproxy.router import HaproxyRouter
 from schemas.settings import CHECKOUT, Settings
@@ -91,7 +92,11 @@ def store(settings: Settings) -> Store:
 
 @pytest_asyncio.fixture
 async def running_worker(temporal: WorkflowEnvironment, settings: Settings) -> AsyncIterator[None]:
-    with ThreadPoolExecutor(max_workers=8) as executor, ThreadPoolExecutor(2) as builds:
+    """An orchestration worker, its build worker and an agent per Docker host, in-process."""
+    with (ThreadPoolExecutor(max_workers=8) as executor, ThreadPoolExecutor(2) as builds,
+          ThreadPoolExecutor(max_workers=8) as agents):
         async with (slipway_worker.make_worker(temporal.client, settings, executor),
-                    slipway_worker.make_build_worker(temporal.client, settings, builds)):
+                    slipway_worker.make_build_worker(temporal.client, settings, builds),
+                    agents_serving(temporal.client, settings, docker_host_names(settings),
+                                   agents)):
             yield

@@ -59,7 +59,7 @@ async def start(temporal: WorkflowEnvironment, settings: Settings, store: Store,
 
 
 @pytest.mark.parametrize(("kill_inside_kinds", "stable_seconds"), [
-    ({"start_version", "wait_ready"}, 1),
+    ({"start_version", "wait_ready", "bring_up_on_host"}, 1),
     ({"watch_health"}, 4),
     ({"build_image"}, 1),
 ], ids=["start", "stable-wait", "build"])

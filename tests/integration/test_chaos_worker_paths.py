@@ -41,7 +41,7 @@ __all__ = ["cleanup", "workers"]  # fixtures used by name
 
 SLOW_SECONDS = 12
 UNDO_ACTIVITIES = {"remove_from_lb", "remove_version", "start_version", "wait_ready",
-                   "add_to_lb"}
+                   "bring_up_on_host", "add_to_lb"}
 
 
 async def start(temporal: WorkflowEnvironment, settings: Settings, store: Store,

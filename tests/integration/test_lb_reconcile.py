@@ -19,6 +19,8 @@ import docker
 import httpx
 import pytest
 
+from catalogue.lb_intent import CatalogueIntent
+from catalogue.store import Store
 from integrations.docker.runtime import DockerRuntime
 from integrations.haproxy.router import HaproxyRouter
 from integrations.lb_reconcile import LoadBalancerReconciler
@@ -119,6 +121,31 @@ def test_a_killed_haproxy_is_rebuilt_from_the_record(
 
     # Nothing to do on a healthy environment.
     assert LoadBalancerReconciler(router, runtime).reconcile_all() == []
+
+
+def test_a_replacement_host_rebuilds_from_the_catalogue_at_the_live_addresses(
+        stack: tuple[HaproxyRouter, DockerRuntime, int], tmp_path: Path) -> None:
+    """The catalogue as the intent store: a load-balancer host with a fresh state directory
+    (the old one lost with its host) starts the environment's HAProxy from the catalogue,
+    its servers where the replicas answer now."""
+    _router, runtime, port = stack
+    store = Store(f"sqlite:///{tmp_path / 'catalogue.db'}")
+    old = HaproxyRouter(tmp_path / "lb-old", intent=CatalogueIntent(store))
+    new = HaproxyRouter(tmp_path / "lb-new", intent=CatalogueIntent(store))
+    try:
+        _serve_three(old, runtime, port)
+        before = {s.name: (s.address, s.port, s.weight, s.admin_state)
+                  for s in old.servers(KEY)}
+        _kill_haproxy(old)
+        repairs = LoadBalancerReconciler(new, runtime).reconcile_all()
+        assert [(r.key, r.restarted) for r in repairs] == [(KEY, True)]
+        assert {s.name: (s.address, s.port, s.weight, s.admin_state)
+                for s in new.servers(KEY)} == before
+        assert _serving(f"http://127.0.0.1:{port}/")
+    finally:
+        for router in (old, new):
+            router._kill(KEY)
+        store.engine.dispose()
 
 
 def test_a_worker_that_starts_adopts_a_serving_load_balancer(

@@ -18,6 +18,7 @@ import docker
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import WorkflowHandle
 
+from agent import docker_host_names
 from schemas.settings import Settings
 from workflows.release import ReleaseWorkflow
 
@@ -26,10 +27,12 @@ RECOVERY_BUDGET_SECONDS = 30.0
 
 
 class WorkerProcess:
-    """``python worker.py`` with the test's settings; its output goes to a log file."""
+    """One machine of the embedded stack: ``python worker.py`` and an ``agent.py`` per Docker
+    host of the test's settings (``agents=False``: the worker alone), with the test's
+    settings; their output goes to a log file. Killed together, as a machine dies."""
 
     def __init__(self, settings: Settings, address: str, log: Path,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, agents: bool = True) -> None:
         credentials = {name: value.get_secret_value()
                        for name, value in settings.credentials.items()}
         self.env = {
@@ -43,31 +46,64 @@ class WorkerProcess:
             "SLIPWAY_TASK_QUEUE": settings.task_queue,
             "SLIPWAY_TEMPORAL_ADDRESS": address,
             "SLIPWAY_SOURCE_ROOTS": json.dumps([str(root) for root in settings.source_roots]),
+            "SLIPWAY_CLUSTERS": settings.environment()["SLIPWAY_CLUSTERS"],
+            "SLIPWAY_DEFAULT_CLUSTER": settings.default_cluster,
             **(extra_env or {}),
         }
         self.log = log
+        self.hosts = docker_host_names(settings) if agents else []
         self.process: subprocess.Popen[bytes] | None = None
+        self.agents: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen([sys.executable, str(REPO / "worker.py")],
                                             cwd=REPO, env=self.env, stdout=out,
                                             stderr=subprocess.STDOUT)
+            self.agents = [subprocess.Popen([sys.executable, str(REPO / "agent.py"),
+                                             "--host", host], cwd=REPO, env=self.env,
+                                            stdout=out, stderr=subprocess.STDOUT)
+                           for host in self.hosts]
+
+    @property
+    def pids(self) -> set[int]:
+        """The worker's and its agents' process ids."""
+        return {proc.pid for proc in [self.process, *self.agents] if proc is not None}
 
     def kill(self) -> None:
         """kill -9, by pid: no shutdown, no goodbye to the server."""
         assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
+        for proc in [self.process, *self.agents]:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        running = [proc for proc in [self.process, *self.agents]
+                   if proc is not None and proc.poll() is None]
+        for proc in running:
+            proc.send_signal(signal.SIGTERM)
+        for proc in running:
             try:
-                self.process.wait(timeout=40)
+                proc.wait(timeout=40)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                proc.kill()
+                proc.wait()
+
+
+class AgentProcess(WorkerProcess):
+    """``python agent.py --host HOST`` alone, with the test's settings."""
+
+    def __init__(self, settings: Settings, address: str, log: Path, host: str,
+                 extra_env: dict[str, str] | None = None) -> None:
+        super().__init__(settings, address, log, extra_env, agents=False)
+        self.host = host
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen([sys.executable, str(REPO / "agent.py"),
+                                             "--host", self.host], cwd=REPO, env=self.env,
+                                            stdout=out, stderr=subprocess.STDOUT)
 
 
 async def running(handle: WorkflowHandle[Any, Any]) -> list[str]:

@@ -249,7 +249,7 @@ class Fleet:
             _run("ip", "addr", "add", f"{self.gateway}/24", "dev", self.root_link)
             _run("ip", "link", "set", self.root_link, "up")
         for index in range(1, self.count + 1):
-            host = FleetHost(index=index, name=f"h{index}", netns=f"{self.prefix}-h{index}",
+            host = FleetHost(index=index, name=f"n{index}", netns=f"{self.prefix}-h{index}",
                              address=f"10.{self.net}.7.{10 + index}",
                              dir=self.dir / f"h{index}")
             self.hosts.append(host)
@@ -310,7 +310,7 @@ class Fleet:
         marker = json.loads((BASE_DIR / f"{DIR_PREFIX}{ident}" / MARKER).read_text())
         fleet = cls(count=marker["count"], ident=marker["ident"], net=marker["net"],
                     live_restore=marker["live_restore"], by_hand=marker["by_hand"])
-        fleet.hosts = [FleetHost(index=i, name=f"h{i}", netns=f"{fleet.prefix}-h{i}",
+        fleet.hosts = [FleetHost(index=i, name=f"n{i}", netns=f"{fleet.prefix}-h{i}",
                                  address=f"10.{fleet.net}.7.{10 + i}", dir=fleet.dir / f"h{i}")
                        for i in marker["hosts"]]
         return fleet

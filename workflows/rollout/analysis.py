@@ -20,7 +20,6 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.analysis import AnalysisActivities
-    from activities.runtime import RuntimeActivities
     from schemas.analysis import (
         AnalysisPolicy,
         AnalysisTarget,
@@ -122,8 +121,7 @@ class AnalysedWait:
             wf.show_analysis(ends_at)
             started = workflow.now()
             with wf.looking(plan.to_version, "watch_health", self.replicas):
-                problems: list[str] | None = await wf.watch(
-                    RuntimeActivities.watch_health,
+                problems: list[str] | None = await self.rollout.watch_health(
                     WatchHealthInput(check=self._health_check(), seconds=tick,
                                      interval_seconds=min(HEALTH_INTERVAL_SECONDS, tick),
                                      report=True),
@@ -168,7 +166,7 @@ class AnalysedWait:
             AnalysisActivities.measure_analysis,
             MeasureInput(policy=self.policy, metrics=metrics, target=self.target,
                          release_id=plan.release_id, step=self.step, since=self.since),
-            summary)
+            summary, task_queue=self.rollout.lb_queue)  # HAProxy's counters: on its host
         for name in metrics or list(self.waited):
             self.since[name] = result.counters
             self.waited[name] = 0.0

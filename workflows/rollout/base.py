@@ -8,6 +8,7 @@ so a failure at any point can put the recorded baseline back.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from datetime import timedelta
 
@@ -23,12 +24,15 @@ with workflow.unsafe.imports_passed_through():
         ImageSpec,
         ListVersionsInput,
         ReleasePlan,
+        ShiftInput,
         StartVersionInput,
         TrafficInput,
         VersionRef,
         VersionStatus,
         WaitReadyInput,
+        WatchHealthInput,
     )
+    from workflows.rollout.fleet import HostCalls
     from workflows.rollout.host import RolloutHost
 
 def cause_of(error: BaseException) -> str:
@@ -50,6 +54,10 @@ class Rollout(ABC):
         # Replicas (new, old) the status query shows last: the undo steps update it, so
         # `status` after a rollback shows what runs, not what ran before the undo.
         self.shown: tuple[int, int] | None = None
+        # Docker hosts with agents: containers through each host's agent, the load balancer
+        # through the LB host's (None: every activity on the workflow's own queue).
+        self.hosts = HostCalls(wf, plan) if plan.hosts else None
+        self.lb_queue = self.hosts.lb_queue if self.hosts else None
 
     def ref(self, version: int) -> VersionRef:
         return VersionRef(app=self.plan.app, env_key=self.plan.env_key,
@@ -66,18 +74,27 @@ class Rollout(ABC):
     async def survey(self) -> list[int]:
         """Ensure the frontend; find the old version and any leftover versions."""
         plan = self.plan
-        await self.wf.act(TrafficActivities.ensure_frontend,
-                          EnsureFrontendInput(env_key=plan.env_key, lb_port=plan.lb_port,
-                                              health_path=plan.health_path,
-                                              cluster=plan.cluster, app=plan.app,
-                                              namespace=plan.namespace, ports=plan.ports),
-                          f"load balancer on port {plan.lb_port}")
-        versions: list[int] = await self.wf.act(
-            RuntimeActivities.list_versions,
-            ListVersionsInput(app=plan.app, env_key=plan.env_key, cluster=plan.cluster,
-                              namespace=plan.namespace),
-            "list running versions",
-        )
+        frontend = self.wf.act(TrafficActivities.ensure_frontend,
+                               EnsureFrontendInput(env_key=plan.env_key, lb_port=plan.lb_port,
+                                                   health_path=plan.health_path,
+                                                   cluster=plan.cluster, app=plan.app,
+                                                   namespace=plan.namespace, ports=plan.ports),
+                               f"load balancer on port {plan.lb_port}", task_queue=self.lb_queue)
+        versions: list[int]
+        if self.hosts is not None:
+            # The load balancer's host and the others at once, each asked also what runs of
+            # the new version (where its first replicas go).
+            _, versions, _ = await asyncio.gather(
+                frontend, self.hosts.versions(),
+                self.hosts.inventory(self.spec(plan.to_version, self.target, plan.replicas)))
+        else:
+            await frontend
+            versions = await self.wf.act(
+                RuntimeActivities.list_versions,
+                ListVersionsInput(app=plan.app, env_key=plan.env_key, cluster=plan.cluster,
+                                  namespace=plan.namespace),
+                "list running versions",
+            )
         if plan.current is not None and plan.from_version in versions:
             self.old_version, self.old_count = plan.from_version, plan.current_replicas
             self.show(0, self.old_count)  # what serves before anything changes
@@ -93,53 +110,111 @@ class Rollout(ABC):
             return
 
         async def restore() -> None:
-            await self.bring_up(plan.from_version, current, plan.current_replicas)
+            await self.bring_up(plan.from_version, current, plan.current_replicas,
+                                prefer=plan.current_placement)
             self.old_version, self.old_count = plan.from_version, plan.current_replicas
             self.show(self.shown[0] if self.shown else 0, plan.current_replicas)
 
         self.wf.push_undo(f"restore v{plan.from_version}", restore)
 
-    async def start(self, version: int, image: ImageSpec, replicas: int) -> None:
+    def spec(self, version: int, image: ImageSpec, replicas: int) -> StartVersionInput:
         plan = self.plan
-        await self.wf.act(RuntimeActivities.start_version,
-                          StartVersionInput(version=self.ref(version), image=image.run_ref,
-                                            replicas=replicas, ports=plan.ports,
-                                            env_vars=plan.env_vars, env_id=plan.env_id,
-                                            cpu=plan.cpu,
-                                            memory=plan.memory,
-                                            health_path=plan.health_path),
+        return StartVersionInput(version=self.ref(version), image=image.run_ref,
+                                 replicas=replicas, ports=plan.ports, env_vars=plan.env_vars,
+                                 env_id=plan.env_id, cpu=plan.cpu, memory=plan.memory,
+                                 health_path=plan.health_path)
+
+    async def start(self, version: int, image: ImageSpec, replicas: int) -> None:
+        if self.hosts is not None:
+            await self.hosts.bring_up(self.spec(version, image, replicas),
+                                      self.plan.progress_deadline_seconds)
+            return
+        await self.wf.act(RuntimeActivities.start_version, self.spec(version, image, replicas),
                           f"run {replicas}× v{version}", timeout=timedelta(minutes=10))
 
-    async def bring_up(self, version: int, image: ImageSpec, replicas: int) -> None:
-        """Start replicas of a version, wait until they are healthy, put them in rotation."""
+    async def bring_up(self, version: int, image: ImageSpec, replicas: int,
+                       prefer: dict[str, int] | None = None,
+                       then_drain: DrainInput | None = None) -> None:
+        """Start replicas of a version, wait until they are healthy, put them in rotation
+        (on hosts with agents: where ``prefer`` had them first, a baseline's placement; and
+        with ``then_drain``, the old version drained in the same load-balancer activity)."""
         plan = self.plan
-        await self.start(version, image, replicas)
-        with self.wf.looking(version, "wait_ready", replicas):
-            instances = await self.wf.act(
-                RuntimeActivities.wait_ready,
-                WaitReadyInput(version=self.ref(version), replicas=replicas,
-                               port=plan.ports[0], health_path=plan.health_path,
-                               deadline_seconds=plan.progress_deadline_seconds, report=True),
-                f"wait until {replicas}× v{version} are healthy",
-                timeout=timedelta(seconds=plan.progress_deadline_seconds + 60), heartbeat=True,
-            )
-        await self.wf.act(TrafficActivities.add_to_lb,
-                          TrafficInput(env_key=plan.env_key, instances=instances,
-                                       cluster=plan.cluster, namespace=plan.namespace),
-                          f"put v{version} in rotation")
+        if prefer is None and version == plan.to_version:
+            prefer = plan.target_placement  # a rollback: where its baseline ran
+        if self.hosts is not None:
+            with self.wf.looking(version, "bring_up_on_host", replicas):
+                instances = await self.hosts.bring_up(self.spec(version, image, replicas),
+                                                      plan.progress_deadline_seconds,
+                                                      prefer=prefer)
+        else:
+            await self.start(version, image, replicas)
+            with self.wf.looking(version, "wait_ready", replicas):
+                instances = await self.wf.act(
+                    RuntimeActivities.wait_ready,
+                    WaitReadyInput(version=self.ref(version), replicas=replicas,
+                                   port=plan.ports[0], health_path=plan.health_path,
+                                   deadline_seconds=plan.progress_deadline_seconds,
+                                   report=True),
+                    f"wait until {replicas}× v{version} are healthy",
+                    timeout=timedelta(seconds=plan.progress_deadline_seconds + 60),
+                    heartbeat=True,
+                )
+        rotation = TrafficInput(env_key=plan.env_key, instances=instances,
+                                cluster=plan.cluster, namespace=plan.namespace)
+        if then_drain is not None:
+            await self.wf.act(TrafficActivities.shift, ShiftInput(add=rotation, drain=then_drain),
+                              f"put v{version} in rotation, drain v{then_drain.version} down "
+                              f"to {then_drain.keep}", task_queue=self.lb_queue,
+                              timeout=timedelta(seconds=plan.drain_timeout_seconds + 60))
+            return
+        await self.wf.act(TrafficActivities.add_to_lb, rotation, f"put v{version} in rotation",
+                          task_queue=self.lb_queue)
+
+    def drain_input(self, version: int, keep: int) -> DrainInput:
+        plan = self.plan
+        return DrainInput(env_key=plan.env_key, version=version, keep=keep,
+                          timeout_seconds=plan.drain_timeout_seconds, cluster=plan.cluster,
+                          namespace=plan.namespace)
 
     async def drain(self, version: int, keep: int) -> None:
         plan = self.plan
-        await self.wf.act(TrafficActivities.drain,
-                          DrainInput(env_key=plan.env_key, version=version, keep=keep,
-                                     timeout_seconds=plan.drain_timeout_seconds,
-                                     cluster=plan.cluster, namespace=plan.namespace),
+        await self.wf.act(TrafficActivities.drain, self.drain_input(version, keep),
                           f"drain v{version}" + (f" down to {keep}" if keep else ""),
-                          timeout=timedelta(seconds=plan.drain_timeout_seconds + 60))
+                          timeout=timedelta(seconds=plan.drain_timeout_seconds + 60),
+                          task_queue=self.lb_queue)
 
     async def remove(self, version: int) -> None:
+        if self.hosts is not None:
+            await self.hosts.each(RuntimeActivities.remove_version, self.ref(version),
+                                  f"remove v{version}")
+            return
         await self.wf.act(RuntimeActivities.remove_version, self.ref(version),
                           f"remove v{version}")
+
+    async def stop(self, version: int) -> None:
+        """Stop the version's containers, keeping them (a recreate's old version)."""
+        if self.hosts is not None:
+            await self.hosts.each(RuntimeActivities.stop_version, self.ref(version),
+                                  f"stop v{version}", timeout=timedelta(minutes=5))
+            return
+        await self.wf.act(RuntimeActivities.stop_version, self.ref(version),
+                          f"stop v{version}", timeout=timedelta(minutes=5))
+
+    async def watch_health(self, data: WatchHealthInput, summary: str,
+                           timeout: timedelta) -> list[str] | None:
+        """One stable-wait window (:meth:`RolloutHost.watch`), on every host holding the
+        version when the hosts have agents."""
+        if self.hosts is not None:
+            return await self.hosts.watch(data, summary, timeout)
+        result: list[str] | None = await self.wf.watch(RuntimeActivities.watch_health, data,
+                                                       summary, timeout)
+        return result
+
+    def placement(self) -> dict[str, int]:
+        """Replicas per host of the new version (empty without agents): the baseline's."""
+        if self.hosts is None:
+            return {}
+        return self.hosts.placed.get(self.plan.to_version, {})
 
     async def tear_down(self) -> None:
         """Undo of starting the new version: out of rotation at once, containers removed."""
@@ -148,7 +223,7 @@ class Rollout(ABC):
                           DrainInput(env_key=self.plan.env_key, version=version,
                                      timeout_seconds=0, cluster=self.plan.cluster,
                                      namespace=self.plan.namespace),
-                          f"take v{version} out of rotation")
+                          f"take v{version} out of rotation", task_queue=self.lb_queue)
         await self.remove(version)
         self.show(0, self.shown[1] if self.shown else self.old_count)
 

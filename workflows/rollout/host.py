@@ -29,10 +29,14 @@ class RolloutHost(Protocol):
     promote_full_requested: bool
 
     async def act(self, method: Any, arg: Any, summary: str, timeout: timedelta = QUICK,
-                  heartbeat: bool = True, task_queue: str | None = None) -> Any:
-        """Run an activity; an ``abort`` cancels it and stops the release."""
+                  heartbeat: bool = True, task_queue: str | None = None,
+                  schedule_to_start: timedelta | None = None) -> Any:
+        """Run an activity (on ``task_queue``: a host's agent); an ``abort`` cancels it and
+        stops the release."""
 
-    async def watch(self, method: Any, arg: Any, summary: str, timeout: timedelta) -> Any:
+    async def watch(self, method: Any, arg: Any, summary: str, timeout: timedelta,
+                    task_queue: str | None = None,
+                    schedule_to_start: timedelta | None = None) -> Any:
         """Run a watching activity until it ends (its result) or a person intervenes
         (``None``: the activity was stopped)."""
 

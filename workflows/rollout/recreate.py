@@ -8,13 +8,10 @@ rolls back (the new version removed, the old one started again).
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.runtime import RuntimeActivities
     from workflows.rollout.analysis import AnalysedWait
     from workflows.rollout.base import Rollout
     from workflows.steps import analysis_ticks_problem, stable_seconds_problem
@@ -33,8 +30,7 @@ class Recreate(Rollout):
         for version in old:
             self.wf.set_stage("draining", f"draining v{version}")
             await self.drain(version, keep=0)
-            await self.wf.act(RuntimeActivities.stop_version, self.ref(version),
-                              f"stop v{version}", timeout=timedelta(minutes=5))
+            await self.stop(version)
         if old:
             # Nothing old serves any more: no baseline to compare the new version with.
             self.old_count = 0

@@ -7,6 +7,8 @@ is health-checked. A ``gate`` step waits for ``promote``.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -30,6 +32,14 @@ with workflow.unsafe.imports_passed_through():
 HEALTH_INTERVAL_SECONDS = 10
 # Stable waits as one watching activity per window (workflow.patched marker).
 STABLE_WATCH_PATCH = "stable-wait-one-activity"
+
+
+async def beside(main: Awaitable[None], side: Awaitable[None]) -> None:
+    """Both to their end (an undo must never race the other), then the first error."""
+    results = await asyncio.gather(main, side, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 class Stepped(Rollout):
@@ -68,11 +78,23 @@ class Stepped(Rollout):
         last = step.new == plan.replicas and step.old == 0
         self.wf.set_stage("shifting", f"step {number}/{total}: v{plan.to_version}×{step.new}"
                           + (f", v{self.old_version}×{step.old}" if self.old_version else ""))
-        await self.bring_up(plan.to_version, self.target, step.new)
-        if not last:
-            await self.scale_old(step.old)
-        self.show(step.new, self.old_count)
-        await self.wait_stable(step.new)
+        if self.hosts is not None and not last and self.shrinks_old(step.old):
+            # Hosts with agents: the new replicas go into rotation and the old ones out in
+            # one load-balancer activity, then the old ones are trimmed on every host.
+            self.push_restore()
+            await self.bring_up(plan.to_version, self.target, step.new,
+                                then_drain=self.drain_input(self.old_version, step.old))
+            self.old_count = step.old
+            self.show(step.new, self.old_count)
+            # Out of rotation already: removed while the new replicas prove stable.
+            await beside(self.wait_stable(step.new),
+                         self.hosts.trim(self.ref(self.old_version), step.old))
+        else:
+            await self.bring_up(plan.to_version, self.target, step.new)
+            if not last:
+                await self.scale_old(step.old)
+            self.show(step.new, self.old_count)
+            await self.wait_stable(step.new)
         if last:
             # Seed 004: wait until every version is stable, then shut the old one.
             await self.scale_old(0)
@@ -109,8 +131,7 @@ class Stepped(Rollout):
         remaining = float(plan.stable_seconds)
         while remaining > 0:
             started = workflow.now()
-            problems: list[str] | None = await wf.watch(
-                RuntimeActivities.watch_health,
+            problems: list[str] | None = await self.watch_health(
                 WatchHealthInput(check=check, seconds=remaining,
                                  interval_seconds=HEALTH_INTERVAL_SECONDS, report=True),
                 f"v{plan.to_version} stays healthy for {remaining:.0f}s",
@@ -153,13 +174,18 @@ class Stepped(Rollout):
                                        + "; ".join(problems), type="Unhealthy",
                                        non_retryable=True)
 
+    def shrinks_old(self, count: int) -> bool:
+        return bool(self.old_version) and count < self.old_count
+
     async def scale_old(self, count: int) -> None:
-        if not self.old_version or count >= self.old_count:
+        if not self.shrinks_old(count):
             return
         self.push_restore()
         await self.drain(self.old_version, keep=count)
         if count == 0:
             await self.remove(self.old_version)
+        elif self.hosts is not None:
+            await self.hosts.trim(self.ref(self.old_version), count)
         else:
             assert self.plan.current is not None  # an old version implies a baseline
             await self.start(self.old_version, self.plan.current, count)

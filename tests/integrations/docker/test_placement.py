@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from agent import load_balancer_keeper
 from integrations.docker.placement import NoRoomError, place
 from integrations.docker.runtime import DockerRuntime
 from lanes.docker_target import DockerLaneTarget
 from lanes.resources import LaneSettings
 from schemas.settings import Cluster, DockerHost, Settings
-from worker import build_cluster, lane_target, load_balancer_reconciler
+from worker import build_cluster, lane_target
 
 H1 = DockerHost(name="h1", engine="unix:///run/h1.sock", address="10.9.7.11")
 H2 = DockerHost(name="h2", engine="unix:///run/h2.sock", address="10.9.7.12")
@@ -83,7 +84,6 @@ def test_hosts_name_their_engines_and_survive_the_environment_round_trip(
 @pytest.mark.parametrize(("fields", "message"), [
     ({"hosts": [H1], "engines": ["unix:///other.sock"]}, "give hosts or engines, not both"),
     ({"hosts": [H1, H1.model_copy(update={"engine": "unix:///x"})]}, "same name: h1"),
-    ({"hosts": [H1, H2.model_copy(update={"engine": H1.engine})]}, "same engine"),
     ({"engines": []}, "at least one Docker host"),
     ({"hosts": [{"name": "H 1", "engine": "unix:///x"}]}, "String should match pattern"),
 ])
@@ -99,10 +99,16 @@ def test_the_worker_gives_each_docker_use_its_hosts(tmp_path: Path) -> None:
                         default_cluster="fleet")
     runtime, _traffic = build_cluster("fleet", fleet, settings, None)
     assert isinstance(runtime, DockerRuntime) and runtime.hosts == [H1, H2, H3]
-    reconciler = load_balancer_reconciler(settings)
-    assert reconciler is not None
-    assert [h.engine for h in reconciler.runtime.hosts] == [
-        "unix:///var/run/docker.sock", H1.engine, H2.engine, H3.engine]
+    # The fleet's LB host (its first) keeps its load balancers from the catalogue's record:
+    # its agent reaches no other host's engine.
+    reconciler = load_balancer_keeper(settings, "h1")
+    assert reconciler is not None and reconciler.runtime is None
+    # A one-host cluster's agent also asks its engine where replicas answer now.
+    alone = settings.model_copy(update={"clusters": {"local": Cluster()},
+                                        "default_cluster": "local"})
+    local = load_balancer_keeper(alone, "h1")
+    assert local is not None and local.runtime is not None
+    assert local.runtime.engines == ["unix:///var/run/docker.sock"]
     # Lanes run on the cluster's first host and publish on its address.
     target = lane_target(settings, LaneSettings(), None)
     assert isinstance(target, DockerLaneTarget) and isinstance(target.runtime, DockerRuntime)

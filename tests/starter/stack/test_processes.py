@@ -52,6 +52,10 @@ def fake_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         f"pathlib.Path({str(marker)!r}).touch()\ntime.sleep(600)\n"
     )
     monkeypatch.setattr(stack, "WORKER_SCRIPT", script)
+    # The host agent idles the same way (its name is what the stack looks for).
+    agent = tmp_path / "bin" / "agent.py"
+    agent.write_text("import time\nprint('fake agent up', flush=True)\ntime.sleep(600)\n")
+    monkeypatch.setattr(stack, "AGENT_SCRIPT", agent)
     return script
 
 
@@ -115,6 +119,7 @@ def test_status_and_stop_on_an_empty_state_dir(settings: Settings) -> None:
         "temporal": False,
         "temporal_ui": False,
         "worker": False,
+        "agent": False,
         "haproxy": False,
     }
     assert stack.stop_stack(settings) == []
@@ -260,6 +265,7 @@ def test_run_foreground_stops_both_on_sigterm(settings: Settings, fake_worker: P
         from schemas.settings import Settings
         from starter.stack import processes as stack
         stack.WORKER_SCRIPT = Path({str(fake_worker)!r})
+        stack.AGENT_SCRIPT = Path({str(fake_worker.parent / "agent.py")!r})
         settings = Settings(state_dir=Path({str(settings.state_dir)!r}),
                             temporal_address={settings.temporal_address!r},
                             temporal_ui_port={settings.temporal_ui_port})
@@ -276,12 +282,13 @@ def test_run_foreground_stops_both_on_sigterm(settings: Settings, fake_worker: P
         dev.send_signal(signal.SIGTERM)
         assert dev.wait(timeout=30) == 0
         output = dev.stdout.read() if dev.stdout else ""
-        assert "fake worker up" in output
+        assert "fake worker up" in output and "fake agent up" in output
         assert not stack.port_open("127.0.0.1", port)
         assert stack.stack_status(settings) == {
             "temporal": False,
             "temporal_ui": False,
             "worker": False,
+            "agent": False,
             "haproxy": False,
         }
         assert not list(stack.run_dir(settings).glob("*.pid"))
