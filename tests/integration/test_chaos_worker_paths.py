@@ -112,7 +112,7 @@ async def test_worker_killed_inside_a_drain_lets_in_flight_requests_finish(
             slow_requests(url, count=4) as slow_answers:
         handle = await start(temporal, settings, store, version_label="2.0.0")
         # The first drain of v1 waits for the slow requests its server holds.
-        killed_in = await kill_inside(handle, old, {"drain"})
+        killed_in = await kill_inside(handle, old, {"drain", "shift"})
         recovered = await replace_worker(handle, settings, temporal, tmp_path, workers,
                                          killed_in)
         outcome = await follow(handle, lambda _s: None)

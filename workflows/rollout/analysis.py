@@ -166,7 +166,7 @@ class AnalysedWait:
             AnalysisActivities.measure_analysis,
             MeasureInput(policy=self.policy, metrics=metrics, target=self.target,
                          release_id=plan.release_id, step=self.step, since=self.since),
-            summary, task_queue=self.rollout.lb_queue)  # HAProxy's counters: on its host
+            summary, **self.rollout.lb)  # HAProxy's counters: on its host
         for name in metrics or list(self.waited):
             self.since[name] = result.counters
             self.waited[name] = 0.0

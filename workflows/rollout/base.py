@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ChildWorkflowError
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         WaitReadyInput,
         WatchHealthInput,
     )
+    from workflows.policies import HOST_SCHEDULE_TO_START
     from workflows.rollout.fleet import HostCalls
     from workflows.rollout.host import RolloutHost
 
@@ -57,7 +59,11 @@ class Rollout(ABC):
         # Docker hosts with agents: containers through each host's agent, the load balancer
         # through the LB host's (None: every activity on the workflow's own queue).
         self.hosts = HostCalls(wf, plan) if plan.hosts else None
-        self.lb_queue = self.hosts.lb_queue if self.hosts else None
+        # Where load-balancer activities go: the LB host's agent, which must pick them up in
+        # time like any host's (nothing: the workflow's own queue).
+        self.lb: dict[str, Any] = ({"task_queue": self.hosts.lb_queue,
+                                    "schedule_to_start": HOST_SCHEDULE_TO_START}
+                                   if self.hosts else {})
 
     def ref(self, version: int) -> VersionRef:
         return VersionRef(app=self.plan.app, env_key=self.plan.env_key,
@@ -79,7 +85,7 @@ class Rollout(ABC):
                                                    health_path=plan.health_path,
                                                    cluster=plan.cluster, app=plan.app,
                                                    namespace=plan.namespace, ports=plan.ports),
-                               f"load balancer on port {plan.lb_port}", task_queue=self.lb_queue)
+                               f"load balancer on port {plan.lb_port}", **self.lb)
         versions: list[int]
         if self.hosts is not None:
             # The load balancer's host and the others at once, each asked also what runs of
@@ -164,11 +170,11 @@ class Rollout(ABC):
         if then_drain is not None:
             await self.wf.act(TrafficActivities.shift, ShiftInput(add=rotation, drain=then_drain),
                               f"put v{version} in rotation, drain v{then_drain.version} down "
-                              f"to {then_drain.keep}", task_queue=self.lb_queue,
+                              f"to {then_drain.keep}", **self.lb,
                               timeout=timedelta(seconds=plan.drain_timeout_seconds + 60))
             return
         await self.wf.act(TrafficActivities.add_to_lb, rotation, f"put v{version} in rotation",
-                          task_queue=self.lb_queue)
+                          **self.lb)
 
     def drain_input(self, version: int, keep: int) -> DrainInput:
         plan = self.plan
@@ -181,7 +187,7 @@ class Rollout(ABC):
         await self.wf.act(TrafficActivities.drain, self.drain_input(version, keep),
                           f"drain v{version}" + (f" down to {keep}" if keep else ""),
                           timeout=timedelta(seconds=plan.drain_timeout_seconds + 60),
-                          task_queue=self.lb_queue)
+                          **self.lb)
 
     async def remove(self, version: int) -> None:
         if self.hosts is not None:
@@ -223,7 +229,7 @@ class Rollout(ABC):
                           DrainInput(env_key=self.plan.env_key, version=version,
                                      timeout_seconds=0, cluster=self.plan.cluster,
                                      namespace=self.plan.namespace),
-                          f"take v{version} out of rotation", task_queue=self.lb_queue)
+                          f"take v{version} out of rotation", **self.lb)
         await self.remove(version)
         self.show(0, self.shown[1] if self.shown else self.old_count)
 

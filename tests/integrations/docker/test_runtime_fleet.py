@@ -82,7 +82,7 @@ def test_replicas_spread_over_the_hosts_and_answer_on_their_addresses(
     start(runtime, v1, image, 6)
     spread = placement(runtime, v1)
     print(f"\n6 replicas on 3 hosts: {spread}")
-    assert {host: len(names) for host, names in spread.items()} == {"h1": 2, "h2": 2, "h3": 2}
+    assert {host: len(names) for host, names in spread.items()} == {"n1": 2, "n2": 2, "n3": 2}
     for host in runtime.hosts:  # each host pulled the image from the registry itself
         assert runtime.containers_on(host, v1.env_key)[0].labels[LABEL_HOST] == host.name
 
@@ -97,10 +97,10 @@ def test_replicas_spread_over_the_hosts_and_answer_on_their_addresses(
         {i.name: i.address for i in instances}
 
     # A stopped replica is named with its host, and started again where it is.
-    h2 = runtime.hosts[1]
-    victim = runtime.containers_on(h2, v1.env_key, 1)[0]
+    n2 = runtime.hosts[1]
+    victim = runtime.containers_on(n2, v1.env_key, 1)[0]
     victim.stop(timeout=1)
-    assert f"{victim.name} on h2 is exited" in runtime.check_health(v1, 6, 8080, "/healthz")
+    assert f"{victim.name} on n2 is exited" in runtime.check_health(v1, 6, 8080, "/healthz")
     start(runtime, v1, image, 6)
     assert placement(runtime, v1) == spread
     victim.reload()
@@ -129,9 +129,9 @@ def test_capacity_is_respected_and_a_full_cluster_is_refused(
     try:
         v1 = ref()
         start(small, v1, image, 3)
-        assert {h: len(n) for h, n in placement(small, v1).items()} == {"h1": 1, "h2": 1,
-                                                                          "h3": 1}
-        with pytest.raises(NoRoomError, match="h1 1/1, h2 1/1, h3 1/1"):
+        assert {h: len(n) for h, n in placement(small, v1).items()} == {"n1": 1, "n2": 1,
+                                                                          "n3": 1}
+        with pytest.raises(NoRoomError, match="n1 1/1, n2 1/1, n3 1/1"):
             start(small, ref(key=v1.env_key, version=2), image, 1)
     finally:
         small.remove_version(v1)
@@ -154,15 +154,15 @@ def test_a_cordoned_host_gets_no_new_replica_and_keeps_what_runs(
         v1 = ref()
         start(runtime, v1, image, 3)
         assert {host: len(names) for host, names in placement(runtime, v1).items()} == {
-            "h1": 1, "h2": 1, "h3": 1}
-        cordoned.add("h1")
+            "n1": 1, "n2": 1, "n3": 1}
+        cordoned.add("n1")
         start(runtime, v1, image, 3)  # what runs stays where it is
-        assert len(placement(runtime, v1)["h1"]) == 1
+        assert len(placement(runtime, v1)["n1"]) == 1
         v2 = ref(2, v1.env_key)
         start(runtime, v2, image, 4)
         assert {host: len(names) for host, names in placement(runtime, v2).items()} == {
-            "h1": 0, "h2": 2, "h3": 2}
-        cordoned.update({"h2", "h3"})
+            "n1": 0, "n2": 2, "n3": 2}
+        cordoned.update({"n2", "n3"})
         with pytest.raises(NoRoomError, match="every host is cordoned"):
             start(runtime, ref(3, v1.env_key), image, 1)
     finally:

@@ -54,7 +54,9 @@ def fake_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(stack, "WORKER_SCRIPT", script)
     # The host agent idles the same way (its name is what the stack looks for).
     agent = tmp_path / "bin" / "agent.py"
-    agent.write_text("import time\nprint('fake agent up', flush=True)\ntime.sleep(600)\n")
+    agent.write_text(
+        "import pathlib, time\nprint('fake agent up', flush=True)\n"
+        f"pathlib.Path({str(marker.with_name('agent-started'))!r}).touch()\ntime.sleep(600)\n")
     monkeypatch.setattr(stack, "AGENT_SCRIPT", agent)
     return script
 
@@ -278,6 +280,7 @@ def test_run_foreground_stops_both_on_sigterm(settings: Settings, fake_worker: P
     try:
         assert wait_until(lambda: stack.stack_status(settings)["worker"], timeout=60)
         assert wait_until((fake_worker.parent / "started").exists, timeout=30)
+        assert wait_until((fake_worker.parent / "agent-started").exists, timeout=30)
         assert stack.port_open("127.0.0.1", port)
         dev.send_signal(signal.SIGTERM)
         assert dev.wait(timeout=30) == 0
