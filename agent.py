@@ -122,7 +122,7 @@ def agent_activities(settings: Settings, name: str, store: Store,
         host.trim_version]
     balanced = balanced_clusters(settings, name)
     if balanced:
-        router = haproxy_router(settings, store)
+        router = haproxy_router(settings, store, keeper=True)
         routers: dict[str, TrafficRouter] = {cluster: HaproxyTraffic(router)
                                              for cluster in balanced}
         traffic = TrafficActivities(routers, balanced[0])
@@ -176,7 +176,7 @@ def load_balancer_keeper(settings: Settings, name: str,
              for host in settings.clusters[cluster].hosts}
     runtime = (DockerRuntime(hosts=list(hosts.values()), stack=settings.stack_label())
                if list(hosts) == [name] else None)
-    return LoadBalancerReconciler(haproxy_router(settings, store), runtime)
+    return LoadBalancerReconciler(haproxy_router(settings, store, keeper=True), runtime)
 
 
 async def keep_load_balancers(reconciler: LoadBalancerReconciler) -> None:

@@ -89,12 +89,16 @@ def registry_auth(settings: Settings) -> dict[str, str] | None:
     return {"username": username, "password": password}
 
 
-def haproxy_router(settings: Settings, store: Store | None = None) -> HaproxyRouter:
+def haproxy_router(settings: Settings, store: Store | None = None,
+                   keeper: bool = False) -> HaproxyRouter:
     """A router of this state directory's load balancers, what they should hold kept in
     the catalogue: a replacement load-balancer host (a fresh state directory) rebuilds them
-    from there. Every router of a state directory must keep it in the same place."""
+    from there. Every router of a state directory must keep it in the same place.
+    ``keeper``: this process keeps the load balancers (the LB host's agent) and holds their
+    listening sockets, so a daemon's death refuses no connection."""
     return HaproxyRouter(settings.state_dir, settings.haproxy_bin, settings.lb_bind_address,
-                         intent=CatalogueIntent(store or Store(settings.resolved_database_url())))
+                         intent=CatalogueIntent(store or Store(settings.resolved_database_url())),
+                         hold_listeners=keeper)
 
 
 def build_cluster(name: str, cluster: Cluster, settings: Settings,

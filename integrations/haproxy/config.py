@@ -20,12 +20,15 @@ from integrations.haproxy.common import (
     _check_server,
     _check_weight,
 )
+from integrations.haproxy.listeners import LISTEN_VARIABLE
 from schemas.lb_intent import FrontendIntent, ServerIntent
 
 # What every server of a backend with health checks gets, in the config and at runtime.
 HEALTH_CHECK_OPTIONS = "check inter 1s fall 3 rise 2"
 
-_BIND_RE = re.compile(r"^\s*bind\s+\S*:(\d+)\s*$", re.MULTILINE)
+# ``bind 127.0.0.1:18080`` (configs written before held listeners) or
+# ``bind "${SLIPWAY_LISTEN-127.0.0.1:18080}"``.
+_BIND_RE = re.compile(r'^\s*bind\s+"?(?:\$\{\w+-)?\S*?:(\d+)\}?"?\s*$', re.MULTILINE)
 _HEALTH_RE = re.compile(r"^\s*option httpchk GET (\S+)\s*$", re.MULTILINE)
 
 
@@ -97,7 +100,9 @@ def render_config(key: str, *, bind_address: str, bind_port: int, health_path: s
         "    option http-server-close\n"
         "\n"
         f"frontend {FRONTEND}\n"
-        f"    bind {bind_address}:{bind_port}\n"
+        # The keeper's listening socket when it passes one (integrations/haproxy/
+        # listeners.py), else the address and port themselves (a start by hand).
+        f'    bind "${{{LISTEN_VARIABLE}-{bind_address}:{bind_port}}}"\n'
         # HAProxy's own Prometheus exporter, for a Prometheus on this host to scrape
         # (canary analysis): answered by HAProxy, never forwarded, loopback clients only.
         f"    http-request use-service prometheus-exporter if {{ path {METRICS_PATH} }} "

@@ -22,12 +22,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from integrations.haproxy import listeners
 from integrations.haproxy.common import _NAME_RE, HaproxyError
 from integrations.haproxy.config import (
     HEALTH_CHECK_OPTIONS,
@@ -55,9 +57,13 @@ class HaproxyProcesses(AdminSocket):
         command_timeout: float = 5.0,
         start_timeout: float = 10.0,
         intent: IntentStore | None = None,
+        hold_listeners: bool = False,
     ) -> None:
         """``intent``: where each key's frontend and servers are recorded (default: a file per
-        key in this state directory, :class:`FileIntent`)."""
+        key in this state directory, :class:`FileIntent`). ``hold_listeners``: this process
+        keeps the load balancers; it starts each daemon with a listening socket it keeps
+        open, so a daemon's death refuses no connection (integrations/haproxy/listeners.py)."""
+        self.hold_listeners = hold_listeners
         self.state_dir = Path(state_dir)
         self.haproxy_bin = haproxy_bin
         self.bind_address = bind_address
@@ -160,8 +166,10 @@ class HaproxyProcesses(AdminSocket):
         of them failing half-way leaves them disagreeing, with no transaction across two
         admin sockets; (3) ``wait_idle``, ``show stat`` figures (canary analysis) and the
         Prometheus exporter on the shared port would each see one daemon's half at random.
-        A kill -9 costs the connections in flight plus the refusals until the reconciler
-        restarts the daemon; with its servers in this config, nothing more.
+        Instead, the keeper holds each daemon's listening socket (``hold_listeners``): a
+        kill -9 costs the connections the dead daemon held, and the ones arriving until the
+        reconciler starts it again wait in the socket's backlog; with its servers in this
+        config, nothing more.
         """
         return render_config(key, bind_address=self.bind_address, bind_port=bind_port,
                              health_path=health_path, servers=servers or {},
@@ -341,6 +349,16 @@ class HaproxyProcesses(AdminSocket):
         self.pid_path(key).unlink(missing_ok=True)
         cfg = self.config_path(key)
 
+        environment: dict[str, str] | None = None
+        passed: tuple[int, ...] = ()
+        if self.hold_listeners and bind_port is not None:
+            try:
+                listener = listeners.hold(self.bind_address, bind_port)
+            except OSError as exc:
+                raise HaproxyError(f"HAProxy for {key} failed to start on "
+                                   f"{self.bind_address}:{bind_port}: {exc}") from exc
+            environment = {**os.environ, listeners.LISTEN_VARIABLE: f"fd@{listener.fileno()}"}
+            passed = (listener.fileno(),)
         with open(self.log_path(key), "wb") as out:
             try:
                 # -D: the parent reports config/bind errors on stderr and exits non-zero, or
@@ -356,6 +374,8 @@ class HaproxyProcesses(AdminSocket):
                     timeout=self.start_timeout,
                     check=False,
                     start_new_session=True,
+                    env=environment,
+                    pass_fds=passed,
                 )
             except FileNotFoundError as exc:
                 raise HaproxyError(f"HAProxy binary not found: {self.haproxy_bin}") from exc
@@ -399,7 +419,10 @@ class HaproxyProcesses(AdminSocket):
             # The record first: a host that fails half-way keeps its config and retries,
             # while a record left behind would bring the daemon back on any host.
             self.intent.forget(key)
+            port = self._configured_port(key)
             self._kill(key)
+            if port is not None:  # stopped on purpose: the port refuses connections again
+                listeners.release(self.bind_address, port)
             sock = self.socket_path(key)
             with contextlib.suppress(FileNotFoundError):
                 sock.unlink()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from integrations.haproxy.config import configured_frontend
 from integrations.haproxy.intent import ServerIntent, read_intent, write_intent
 from integrations.haproxy.process import HEALTH_CHECK_OPTIONS, HaproxyProcesses
 
@@ -29,7 +30,8 @@ def processes(tmp_path: Path) -> HaproxyProcesses:
 
 def test_no_servers_recorded_renders_an_empty_backend(processes: HaproxyProcesses) -> None:
     config = processes.render_config(KEY, 28081, "/healthz")
-    assert "    bind 127.0.0.1:28081\n" in config
+    # The keeper's held socket when it passes one, else the address itself (a start by hand).
+    assert '    bind "${SLIPWAY_LISTEN-127.0.0.1:28081}"\n' in config
     assert "    option httpchk GET /healthz\n" in config
     assert "    noreuseport\n" in config  # a port already taken fails instead of being shared
     assert server_lines(config) == []
@@ -95,7 +97,8 @@ def test_sync_config_follows_the_record_and_leaves_a_stopped_key_alone(
     assert processes.sync_config(KEY)
     text = processes.config_path(KEY).read_text()
     assert server_lines(text) == [f"server v1-0 127.0.0.1:32001 weight 60 {HEALTH_CHECK_OPTIONS}"]
-    assert "bind 127.0.0.1:28081" in text and "option httpchk GET /healthz" in text
+    assert '"${SLIPWAY_LISTEN-127.0.0.1:28081}"' in text
+    assert "option httpchk GET /healthz" in text
     assert not processes.sync_config(KEY)  # already in line: not rewritten
     assert processes.intended(KEY) == read_intent(processes.intent_path(KEY))
 
@@ -114,3 +117,12 @@ def test_haproxy_accepts_the_rendered_config(processes: HaproxyProcesses) -> Non
         checked = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True,
                                  text=True, timeout=30, check=False)
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_frontend_is_read_back_from_both_bind_forms() -> None:
+    # Configs written before the keeper held sockets bind the address themselves.
+    for bind in ('bind "${SLIPWAY_LISTEN-127.0.0.1:18081}"', "bind 127.0.0.1:18081"):
+        text = f"frontend fe\n    {bind}\nbackend be\n    option httpchk GET /up\n"
+        found = configured_frontend(text)
+        assert found is not None and (found.bind_port, found.health_path) == (18081, "/up")
+    assert configured_frontend("frontend fe\n") is None

@@ -12,13 +12,14 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from integrations.haproxy.process import HEALTH_CHECK_OPTIONS
 from integrations.haproxy.router import HaproxyRouter
-from tests.integrations.haproxy.test_router import Backend, backends, router
+from tests.integrations.haproxy.test_router import Backend, _stop_all, backends, router
 from tests.support.hermetic import lb_port_start
 from tests.support.load_spans import REFUSED, concurrent_requests, wait_exited
 
@@ -174,3 +175,46 @@ def test_kill9_under_load_fails_only_what_was_in_flight_or_refused(
     assert len(failed) <= len(in_flight) + len(refused)
     assert all(s.sent <= listening for s in refused)
     assert {s.outcome for s in spans.after(listening)} <= {"200 a", "200 b"}
+
+
+@pytest.fixture
+def keeper(tmp_path: Path) -> Iterator[HaproxyRouter]:
+    """A router of the process that keeps the load balancers: it holds their sockets."""
+    keeping = HaproxyRouter(tmp_path / "keeper", hold_listeners=True)
+    yield keeping
+    _stop_all(keeping)
+
+
+def test_a_keeper_holding_the_socket_fails_only_what_was_in_flight(
+        keeper: HaproxyRouter, backends: dict[str, Backend], port: int) -> None:
+    """kill -9 with the keeper's socket held: requests sent while no daemon runs (here a
+    0.3 s gap, ~3× what the keeper needs) wait in the backlog and are answered by the
+    daemon started again; only those the dead daemon held fail."""
+    keeper.ensure_frontend(KEY, port, health_path=None)
+    keeper.add_server(KEY, "a", "127.0.0.1", backends["a"].port)
+    url = f"http://127.0.0.1:{port}/"
+    with concurrent_requests(url, clients=4, max_seconds=30) as spans:
+        time.sleep(0.5)
+        killed = time.monotonic()
+        dead = kill9(keeper)
+        time.sleep(0.3)
+        assert keeper.restart_if_dead(KEY)
+        listening = time.monotonic()
+        time.sleep(0.5)
+    failed = spans.failures()
+    in_flight = spans.in_flight(killed, dead)
+    waited = [s for s in spans.snapshot() if dead < s.sent < listening]
+    print(f"\nkill -9, socket held: {len(spans.items)} requests, {len(failed)} failed "
+          f"({len(in_flight)} in flight at the kill); {len(waited)} sent in the "
+          f"{listening - dead:.3f} s without a daemon, answered: "
+          f"{Counter(s.outcome for s in waited)}")
+    assert all(s in in_flight for s in failed), failed
+    assert not [s for s in failed if s.outcome == REFUSED]
+    assert waited and all(s.outcome == "200 a" for s in waited)
+
+
+def test_a_stopped_environment_refuses_again(keeper: HaproxyRouter, port: int) -> None:
+    keeper.ensure_frontend(KEY, port, health_path=None)
+    keeper.stop(KEY)  # on purpose: the held socket goes with it
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
