@@ -319,8 +319,11 @@ async def replace_lost_hosts(client: Client, settings: Settings, store: Store) -
 
 
 async def watch_lost_hosts(client: Client, settings: Settings) -> None:
-    """:func:`replace_lost_hosts` every LOST_HOSTS_INTERVAL while the worker runs."""
+    """:func:`replace_lost_hosts` every LOST_HOSTS_INTERVAL while the worker runs, the first
+    look SLIPWAY_HOST_LOST_SECONDS after it started: agents starting with it (`slipway up`,
+    a fleet back after an outage) get the same time to beat as any."""
     store = Store(settings.resolved_database_url())
+    await asyncio.sleep(settings.host_lost_seconds)
     while True:
         try:
             await replace_lost_hosts(client, settings, store)

@@ -133,13 +133,17 @@ def agent_hosts(session: Session, cluster: str, within: float) -> dict[str, obje
 
 def lost_hosts(store: Store, within: float) -> list[HostState]:
     """Hosts whose agent registered once and was not seen for ``within`` seconds, not yet
-    marked lost."""
+    marked lost, in a cluster where another host's agent was seen lately and takes new
+    replicas: a cluster's only host (one machine after `slipway down`, or a whole fleet
+    coming back after an outage) has nowhere to move, so it is never marked lost."""
     cutoff = utcnow() - timedelta(seconds=within)
     with store.session() as session:
         rows = session.exec(select(HostState).where(
-            col(HostState.last_seen).is_not(None), HostState.lost == False)).all()  # noqa: E712
-        return [row for row in rows if row.last_seen is not None
-                and as_utc(row.last_seen) < cutoff]
+            col(HostState.last_seen).is_not(None))).all()
+    seen = {row.cluster for row in rows if row.last_seen is not None and not row.lost
+            and not row.cordoned and as_utc(row.last_seen) >= cutoff}
+    return [row for row in rows if not row.lost and row.cluster in seen
+            and row.last_seen is not None and as_utc(row.last_seen) < cutoff]
 
 
 def mark_lost(store: Store, cluster: str, host: str) -> None:

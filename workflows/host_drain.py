@@ -187,6 +187,13 @@ class HostDrainWorkflow:
                                          summary=f"agents of {request.cluster}")
             plan = await self._plan_on_agents(request, hosts)
             self._outcome.skipped = plan.skipped
+            if plan.moves and not any(host.name != request.host and not host.cordoned
+                                      for host in hosts.hosts):
+                # Nowhere to start them again: nothing is taken out of rotation.
+                self._outcome.skipped.append(
+                    f"{len(plan.moves)} replica(s) stay: no other host of {request.cluster} "
+                    "whose agent answers takes new replicas (uncordon or add one)")
+                break
             for number, move in enumerate(plan.moves, start=1):
                 workflow.set_current_details(
                     f"{verb} {request.host}: replica {number} of {len(plan.moves)} "

@@ -108,3 +108,14 @@ def test_a_host_away_too_long_is_lost_once_and_cordoned_until_a_person_says(
     register_agent(store, seen("n2"))  # its agent is back
     state = host_states(store)[("fleet", "n2")]
     assert not state.lost and state.cordoned
+
+
+def test_a_clusters_only_host_or_one_with_nowhere_to_go_is_never_lost(store: Store) -> None:
+    register_agent(store, seen("n1", lb=True))
+    age(store, "n1", 300)  # one machine after `slipway down`: nowhere to move
+    assert lost_hosts(store, 60) == []
+    register_agent(store, seen("n2"))
+    set_cordoned(store, "fleet", "n2", True, "disk swap", "ana")
+    assert lost_hosts(store, 60) == []  # the other host takes no new replica either
+    set_cordoned(store, "fleet", "n2", False, "", "ana")
+    assert [state.host for state in lost_hosts(store, 60)] == ["n1"]

@@ -215,3 +215,25 @@ async def test_a_lost_hosts_replicas_wait_for_a_release_in_flight_then_move(
     assert agents.calls == ["plan ['v3-0']", "plan ['v3-0']", "lb: out v3-0 (drain 0s)",
                             "h2: v3 [0, 1, 2]", "lb: in v3-0 at 40"]
     assert outcome.moved == ["v3-0: h1 → 10.0.0.12"] and outcome.skipped == []
+
+
+async def test_with_no_other_host_to_take_them_nothing_leaves_rotation(
+        env: WorkflowEnvironment) -> None:
+    agents = Agents([DrainPlan(moves=[move(0)])])
+    lonely = agents.main()
+
+    @activity.defn(name="agent_hosts")
+    async def agent_hosts(cluster: str) -> AgentHosts:
+        return AgentHosts(cluster=cluster, lb_host="h1", hosts=[PlanHost(name="h1")])
+
+    queue = f"drain-{uuid.uuid4()}"
+    async with (Worker(env.client, task_queue=queue, workflows=[HostDrainWorkflow],
+                       activities=[agent_hosts, *lonely[1:]]),
+                Worker(env.client, task_queue=host_queue(queue, "h1"),
+                       activities=[*agents.h1(), *agents.h2()])):
+        outcome = await env.client.execute_workflow(
+            HostDrainWorkflow.run, DrainHostRequest(cluster="fleet", host="h1",
+                                                    requested_by="ana"),
+            id=f"host-drain:fleet:h1-{uuid.uuid4().hex[:6]}", task_queue=queue)
+    assert agents.calls == ["plan ['v3-0']"]  # nothing taken out, nothing removed
+    assert outcome.moved == [] and "no other host of fleet" in outcome.skipped[-1]
