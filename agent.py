@@ -52,6 +52,7 @@ from worker import (
     GRACEFUL_SHUTDOWN,
     HEARTBEAT_THROTTLE,
     connect,
+    exit_status,
     haproxy_router,
     registry_auth,
     run_until_terminated,
@@ -298,11 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     except AgentError as error:
         print(f"agent: error: {error}", file=sys.stderr)
         return 2
-    try:
-        asyncio.run(run_agent(settings, name))
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return exit_status(run_agent(settings, name))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import partial
@@ -353,10 +353,10 @@ async def main() -> None:
             watcher.cancel()
 
 
-def run() -> int:
-    """Run the worker until SIGTERM; its exit status."""
+def exit_status(program: Coroutine[Any, Any, None]) -> int:
+    """Run a worker or an agent (``program``) until SIGTERM; its exit status."""
     try:
-        asyncio.run(main())
+        asyncio.run(program)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 1
     except KeyboardInterrupt:
@@ -366,7 +366,7 @@ def run() -> int:
 
 if __name__ == "__main__":
     # As the CLI does: leave without interpreter teardown, which the SDK's threads can abort.
-    status = run()
+    status = exit_status(main())
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

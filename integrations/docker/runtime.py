@@ -127,13 +127,7 @@ class DockerRuntime(ReplicaHealth):
     def replicas_on(self, host: DockerHost) -> int:
         """How many of this stack's replicas the host holds, every environment together
         (what its capacity limits)."""
-        try:
-            containers = self._client(host).containers.list(
-                all=True, filters={"label": [LABEL_ENV]})
-        except (APIError, docker.errors.DockerException) as error:
-            raise EngineError(f"docker engine of host {host.name} ({host.engine}) "
-                              f"unreachable: {error}") from error
-        return sum(1 for c in containers if c.labels.get(LABEL_STACK, self.stack) == self.stack)
+        return len(self.replicas_held(host))
 
     def host(self, name: str) -> DockerHost:
         """The host called ``name``; KeyError when the cluster has none."""

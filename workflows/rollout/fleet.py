@@ -68,7 +68,7 @@ class HostCalls:
         self.placed: dict[int, dict[str, int]] = {}
         # Hosts whose agent did not pick up an activity in time (HOST_SCHEDULE_TO_START).
         self.gone: set[str] = set()
-        # What each host runs, by version: asked once, then kept up to date (_inventory).
+        # What each host runs, by version: asked once, then kept up to date (inventory).
         self.inventories: dict[int, dict[str, HostInventory]] = {}
 
     @property
