@@ -9,7 +9,7 @@ LINT_PATHS := $(PACKAGES) worker.py agent.py tests bench
 
 help:
 	@echo "make demo       bootstrap, then run the end-to-end demo (python -m starter demo)"
-	@echo "make test       bootstrap, then unit + integration tests (scripts/test.sh)"
+	@echo "make test       bootstrap (+ Kubernetes server binaries), then unit + integration tests"
 	@echo "make bench      bootstrap, then every benchmark (bench/run_all.py, ~20 min)"
 	@echo "make lint       ruff check + mypy"
 	@echo "make up | down  start / stop the embedded stack (Temporal dev server, worker, server)"
@@ -20,7 +20,9 @@ bootstrap:
 demo: bootstrap
 	$(PY) -m starter demo
 
-test: bootstrap
+# The tests also run a Kubernetes control plane: its binaries are built once (~6 min) and cached.
+test:
+	bash scripts/bootstrap.sh --kubernetes
 	bash scripts/test.sh
 
 bench: bootstrap

@@ -4,6 +4,9 @@
 #   2. .venv with `pip install -e '.[dev,postgres]'` (skipped while pyproject.toml is unchanged)
 #   3. a running dockerd (started detached when `docker info` fails)
 #   4. the local base image slipway/busybox:local (nothing can be pulled here)
+#   5. with --kubernetes (what `make test` passes): the Kubernetes server binaries the tests'
+#      control plane runs, built once by scripts/kubernetes/build.sh (~6 min) and cached in
+#      /var/cache/slipway/kubernetes, plus etcd and openssl
 # Idempotent and quiet: a warm machine finishes in about a second. Needs no TTY (CI has no
 # stdin). Set BOOTSTRAP_VERBOSE=1 to see the commands' own output.
 set -euo pipefail
@@ -161,13 +164,27 @@ ensure_base_image() {
     quiet base-image bash "$REPO/scripts/build-base-image.sh" "$BASE_IMAGE"
 }
 
+ensure_kubernetes() {
+    local bin
+    bin="$(bash "$REPO/scripts/kubernetes/build.sh")" || die "building the Kubernetes server binaries failed"
+    say "Kubernetes server binaries in $bin"
+}
+
 main() {
-    local start=$SECONDS
+    local start=$SECONDS kubernetes=0
+    case "${1:-}" in
+        --kubernetes) kubernetes=1 ;;
+        "") ;;
+        *) die "unknown option '$1' (usage: bootstrap.sh [--kubernetes])" ;;
+    esac
+    # etcd-server and openssl: the tests' Kubernetes control plane (tests/support/kube_server.py).
+    (( kubernetes )) && PACKAGES+=(etcd-server openssl)
     ensure_packages
     ensure_venv
     ensure_docker
     ensure_base_image
-    say "ready in $((SECONDS - start))s (venv, dockerd, $BASE_IMAGE)"
+    (( kubernetes )) && ensure_kubernetes
+    say "ready in $((SECONDS - start))s (venv, dockerd, $BASE_IMAGE$( (( kubernetes )) && echo ", Kubernetes"))"
 }
 
 main "$@"

@@ -6,7 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+
+from schemas.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"
 
@@ -24,7 +27,8 @@ def test_the_receiver_reads_the_credentials_its_webhooks_are_checked_with() -> N
 
 
 def test_the_lanes_cluster_role_is_narrowed_to_lane_namespaces() -> None:
-    kinds = {doc["kind"]: doc for doc in documents("rbac-lanes.yaml")}
+    kinds = {doc["kind"]: doc for doc in documents("rbac-lanes.yaml")
+             + documents("lanes-policy.yaml")}
     policy = kinds["ValidatingAdmissionPolicy"]
     [condition] = policy["spec"]["matchConditions"]
     assert "system:serviceaccount:slipway:slipway-worker" in condition["expression"]
@@ -38,3 +42,39 @@ def test_the_lanes_cluster_role_is_narrowed_to_lane_namespaces() -> None:
     binding = kinds["ValidatingAdmissionPolicyBinding"]
     assert binding["spec"] == {"policyName": policy["metadata"]["name"],
                                "validationActions": ["Deny"]}
+
+
+def test_the_manifests_grant_the_least_rights_and_configure_an_in_cluster_runtime(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    role = documents("rbac.yaml")[0]
+    rules = {(group, resource): sorted(rule["verbs"])
+             for rule in role["rules"] for group in rule["apiGroups"]
+             for resource in rule["resources"]}
+    assert rules == {
+        ("apps", "deployments"): ["create", "delete", "get", "list", "patch"],
+        ("apps", "deployments/scale"): ["get", "patch"],
+        ("", "services"): ["create", "get", "patch"],
+        ("", "pods"): ["get", "list", "patch"],
+        ("", "namespaces"): ["get"],
+    }
+    config_map = yaml.safe_load((DEPLOY / "configmap.yaml").read_text())
+    for key, value in config_map["data"].items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    cluster = settings.clusters[settings.default_cluster]
+    assert cluster.runtime == "kubernetes" and cluster.in_cluster
+    worker = yaml.safe_load((DEPLOY / "worker.yaml").read_text())
+    assert worker["spec"]["template"]["spec"]["serviceAccountName"] == "slipway-worker"
+
+
+def test_the_lane_manifest_grants_what_lanes_use() -> None:
+    role, binding = documents("rbac-lanes.yaml")
+    rules = {(group, resource): sorted(rule["verbs"])
+             for rule in role["rules"] for group in rule["apiGroups"]
+             for resource in rule["resources"]}
+    assert role["kind"] == "ClusterRole" and binding["kind"] == "ClusterRoleBinding"
+    assert rules[("", "namespaces")] == ["create", "delete", "get", "list"]
+    assert rules[("", "services")] == ["create", "delete", "get", "patch"]
+    assert rules[("apps", "deployments")] == ["create", "delete", "get", "list", "patch"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "slipway-worker",
+                                    "namespace": "slipway"}]

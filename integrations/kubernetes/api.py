@@ -10,6 +10,7 @@ and say what to fix; transient ones are retried by the activity's retry policy.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -42,6 +43,15 @@ DRAINED_COST = "-1000"
 # (connect, read) seconds for every API call: a hung API server must not hang an activity.
 REQUEST_TIMEOUT = (5.0, 30.0)
 RBAC_HINT = "deploy/kubernetes/rbac.yaml lists the rights Slipway needs"
+# The oldest server that removes drained pods first on a scale-down: pod-deletion-cost is
+# beta, and on by default, from 1.22 (docs/kubernetes.md). An older server ignores it, and a
+# gray step's scale-down could remove pods still in the Service instead of the drained ones.
+MIN_SERVER = (1, 22)
+# Build metadata of a server that carries the upstream ordering backported (the test
+# cluster's v1.20.2+pod-deletion-cost): it behaves as 1.22 does here.
+BACKPORT_MARK = "pod-deletion-cost"
+OLDEST_BACKPORT = (1, 20)
+_GIT_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?(?:-[0-9A-Za-z.-]+)?(?:\+([0-9A-Za-z.+-]+))?$")
 
 
 def deployment_name(app: str, version: int) -> str:
@@ -58,6 +68,23 @@ def pod_ready(pod: client.V1Pod) -> bool:
     """The pod's Ready condition is True (its readiness probe passes)."""
     conditions = pod.status.conditions if pod.status else None
     return any(c.type == "Ready" and c.status == "True" for c in conditions or [])
+
+
+def unsupported_server(git_version: str) -> str | None:
+    """Why a server of this version (``GET /version``'s gitVersion) cannot run Slipway's
+    releases, or None when it can."""
+    match = _GIT_VERSION.match(git_version.strip())
+    if match is None:
+        return f"its version {git_version!r} cannot be read"
+    release = (int(match.group(1)), int(match.group(2)))
+    if release >= MIN_SERVER:
+        return None
+    if release >= OLDEST_BACKPORT and BACKPORT_MARK in re.split(r"[.+]", match.group(3) or ""):
+        return None
+    return (f"it runs Kubernetes {git_version}; Slipway needs {MIN_SERVER[0]}.{MIN_SERVER[1]} "
+            "or newer, because older servers ignore controller.kubernetes.io/pod-deletion-cost "
+            "and a gray step's scale-down could then remove pods still serving instead of the "
+            "drained ones")
 
 
 def api_message(error: ApiException) -> str:
@@ -80,13 +107,37 @@ class KubeAccess:
         # Used in messages when an input does not name its cluster.
         self.name = name or cluster.context or "kubernetes"
         self._api_client = api_client
+        self._server_checked = False
         self._lock = threading.Lock()
 
     def _client(self) -> client.ApiClient:
         with self._lock:
             if self._api_client is None:
                 self._api_client = client.ApiClient(self._configuration())
+            if not self._server_checked:
+                self._check_server(self._api_client)
+                self._server_checked = True
             return self._api_client
+
+    def _check_server(self, api_client: client.ApiClient) -> None:
+        """Refuse, before the first request, a server too old for Slipway's scale-downs."""
+        try:
+            info = client.VersionApi(api_client).get_code(_request_timeout=REQUEST_TIMEOUT)
+        except ApiException as error:
+            raise self._mapped(error, "read the server version", "", self.name) from error
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise ClusterUnavailableError(f"cluster {self.name!r} API unreachable, cannot read "
+                                          f"the server version: {error}") from error
+        why = unsupported_server(str(info.git_version or ""))
+        if why is not None:
+            raise ClusterConfigError(f"cluster {self.name!r}: {why}. Upgrade the cluster, or "
+                                     "point SLIPWAY_CLUSTERS at a supported one")
+
+    @property
+    def server_version(self) -> str:
+        """The server's gitVersion (checked supported on first use)."""
+        info = client.VersionApi(self._client()).get_code(_request_timeout=REQUEST_TIMEOUT)
+        return str(info.git_version)
 
     def _configuration(self) -> client.Configuration:
         configuration = client.Configuration()

@@ -200,6 +200,12 @@ class KubernetesRuntime:
                 if condition.type == "Progressing" and condition.reason == \
                         "ProgressDeadlineExceeded":
                     raise VersionNotReadyError(f"deployment {name}: {condition.message or ''}")
+                # The ReplicaSet cannot create pods (a quota, an admission webhook, a pod
+                # security rule): no pod will come however long we wait.
+                if condition.type == "ReplicaFailure" and condition.status == "True":
+                    raise VersionNotReadyError(
+                        f"deployment {name} cannot create its pods ({condition.reason}): "
+                        f"{condition.message or ''}")
             stuck = waiting_problems(self._pods(ref), FATAL_WAITING)
             if stuck:
                 raise VersionNotReadyError(f"v{ref.version} cannot become ready: "

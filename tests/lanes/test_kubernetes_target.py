@@ -1,16 +1,16 @@
-"""KubernetesLaneTarget against the kmock API emulator, over HTTP with the official client:
-a namespace per lane, a Deployment per version and a Service per app inside it."""
+"""KubernetesLaneTarget against a real API server (tests/support/kube_server.py), acting as
+the worker's service account with the rights deploy/kubernetes/rbac-lanes.yaml grants: a
+namespace per lane, a Deployment per version and a Service per app inside it, and the
+janitor's sweep of the namespaces of dead lanes. The namespace controller, the ReplicaSet
+controller and the scheduler are real."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from integrations.errors import (
     ClusterUnavailableError,
@@ -23,236 +23,229 @@ from lanes.janitor import LaneJanitor, Liveness
 from lanes.kubernetes_target import ForeignNamespaceError, KubernetesLaneTarget
 from lanes.target import LaneDeployment
 from schemas.settings import Cluster
-from tests.support.kube import (
-    DEPLOYMENTS,
-    PODS,
-    SERVICES,
-    selector_matches,
-)
-from tests.support.kube_lanes import LaneCluster, lane_cluster
+from tests.support.kube_server import KubeEnv, unique
 
-T = TypeVar("T")
-LANE = "feat-pay"
-ENV_KEY = f"shop-lane-{LANE}"
+pytestmark = pytest.mark.integration
+
 MANAGED = "app.kubernetes.io/managed-by"
 
 
-@pytest_asyncio.fixture(name="kube")
-async def lane_cluster_fixture(tmp_path: Path) -> AsyncIterator[LaneCluster]:
-    """An emulated cluster with a production namespace a lane must never touch."""
-    async with lane_cluster(tmp_path, {"shop-prod"}) as cluster:
-        yield cluster
+@pytest.fixture
+def lane() -> str:
+    """A lane name of this test's own: namespaces take a moment to go."""
+    return unique("feat-pay")
 
 
-async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """The client is synchronous and the emulator serves on this loop: call from a thread,
-    bounded so a hang fails the test instead of stalling the run."""
-    return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs), 20)
-
-
-def target_for(kube: LaneCluster, **options: Any) -> KubernetesLaneTarget:
+def target_for(kube: KubeEnv, **options: Any) -> KubernetesLaneTarget:
     """Built as worker.lane_target builds it, with short waits for the tests."""
     runtime = KubernetesRuntime.from_cluster(
         Cluster(runtime="kubernetes", kubeconfig=str(kube.kubeconfig)), name="k8s")
-    runtime.poll_seconds = 0.05
-    return KubernetesLaneTarget(runtime, deadline_seconds=10,
+    runtime.poll_seconds = 0.1
+    return KubernetesLaneTarget(runtime, deadline_seconds=60,
                                 **{"drain_seconds": 0.1, **options})
 
 
-def want(version: int, lane: str = LANE) -> LaneDeployment:
+def want(version: int, lane: str) -> LaneDeployment:
     return LaneDeployment(lane=lane, app="shop", image=f"reg.test/shop:{version}.0",
                           version=version, ports=[8080],
                           env_vars={"MODE": "qa", "SLIPWAY_LANE": lane}, memory="64Mi",
                           health_path="/ready")
 
 
-def served_versions(kube: LaneCluster, namespace: str = LANE) -> list[str]:
+def namespace(kube: KubeEnv, name: str) -> dict[str, Any] | None:
+    return kube.server.find(f"/api/v1/namespaces/{name}")
+
+
+def deployments(kube: KubeEnv, ns: str) -> set[str]:
+    found = kube.server.get(f"/apis/apps/v1/namespaces/{ns}/deployments")["items"]
+    return {d["metadata"]["name"] for d in found}
+
+
+def deployment(kube: KubeEnv, ns: str, name: str) -> dict[str, Any]:
+    return kube.server.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{name}")
+
+
+def served_versions(kube: KubeEnv, lane: str) -> list[str]:
     """The versions of the pods the app's Service selects right now."""
-    service = kube.emulator.live(SERVICES, namespace)["shop"]
-    return sorted(p["metadata"]["labels"]["version"]
-                  for p in kube.emulator.live(PODS, namespace).values()
-                  if selector_matches(",".join(f"{k}={v}" for k, v in
-                                               service["spec"]["selector"].items()),
-                                      p["metadata"]["labels"]))
+    selector = kube.server.get(f"/api/v1/namespaces/{lane}/services/shop")["spec"]["selector"]
+    return sorted(p["metadata"]["labels"]["version"] for p in kube.server.pods(
+        lane, ",".join(f"{k}={v}" for k, v in selector.items())))
 
 
-def namespace_log(kube: LaneCluster) -> list[tuple[str, str, Any]]:
-    return [entry for entry in kube.emulator.log if entry[0] == "namespace"]
+def eventually(check: Callable[[], Any], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"not within {seconds}s: {check}"
+        time.sleep(0.1)
 
 
-async def test_the_lane_namespace_is_created_labelled_adopted_and_deleted(
-        kube: LaneCluster) -> None:
-    target = target_for(kube)
-    detail = await run(target.create_namespace, LANE)
+def test_the_lane_namespace_is_created_labelled_adopted_and_deleted(
+        lane_kube: KubeEnv, lane: str) -> None:
+    target = target_for(lane_kube)
+    detail = target.create_namespace(lane)
 
-    assert detail == {"runtime": "kubernetes", "cluster": "k8s", "namespace": LANE,
+    assert detail == {"runtime": "kubernetes", "cluster": "k8s", "namespace": lane,
                       "created": True}
-    labels = kube.emulator.namespace_objects[LANE]["metadata"]["labels"]
-    assert labels == {"slipway.lane": LANE, MANAGED: "slipway"}
+    created = namespace(lane_kube, lane)
+    assert created is not None
+    assert created["metadata"]["labels"] == {"slipway.lane": lane, MANAGED: "slipway"}
     # A retry adopts the namespace it made: still ours, still deleted with the lane.
-    assert await run(target.create_namespace, LANE) == detail
-    assert namespace_log(kube) == [("namespace", LANE, "create")]
+    assert target.create_namespace(lane) == detail
+    assert (namespace(lane_kube, lane) or {})["metadata"]["uid"] == created["metadata"]["uid"]
 
-    await run(target.delete_namespace, detail)
-    assert LANE not in kube.emulator.namespace_objects  # waited until it was gone
-    await run(target.delete_namespace, detail)  # already gone is fine
-    assert namespace_log(kube) == [("namespace", LANE, "create"), ("namespace", LANE, "delete"),
-                                   ("namespace", LANE, "gone")]
-    assert "shop-prod" in kube.emulator.namespaces
+    target.delete_namespace(detail)
+    assert namespace(lane_kube, lane) is None  # waited until the controller finished
+    target.delete_namespace(detail)  # already gone is fine
+    assert namespace(lane_kube, lane_kube.namespace) is not None
 
 
-async def test_deleting_waits_a_bounded_time_then_accepts_terminating(
-        kube: LaneCluster) -> None:
-    target = target_for(kube, namespace_timeout_seconds=0.3)
-    detail = await run(target.create_namespace, LANE)
-    kube.emulator.finalize_after = None  # a finalizer that never finishes
-    started = time.monotonic()
-    await run(target.delete_namespace, detail)
-    assert 0.3 <= time.monotonic() - started < 5
-    assert kube.emulator.namespace_objects[LANE]["status"]["phase"] == "Terminating"
+def test_deleting_waits_a_bounded_time_then_accepts_terminating(
+        lane_kube: KubeEnv, lane: str) -> None:
+    target = target_for(lane_kube, namespace_timeout_seconds=1)
+    detail = target.create_namespace(lane)
+    # Something in the namespace with a finalizer nobody removes: the namespace controller
+    # cannot finish, so the namespace stays Terminating.
+    lane_kube.server.send("POST", f"/api/v1/namespaces/{lane}/configmaps", {
+        "metadata": {"name": "held", "finalizers": ["slipway.test/held"]}})
+    try:
+        began = time.monotonic()
+        target.delete_namespace(detail)
+        assert 1 <= time.monotonic() - began < 20
+        assert (namespace(lane_kube, lane) or {})["status"]["phase"] == "Terminating"
 
-    # A lane of the same name must wait for it: retryable, not permanent.
-    with pytest.raises(ClusterUnavailableError, match="still terminating") as waiting:
-        await run(target.create_namespace, LANE)
-    assert not isinstance(waiting.value, PermanentRuntimeError)
+        # A lane of the same name must wait for it: retryable, not permanent.
+        with pytest.raises(ClusterUnavailableError, match="still terminating") as waiting:
+            target.create_namespace(lane)
+        assert not isinstance(waiting.value, PermanentRuntimeError)
+    finally:
+        lane_kube.server.send("PATCH", f"/api/v1/namespaces/{lane}/configmaps/held",
+                              {"metadata": {"finalizers": None}})
+    eventually(lambda: namespace(lane_kube, lane) is None)
 
 
 @pytest.mark.parametrize("labels", [{"team": "payments"}, {"slipway.lane": "other-lane",
                                                            MANAGED: "slipway"}])
-async def test_a_namespace_that_is_not_the_lanes_is_refused_and_left_alone(
-        kube: LaneCluster, labels: dict[str, str]) -> None:
-    kube.emulator.add_namespace(LANE, labels)
-    target = target_for(kube)
+def test_a_namespace_that_is_not_the_lanes_is_refused_and_left_alone(
+        lane_kube: KubeEnv, lane: str, labels: dict[str, str]) -> None:
+    lane_kube.server.create_namespace(lane, labels)
+    target = target_for(lane_kube)
     with pytest.raises(ForeignNamespaceError) as refused:
-        await run(target.create_namespace, LANE)
+        target.create_namespace(lane)
     assert isinstance(refused.value, PermanentRuntimeError)
-    assert f"namespace '{LANE}'" in str(refused.value)
+    assert f"namespace '{lane}'" in str(refused.value)
     assert "cluster 'k8s'" in str(refused.value)
 
     # Even a ledger saying we created it does not get someone else's namespace deleted.
     with pytest.raises(ForeignNamespaceError):
-        await run(target.delete_namespace, {"runtime": "kubernetes", "cluster": "k8s",
-                                            "namespace": LANE, "created": True})
-    assert kube.emulator.namespace_objects[LANE]["metadata"]["labels"] == labels
-    assert kube.emulator.namespace_objects[LANE]["status"]["phase"] == "Active"
-    assert namespace_log(kube) == []
+        target.delete_namespace({"runtime": "kubernetes", "cluster": "k8s",
+                                 "namespace": lane, "created": True})
+    found = namespace(lane_kube, lane)
+    assert found is not None and found["metadata"]["labels"] == labels
+    assert found["status"]["phase"] == "Active"
+    lane_kube.server.delete_namespace(lane)
 
 
-async def test_deploy_runs_the_version_in_the_lane_namespace_behind_a_service(
-        kube: LaneCluster) -> None:
-    target = target_for(kube)
-    await run(target.create_namespace, LANE)
+def test_deploy_runs_the_version_in_the_lane_namespace_behind_a_service(
+        lane_kube: KubeEnv, lane: str) -> None:
+    target = target_for(lane_kube)
+    target.create_namespace(lane)
     messages: list[str] = []
-    detail = await run(target.deploy, want(1), messages.append)
+    detail = target.deploy(want(1, lane), messages.append)
 
-    assert detail == {"runtime": "kubernetes", "cluster": "k8s", "namespace": LANE,
-                      "env_key": ENV_KEY, "image": "reg.test/shop:1.0", "version": 1,
+    env_key = f"shop-lane-{lane}"
+    assert detail == {"runtime": "kubernetes", "cluster": "k8s", "namespace": lane,
+                      "env_key": env_key, "image": "reg.test/shop:1.0", "version": 1,
                       "service": "shop", "port": 8080,
-                      "url": f"http://shop.{LANE}.svc:8080/"}
+                      "url": f"http://shop.{lane}.svc:8080/"}
     assert any("1/1 replicas of v1 ready" in m for m in messages)
-    deployment = kube.emulator.deployment(LANE, "shop-v1")
-    assert deployment is not None
-    assert deployment["metadata"]["labels"]["slipway.env"] == ENV_KEY
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    found = deployment(lane_kube, lane, "shop-v1")
+    assert found["metadata"]["labels"]["slipway.env"] == env_key
+    container = found["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "reg.test/shop:1.0"
-    assert {"name": "SLIPWAY_LANE", "value": LANE} in container["env"]
-    assert {"name": "MODE", "value": "qa"} in container["env"]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 8080}
-    assert deployment["spec"]["replicas"] == 1
-    service = kube.emulator.live(SERVICES, LANE)["shop"]
-    assert service["spec"]["selector"] == {"app": "shop", "traffic": "on"}
-    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(8080, 8080)]
-    assert served_versions(kube) == ["1"]
+    variables = {item["name"]: item["value"] for item in container["env"]}
+    assert (variables["SLIPWAY_LANE"], variables["MODE"]) == (lane, "qa")
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert found["spec"]["replicas"] == 1
+    service = lane_kube.server.get(f"/api/v1/namespaces/{lane}/services/shop")["spec"]
+    assert service["selector"] == {"app": "shop", "traffic": "on"}
+    assert [(p["port"], p["targetPort"]) for p in service["ports"]] == [(8080, 8080)]
+    assert served_versions(lane_kube, lane) == ["1"]
     # Nothing outside the lane's namespace.
-    assert kube.emulator.live(DEPLOYMENTS, "shop-prod") == {}
-    assert kube.emulator.live(SERVICES, "shop-prod") == {}
+    assert deployments(lane_kube, lane_kube.namespace) == set()
 
     # Idempotent: a retried deploy changes nothing.
-    assert await run(target.deploy, want(1)) == detail
-    assert kube.emulator.deployment(LANE, "shop-v1")["metadata"]["generation"] == 1  # type: ignore[index]
+    assert target.deploy(want(1, lane)) == detail
+    assert deployment(lane_kube, lane, "shop-v1")["metadata"]["generation"] == 1
+    target.delete_namespace(target.create_namespace(lane))
 
 
-async def test_a_newer_version_takes_over_and_retire_removes_the_old_one(
-        kube: LaneCluster) -> None:
-    target = target_for(kube)
-    await run(target.create_namespace, LANE)
-    first = await run(target.deploy, want(1))
-    second = await run(target.deploy, want(2))
-    assert served_versions(kube) == ["1", "2"]  # both serve until the old one is retired
+def test_a_newer_version_takes_over_and_retire_removes_the_old_one(
+        lane_kube: KubeEnv, lane: str) -> None:
+    target = target_for(lane_kube)
+    namespace_detail = target.create_namespace(lane)
+    first = target.deploy(want(1, lane))
+    second = target.deploy(want(2, lane))
+    assert served_versions(lane_kube, lane) == ["1", "2"]  # both serve until v1 is retired
 
-    await run(target.retire, first, "shop")
-    assert set(kube.emulator.live(DEPLOYMENTS, LANE)) == {"shop-v2"}
-    assert served_versions(kube) == ["2"]
-    old_pods = [e for e in kube.emulator.log if e[0] == "traffic" and e[1].startswith("shop-v1")]
-    # The old pod left the Service before its Deployment was deleted.
-    assert old_pods == [("traffic", old_pods[0][1], "off")]
-    assert kube.emulator.log.index(old_pods[0]) < kube.emulator.log.index(
-        ("delete", "shop-v1", None))
+    target.retire(first, "shop")
+    assert deployments(lane_kube, lane) == {"shop-v2"}
+    assert served_versions(lane_kube, lane) == ["2"]
     assert second["version"] == 2 and second["url"] == first["url"]
-    await run(target.retire, first, "shop")  # already retired is fine
-    await asyncio.sleep(0.2)
-    assert kube.emulator.pods_of(LANE, "shop-v1") == []
+    target.retire(first, "shop")  # already retired is fine
+    # The garbage collector removes the old ReplicaSet's pods.
+    eventually(lambda: lane_kube.server.pods(lane, "version=1") == [])
+    target.delete_namespace(namespace_detail)
 
 
-async def test_remove_deletes_the_service_and_every_version_of_the_app(
-        kube: LaneCluster) -> None:
-    target = target_for(kube)
-    namespace = await run(target.create_namespace, LANE)
-    first = await run(target.deploy, want(1))
+def test_remove_deletes_the_service_and_every_version_of_the_app(
+        lane_kube: KubeEnv, lane: str) -> None:
+    target = target_for(lane_kube)
+    namespace_detail = target.create_namespace(lane)
+    first = target.deploy(want(1, lane))
     # A redeploy that stopped before retiring v1: the ledger still names v1 only.
-    await run(target.deploy, want(2))
+    target.deploy(want(2, lane))
 
-    await run(target.remove, first, "shop")
-    assert kube.emulator.live(DEPLOYMENTS, LANE) == {}
-    assert kube.emulator.live(SERVICES, LANE) == {}
-    await asyncio.sleep(0.2)
-    assert kube.emulator.live(PODS, LANE) == {}
-    await run(target.remove, first, "shop")  # already gone is fine
-    assert LANE in kube.emulator.namespaces  # the namespace goes with delete_namespace
+    target.remove(first, "shop")
+    assert deployments(lane_kube, lane) == set()
+    assert lane_kube.server.get(f"/api/v1/namespaces/{lane}/services")["items"] == []
+    eventually(lambda: lane_kube.server.pods(lane) == [])
+    target.remove(first, "shop")  # already gone is fine
+    assert namespace(lane_kube, lane) is not None  # the namespace goes with delete_namespace
 
-    await run(target.delete_namespace, namespace)
-    await run(target.remove, first, "shop")  # and after the namespace went, too
-    await run(target.retire, first, "shop")
-
-
-async def test_deploying_into_a_lane_without_its_namespace_is_permanent(
-        kube: LaneCluster) -> None:
-    target = target_for(kube)
-    with pytest.raises(NamespaceMissingError, match=f"'{LANE}'"):
-        await run(target.deploy, want(1))
-    assert LANE not in kube.emulator.namespaces
+    target.delete_namespace(namespace_detail)
+    target.remove(first, "shop")  # and after the namespace went, too
+    target.retire(first, "shop")
 
 
-def test_the_lane_manifest_grants_what_lanes_use() -> None:
-    import yaml
-
-    manifest = Path(__file__).parents[2] / "deploy" / "kubernetes" / "rbac-lanes.yaml"
-    role, binding, _policy, _policy_binding = yaml.safe_load_all(manifest.read_text())
-    rules = {(group, resource): sorted(rule["verbs"])
-             for rule in role["rules"] for group in rule["apiGroups"]
-             for resource in rule["resources"]}
-    assert role["kind"] == "ClusterRole" and binding["kind"] == "ClusterRoleBinding"
-    assert rules[("", "namespaces")] == ["create", "delete", "get"]
-    assert rules[("", "services")] == ["create", "delete", "get", "patch"]
-    assert rules[("apps", "deployments")] == ["create", "delete", "get", "list", "patch"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "slipway-worker",
-                                    "namespace": "slipway"}]
+def test_deploying_into_a_lane_without_its_namespace_is_permanent(
+        lane_kube: KubeEnv, lane: str) -> None:
+    target = target_for(lane_kube)
+    with pytest.raises(NamespaceMissingError, match=f"'{lane}'"):
+        target.deploy(want(1, lane))
+    assert namespace(lane_kube, lane) is None
 
 
-async def test_the_janitor_deletes_namespaces_of_dead_lanes_only(kube: LaneCluster) -> None:
-    target = target_for(kube)
-    for lane in ("live-lane", "dead-lane"):
-        await run(target.create_namespace, lane)
+def test_the_janitor_deletes_namespaces_of_dead_lanes_only(lane_kube: KubeEnv, tmp_path: Any,
+                                                           lane: str) -> None:
+    target = target_for(lane_kube)
+    live, dead = f"{lane}-live", f"{lane}-dead"
+    for name in (live, dead):
+        target.create_namespace(name)
     # Labelled for a lane, but not named after it: not a lane namespace, never touched.
-    kube.emulator.add_namespace("impostor", {"slipway.lane": "dead-lane"})
-    janitor = LaneJanitor([], HaproxyRouter(kube.kubeconfig.parent / "lb"), [target])
+    impostor = f"{lane}-impostor"
+    lane_kube.server.create_namespace(impostor, {"slipway.lane": dead})
+    janitor = LaneJanitor([], HaproxyRouter(tmp_path / "lb"), [target])
 
-    assert await run(target.lane_namespaces) == ["dead-lane", "live-lane"]
-    def liveness(lane: str) -> Liveness:
-        return Liveness.ALIVE if lane == "live-lane" else Liveness.GONE
+    assert {live, dead} <= set(target.lane_namespaces())
+    assert impostor not in target.lane_namespaces()
 
-    assert await run(janitor.sweep, liveness) == {}  # gone once: a suspect only
-    removed = await run(janitor.sweep, liveness)
+    def liveness(name: str) -> Liveness:
+        return Liveness.GONE if name == dead else Liveness.ALIVE
 
-    assert removed == {"dead-lane": ["namespace dead-lane@k8s"]}
-    assert set(kube.emulator.namespace_objects) == {"shop-prod", "live-lane", "impostor"}
+    assert janitor.sweep(liveness) == {}  # gone once: a suspect only
+    removed = janitor.sweep(liveness)
+
+    assert removed == {dead: [f"namespace {dead}@k8s"]}
+    assert namespace(lane_kube, dead) is None
+    assert namespace(lane_kube, live) is not None and namespace(lane_kube, impostor) is not None
+    assert namespace(lane_kube, lane_kube.namespace) is not None

@@ -1,23 +1,23 @@
-"""A Kubernetes API for tests: kmock's emulator with the gaps filled, plus a tiny "kubelet".
+"""A Kubernetes API for fault injection: kmock's emulator with the gaps filled, plus a tiny
+"kubelet".
 
-No Kubernetes API server can run on this machine, so tests talk HTTP to ``kmock`` 0.8's
-``KubernetesEmulator`` with the official client, exactly as production does. The emulator
-stores objects and serves create/read/patch/delete; :class:`KubeEmulator` adds what the
-runtime relies on and kmock lacks:
+The Kubernetes tests run against a real control plane (tests/support/kube_server.py). This
+emulator stays for what that cluster cannot give: containers that crash-loop (its hollow node
+runs none), a server of an unsupported version, and API answers a healthy server does not
+send (500, 429). Tests talk HTTP to ``kmock`` 0.8's ``KubernetesEmulator`` with the official
+client, exactly as production does. :class:`KubeEmulator` adds what the runtime relies on:
 
+- ``GET /version`` answers :attr:`KubeEmulator.git_version`;
 - lists honour ``labelSelector`` (kmock ignores it);
-- namespaces exist only when created (``POST /api/v1/namespaces`` fails to parse in kmock, and
-  kmock serves any namespace): a create in a missing namespace answers 404 like the API
-  server, ``GET /api/v1/namespaces/<ns>`` answers from :attr:`KubeEmulator.namespaces`;
+- namespaces exist only when created: a create in a missing namespace answers 404 like the
+  API server, ``GET /api/v1/namespaces/<ns>`` answers from :attr:`KubeEmulator.namespaces`;
 - ``metadata.generation`` starts at 1 and grows with every spec change;
-- namespaces can be made forbidden (403 for everything in them);
-- invalid resource quantities are rejected with 422, as the API server's validation does.
+- :attr:`KubeEmulator.faults`: status codes the next requests are answered with.
 
 :class:`Kubelet` plays the Deployment controller and the kubelets: it creates and deletes pod
-objects to match ``spec.replicas`` (drained pods, with the lowest deletion cost, go first),
-marks them ready after a short delay and writes the Deployment's status. It runs as a task on
-the test's event loop, concurrently with the worker's activities, and can make a version's
-pods crash on cue.
+objects to match ``spec.replicas``, marks them ready after a short delay and writes the
+Deployment's status. It runs as a task on the test's event loop, concurrently with the
+worker's activities, and can make a version's pods crash on cue.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ DEPLOYMENTS = kmock.resource("apps", "v1", "deployments")
 PODS = kmock.resource("", "v1", "pods")
 SERVICES = kmock.resource("", "v1", "services")
 _NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)$")
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
 COST = "controller.kubernetes.io/pod-deletion-cost"
 
 
@@ -81,7 +80,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
     def __init__(self, namespaces: set[str] | None = None) -> None:
         super().__init__()
         self.namespaces: set[str] = set(namespaces or ())
-        self.forbidden: set[str] = set()
+        # Status codes to answer the next requests with, one each (e.g. 500, 429).
+        self.faults: list[int] = []
+        # What GET /version reports; the runtime refuses servers older than 1.22.
+        self.git_version = "v1.30.0"
         # What happened, in order: ("scale", deployment, replicas), ("delete", deployment),
         # ("traffic", pod, on|off), ("evict", pod, its traffic label) when the kubelet removes
         # a pod on scale-down — the test's record of every step of a rollout.
@@ -112,15 +114,21 @@ class KubeEmulator(kmock.KubernetesEmulator):
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         path = request.url.path
+        if path.rstrip("/") == "/version":
+            major, minor = self.git_version.lstrip("v").split(".")[:2]
+            return aiohttp.web.json_response({
+                "major": major, "minor": minor, "gitVersion": self.git_version,
+                "gitCommit": "0" * 40, "gitTreeState": "clean",
+                "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.22",
+                "compiler": "gc", "platform": "linux/amd64"})
         match = _NAMESPACE_PATH.match(path)
         if match and request.method == kmock.method.GET:
             return self._namespace(match.group(1))
+        if self.faults:
+            code = self.faults.pop(0)
+            return _status(code, {429: "TooManyRequests"}.get(code, "InternalError"),
+                           f"injected fault {code}")
         namespace = request.namespace
-        if namespace in self.forbidden:
-            return _status(403, "Forbidden",
-                           f'{request.resource.plural if request.resource else "resource"} is '
-                           f'forbidden: User "system:serviceaccount:slipway:slipway-worker" '
-                           f'cannot {request.action} resource in the namespace "{namespace}"')
         if request.resource is None or namespace is None:
             return await super()._handle(request)
         if request.action == kmock.action.CREATE:
@@ -139,10 +147,6 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return await super()._handle(request)
 
     def _namespace(self, name: str) -> aiohttp.web.Response:
-        if name in self.forbidden:
-            return _status(403, "Forbidden", f'namespaces "{name}" is forbidden: User '
-                           '"system:serviceaccount:slipway:slipway-worker" cannot get resource '
-                           f'"namespaces" in API group "" in the namespace "{name}"')
         if name not in self.namespaces:
             return _status(404, "NotFound", f'namespaces "{name}" not found')
         return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Namespace",
@@ -156,32 +160,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
                  if selector_matches(selector, obj.get("metadata", {}).get("labels") or {})]
         return aiohttp.web.json_response({"metadata": {"resourceVersion": "1"}, "items": items})
 
-    @staticmethod
-    def _invalid(kind: str, name: str, body: dict[str, Any]) -> aiohttp.web.Response | None:
-        containers = (body.get("spec", {}).get("template", {}).get("spec", {})
-                      .get("containers") or [])
-        for index, container in enumerate(containers):
-            for part in ("requests", "limits"):
-                for key, value in ((container.get("resources") or {}).get(part) or {}).items():
-                    if not _QUANTITY.match(str(value)):
-                        return _status(422, "Invalid", (
-                            f'{kind} "{name}" is invalid: spec.template.spec.containers'
-                            f'[{index}].resources.{part}[{key}]: Invalid value: "{value}": '
-                            "quantities must match the regular expression "
-                            "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"))
-        replicas = body.get("spec", {}).get("replicas")
-        if isinstance(replicas, int) and replicas < 0:
-            return _status(422, "Invalid", f'{kind} "{name}" is invalid: spec.replicas: '
-                           f"Invalid value: {replicas}: must be greater than or equal to 0")
-        return None
-
     async def _create(self, request: kmock.Request, namespace: str) -> aiohttp.web.StreamResponse:
         data = request.data
         meta = data.setdefault("metadata", {})
-        if request.resource == DEPLOYMENTS:
-            invalid = self._invalid("Deployment.apps", meta.get("name", ""), data)
-            if invalid is not None:
-                return invalid
         meta.update(namespace=namespace, generation=1, uid=str(uuid.uuid4()),
                     creationTimestamp=_now(), resourceVersion="1")
         response = await super()._handle(request)
@@ -193,12 +174,6 @@ class KubeEmulator(kmock.KubernetesEmulator):
                       name: str) -> aiohttp.web.StreamResponse:
         assert request.resource is not None
         before = self.live(request.resource, namespace).get(name)
-        if request.resource == DEPLOYMENTS and request.subresource != "status" and before:
-            merged = copy.deepcopy(before)
-            _merge(merged, request.data or {})
-            invalid = self._invalid("Deployment.apps", name, merged)
-            if invalid is not None:
-                return invalid
         response = await super()._handle(request)
         after = self.live(request.resource, namespace).get(name)
         if before is None or after is None or response.status >= 300:
@@ -215,16 +190,6 @@ class KubeEmulator(kmock.KubernetesEmulator):
             if old != new:
                 self.log.append(("traffic", name, new))
         return response
-
-
-def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        elif value is None:
-            target.pop(key, None)
-        else:
-            target[key] = value
 
 
 @dataclass

@@ -1,25 +1,27 @@
-"""KubernetesRuntime + KubernetesTraffic against the kmock API emulator, over HTTP with the
-official client and a kubeconfig, as a worker would use them."""
+"""KubernetesRuntime + KubernetesTraffic against a real API server (v1.20.2 with the
+pod-deletion-cost backport, tests/support/kube_server.py), acting as the worker's service
+account with exactly the rights deploy/kubernetes/rbac.yaml grants.
+
+The ReplicaSet controller, the scheduler and a hollow node are real: pods are created,
+scheduled, become Ready and are removed by the controllers, not by the test.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import socket
+import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from integrations.errors import (
     ClusterAccessError,
-    ClusterConfigError,
-    ClusterUnavailableError,
     InvalidSpecError,
     NamespaceMissingError,
-    PermanentRuntimeError,
     VersionNotReadyError,
 )
+from integrations.kubernetes.api import DELETION_COST, KubeAccess
 from integrations.kubernetes.runtime import KubernetesRuntime
 from integrations.kubernetes.traffic import KubernetesTraffic
 from schemas.models import (
@@ -31,281 +33,284 @@ from schemas.models import (
     VersionRef,
 )
 from schemas.settings import Cluster
-from tests.support.kube import (
-    SERVICES,
-    KubeCluster,
-    kube_fixture,  # noqa: F401  (the `kube` fixture)
-    write_kubeconfig,
-)
+from tests.support.kube_server import KubeEnv
 
-T = TypeVar("T")
-NS = "shop-prod"
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def kube(kube_env: KubeEnv) -> KubeEnv:
+    return kube_env
+
 ENV_KEY = "shop-prod-k8s"
+READY_SECONDS = 60
 
 
-async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """The client is synchronous and the emulator serves on this loop: call from a thread."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
-
-
-def runtime_for(kube: KubeCluster, **cluster: Any) -> KubernetesRuntime:
+def runtime_for(kube: KubeEnv) -> KubernetesRuntime:
     settings = Cluster(runtime="kubernetes", kubeconfig=str(kube.kubeconfig),
-                       image_pull_secrets=["regcred"], **cluster)
+                       image_pull_secrets=["regcred"])
     runtime = KubernetesRuntime.from_cluster(settings, name="k8s")
-    runtime.poll_seconds = 0.05
+    runtime.poll_seconds = 0.1
     return runtime
 
 
-def ref(version: int, namespace: str = NS) -> VersionRef:
+def ref(kube: KubeEnv, version: int, namespace: str = "") -> VersionRef:
     return VersionRef(app="shop", env_key=ENV_KEY, cluster="k8s", version=version,
-                      namespace=namespace)
+                      namespace=namespace or kube.namespace)
 
 
-def spec(version: int, replicas: int, namespace: str = NS,
-         memory: str = "64Mi") -> StartVersionInput:
-    return StartVersionInput(version=ref(version, namespace), image=f"reg.test/shop:{version}.0",
-                             replicas=replicas, ports=[8080, 9090], env_vars={"MODE": "prod"},
-                             cpu="250m", memory=memory, health_path="/healthz")
+def spec(kube: KubeEnv, version: int, replicas: int, namespace: str = "",
+         memory: str = "64Mi", cpu: str = "10m") -> StartVersionInput:
+    return StartVersionInput(version=ref(kube, version, namespace),
+                             image=f"reg.test/shop:{version}.0", replicas=replicas,
+                             ports=[8080, 9090], env_vars={"MODE": "prod"}, cpu=cpu,
+                             memory=memory, health_path="/healthz")
 
 
-def traffic_of(kube: KubeCluster, deployment: str) -> list[str]:
-    return sorted(p["metadata"]["labels"]["traffic"]
-                  for p in kube.emulator.pods_of(NS, deployment))
+def started(kube: KubeEnv, runtime: KubernetesRuntime, version: int,
+            replicas: int) -> list[Instance]:
+    runtime.start_version(spec(kube, version, replicas))
+    return runtime.wait_ready(ref(kube, version), replicas, 8080, "/healthz", READY_SECONDS)
 
 
-async def started(runtime: KubernetesRuntime, version: int, replicas: int) -> list[Instance]:
-    await run(runtime.start_version, spec(version, replicas))
-    return await run(runtime.wait_ready, ref(version), replicas, 8080, "/healthz", 10)
+def pods(kube: KubeEnv, version: int) -> list[dict[str, Any]]:
+    """The version's live pods (not terminating), read with the admin's rights."""
+    return kube.server.pods(kube.namespace, f"slipway.env={ENV_KEY},version={version}")
 
 
-async def test_a_version_is_a_labelled_deployment_and_ready_from_its_status(
-        kube: KubeCluster) -> None:
+def name_of(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"]["name"])
+
+
+def traffic_of(kube: KubeEnv, version: int) -> list[str]:
+    return sorted(p["metadata"]["labels"]["traffic"] for p in pods(kube, version))
+
+
+def deployment(kube: KubeEnv, name: str) -> dict[str, Any] | None:
+    return kube.server.find(f"/apis/apps/v1/namespaces/{kube.namespace}/deployments/{name}")
+
+
+def eventually(check: Callable[[], Any], seconds: float = 30) -> None:
+    """Controllers act on their own time: wait, bounded, until ``check`` holds."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"not within {seconds}s: {check}"
+        time.sleep(0.1)
+
+
+def test_the_server_is_real_and_its_version_accepted(kube: KubeEnv) -> None:
+    access = KubeAccess(Cluster(runtime="kubernetes", kubeconfig=str(kube.kubeconfig)), "k8s")
+    assert access.server_version == kube.server.version == "v1.20.2+pod-deletion-cost"
+
+
+def test_a_version_is_a_labelled_deployment_made_ready_by_the_controllers(
+        kube: KubeEnv) -> None:
     runtime = runtime_for(kube)
-    instances = await started(runtime, 3, 2)
+    instances = started(kube, runtime, 3, 2)
 
     assert instances == [Instance(name=f"v3-{i}", version=3, address="shop", port=8080)
                          for i in range(2)]
-    deployment = kube.emulator.deployment(NS, "shop-v3")
-    assert deployment is not None
+    found = deployment(kube, "shop-v3")
+    assert found is not None
     labels = {"app": "shop", "version": "3", "slipway.env": ENV_KEY}
-    assert deployment["metadata"]["labels"] == {**labels,
-                                                "app.kubernetes.io/managed-by": "slipway"}
-    assert deployment["spec"]["selector"] == {"matchLabels": labels}
-    template = deployment["spec"]["template"]
+    assert found["metadata"]["labels"] == {**labels, "app.kubernetes.io/managed-by": "slipway"}
+    assert found["spec"]["selector"] == {"matchLabels": labels}
+    template = found["spec"]["template"]
     assert template["metadata"]["labels"] == {**labels, "traffic": "on"}
     assert template["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
     container = template["spec"]["containers"][0]
     assert container["image"] == "reg.test/shop:3.0"
-    assert container["resources"] == {"requests": {"cpu": "250m", "memory": "64Mi"},
-                                      "limits": {"cpu": "250m", "memory": "64Mi"}}
-    assert {"name": "MODE", "value": "prod"} in container["env"]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
+    assert container["resources"] == {"requests": {"cpu": "10m", "memory": "64Mi"},
+                                      "limits": {"cpu": "10m", "memory": "64Mi"}}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert [p["containerPort"] for p in container["ports"]] == [8080, 9090]
-    assert await run(runtime.versions, ENV_KEY, NS) == [3]
-    assert await run(runtime.versions, "other-env", NS) == []
-    assert await run(runtime.check_health, ref(3), 2, 8080, "/healthz") == []
+    # The ReplicaSet controller made the pods and the hollow node runs them.
+    assert [p["status"]["phase"] for p in pods(kube, 3)] == ["Running", "Running"]
+    assert runtime.versions(ENV_KEY, kube.namespace) == [3]
+    assert runtime.versions("other-env", kube.namespace) == []
+    assert runtime.check_health(ref(kube, 3), 2, 8080, "/healthz") == []
 
-    # Idempotent: starting again changes nothing; a new count scales.
-    await run(runtime.start_version, spec(3, 2))
-    assert kube.emulator.deployment(NS, "shop-v3")["metadata"]["generation"] == 1  # type: ignore[index]
-    assert len(await started(runtime, 3, 4)) == 4
-    assert [e for e in kube.emulator.log if e[0] == "scale"] == [("scale", "shop-v3", 2),
-                                                                 ("scale", "shop-v3", 4)]
+    # Idempotent: starting again changes nothing (same generation); a new count scales.
+    runtime.start_version(spec(kube, 3, 2))
+    assert kube.server.get(f"/apis/apps/v1/namespaces/{kube.namespace}/deployments/shop-v3")[
+        "metadata"]["generation"] == 1
+    assert len(started(kube, runtime, 3, 4)) == 4
+    assert len(pods(kube, 3)) == 4
 
 
-async def test_replicas_outside_1_to_24_are_refused_before_any_api_call(
-        kube: KubeCluster) -> None:
+def test_readiness_is_the_kubelets_probe_of_the_health_path(kube: KubeEnv) -> None:
+    """The hollow node's kubelet probes the pods' health path (the tests' health server
+    answers for the pods): a failing probe keeps the version from ready, a passing one
+    makes it ready, and health reports what the kubelet saw."""
+    runtime = runtime_for(kube)
+    sick = f"/sick-{kube.namespace}"
+    kube.server.health.failing.add(sick)
+    try:
+        runtime.start_version(spec(kube, 5, 2).model_copy(update={"health_path": sick}))
+        with pytest.raises(VersionNotReadyError, match=r"progress deadline .* 0/2 replicas"):
+            runtime.wait_ready(ref(kube, 5), 2, 8080, sick, 8)
+        problems = runtime.check_health(ref(kube, 5), 2, 8080, sick)
+        assert len([p for p in problems if p.endswith("not ready")]) == 2, problems
+    finally:
+        kube.server.health.failing.discard(sick)
+    assert len(runtime.wait_ready(ref(kube, 5), 2, 8080, sick, READY_SECONDS)) == 2
+    assert runtime.check_health(ref(kube, 5), 2, 8080, sick) == []
+
+
+def test_replicas_outside_1_to_24_are_refused_before_any_api_call(kube: KubeEnv) -> None:
     runtime = runtime_for(kube)
     for replicas in (0, 25):
         with pytest.raises(InvalidSpecError, match="replicas must be 1–24"):
-            await run(runtime.start_version, spec(1, replicas))
-    assert kube.emulator.deployment(NS, "shop-v1") is None
+            runtime.start_version(spec(kube, 1, replicas))
+    assert deployment(kube, "shop-v1") is None
 
 
-async def test_the_service_is_one_cluster_ip_per_app_selecting_traffic_on(
-        kube: KubeCluster) -> None:
+def test_the_service_is_one_cluster_ip_per_app_selecting_traffic_on(kube: KubeEnv) -> None:
     traffic = KubernetesTraffic(runtime_for(kube))
     frontend = EnsureFrontendInput(env_key=ENV_KEY, lb_port=0, cluster="k8s", app="shop",
-                                   namespace=NS, ports=[8080])
-    await run(traffic.ensure_frontend, frontend)
-    await run(traffic.ensure_frontend, frontend)  # idempotent
-    service = kube.emulator.live(SERVICES, NS)["shop"]
-    assert service["spec"]["type"] == "ClusterIP"
-    assert service["spec"]["selector"] == {"app": "shop", "traffic": "on"}
-    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(8080, 8080)]
+                                   namespace=kube.namespace, ports=[8080])
+    traffic.ensure_frontend(frontend)
+    traffic.ensure_frontend(frontend)  # idempotent
 
-    await run(traffic.ensure_frontend, frontend.model_copy(update={"ports": [8080, 9090]}))
-    service = kube.emulator.live(SERVICES, NS)["shop"]
-    assert [p["port"] for p in service["spec"]["ports"]] == [8080, 9090]
+    def service() -> dict[str, Any]:
+        return kube.server.get(f"/api/v1/namespaces/{kube.namespace}/services/shop")["spec"]
+
+    assert service()["type"] == "ClusterIP"
+    assert service()["clusterIP"].startswith("10.96.")  # allocated by the real server
+    assert service()["selector"] == {"app": "shop", "traffic": "on"}
+    assert [(p["port"], p["targetPort"]) for p in service()["ports"]] == [(8080, 8080)]
+    traffic.ensure_frontend(frontend.model_copy(update={"ports": [8080, 9090]}))
+    assert [p["port"] for p in service()["ports"]] == [8080, 9090]
 
 
-async def test_drain_flips_the_leaving_pods_and_the_scale_down_removes_exactly_them(
-        kube: KubeCluster) -> None:
+def test_drain_flips_the_leaving_pods_and_the_scale_down_removes_exactly_them(
+        kube: KubeEnv) -> None:
+    """The real ReplicaSet controller picks the pods a scale-down deletes: the drained ones,
+    by their pod-deletion cost. Three rounds, each from 6 pods, so luck cannot pass it."""
     runtime = runtime_for(kube)
     traffic = KubernetesTraffic(runtime, poll_seconds=0.05)
-    await started(runtime, 1, 5)
-    assert traffic_of(kube, "shop-v1") == ["on"] * 5
+    for keep in (4, 2, 1):
+        instances = started(kube, runtime, 1, 6)
+        assert traffic_of(kube, 1) == ["on"] * 6
+        traffic.drain(DrainInput(env_key=ENV_KEY, version=1, keep=keep, timeout_seconds=0.1,
+                                 cluster="k8s", namespace=kube.namespace))
+        before = pods(kube, 1)
+        drained = {name_of(p) for p in before if p["metadata"]["labels"]["traffic"] == "off"}
+        assert len(drained) == 6 - keep
+        for pod in before:
+            cost = pod["metadata"].get("annotations", {}).get(DELETION_COST)
+            assert cost == ("-1000" if name_of(pod) in drained else None)
 
-    await run(traffic.drain, DrainInput(env_key=ENV_KEY, version=1, keep=2, timeout_seconds=0.2,
-                                        cluster="k8s", namespace=NS))
-    pods = kube.emulator.pods_of(NS, "shop-v1")
-    drained = {p["metadata"]["name"] for p in pods if p["metadata"]["labels"]["traffic"] == "off"}
-    assert len(drained) == 3
-    for pod in pods:
-        cost = pod["metadata"]["annotations"].get("controller.kubernetes.io/pod-deletion-cost")
-        assert cost == ("-1000" if pod["metadata"]["name"] in drained else None)
-
-    instances = await started(runtime, 1, 2)
-    remaining = {p["metadata"]["name"] for p in kube.emulator.pods_of(NS, "shop-v1")}
-    assert len(remaining) == 2 and not remaining & drained
-    await run(traffic.add, TrafficInput(env_key=ENV_KEY, instances=instances, cluster="k8s",
-                                        namespace=NS))
-    assert traffic_of(kube, "shop-v1") == ["on", "on"]
+        instances = started(kube, runtime, 1, keep)
+        remaining = {name_of(p) for p in pods(kube, 1)}
+        assert len(remaining) == keep and not remaining & drained, (remaining, drained)
+        traffic.add(TrafficInput(env_key=ENV_KEY, instances=instances, cluster="k8s",
+                                 namespace=kube.namespace))
+        assert traffic_of(kube, 1) == ["on"] * keep
 
 
-async def test_add_puts_drained_pods_back_and_remove_takes_them_out_at_once(
-        kube: KubeCluster) -> None:
+def test_add_puts_drained_pods_back_and_remove_takes_them_out_at_once(kube: KubeEnv) -> None:
     runtime = runtime_for(kube)
     traffic = KubernetesTraffic(runtime)
-    instances = await started(runtime, 2, 3)
+    instances = started(kube, runtime, 2, 3)
     out = DrainInput(env_key=ENV_KEY, version=2, timeout_seconds=60, cluster="k8s",
-                     namespace=NS)
-    await asyncio.wait_for(run(traffic.remove, out), 5)  # no drain wait on the undo path
-    assert traffic_of(kube, "shop-v2") == ["off"] * 3
+                     namespace=kube.namespace)
+    began = time.monotonic()
+    traffic.remove(out)
+    assert time.monotonic() - began < 30  # no drain wait on the undo path
+    assert traffic_of(kube, 2) == ["off"] * 3
 
-    back = TrafficInput(env_key=ENV_KEY, instances=instances, cluster="k8s", namespace=NS)
-    await run(traffic.add, back)
-    await run(traffic.add, back)  # idempotent
-    assert traffic_of(kube, "shop-v2") == ["on"] * 3
-    assert all("controller.kubernetes.io/pod-deletion-cost" not in p["metadata"]["annotations"]
-               for p in kube.emulator.pods_of(NS, "shop-v2"))
+    back = TrafficInput(env_key=ENV_KEY, instances=instances, cluster="k8s",
+                        namespace=kube.namespace)
+    traffic.add(back)
+    traffic.add(back)  # idempotent
+    assert traffic_of(kube, 2) == ["on"] * 3
+    assert all(DELETION_COST not in p["metadata"].get("annotations", {}) for p in pods(kube, 2))
 
 
-async def test_health_reports_crash_loops_restarts_and_missing_replicas(
-        kube: KubeCluster) -> None:
+def test_stop_scales_to_zero_and_remove_deletes_the_deployment(kube: KubeEnv) -> None:
     runtime = runtime_for(kube)
-    await started(runtime, 4, 2)
-    kube.kubelet.fail_health("shop-v4")
-    await asyncio.sleep(0.3)
-    problems = await run(runtime.check_health, ref(4), 2, 8080, "/healthz")
-    assert any("not ready" in p for p in problems)
-    assert any("restarted 3×" in p for p in problems)
-    assert any("CrashLoopBackOff" in p for p in problems)
-    assert await run(runtime.check_health, ref(9), 2, 8080, "/healthz") == [
-        "deployment shop-v9 does not exist"]
+    started(kube, runtime, 7, 2)
+    runtime.stop_version(ref(kube, 7))
+    assert (deployment(kube, "shop-v7") or {})["spec"]["replicas"] == 0
+    eventually(lambda: pods(kube, 7) == [])
+    assert runtime.versions(ENV_KEY, kube.namespace) == [7]
+    runtime.remove_version(ref(kube, 7))
+    runtime.remove_version(ref(kube, 7))  # already gone is fine
+    runtime.stop_version(ref(kube, 7))
+    assert deployment(kube, "shop-v7") is None
+    assert runtime.versions(ENV_KEY, kube.namespace) == []
 
 
-async def test_wait_ready_fails_fast_on_a_crash_loop_and_at_the_deadline(
-        kube: KubeCluster) -> None:
+def test_a_quota_that_refuses_pods_fails_the_wait_fast_with_the_servers_reason(
+        kube: KubeEnv) -> None:
+    """An operator's ResourceQuota: the ReplicaSet cannot create the pods, and the
+    Deployment says so (ReplicaFailure) long before the progress deadline."""
+    kube.server.send("POST", f"/api/v1/namespaces/{kube.namespace}/resourcequotas", {
+        "metadata": {"name": "pods"}, "spec": {"hard": {"pods": "2"}}})
     runtime = runtime_for(kube)
-    kube.kubelet.fail_health("shop-v5")
-    await run(runtime.start_version, spec(5, 1))
-    with pytest.raises(VersionNotReadyError, match="CrashLoopBackOff"):
-        await run(runtime.wait_ready, ref(5), 1, 8080, "/healthz", 30)
-    kube.kubelet.ready_after = 60
-    await run(runtime.start_version, spec(6, 1))
-    with pytest.raises(VersionNotReadyError, match="progress deadline"):
-        await run(runtime.wait_ready, ref(6), 1, 8080, "/healthz", 0.3)
+    runtime.start_version(spec(kube, 1, 3))
+    began = time.monotonic()
+    with pytest.raises(VersionNotReadyError, match="exceeded quota"):
+        runtime.wait_ready(ref(kube, 1), 3, 8080, "/healthz", 120)
+    assert time.monotonic() - began < 60
 
 
-async def test_stop_scales_to_zero_and_remove_deletes_the_deployment(kube: KubeCluster) -> None:
-    runtime = runtime_for(kube)
-    await started(runtime, 7, 2)
-    await run(runtime.stop_version, ref(7))
-    assert kube.emulator.deployment(NS, "shop-v7")["spec"]["replicas"] == 0  # type: ignore[index]
-    assert await run(runtime.versions, ENV_KEY, NS) == [7]
-    await run(runtime.remove_version, ref(7))
-    await run(runtime.remove_version, ref(7))  # already gone is fine
-    await run(runtime.stop_version, ref(7))
-    assert kube.emulator.deployment(NS, "shop-v7") is None
-    assert await run(runtime.versions, ENV_KEY, NS) == []
-    await asyncio.sleep(0.2)
-    assert kube.emulator.pods_of(NS, "shop-v7") == []
-
-
-async def test_a_missing_namespace_is_permanent_and_never_created(kube: KubeCluster) -> None:
+def test_a_missing_namespace_is_permanent_and_never_created(kube: KubeEnv) -> None:
     runtime = runtime_for(kube)
     traffic = KubernetesTraffic(runtime)
+    # The account may read only its environments' namespaces: a missing one it was granted
+    # (rbac.yaml names it) is told apart from one it may not see.
+    kube.server.grant_environment("nowhere")
     with pytest.raises(NamespaceMissingError) as missing:
-        await run(runtime.start_version, spec(1, 1, namespace="nowhere"))
+        runtime.start_version(spec(kube, 1, 1, namespace="nowhere"))
     assert "cluster 'k8s'" in str(missing.value) and "'nowhere'" in str(missing.value)
     with pytest.raises(NamespaceMissingError):
-        await run(traffic.ensure_frontend, EnsureFrontendInput(
+        traffic.ensure_frontend(EnsureFrontendInput(
             env_key=ENV_KEY, lb_port=0, cluster="k8s", app="shop", namespace="nowhere"))
-    assert kube.emulator.live(SERVICES) == {} and kube.emulator.deployment("nowhere", "shop-v1") \
-        is None
-    assert "nowhere" not in kube.emulator.namespaces
+    assert kube.server.find("/api/v1/namespaces/nowhere") is None
 
 
-async def test_a_forbidden_namespace_is_a_permanent_access_error(kube: KubeCluster) -> None:
-    kube.emulator.create_namespace("locked")
-    kube.emulator.forbidden.add("locked")
-    runtime = runtime_for(kube)
-    with pytest.raises(ClusterAccessError) as refused:
-        await run(runtime.start_version, spec(1, 1, namespace="locked"))
-    assert "cluster 'k8s', namespace 'locked'" in str(refused.value)
-    assert "403" in str(refused.value)
-    with pytest.raises(ClusterAccessError):
-        await run(runtime.versions, ENV_KEY, "locked")
+def test_rbac_refuses_what_the_manifests_do_not_grant(kube: KubeEnv) -> None:
+    """The real API server, with deploy/kubernetes/rbac.yaml: a namespace the account was not
+    granted is refused (a permanent error naming the cluster and namespace), and so is every
+    verb rbac.yaml leaves out."""
+    locked = f"{kube.namespace}-locked"
+    kube.server.create_namespace(locked)
+    try:
+        runtime = runtime_for(kube)
+        with pytest.raises(ClusterAccessError) as refused:
+            runtime.start_version(spec(kube, 1, 1, namespace=locked))
+        message = str(refused.value)
+        assert f"cluster 'k8s', namespace '{locked}'" in message and "403" in message
+        assert 'User "system:serviceaccount:slipway:slipway-worker" cannot' in message
+        with pytest.raises(ClusterAccessError):
+            runtime.versions(ENV_KEY, locked)
+
+        traffic = KubernetesTraffic(runtime)
+        traffic.ensure_frontend(EnsureFrontendInput(
+            env_key=ENV_KEY, lb_port=0, cluster="k8s", app="shop", namespace=kube.namespace,
+            ports=[8080]))
+        core, apps = runtime.kube.core, runtime.kube.apps
+        outside = {
+            "delete a service": lambda: core.delete_namespaced_service("shop", kube.namespace),
+            "delete a pod": lambda: core.delete_collection_namespaced_pod(kube.namespace),
+            "read secrets": lambda: core.list_namespaced_secret(kube.namespace),
+            "list namespaces": lambda: core.list_namespace(),
+            "list deployments elsewhere": lambda: apps.list_namespaced_deployment("default"),
+        }
+        for what, call in outside.items():
+            with pytest.raises(ApiException) as denied:
+                call()
+            assert denied.value.status == 403, what
+    finally:
+        kube.server.delete_namespace(locked)
 
 
-async def test_an_invalid_quantity_is_refused_with_the_api_message(kube: KubeCluster) -> None:
+def test_an_invalid_quantity_is_refused_with_the_servers_message(kube: KubeEnv) -> None:
     runtime = runtime_for(kube)
     with pytest.raises(InvalidSpecError) as invalid:
-        await run(runtime.start_version, spec(1, 1, memory="lots"))
-    assert 'Invalid value: "lots"' in str(invalid.value)
-    assert "namespace 'shop-prod'" in str(invalid.value)
-    assert kube.emulator.deployment(NS, "shop-v1") is None
-
-
-async def test_connection_failures_retry_and_bad_settings_do_not(tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
-    config = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{closed}")
-    runtime = KubernetesRuntime.from_cluster(Cluster(runtime="kubernetes",
-                                                     kubeconfig=str(config)), name="k8s")
-    with pytest.raises(ClusterUnavailableError) as unreachable:
-        await run(runtime.versions, ENV_KEY, NS)
-    assert not isinstance(unreachable.value, PermanentRuntimeError)
-    broken = KubernetesRuntime.from_cluster(Cluster(
-        runtime="kubernetes", kubeconfig=str(tmp_path / "missing"), context="prod"), name="k8s")
-    with pytest.raises(ClusterConfigError, match="cluster 'k8s'.*missing.*'prod'"):
-        await run(broken.versions, ENV_KEY, NS)
-
-
-def test_inspect_image_keeps_a_digest_reference() -> None:
-    runtime = KubernetesRuntime.from_cluster(Cluster(runtime="kubernetes"))
-    digest = "sha256:" + "a" * 64
-    assert runtime.inspect_image(f"reg.test/shop@{digest}").digest == digest
-    assert runtime.inspect_image("reg.test/shop:1.0").digest == ""
-
-
-DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "kubernetes"
-
-
-def test_the_manifests_grant_the_least_rights_and_configure_an_in_cluster_runtime(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    import yaml
-
-    from schemas.settings import Settings
-
-    role = next(yaml.safe_load_all((DEPLOY / "rbac.yaml").read_text()))
-    rules = {(group, resource): sorted(rule["verbs"])
-             for rule in role["rules"] for group in rule["apiGroups"]
-             for resource in rule["resources"]}
-    assert rules == {
-        ("apps", "deployments"): ["create", "delete", "get", "list", "patch"],
-        ("apps", "deployments/scale"): ["get", "patch"],
-        ("", "services"): ["create", "get", "patch"],
-        ("", "pods"): ["get", "list", "patch"],
-        ("", "namespaces"): ["get"],
-    }
-    config_map = yaml.safe_load((DEPLOY / "configmap.yaml").read_text())
-    for key, value in config_map["data"].items():
-        monkeypatch.setenv(key, value)
-    settings = Settings()
-    cluster = settings.clusters[settings.default_cluster]
-    assert cluster.runtime == "kubernetes" and cluster.in_cluster
-    worker = yaml.safe_load((DEPLOY / "worker.yaml").read_text())
-    assert worker["spec"]["template"]["spec"]["serviceAccountName"] == "slipway-worker"
+        runtime.start_version(spec(kube, 1, 1, memory="lots"))
+    assert "quantities must match the regular expression" in str(invalid.value)
+    assert f"namespace '{kube.namespace}'" in str(invalid.value)
+    assert deployment(kube, "shop-v1") is None
