@@ -87,6 +87,13 @@ def unsupported_server(git_version: str) -> str | None:
             "drained ones")
 
 
+def ungranted_hint(namespace: str) -> str:
+    """What to do when the account has no right at all in a namespace. It reads only the
+    namespaces it was granted, so the server cannot tell it whether the namespace exists."""
+    return (f"Either the namespace does not exist (kubectl create namespace {namespace}) or "
+            "deploy/kubernetes/rbac.yaml was not applied to it (deploy/kubernetes/README.md)")
+
+
 def api_message(error: ApiException) -> str:
     """The API server's own explanation (the Status object's ``message``), else the reason."""
     try:
@@ -200,6 +207,10 @@ class KubeAccess:
         status = error.status or 0
         message = api_message(error)
         place = f"cluster {name!r}, namespace {namespace!r}"
+        if status == 403 and namespace and not self._may_read(namespace):
+            # No right at all in the namespace: it is missing or was never granted.
+            return ClusterAccessError(f"{place}: not allowed to {what} (403 {error.reason}): "
+                                      f"{message}. {ungranted_hint(namespace)}")
         if status in (401, 403):
             return ClusterAccessError(
                 f"{place}: not allowed to {what} ({status} {error.reason}): {message}. "
@@ -221,7 +232,12 @@ class KubeAccess:
         except ApiException as error:
             if error.status == 404:
                 return False
-            if error.status in (401, 403):
+            if error.status == 403:
+                raise ClusterAccessError(
+                    f"cluster {cluster or self.name!r}, namespace {namespace!r}: not allowed "
+                    f"to read the namespace (403 Forbidden): {api_message(error)}. "
+                    f"{ungranted_hint(namespace)}") from error
+            if error.status == 401:
                 raise self._mapped(error, f"read namespace {namespace}", namespace,
                                    cluster or self.name) from error
             raise ClusterUnavailableError(
@@ -230,6 +246,17 @@ class KubeAccess:
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise ClusterUnavailableError(f"cluster {cluster or self.name!r} API unreachable: "
                                           f"{error}") from error
+        return True
+
+    def _may_read(self, namespace: str) -> bool:
+        """Whether the account may read the namespace object (rbac.yaml grants that in
+        every environment namespace); False on any refusal or failure."""
+        try:
+            self.core.read_namespace(namespace, _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as error:
+            return error.status == 404
+        except (urllib3.exceptions.HTTPError, OSError):
+            return True  # unknown: keep the plain message
         return True
 
     def require_namespace(self, namespace: str, cluster: str = "") -> None:

@@ -438,10 +438,11 @@ def kube_server() -> Iterator[KubeServer]:
 def real_kube(request: pytest.FixtureRequest) -> Iterator[KubeServer]:
     """The session's control plane, with deploy/kubernetes/serviceaccount.yaml installed."""
     with kube_server() as server:
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(f"\nkubernetes: a real control plane, {server.version}, at "
-                                f"{server.url} (tests/support/kube_server.py)")
+        # Printed past pytest's capture: the run's output names the server it tested.
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            print(f"\nkubernetes: a real control plane, {server.version}, at {server.url} "
+                  "(tests/support/kube_server.py)", flush=True)
         yield server
 
 
@@ -454,9 +455,6 @@ class KubeEnv:
     namespace: str
     kubeconfig: Path
     token: str
-
-    def admin(self) -> client.ApiClient:
-        return self.server.admin()
 
 
 _counter = iter(range(1, 10_000))
@@ -498,8 +496,8 @@ def lane_kube(real_kube: KubeServer, tmp_path: Path) -> Iterator[KubeEnv]:
     real_kube.create_namespace(namespace, {"slipway.env": namespace})
     real_kube.grant_environment(namespace, LANES_ACCOUNT_NAMESPACE)
     try:
-        yield KubeEnv(real_kube, namespace, real_kube.kubeconfig(tmp_path / "kubeconfig", token),
-                      token)
+        kubeconfig = real_kube.kubeconfig(tmp_path / "lanes.kubeconfig", token)
+        yield KubeEnv(real_kube, namespace, kubeconfig, token)
     finally:
         real_kube.delete_namespace(namespace)
         for lane in real_kube.get("/api/v1/namespaces", labelSelector="slipway.lane")["items"]:

@@ -256,19 +256,28 @@ def test_a_quota_that_refuses_pods_fails_the_wait_fast_with_the_servers_reason(
     assert time.monotonic() - began < 60
 
 
-def test_a_missing_namespace_is_permanent_and_never_created(kube: KubeEnv) -> None:
-    runtime = runtime_for(kube)
+def test_a_missing_namespace_is_permanent_and_never_created(kube: KubeEnv,
+                                                           lane_kube: KubeEnv) -> None:
+    """The release account reads only the namespaces rbac.yaml granted it, so the server
+    cannot tell it a namespace is missing: the error says both possible causes. An account
+    that may read namespaces (the lanes' one) is told it is missing."""
+    missing = f"{kube.namespace}-nowhere"
+    with pytest.raises(ClusterAccessError) as refused:
+        runtime_for(kube).start_version(spec(kube, 1, 1, namespace=missing))
+    assert f"cluster 'k8s', namespace '{missing}'" in str(refused.value)
+    assert "Either the namespace does not exist" in str(refused.value)
+    assert "rbac.yaml was not applied" in str(refused.value)
+
+    runtime = runtime_for(lane_kube)
     traffic = KubernetesTraffic(runtime)
-    # The account may read only its environments' namespaces: a missing one it was granted
-    # (rbac.yaml names it) is told apart from one it may not see.
-    kube.server.grant_environment("nowhere")
-    with pytest.raises(NamespaceMissingError) as missing:
-        runtime.start_version(spec(kube, 1, 1, namespace="nowhere"))
-    assert "cluster 'k8s'" in str(missing.value) and "'nowhere'" in str(missing.value)
+    with pytest.raises(NamespaceMissingError) as absent:
+        runtime.start_version(spec(kube, 1, 1, namespace=missing))
+    assert f"cluster 'k8s', namespace '{missing}': the namespace does not exist" in \
+        str(absent.value)
     with pytest.raises(NamespaceMissingError):
         traffic.ensure_frontend(EnsureFrontendInput(
-            env_key=ENV_KEY, lb_port=0, cluster="k8s", app="shop", namespace="nowhere"))
-    assert kube.server.find("/api/v1/namespaces/nowhere") is None
+            env_key=ENV_KEY, lb_port=0, cluster="k8s", app="shop", namespace=missing))
+    assert kube.server.find(f"/api/v1/namespaces/{missing}") is None
 
 
 def test_rbac_refuses_what_the_manifests_do_not_grant(kube: KubeEnv) -> None:
