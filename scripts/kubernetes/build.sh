@@ -49,8 +49,12 @@ trap 'rm -rf "$WORK"' EXIT
 say "building Kubernetes server binaries into $OUT (about 6 minutes; log: $WORK/make.log)"
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends \
-    golang-go rsync etcd-server golang-github-modern-go-reflect2-dev >/dev/null
+install_build_packages() {
+    apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends \
+        golang-go rsync etcd-server golang-github-modern-go-reflect2-dev >/dev/null
+}
+# A machine whose package lists are missing or stale gets them first.
+install_build_packages || { apt-get update -qq && install_build_packages; }
 
 # A deb-src line for the mirror apt already uses, in a private list: the machine's own
 # sources and package lists stay as they are.

@@ -11,9 +11,12 @@ controller deleted.
 
 from __future__ import annotations
 
+import json
 import shutil
+import threading
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 import worker as slipway_worker
 from catalogue.store import CatalogueError, Store
 from catalogue.tables import Baseline, Environment
+from schemas.analysis import AnalysisPolicy, Metric
 from schemas.enums import RuntimeKind
 from schemas.models import ReleaseOutcome, ReleaseRequest
 from schemas.settings import Cluster, Settings
@@ -72,7 +76,8 @@ async def k8s_worker(temporal: WorkflowEnvironment, k8s_settings: Settings) -> A
             yield
 
 
-def register_shop(store: Store, settings: Settings, env_namespace: str, **env_row: Any) -> None:
+def register_shop(store: Store, settings: Settings, env_namespace: str, *,
+                  analysis: AnalysisPolicy | None = None, **env_row: Any) -> None:
     """Register shop with a prod environment on cluster k8s (gray unless ``env_row`` says
     otherwise)."""
     register_app(store, APP, category="in-house", tier="core", owners=["ana"],
@@ -81,7 +86,8 @@ def register_shop(store: Store, settings: Settings, env_namespace: str, **env_ro
     add_env(store, APP, "prod", cluster="k8s", replicas=REPLICAS, cpu="10m", memory="64Mi",
             ports=[8080], env_vars={"MODE": "prod"}, runtime=None, namespace=env_namespace,
             health_path="/healthz", settings=settings, actor="ana", strategy="gray",
-            gray_steps=["1", "50%", "100%"], stable_seconds=1, approval="none")
+            gray_steps=["1", "50%", "100%"], stable_seconds=1, approval="none",
+            analysis=analysis)
     with store.session() as session:
         env = session.exec(select(Environment)).one()
         assert env.runtime == RuntimeKind.KUBERNETES
@@ -221,6 +227,55 @@ async def test_a_version_the_quota_refuses_is_rolled_back_and_v1_keeps_serving(
     assert [b.version for b in baselines(k8s_store)] == [1]
 
 
+@pytest.fixture
+def error_rates() -> Iterator[tuple[str, dict[str, float]]]:
+    """A loopback JSON endpoint with each version's error rate (what a team's metrics
+    service answers): ``/errors/<version>`` → ``{"error_rate": x}``."""
+    rates: dict[str, float] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802  (the stdlib's name)
+            body = json.dumps({"error_rate": rates.get(self.path.rsplit("/", 1)[-1], 0.0)})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/errors/{{{{version}}}}", rates
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_canary_analysis_judges_a_kubernetes_gray_release(
+        temporal: WorkflowEnvironment, k8s_worker: None, k8s_settings: Settings,
+        k8s_store: Store, kube_env: KubeEnv,
+        error_rates: tuple[str, dict[str, float]]) -> None:
+    """Analysis applies on Kubernetes through the metrics a team already has (Prometheus or
+    a JSON endpoint): the Service, not HAProxy, carries the traffic, so HAProxy's figures do
+    not. v2's error rate fails the canary step; the release rolls back, v1 never shrank."""
+    url, rates = error_rates
+    register_shop(k8s_store, k8s_settings, kube_env.namespace, analysis=AnalysisPolicy(
+        metrics=[Metric(name="errors", provider="web", query=url, field="error_rate", max=0.1,
+                        interval_seconds=1)]))
+    await release(temporal, k8s_settings, k8s_store, "1.0.0")
+    v1_pods = set(serving(kube_env, 1))
+    rates["2"] = 0.5
+
+    with pytest.raises(CatalogueError, match="rolled_back: canary analysis failed at step 1"):
+        await release(temporal, k8s_settings, k8s_store, "2.0.0")
+
+    assert replicas(kube_env, "shop-v2") is None
+    assert set(serving(kube_env, 1)) == v1_pods
+    assert [b.version for b in baselines(k8s_store)] == [1]
+
+
 def left_behind(kube: KubeEnv) -> dict[str, list[str]]:
     """Objects of the app in this test's namespaces (the granted one and its neighbours)."""
     return {kind: [item["metadata"]["name"] for item in kube.server.get(
@@ -246,8 +301,8 @@ async def test_bad_input_fails_clearly_and_leaves_nothing_half_created(
     ns = kube_env.namespace
     kube_env.server.create_namespace(f"{ns}-locked")
     try:
-        register_shop(k8s_store, k8s_settings, ns,
-                      **{k: v.format(ns=ns) for k, v in env_row.items()})
+        row: dict[str, Any] = {k: v.format(ns=ns) for k, v in env_row.items()}
+        register_shop(k8s_store, k8s_settings, ns, **row)
         with pytest.raises(CatalogueError, match=message.format(ns=ns)):
             await release(temporal, k8s_settings, k8s_store, "1.0.0")
         # No Deployment, no pod. (The app's Service belongs to the environment, as its load
