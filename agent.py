@@ -140,7 +140,14 @@ def agent_activities(settings: Settings, name: str, store: Store,
 
 def make_agent_worker(client: Client, settings: Settings, name: str,
                       executor: ThreadPoolExecutor, store: Store) -> Worker:
-    """The Temporal worker of host ``name``'s task queue."""
+    """The Temporal worker of host ``name``'s task queue.
+
+    Unversioned on purpose (Worker Versioning): an agent runs activities only, whose code is
+    never replayed, and one serves its host for every build of the orchestration workers at
+    once (a release pinned to build A and one on build B both send it containers to start).
+    Its task queue belongs to no deployment version, so the server hands its tasks to
+    whichever agent polls; what keeps old and new builds working with it is the activity
+    contract: an activity's input and output models only ever gain optional fields."""
     signals = WorkflowSignals(client, asyncio.get_running_loop())
     return Worker(client, task_queue=host_queue(settings.task_queue, name),
                   activities=agent_activities(settings, name, store, signals),

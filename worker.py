@@ -17,9 +17,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import WorkerDeploymentVersion, WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from activities.analysis import AnalysisActivities, MetricProviders
 from activities.build import BuildActivities
@@ -51,6 +51,7 @@ from lanes.janitor import LaneJanitor
 from lanes.resources import LaneResources, LaneSettings
 from schemas.hosts import DrainHostRequest, host_drain_workflow_id
 from schemas.settings import Cluster, Settings, get_settings
+from starter.service.worker_versions import ClaimCurrentVersion
 from workflows.host_drain import HostDrainWorkflow
 from workflows.janitor import JanitorWorkflow
 from workflows.policies import BUILD_QUEUE_SUFFIX
@@ -237,6 +238,17 @@ async def connect(settings: Settings) -> Client:
 WORKFLOW_CACHE = 250
 
 
+def deployment_config(settings: Settings) -> WorkerDeploymentConfig:
+    """This worker's deployment and build (Worker Versioning). Each workflow type declares
+    pinned or auto-upgrade itself (workflows/versioning.py)."""
+    build = settings.worker_build()
+    if build.note:
+        logging.getLogger("slipway").warning("build ID %s: %s", build.value, build.note)
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(settings.deployment_name(), build.value),
+        use_worker_versioning=True)
+
+
 def make_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
     """A worker for every workflow; call it on the event loop the worker will run on."""
     engines = [c.engines[0] for c in settings.clusters.values() if c.runtime == "docker"]
@@ -254,7 +266,10 @@ def make_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor
                                   agents_within=settings.host_lost_seconds)
     # Waiting runtime activities tell their release what they see (Web UI current details).
     signals = WorkflowSignals(client, asyncio.get_running_loop())
+    versioned = deployment_config(settings)
     return Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
+                  deployment_config=versioned,
+                  plugins=[ClaimCurrentVersion(settings, versioned.version.build_id)],
                   activities=[*build_activities(settings, signals), janitor.sweep_lane_orphans,
                               janitor.report_lost_lanes, teardown.load_teardown,
                               teardown.check_release_idle, teardown.mark_env_removed],
@@ -267,8 +282,10 @@ def make_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor
 
 def make_build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
     """The worker of the build task queue: builds only, one slot per thread of ``executor``."""
+    # The same build as the workflows: a build a pinned release schedules runs on its code.
     return Worker(client, task_queue=settings.task_queue + BUILD_QUEUE_SUFFIX,
                   activities=[BuildActivities(image_builder(settings)).build_image],
+                  deployment_config=deployment_config(settings),
                   activity_executor=executor, max_concurrent_activities=executor._max_workers,
                   max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
                   graceful_shutdown_timeout=GRACEFUL_SHUTDOWN)

@@ -13,10 +13,13 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.service import TLSConfig
+
+from schemas.versioning import DEPLOYMENT_PATTERN, BuildId, check_build_id, detect_build_id
 
 
 def _default_state_dir() -> Path:
@@ -110,6 +113,16 @@ class Settings(BaseSettings):
     temporal_ui_url: str = "http://localhost:8233"
     temporal_ui_port: int = 8233
     task_queue: str = "slipway"
+    # Worker Versioning (docs/operations.md, "Upgrading Slipway"): orchestration workers
+    # declare a deployment (default: the task queue) and a build ID (default: the package
+    # version and the git commit), so runs pinned to a build finish on it. A new build gets
+    # workflow tasks once it is current: `first` makes it current when its deployment has
+    # none yet (a first start), `always` at every start (the embedded stack's one worker),
+    # `never` leaves it to `slipway worker promote`. There is no "off": every workflow type
+    # declares its behaviour, which Temporal refuses from an unversioned worker.
+    worker_deployment: str = ""
+    build_id: str = ""
+    worker_promote: Literal["first", "always", "never"] = "first"
     # The HTTP API (`slipway server`); `slipway up` starts it on loopback at this port.
     server_port: int = 8470
 
@@ -188,6 +201,22 @@ class Settings(BaseSettings):
         if self.stack_id:
             return self.stack_id
         return "s" + hashlib.sha256(str(Path(self.state_dir).resolve()).encode()).hexdigest()[:10]
+
+    def deployment_name(self) -> str:
+        """The worker deployment of this installation's workers (SLIPWAY_WORKER_DEPLOYMENT,
+        else the task queue); ValueError when Temporal would refuse it."""
+        name = self.worker_deployment or self.task_queue
+        if not DEPLOYMENT_PATTERN.match(name):
+            raise ValueError(f"worker deployment {name!r} (SLIPWAY_WORKER_DEPLOYMENT, else "
+                             "SLIPWAY_TASK_QUEUE): letters, digits, - and _ only, no dot")
+        return name
+
+    def worker_build(self) -> BuildId:
+        """This checkout's build ID: SLIPWAY_BUILD_ID, else ``<version>-<git commit>``, else
+        ``<version>-nogit`` with a note (schemas/versioning.py)."""
+        found = detect_build_id(CHECKOUT, self.build_id)
+        check_build_id(found.value)
+        return found
 
     def environment(self) -> dict[str, str]:
         """These settings as the ``SLIPWAY_*`` variables that make them again (secrets

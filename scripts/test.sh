@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the test suite in two pytest processes.
+# Run the test suite in two pytest processes, then the replay gate.
 #
 # Temporal's rule: one kind of test environment per pytest process (the time-skipping test
 # server and the dev server don't mix), so unit tests and integration tests run apart.
@@ -50,9 +50,25 @@ LOG_DIR="$(mktemp -d)"
 trap 'rm -rf "$LOG_DIR"' EXIT
 
 run unit "not integration" "$@"
+# The integration run's dev server writes every Slipway workflow's history here at its end
+# (tests/support/history_export.py), for the replay gate below.
+export REPLAY_GATE_HISTORIES="$LOG_DIR/histories"
 run integration "integration" "$@"
+unset REPLAY_GATE_HISTORIES
+
+# The replay gate: every golden history and every history the integration tests recorded
+# replays on this commit's workflow code, or the gate says what to do (tests/histories/gate.py).
+echo "=== replay gate (python -m tests.histories.gate) ==="
+if PYTHONPATH="$REPO" timeout --kill-after=30 600 "$REPO/.venv/bin/python" -m tests.histories.gate \
+        "$LOG_DIR/histories"; then
+    RESULT[gate]="exit 0: every history replays"
+else
+    RESULT[gate]="exit 1: see REPLAY GATE FAILED above"
+    overall=1
+fi
 
 echo "=== summary ==="
 echo "unit:        ${RESULT[unit]}"
 echo "integration: ${RESULT[integration]}"
+echo "replay gate: ${RESULT[gate]}"
 exit "$overall"

@@ -56,6 +56,14 @@ async def test_activity_slots_match_the_threads_and_builds_have_their_own(
     assert builds["max_concurrent_activities"] == 2
     assert [f.__name__ for f in builds["activities"]] == ["build_image"]
     assert main["graceful_shutdown_timeout"] == builds["graceful_shutdown_timeout"] > timedelta(0)
+    # One build for both (Worker Versioning): a build a pinned release schedules runs on the
+    # code of the worker that runs the release; its deployment is the task queue.
+    versioned, build_versioned = main["deployment_config"], builds["deployment_config"]
+    assert versioned is not None and build_versioned is not None
+    assert build_versioned.version == versioned.version
+    assert (versioned.version.deployment_name, versioned.version.build_id) == (
+        "slots", values.worker_build().value)
+    assert versioned.use_worker_versioning
 
 
 async def test_sigterm_stops_the_workers_gracefully(env: WorkflowEnvironment) -> None:

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         ServersAtInput,
     )
     from schemas.models import Instance, WaitReadyInput
+    from workflows import versioning
     from workflows.policies import (
         HEARTBEAT_TIMEOUT,
         HOST_SCHEDULE_TO_START,
@@ -52,7 +53,8 @@ LOST_RETRY_INTERVAL = timedelta(seconds=15)
 LOST_RETRY_ROUNDS = 240
 
 
-@workflow.defn
+# Why host drain runs are pinned: workflows/versioning.py.
+@workflow.defn(versioning_behavior=versioning.HOST_DRAIN)
 class HostDrainWorkflow:
     def __init__(self) -> None:
         self._outcome: DrainOutcome | None = None

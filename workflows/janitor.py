@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
     from schemas.lanes import JanitorReport
     from schemas.models import NotifyInput
+    from workflows import versioning
 
 JANITOR_WORKFLOW_ID = "slipway-janitor"
 JANITOR_SCHEDULE_ID = "slipway-janitor"
@@ -21,7 +22,8 @@ JANITOR_SCHEDULE_ID = "slipway-janitor"
 QUICK = timedelta(seconds=60)
 
 
-@workflow.defn
+# Why janitor runs are auto-upgraded: workflows/versioning.py.
+@workflow.defn(versioning_behavior=versioning.JANITOR)
 class JanitorWorkflow:
     @workflow.run
     async def run(self) -> JanitorReport:

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
 
     # Re-exported: callers name a release's workflow id from here.
     from schemas.models import release_workflow_id as release_workflow_id
+    from workflows import versioning
     from workflows.approval import ApprovalDesk, ApprovalHandlers
     from workflows.approval_wait import ReleaseApproval
     from workflows.board import StageBoard
@@ -69,7 +70,8 @@ BUILD_TIMEOUT = timedelta(minutes=30)
 NOTIFY_IN_BACKGROUND_PATCH = "rolling-out-notified-in-background"
 
 
-@workflow.defn
+# Why release runs are pinned: workflows/versioning.py.
+@workflow.defn(versioning_behavior=versioning.RELEASE)
 class ReleaseWorkflow(ApprovalHandlers, ReleaseApproval, ReleaseControls, Compensation,
                       OutcomeDesk, StageBoard, FreezeGate):
     progress: ReleaseStatus

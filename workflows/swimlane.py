@@ -45,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
         normalise_lane_name,
     )
     from schemas.models import NotifyInput
-    from workflows import search
+    from workflows import search, versioning
     from workflows.lane_steps import (
         GONE,
         HEARTBEAT_TIMEOUT,
@@ -62,7 +62,8 @@ class CreateFailed(Exception):
     """A create step failed; what the step's batch created is already torn down."""
 
 
-@workflow.defn
+# Why swimlane runs are auto-upgraded: workflows/versioning.py.
+@workflow.defn(versioning_behavior=versioning.SWIMLANE)
 class SwimlaneWorkflow:
     def __init__(self) -> None:
         self.state: LaneState | None = None

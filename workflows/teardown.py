@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         TeardownPlan,
         TeardownRequest,
     )
-    from workflows import search
+    from workflows import search, versioning
     from workflows.policies import (
         HEARTBEAT_TIMEOUT,
         HOST_SCHEDULE_TO_START,
@@ -42,7 +42,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.rollout.fleet import HostCalls
 
 
-@workflow.defn
+# Why teardown runs are pinned: workflows/versioning.py.
+@workflow.defn(versioning_behavior=versioning.TEARDOWN)
 class EnvTeardownWorkflow:
     def __init__(self) -> None:
         self._stage = "queued"

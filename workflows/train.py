@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
 
     # Re-exported: callers name a train's workflow id from here.
     from schemas.trains import train_workflow_id as train_workflow_id
-    from workflows import search
+    from workflows import search, versioning
     from workflows.approval import ApprovalDesk, ApprovalHandlers
     from workflows.cancellation import to_the_end
     from workflows.policies import QUICK, RETRY, UNTIL_DONE
@@ -69,7 +69,8 @@ class TrainFailed(Exception):
     """A member failed or the train was stopped: roll back what went out."""
 
 
-@workflow.defn
+# Why train runs are pinned: workflows/versioning.py.
+@workflow.defn(versioning_behavior=versioning.TRAIN)
 class TrainWorkflow(ApprovalHandlers):
     progress: TrainStatus
 

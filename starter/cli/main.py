@@ -31,6 +31,7 @@ from starter.cli.release import release_cli
 from starter.cli.schedule import schedules_cli
 from starter.cli.teardown import env_remove
 from starter.cli.train import train_cli
+from starter.cli.worker import worker_cli
 from starter.service.identity import current_session, current_user
 
 EXIT_STATUSES = (
@@ -82,6 +83,8 @@ cli.add_typer(rejected_cli, name="rejected",
               help="Versions a rollback rejected: list them, or clear one.")
 cli.add_typer(host_cli, name="host",
               help="Docker hosts of the clusters: list, cordon, uncordon, drain.")
+cli.add_typer(worker_cli, name="worker",
+              help="Builds of the orchestration workers: versions, promote, rollback.")
 cli.add_typer(build_cli, name="build",
               help="List, show and delete builds (deleting removes the image).")
 

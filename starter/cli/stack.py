@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from schemas.settings import get_settings
+from schemas.settings import Settings, get_settings
 from starter.cli.console import catalogue_errors, command_store, console, fail, open_store
 from starter.cli.demo import DemoError, run_demo
 from starter.service.in_flight import in_flight
@@ -42,10 +42,21 @@ def up() -> None:
     console.print(f"Temporal at {settings.temporal_address}, Web UI {settings.temporal_ui_url}",
                   highlight=False)
     console.print(f"server at {server_url(settings)}; {login}", highlight=False)
+    console.print(worker_build_line(settings), highlight=False, soft_wrap=True)
     if serving:
         console.print(f"load balancers already serving, adopted as they are: "
                       f"{', '.join(serving)}", highlight=False, soft_wrap=True)
     console.print(f"logs in {stack.log_dir(settings)}; stop with `slipway down`", highlight=False)
+
+
+def worker_build_line(settings: Settings) -> str:
+    """What `up` says of the worker's build: the worker makes it current in its deployment as
+    it starts (starter/stack/processes.py), so runs pinned to an earlier build wait for a
+    worker of that build (docs/operations.md, "Upgrading Slipway")."""
+    build = settings.worker_build()
+    line = (f"worker build {build.value}, current in worker deployment "
+            f"{settings.deployment_name()} (`slipway worker versions`)")
+    return line + (f"; {build.note}" if build.note else "")
 
 
 def down(

@@ -32,6 +32,7 @@ COMMAND_ROLES: dict[str, str] = {
     "release show": "read", "analysis show": "read", "freeze list": "read",
     "train status": "read", "train list": "read", "lane list": "read", "lane show": "read",
     "rejected list": "read", "build list": "read", "build show": "read", "host list": "read",
+    "worker versions": "read",
     # Releasing and steering one's releases and lanes.
     "release start": "release", "rollback": "release", "promote": "release",
     "promote-full": "release", "pause": "release", "resume": "release", "abort": "release",
@@ -50,6 +51,8 @@ COMMAND_ROLES: dict[str, str] = {
     "analysis set": "admin", "analysis clear": "admin", "schedules apply": "admin",
     "token create": "admin", "token revoke": "admin", "build delete": "admin",
     "host cordon": "admin", "host uncordon": "admin", "host drain": "admin",
+    # Which build of the workers new runs go to: an upgrade of Slipway itself.
+    "worker promote": "admin", "worker rollback": "admin",
     # The stack's own processes.
     "up": LOCAL, "down": LOCAL, "dev": LOCAL, "demo": LOCAL, "server": LOCAL, "agent": LOCAL,
 }

@@ -74,14 +74,16 @@ def open_log(path: Path, what: str) -> IO[bytes]:
 
 
 def spawn(cmd: list[str], log: Path | None, pid_file: Path, what: str,
-          cwd: Path) -> subprocess.Popen[bytes]:
+          cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start cmd in its own session (Ctrl-C in a terminal doesn't reach it; we stop it in
-    order), stdout/stderr to ``log`` (or inherited when None), and record its pid."""
+    order), stdout/stderr to ``log`` (or inherited when None), and record its pid; ``env``
+    is added to this process's environment."""
     out: IO[bytes] | None = open_log(log, what) if log else None
     try:
         proc = subprocess.Popen(
             cmd,
             cwd=cwd,
+            env={**os.environ, **env} if env else None,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT if out else None,

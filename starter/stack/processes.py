@@ -216,7 +216,12 @@ def start_worker(settings: Settings, background: bool) -> subprocess.Popen[bytes
     ``<state_dir>/logs/worker.log``; otherwise it shares this terminal (``slipway dev``).
     Raises StackError with the log tail when the worker dies straight away.
     """
-    return _start_script(settings, WORKER_SCRIPT, [], "worker", background)
+    # The embedded stack runs one worker: its build must be the current one (Worker
+    # Versioning), or a worker of an upgraded checkout would get no workflow task. So `up`,
+    # `dev` and the demo have it register its build as current before it polls, unless the
+    # operator said otherwise (SLIPWAY_WORKER_PROMOTE).
+    promote = {"SLIPWAY_WORKER_PROMOTE": os.environ.get("SLIPWAY_WORKER_PROMOTE", "always")}
+    return _start_script(settings, WORKER_SCRIPT, [], "worker", background, env=promote)
 
 
 def local_agent_hosts(settings: Settings) -> list[str]:
@@ -240,7 +245,8 @@ def start_agents(settings: Settings, background: bool) -> list[subprocess.Popen[
 
 
 def _start_script(settings: Settings, script: Path, args: list[str], name: str,
-                  background: bool) -> subprocess.Popen[bytes] | None:
+                  background: bool,
+                  env: dict[str, str] | None = None) -> subprocess.Popen[bytes] | None:
     pid_file = run_dir(settings) / f"{name}.pid"
     if any(pid_alive(pid, script.name) for pid in read_pids(pid_file)):
         return None
@@ -248,7 +254,7 @@ def _start_script(settings: Settings, script: Path, args: list[str], name: str,
         raise StackError(f"{name} script {script} is missing")
     log = log_dir(settings) / f"{name}.log"
     proc = spawn([sys.executable, str(script), *args], log if background else None, pid_file,
-                 name, cwd=REPO_ROOT)
+                 name, cwd=REPO_ROOT, env=env)
     try:
         deadline = time.monotonic() + WORKER_SETTLE_SECONDS
         while time.monotonic() < deadline:

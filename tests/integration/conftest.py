@@ -24,6 +24,7 @@ from catalogue.store import Store
 from integrations.haproxy.router import HaproxyRouter
 from schemas.settings import CHECKOUT, Settings
 from tests.support.hermetic import lb_port_start
+from tests.support.history_export import export_directory, export_histories
 from tests.support.registry import RegistryServer
 from workflows import search
 
@@ -54,13 +55,18 @@ UI_PORT = free_port()
 
 @pytest_asyncio.fixture(scope="session")
 async def temporal() -> AsyncIterator[WorkflowEnvironment]:
-    """The dev server, with its Web UI on loopback port :data:`UI_PORT` (the browser test)."""
+    """The dev server, with its Web UI on loopback port :data:`UI_PORT` (the browser test);
+    at the end, with REPLAY_GATE_HISTORIES set, every Slipway workflow's history is written
+    there for the replay gate (tests/support/history_export.py)."""
     environment = await WorkflowEnvironment.start_local(
         dev_server_existing_path=_temporal_cli(), data_converter=pydantic_data_converter,
         search_attributes=list(search.ALL), ui=True, ui_port=UI_PORT,
     )
     try:
         yield environment
+        recorded = export_directory()
+        if recorded is not None:  # for the replay gate (scripts/test.sh)
+            await export_histories(environment.client, recorded)
     finally:
         await environment.shutdown()
 

@@ -57,6 +57,7 @@ from tests.support.bind9 import Bind9Server, bind9_server  # noqa: F401  (module
 from tests.support.consul_fake import ConsulFake, running_consul
 from tests.support.gitlab_fake import FakeRepo, GitlabFake, running_gitlab
 from tests.support.jenkins_fake import JenkinsFake, running_jenkins
+from tests.support.workers import this_build
 from workflows.swimlane import SwimlaneWorkflow
 
 pytestmark = pytest.mark.integration
@@ -157,7 +158,8 @@ async def lane_queue(temporal: WorkflowEnvironment, settings: Settings, store: S
                           activities=[lanes.create_lane_resource, lanes.delete_lane_resource,
                                       lanes.record_lane,
                                       NotifyActivities(ConsoleNotifier()).notify],
-                          activity_executor=executor):
+                          activity_executor=executor,
+                          **this_build(settings.model_copy(update={"task_queue": queue}))):
             yield queue
 
 

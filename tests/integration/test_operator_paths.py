@@ -21,6 +21,7 @@ from starter.service.catalogue import add_env, mark_ready, register_app
 from starter.service.in_flight import in_flight
 from starter.service.releases import release_report, start_release, validate_release
 from tests.support.cli import runner
+from tests.support.workers import this_build
 from workflows.release import ReleaseWorkflow
 
 pytestmark = pytest.mark.integration
@@ -68,7 +69,7 @@ async def test_status_without_a_worker_answers_at_once_and_says_why(
     # scheduled is pending, and status shows it instead of hanging on the query.
     with ThreadPoolExecutor(max_workers=1) as executor:
         async with Worker(client, task_queue=settings.task_queue, workflows=[ReleaseWorkflow],
-                          activity_executor=executor):
+                          activity_executor=executor, **this_build(settings)):
             for _ in range(50):
                 described = await client.get_workflow_handle(
                     f"release:{APP}:{env_name}").describe()

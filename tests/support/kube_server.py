@@ -51,18 +51,25 @@ NODE = "hollow-node-1"
 # Where deploy/kubernetes installs Slipway (kustomization.yaml) and the account it acts as.
 SLIPWAY_NAMESPACE = "slipway"
 WORKER_ACCOUNT = "slipway-worker"
-# Every pod on the hollow node has this address (scripts/kubernetes/hollow-node-loopback.patch)
-# and the node's kubelet sends the readiness probes there: the health server below answers
-# them, on the container ports the tests use.
-POD_ADDRESS = "127.0.77.77"
+# Every pod on the hollow node has one address, a loopback one the session picks
+# (SLIPWAY_HOLLOW_POD_IP, scripts/kubernetes/hollow-node-loopback.patch), and the node's
+# kubelet sends the readiness probes there: the session's health server answers them, on the
+# container ports the tests use. Two sessions at once never probe each other's.
 PROBE_PORTS = (8080,)
+
+
+def pod_address() -> str:
+    """A random address in 127.100.0.1–127.249.255.254: loopback, and unlikely to be taken."""
+    a, b, c = secrets.randbelow(150) + 100, secrets.randbelow(256), secrets.randbelow(254) + 1
+    return f"127.{a}.{b}.{c}"
 
 
 class HealthServer:
     """What the hollow node's pods answer to readiness probes: 200, or 503 for the paths in
     :attr:`failing` (a version whose health check fails, for real, through the kubelet)."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: str) -> None:
+        self.address = address
         self.failing: set[str] = set()
         self.probes = 0
         health = self
@@ -78,7 +85,7 @@ class HealthServer:
             def log_message(self, *_args: Any) -> None:
                 pass
 
-        self._servers = [http.server.ThreadingHTTPServer((POD_ADDRESS, port), Handler)
+        self._servers = [http.server.ThreadingHTTPServer((address, port), Handler)
                          for port in PROBE_PORTS]
         self._threads = [threading.Thread(target=server.serve_forever, daemon=True)
                          for server in self._servers]
@@ -252,10 +259,11 @@ class KubeServer:
 
     # -- processes --------------------------------------------------------------------------
 
-    def start(self, name: str, command: list[str]) -> None:
+    def start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
         log = (self.root / "logs" / f"{name}.log").open("wb")
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stdin=subprocess.DEVNULL, start_new_session=True,
+                                   env={**os.environ, **(env or {})})
         log.close()
         self._processes.append((name, process))
 
@@ -372,7 +380,7 @@ def kube_server() -> Iterator[KubeServer]:
     url = f"https://127.0.0.1:{ports['api']}"
     ca_file = root / "certs" / "apiserver.crt"  # self-signed by the API server at start
     server = KubeServer(url=url, ca_file=ca_file, admin_token=token, root=root,
-                        health=HealthServer())
+                        health=HealthServer(pod_address()))
     admin_config = root / "admin.kubeconfig"
     etcd_url = f"http://127.0.0.1:{ports['etcd']}"
     peer_url = f"http://127.0.0.1:{ports['peer']}"
@@ -420,7 +428,8 @@ def kube_server() -> Iterator[KubeServer]:
         server.start("hollow-node", [
             str(bin_dir / "kubemark"), "--morph=kubelet", f"--name={NODE}",
             f"--kubeconfig={admin_config}", f"--kubelet-port={ports['kubelet']}",
-            f"--kubelet-read-only-port={ports['kubelet_ro']}"])
+            f"--kubelet-read-only-port={ports['kubelet_ro']}"],
+            env={"SLIPWAY_HOLLOW_POD_IP": server.health.address})
         _wait("the hollow node", server, lambda: _node_ready(server), deadline)
         with server.admin() as api:
             server.version = str(client.VersionApi(api).get_code().git_version)

@@ -48,7 +48,8 @@ def fake_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # know it has started before they signal anything.
     marker = tmp_path / "bin" / "started"
     script.write_text(
-        "import pathlib, time\nprint('fake worker up', flush=True)\n"
+        "import os, pathlib, time\n"
+        "print('fake worker up, promote:', os.environ.get('SLIPWAY_WORKER_PROMOTE'), flush=True)\n"
         f"pathlib.Path({str(marker)!r}).touch()\ntime.sleep(600)\n"
     )
     monkeypatch.setattr(stack, "WORKER_SCRIPT", script)
@@ -150,6 +151,9 @@ def test_worker_starts_once_and_stops(settings: Settings, fake_worker: Path) -> 
     assert stack.stack_status(settings)["worker"]
     log = settings.state_dir / "logs" / "worker.log"
     assert wait_until(lambda: "fake worker up" in log.read_text())
+    # The embedded stack's one worker makes its build current as it starts (Worker
+    # Versioning): an upgraded checkout's worker gets the new runs at once.
+    assert "promote: always" in log.read_text()
 
     assert stack.stop_stack(settings) == [f"worker (pid {proc.pid})"]
     assert proc.poll() is not None
