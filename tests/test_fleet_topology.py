@@ -129,9 +129,9 @@ def test_both_run_the_same_processes(compose: dict[str, Any],
     # Kubernetes: Temporal, its Web UI and PostgreSQL are prerequisites the settings point at.
     settings = _settings(manifests)
     assert settings["SLIPWAY_TEMPORAL_ADDRESS"] and settings["SLIPWAY_TEMPORAL_UI_URL"]
-    assert {("Deployment", "slipway-receiver"), ("Deployment", "slipway-worker"),
+    assert {("Deployment", "slipway-receiver"), ("Deployment", "slipway-worker-0-1-0"),
             ("DaemonSet", "slipway-agent"), ("Job", "slipway-search-attributes")} <= set(manifests)
-    for kind, name in (("Deployment", "slipway-receiver"), ("Deployment", "slipway-worker"),
+    for kind, name in (("Deployment", "slipway-receiver"), ("Deployment", "slipway-worker-0-1-0"),
                        ("DaemonSet", "slipway-agent")):
         assert _reads_settings(manifests[(kind, name)]), name
     assert "server" in _command(services["server"])
@@ -146,7 +146,7 @@ def test_two_orchestration_workers_each(compose: dict[str, Any],
     assert worker["deploy"]["replicas"] == 2
     assert "command" not in worker  # the image's CMD
     assert 'CMD ["python", "worker.py"]' in (REPO / "Dockerfile").read_text()
-    deployment = manifests[("Deployment", "slipway-worker")]
+    deployment = manifests[("Deployment", "slipway-worker-0-1-0")]
     assert deployment["spec"]["replicas"] == 2
     assert _container(deployment)["command"] == ["python", "worker.py"]
     # Orchestration workers need no particular host: no host network, no Docker socket.
@@ -243,7 +243,7 @@ def test_workers_and_agents_share_one_postgresql_catalogue(
     assert urls["agent"].startswith("postgresql+psycopg://")
     assert urls["agent"].endswith("/slipway")
     assert _compose_env(services["postgresql"])["POSTGRES_DB"] == "slipway"
-    for kind, name in (("Deployment", "slipway-worker"), ("DaemonSet", "slipway-agent"),
+    for kind, name in (("Deployment", "slipway-worker-0-1-0"), ("DaemonSet", "slipway-agent"),
                        ("Deployment", "slipway-receiver")):
         entry = _k8s_env(manifests[(kind, name)])["SLIPWAY_DATABASE_URL"]
         assert _secret(entry) == {"name": "slipway-secrets", "key": "database-url"}, name
