@@ -76,7 +76,9 @@ from starter.api.hooks import (
     unmapped_pusher,
     unmapped_refusal,
 )
+from starter.api.insights import router as insights_router
 from starter.api.lanes import router as lanes_router
+from starter.api.metrics import router as metrics_router
 from starter.api.settings import ReceiverSettings
 from starter.service import releases
 from starter.service.changes import change_release_request, create_change, submit_change
@@ -169,6 +171,8 @@ def create_app(settings: Settings | None = None,
     api.include_router(lanes_router)
     api.include_router(freezes_router)
     api.include_router(approval_links_router)
+    api.include_router(insights_router)
+    api.include_router(metrics_router)
     redact_access_logs()
 
     async def decide(app: str, env: str, approve: bool, body: ApprovalBody | None,

@@ -25,6 +25,7 @@ from starter.cli.change import baseline_cli, change_cli
 from starter.cli.console import fail
 from starter.cli.freeze import freeze_cli
 from starter.cli.host import host_cli
+from starter.cli.insights import insights_command
 from starter.cli.lane import lane_cli
 from starter.cli.rejected import rejected_cli, resume_auto_command
 from starter.cli.release import release_cli
@@ -87,6 +88,7 @@ cli.add_typer(worker_cli, name="worker",
               help="Builds of the orchestration workers: versions, promote, rollback.")
 cli.add_typer(build_cli, name="build",
               help="List, show and delete builds (deleting removes the image).")
+cli.command("insights")(insights_command)
 
 
 @cli.callback()

@@ -71,6 +71,19 @@ def _uploads(argv: list[str]) -> dict[int, str]:
     return files
 
 
+def _download(argv: list[str]) -> tuple[list[str], Path | None]:
+    """``insights --html FILE`` writes FILE here: the server is asked for the report on its
+    output (``--html -``), as it never writes a path of its own for a caller."""
+    if not argv or argv[0] != "insights":
+        return argv, None
+    for i, word in enumerate(argv):
+        if word == "--html" and i + 1 < len(argv) and argv[i + 1] != "-":
+            return [*argv[:i + 1], "-", *argv[i + 2:]], Path(argv[i + 1])
+        if word.startswith("--html=") and word != "--html=-":
+            return [*argv[:i], "--html=-", *argv[i + 1:]], Path(word.split("=", 1)[1])
+    return argv, None
+
+
 def remote(argv: list[str]) -> int:
     """Run ``argv`` on the server; print its output as it comes; return its exit status."""
     try:
@@ -78,6 +91,9 @@ def remote(argv: list[str]) -> int:
         files = _uploads(argv)
     except credentials.CredentialsError as error:
         return _err(str(error))
+    argv, saved_to = _download(argv)
+    if saved_to is not None:
+        return _save_output(target, argv, saved_to)
     if not target.token:
         return _err(f"no API token for {target.url}: log in with `slipway login` (an admin "
                     "makes you one with `slipway token create USER`), or set SLIPWAY_TOKEN")
@@ -101,6 +117,42 @@ def remote(argv: list[str]) -> int:
         return _err(f"the connection to {target.url} broke before the command ended "
                     f"({error}); what it started goes on: `slipway status APP ENV`")
     return _err(f"the server at {target.url} ended the command without a status")
+
+
+def _save_output(target: credentials.Target, argv: list[str], path: Path) -> int:
+    """Run ``argv`` on the server with its standard output going to ``path`` (written only
+    when the command succeeds); its errors still go to stderr."""
+    chunks: list[str] = []
+    stdout = sys.stdout
+    sys.stdout = _Collect(chunks)  # type: ignore[assignment]
+    try:
+        code = remote(argv)
+    finally:
+        sys.stdout = stdout
+    if code == 0:
+        try:
+            path.write_text("".join(chunks), encoding="utf-8")
+        except OSError as error:
+            return _err(f"{path}: {error.strerror or error}")
+        sys.stdout.write(f"wrote {path}\n")
+    return code
+
+
+class _Collect:
+    """A stand-in for stdout that keeps what is written."""
+
+    def __init__(self, chunks: list[str]) -> None:
+        self.chunks = chunks
+
+    def write(self, text: str) -> int:
+        self.chunks.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
 
 
 def show_help() -> int:

@@ -32,7 +32,7 @@ COMMAND_ROLES: dict[str, str] = {
     "release show": "read", "analysis show": "read", "freeze list": "read",
     "train status": "read", "train list": "read", "lane list": "read", "lane show": "read",
     "rejected list": "read", "build list": "read", "build show": "read", "host list": "read",
-    "worker versions": "read",
+    "worker versions": "read", "insights": "read",
     # Releasing and steering one's releases and lanes.
     "release start": "release", "rollback": "release", "promote": "release",
     "promote-full": "release", "pause": "release", "resume": "release", "abort": "release",

@@ -30,21 +30,30 @@ def _free_port() -> int:
 @contextmanager
 def prometheus(workdir: Path, lb_ports: list[int]) -> Iterator[str]:
     """Run Prometheus scraping the HAProxies on ``lb_ports``; yields its base URL."""
+    targets = ", ".join(f"'127.0.0.1:{lb_port}'" for lb_port in lb_ports)
+    with prometheus_configured(
+            workdir,
+            "scrape_configs:\n"
+            "  - job_name: haproxy\n"
+            f"    metrics_path: {METRICS_PATH}\n"
+            f"    static_configs: [{{targets: [{targets}]}}]\n") as url:
+        yield url
+
+
+@contextmanager
+def prometheus_configured(workdir: Path, config_tail: str) -> Iterator[str]:
+    """Run Prometheus with a one-second scrape and evaluation interval and ``config_tail``
+    (scrape configs, rule files) after the global section; yields its base URL."""
     binary = shutil.which("prometheus")
     if binary is None:
         raise RuntimeError("prometheus is not installed: run scripts/bootstrap.sh (Debian "
                            "package prometheus)")
     port = _free_port()
-    targets = ", ".join(f"'127.0.0.1:{lb_port}'" for lb_port in lb_ports)
     config = workdir / "prometheus.yml"
     config.write_text(
         "global:\n"
         f"  scrape_interval: {SCRAPE_SECONDS}s\n"
-        f"  evaluation_interval: {SCRAPE_SECONDS}s\n"
-        "scrape_configs:\n"
-        "  - job_name: haproxy\n"
-        f"    metrics_path: {METRICS_PATH}\n"
-        f"    static_configs: [{{targets: [{targets}]}}]\n")
+        f"  evaluation_interval: {SCRAPE_SECONDS}s\n" + config_tail)
     log = (workdir / "prometheus.log").open("w")
     process = subprocess.Popen(
         [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
