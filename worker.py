@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from temporalio.client import Client
 from temporalio.common import WorkerDeploymentVersion, WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, TelemetryConfig
+from temporalio.runtime import Runtime as TemporalRuntime
 from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from activities.analysis import AnalysisActivities, MetricProviders
@@ -225,10 +227,19 @@ def build_activities(settings: Settings,
     ]
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, runtime: TemporalRuntime | None = None) -> Client:
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
                                 tls=settings.temporal_tls(),
-                                data_converter=pydantic_data_converter)
+                                data_converter=pydantic_data_converter, runtime=runtime)
+
+
+def sdk_runtime(settings: Settings) -> TemporalRuntime | None:
+    """A Temporal runtime that serves the SDK's own metrics for Prometheus on
+    SLIPWAY_WORKER_METRICS_ADDRESS, or None (the default runtime, no endpoint)."""
+    if not settings.worker_metrics_address:
+        return None
+    return TemporalRuntime(telemetry=TelemetryConfig(
+        metrics=PrometheusConfig(bind_address=settings.worker_metrics_address)))
 
 
 # Workflows kept in memory between tasks. Most of ours sleep for hours or days (idle lanes on
@@ -353,7 +364,7 @@ async def watch_lost_hosts(client: Client, settings: Settings) -> None:
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
-    client = await connect(settings)
+    client = await connect(settings, sdk_runtime(settings))
     with (ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor,
           ThreadPoolExecutor(max_workers=BUILD_THREADS) as build_executor):
         workers = (make_worker(client, settings, executor),

@@ -182,6 +182,9 @@ class Settings(BaseSettings):
     host_lost_seconds: float = Field(default=120.0, gt=0)
     # The host a host agent (agent.py) serves: a host name of a Docker cluster.
     agent_host: str = ""
+    # HOST:PORT where an orchestration worker serves the Temporal SDK's own metrics (task
+    # latencies, slots, polls, schedule-to-start) for Prometheus; empty: not served.
+    worker_metrics_address: str = Field(default="", pattern=r"^$|^[\w.\-\[\]:]+:\d{1,5}$")
     # A rollback to a *recent* baseline (one of the last `rollback_recent_baselines` before
     # the current, replaced less than `rollback_recent_seconds` ago) is an emergency undo:
     # no approval under the `auto` policy, and it passes freezes. A rollback to an older

@@ -19,7 +19,13 @@ from lanes.docker_target import DockerLaneTarget
 from lanes.kubernetes_target import KubernetesLaneTarget
 from lanes.resources import LaneSettings
 from schemas.settings import Cluster, Settings
-from worker import lane_target, make_build_worker, make_worker, run_until_terminated
+from worker import (
+    lane_target,
+    make_build_worker,
+    make_worker,
+    run_until_terminated,
+    sdk_runtime,
+)
 from workflows.janitor import JanitorWorkflow
 
 
@@ -74,3 +80,12 @@ async def test_sigterm_stops_the_workers_gracefully(env: WorkflowEnvironment) ->
     os.kill(os.getpid(), signal.SIGTERM)
     await asyncio.wait_for(running, timeout=30)  # returns: shut down, not killed
     assert not worker.is_running
+
+
+def test_the_sdk_metrics_endpoint_is_off_unless_an_address_is_given(tmp_path: Path) -> None:
+    assert sdk_runtime(settings(tmp_path)) is None
+    assert sdk_runtime(settings(tmp_path).model_copy(
+        update={"worker_metrics_address": "127.0.0.1:0"})) is not None
+    for bad in ("9464", "http://127.0.0.1:9464", "127.0.0.1:port"):
+        with pytest.raises(ValueError, match="worker_metrics_address"):
+            Settings(worker_metrics_address=bad)

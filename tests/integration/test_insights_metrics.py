@@ -1,6 +1,7 @@
 """Prometheus watches Slipway: during a real release (built and run on the Docker engine by
 the test's worker) that waits for approval, Debian's Prometheus scrapes the server's
-``/metrics`` with a read token and evaluates deploy/prometheus/slipway-rules.yml as shipped.
+``/metrics`` with a read token and evaluates deploy/prometheus/slipway-rules.yml as shipped,
+and scrapes the worker's Temporal SDK metrics (SLIPWAY_WORKER_METRICS_ADDRESS).
 Once the wait is two hours old (the test moves its start back, as a stuck approval would be),
 ``SlipwayReleaseWaitingForApproval`` fires for the release's application and environment;
 after the approval the release succeeds and the wait is gone from the metrics."""
@@ -8,8 +9,10 @@ after the approval the release succeeds and the wait is gone from the metrics.""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,10 +20,13 @@ from typing import Any
 import docker
 import httpx
 import pytest
+import pytest_asyncio
 from pydantic import SecretStr
 from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 
+import worker as slipway_worker
+from agent import agents_serving, docker_host_names
 from catalogue.store import Store
 from catalogue.tables import AuditEvent, Release
 from schemas.models import ReleaseRequest
@@ -51,6 +57,33 @@ def settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return values
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest_asyncio.fixture
+async def metered_worker(temporal: WorkflowEnvironment,
+                         settings: Settings) -> AsyncIterator[str]:
+    """The orchestration worker as worker.py runs it with SLIPWAY_WORKER_METRICS_ADDRESS set
+    (its client on a runtime serving the SDK's metrics), its build worker and the agents;
+    yields the metrics address."""
+    metered = settings.model_copy(update={"worker_metrics_address": f"127.0.0.1:{_free_port()}"})
+    client = await slipway_worker.connect(
+        metered.model_copy(update={
+            "temporal_address": temporal.client.service_client.config.target_host,
+            "temporal_namespace": temporal.client.namespace}),
+        slipway_worker.sdk_runtime(metered))
+    with (ThreadPoolExecutor(max_workers=8) as executor, ThreadPoolExecutor(2) as builds,
+          ThreadPoolExecutor(max_workers=8) as agents):
+        async with (slipway_worker.make_worker(client, settings, executor),
+                    slipway_worker.make_build_worker(temporal.client, settings, builds),
+                    agents_serving(temporal.client, settings,
+                                   docker_host_names(settings), agents)):
+            yield metered.worker_metrics_address
+
+
 @pytest.fixture
 def cleanup(docker_client: docker.DockerClient) -> Iterator[None]:
     yield
@@ -78,7 +111,7 @@ async def _until(check: Any, what: str, seconds: float = 60) -> Any:
 
 
 async def test_prometheus_alerts_on_a_release_stuck_waiting_for_approval(
-        temporal: WorkflowEnvironment, settings: Settings, store: Store, running_worker: None,
+        temporal: WorkflowEnvironment, settings: Settings, store: Store, metered_worker: str,
         cleanup: None, tmp_path: Path) -> None:
     register_app(store, APP, category="in-house", tier="core", owners=["ana"],
                  approvers=["lead"], source=str(SAMPLE), description="", actor="ana")
@@ -96,7 +129,9 @@ async def test_prometheus_alerts_on_a_release_stuck_waiting_for_approval(
                   "scrape_configs:\n"
                   "  - job_name: slipway\n"
                   f"    authorization: {{credentials_file: '{tmp_path / 'token'}'}}\n"
-                  f"    static_configs: [{{targets: ['{target}']}}]\n")
+                  f"    static_configs: [{{targets: ['{target}']}}]\n"
+                  "  - job_name: slipway-worker\n"
+                  f"    static_configs: [{{targets: ['{metered_worker}']}}]\n")
         with prometheus_configured(tmp_path, scrape) as prom:
             request, summary = validate_release(store, ReleaseRequest(
                 app=APP, env="prod", version_label="1.0.0", requested_by="ana"))
@@ -141,3 +176,9 @@ async def test_prometheus_alerts_on_a_release_stuck_waiting_for_approval(
             stage = _query(prom, 'slipway_release_stage_seconds{stage="approval",'
                                  'statistic="median"}')
             assert stage and float(stage[0]["value"][1]) >= 2 * 3600
+            # The worker's own figures, from the Temporal SDK: its release ran there.
+            await _until(lambda: _query(
+                prom, 'temporal_workflow_completed{job="slipway-worker",'
+                      'workflow_type="ReleaseWorkflow"} >= 1'),
+                "the worker's SDK metrics to count the completed release")
+            assert _query(prom, 'up{job="slipway-worker"} == 1')
