@@ -41,6 +41,7 @@ from catalogue.hosts import register_agent
 from catalogue.rejections import admit_image
 from catalogue.releases import env_values
 from catalogue.store import Store
+from integrations import tracing
 from integrations.docker.runtime import DockerRuntime
 from integrations.haproxy.traffic import HaproxyTraffic
 from integrations.lb_reconcile import LoadBalancerReconciler
@@ -299,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
+    tracing.configure("slipway-agent")
     name = args.host or settings.agent_host or settings.clusters[
         settings.default_cluster].hosts[0].name
     try:

@@ -39,6 +39,7 @@ from catalogue.lb_intent import CatalogueIntent
 from catalogue.rejections import admit_image
 from catalogue.releases import RecentRollbacks, env_values
 from catalogue.store import Store
+from integrations import tracing
 from integrations.builders import BuilderRouter, BuilderSettings
 from integrations.dns.rfc2136 import DnsSettings
 from integrations.docker.builder import DockerBuilder
@@ -230,7 +231,8 @@ def build_activities(settings: Settings,
 async def connect(settings: Settings, runtime: TemporalRuntime | None = None) -> Client:
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
                                 tls=settings.temporal_tls(),
-                                data_converter=pydantic_data_converter, runtime=runtime)
+                                data_converter=pydantic_data_converter, runtime=runtime,
+                                interceptors=tracing.interceptors())
 
 
 def sdk_runtime(settings: Settings) -> TemporalRuntime | None:
@@ -364,6 +366,7 @@ async def watch_lost_hosts(client: Client, settings: Settings) -> None:
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
+    tracing.configure("slipway-worker")
     client = await connect(settings, sdk_runtime(settings))
     with (ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor,
           ThreadPoolExecutor(max_workers=BUILD_THREADS) as build_executor):

@@ -41,6 +41,8 @@ class CommandCall:
     columns: int = 80
     terminal: bool = False
     files: dict[int, str] = field(default_factory=dict)
+    # The caller's W3C trace context: what the command starts in Temporal joins its trace.
+    traceparent: str = ""
 
 
 class PipeStream(io.TextIOBase):
@@ -122,6 +124,7 @@ def run_command(connection: Connection, call: CommandCall, session: Session,
     os.environ.clear()
     os.environ.update(environ, COLUMNS=str(call.columns))
     from catalogue.store import Store
+    from integrations import tracing
     from schemas.settings import get_settings
     from starter.cli.console import fit_consoles
     from starter.cli.main import run
@@ -131,11 +134,14 @@ def run_command(connection: Connection, call: CommandCall, session: Session,
     # The server migrated its catalogue when it started (starter.api.app).
     Store.assume_migrated(get_settings().resolved_database_url())
     fit_consoles(call.columns, call.terminal)
+    tracing.configure("slipway-server")
+    tracing.continue_trace(call.traceparent)
     code = 1
     try:
         begin_session(replace(session, uploads=str(uploads)))
         code = run(argv, guard=_authorize(session))
     finally:
+        tracing.flush()  # the process ends with os._exit: export what it recorded first
         shutil.rmtree(uploads, ignore_errors=True)
         with contextlib.suppress(OSError, ValueError):
             connection.send(("exit", code))

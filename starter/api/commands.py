@@ -106,7 +106,7 @@ async def run_command(
     session = Session(user=caller.user, token_name=caller.token, token=credentials.credentials,
                       roles=caller.roles, apps=caller.scope.apps, teams=caller.scope.teams)
     call = CommandCall(argv=body.argv, columns=body.columns, terminal=body.terminal,
-                       files=body.files)
+                       files=body.files, traceparent=request.headers.get("traceparent", ""))
     # Which command, not its arguments: they may carry a reason or a note, never a secret,
     # but a log is not the place for them.
     log.info("%s runs `slipway %s`", caller.user,

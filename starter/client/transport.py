@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import secrets
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,11 +44,21 @@ def _reason(response: http.client.HTTPResponse) -> str:
     return str(detail).strip() or response.reason
 
 
+def traceparent() -> str:
+    """The W3C trace context this request starts or continues: ``TRACEPARENT`` from the
+    environment (a CI job's or a script's trace), else a new trace. What the server starts
+    for the command joins it (integrations/tracing.py)."""
+    given = os.environ.get("TRACEPARENT", "")
+    if given:
+        return given
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
 def request(url: str, token: str, method: str, path: str, body: Any = None,
             stream: bool = False) -> http.client.HTTPResponse:
     """Send one request; the response when its status is 2xx, else ServerRefused."""
     connection, prefix = _connection(url)
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": "application/json", "traceparent": traceparent()}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     data = None

@@ -6,6 +6,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from catalogue.store import CatalogueError
+from integrations import tracing
 from schemas.settings import Settings
 
 
@@ -14,7 +15,8 @@ async def connect(settings: Settings) -> Client:
         return await Client.connect(settings.temporal_address,
                                     namespace=settings.temporal_namespace,
                                     tls=settings.temporal_tls(),
-                                    data_converter=pydantic_data_converter)
+                                    data_converter=pydantic_data_converter,
+                                    interceptors=tracing.interceptors())
     except RuntimeError as error:
         raise CatalogueError(
             f"cannot reach Temporal at {settings.temporal_address} ({error}); "

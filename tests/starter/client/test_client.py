@@ -88,3 +88,17 @@ def test_the_client_loads_nothing_of_the_platform() -> None:
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
                           text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
+
+
+def test_each_request_carries_a_w3c_trace_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    from starter.client.transport import traceparent
+
+    monkeypatch.delenv("TRACEPARENT", raising=False)
+    fresh = {traceparent() for _ in range(3)}
+    assert len(fresh) == 3
+    assert all(re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", value) for value in fresh)
+    given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    monkeypatch.setenv("TRACEPARENT", given)  # a CI job's trace: the release joins it
+    assert traceparent() == given
