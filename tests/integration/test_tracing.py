@@ -84,7 +84,8 @@ async def test_a_trace_spans_the_cli_the_workflow_and_its_activities(
             health_path="/healthz", settings=settings, actor="ana", strategy="recreate",
             stable_seconds=0, approval="none")
     _, token = create_token(store, "ana", roles=["read", "release"])
-    with slipway_server(settings, tmp_path / "server.log") as url:
+    with slipway_server(settings, tmp_path / "server.log", SLIPWAY_TEMPORAL_ADDRESS=temporal
+                        .client.service_client.config.target_host) as url:
         person = client_env(url, token, TRACEPARENT=f"00-{TRACE_ID}-{CALLER_SPAN}-01")
         done = await asyncio.to_thread(slipway, person, "release", APP, "test", "--wait",
                                        timeout=600)
@@ -99,8 +100,9 @@ async def test_a_trace_spans_the_cli_the_workflow_and_its_activities(
     assert {"RunActivity:prepare_release", "RunActivity:build_image",
             "RunActivity:finish_release"} <= {s.name for s in activities}, names
     assert {_trace_of(s) for s in release + activities} == {TRACE_ID}
-    # The workflow's parent is the span the server's command started it under, whose parent
-    # is the caller's.
+    # The server exports nothing here, so it passed the caller's span on as the parent of the
+    # workflow start: the workflow hangs directly under the person's request.
     assert release[0].parent is not None
+    assert format(release[0].parent.span_id, "016x") == CALLER_SPAN
     last = max(activities, key=lambda s: s.end_time or 0)
-    assert _trace_of(last) == TRACE_ID
+    assert _trace_of(last) == TRACE_ID, last.name
