@@ -36,7 +36,7 @@ from starter.service.catalogue import add_env, mark_ready, register_app
 from starter.service.changes import rollback_request
 from starter.service.releases import follow, start_release, validate_release
 from tests.support.hermetic import lb_port_start
-from tests.support.kube_server import KubeEnv
+from tests.support.kube_fixtures import KubeEnv
 
 pytestmark = pytest.mark.integration
 

@@ -38,7 +38,7 @@ from starter.service.catalogue import add_env, mark_ready, register_app
 from starter.service.releases import follow, start_release, validate_release
 from tests.integration.test_release_docker import SAMPLE
 from tests.support.hermetic import lb_port_start
-from tests.support.kube_server import KubeEnv, unique
+from tests.support.kube_fixtures import KubeEnv, unique
 from workflows.swimlane import SwimlaneWorkflow
 
 pytestmark = pytest.mark.integration

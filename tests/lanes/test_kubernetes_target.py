@@ -23,7 +23,7 @@ from lanes.janitor import LaneJanitor, Liveness
 from lanes.kubernetes_target import ForeignNamespaceError, KubernetesLaneTarget
 from lanes.target import LaneDeployment
 from schemas.settings import Cluster
-from tests.support.kube_server import KubeEnv, unique
+from tests.support.kube_fixtures import KubeEnv, unique
 
 pytestmark = pytest.mark.integration
 

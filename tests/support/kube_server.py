@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.server
 import json
 import os
 import secrets
@@ -27,7 +26,6 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -37,10 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from kubernetes import client, utils
 from kubernetes.client.exceptions import ApiException
+
+from tests.support.kube_health import HealthServer, pod_address
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "scripts" / "kubernetes" / "build.sh"
@@ -51,53 +50,6 @@ NODE = "hollow-node-1"
 # Where deploy/kubernetes installs Slipway (kustomization.yaml) and the account it acts as.
 SLIPWAY_NAMESPACE = "slipway"
 WORKER_ACCOUNT = "slipway-worker"
-# Every pod on the hollow node has one address, a loopback one the session picks
-# (SLIPWAY_HOLLOW_POD_IP, scripts/kubernetes/hollow-node-loopback.patch), and the node's
-# kubelet sends the readiness probes there: the session's health server answers them, on the
-# container ports the tests use. Two sessions at once never probe each other's.
-PROBE_PORTS = (8080,)
-
-
-def pod_address() -> str:
-    """A random address in 127.100.0.1–127.249.255.254: loopback, and unlikely to be taken."""
-    a, b, c = secrets.randbelow(150) + 100, secrets.randbelow(256), secrets.randbelow(254) + 1
-    return f"127.{a}.{b}.{c}"
-
-
-class HealthServer:
-    """What the hollow node's pods answer to readiness probes: 200, or 503 for the paths in
-    :attr:`failing` (a version whose health check fails, for real, through the kubelet)."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.failing: set[str] = set()
-        self.probes = 0
-        health = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802  (the stdlib's name)
-                health.probes += 1
-                code = 503 if self.path in health.failing else 200
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self._servers = [http.server.ThreadingHTTPServer((address, port), Handler)
-                         for port in PROBE_PORTS]
-        self._threads = [threading.Thread(target=server.serve_forever, daemon=True)
-                         for server in self._servers]
-        for thread in self._threads:
-            thread.start()
-
-    def close(self) -> None:
-        for server in self._servers:
-            server.shutdown()
-            server.server_close()
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -438,76 +390,3 @@ def kube_server() -> Iterator[KubeServer]:
         server.stop()
         server.health.close()
         shutil.rmtree(root, ignore_errors=True)
-
-
-# -- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def real_kube(request: pytest.FixtureRequest) -> Iterator[KubeServer]:
-    """The session's control plane, with deploy/kubernetes/serviceaccount.yaml installed."""
-    with kube_server() as server:
-        # Printed past pytest's capture: the run's output names the server it tested.
-        capture = request.config.pluginmanager.get_plugin("capturemanager")
-        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            print(f"\nkubernetes: a real control plane, {server.version}, at {server.url} "
-                  "(tests/support/kube_server.py)", flush=True)
-        yield server
-
-
-@dataclass
-class KubeEnv:
-    """One test's environment namespace on the real server, granted by rbac.yaml, and a
-    kubeconfig that acts as the worker's service account (nothing more)."""
-
-    server: KubeServer
-    namespace: str
-    kubeconfig: Path
-    token: str
-
-
-_counter = iter(range(1, 10_000))
-
-
-def unique(prefix: str) -> str:
-    """A name no other test of the session uses (namespaces outlive a test briefly)."""
-    return f"{prefix}-{os.getpid() % 1000}-{next(_counter)}"
-
-
-@pytest.fixture
-def kube_env(real_kube: KubeServer, tmp_path: Path) -> Iterator[KubeEnv]:
-    """A fresh namespace labelled and granted as deploy/kubernetes/README.md says."""
-    token = real_kube.install_worker_account()
-    namespace = unique("shop")
-    real_kube.create_namespace(namespace, {"slipway.env": namespace})
-    real_kube.grant_environment(namespace)
-    try:
-        yield KubeEnv(real_kube, namespace, real_kube.kubeconfig(tmp_path / "kubeconfig", token),
-                      token)
-    finally:
-        real_kube.delete_namespace(namespace)
-
-
-# Lanes act as a second copy of the worker's account, installed in a namespace of its own and
-# bound by rbac-lanes.yaml too: its cluster-wide role would otherwise hide a right missing
-# from rbac.yaml in the release tests.
-LANES_ACCOUNT_NAMESPACE = "slipway-lanes"
-
-
-@pytest.fixture
-def lane_kube(real_kube: KubeServer, tmp_path: Path) -> Iterator[KubeEnv]:
-    """A QA environment namespace granted by rbac.yaml, and the lanes' account bound by
-    rbac-lanes.yaml; every lane namespace is deleted at the end."""
-    token = real_kube.install_worker_account(LANES_ACCOUNT_NAMESPACE)
-    real_kube.apply(MANIFESTS / "rbac-lanes.yaml", replace={
-        f"namespace: {SLIPWAY_NAMESPACE}": f"namespace: {LANES_ACCOUNT_NAMESPACE}"})
-    namespace = unique("shop-test")
-    real_kube.create_namespace(namespace, {"slipway.env": namespace})
-    real_kube.grant_environment(namespace, LANES_ACCOUNT_NAMESPACE)
-    try:
-        kubeconfig = real_kube.kubeconfig(tmp_path / "lanes.kubeconfig", token)
-        yield KubeEnv(real_kube, namespace, kubeconfig, token)
-    finally:
-        real_kube.delete_namespace(namespace)
-        for lane in real_kube.get("/api/v1/namespaces", labelSelector="slipway.lane")["items"]:
-            real_kube.delete_namespace(lane["metadata"]["name"])

@@ -26,7 +26,7 @@ from lanes.kubernetes_target import KubernetesLaneTarget
 from schemas.lanes import LaneRecordInput, LaneSpec, LaneStage, lane_workflow_id
 from schemas.models import NotifyInput
 from schemas.settings import Cluster
-from tests.support.kube_server import KubeEnv
+from tests.support.kube_fixtures import KubeEnv
 from tests.workflows.lane_fakes import LaneWorld
 from workflows.janitor import JanitorWorkflow
 from workflows.swimlane import SwimlaneWorkflow

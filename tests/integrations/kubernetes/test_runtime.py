@@ -33,7 +33,7 @@ from schemas.models import (
     VersionRef,
 )
 from schemas.settings import Cluster
-from tests.support.kube_server import KubeEnv
+from tests.support.kube_fixtures import KubeEnv
 
 pytestmark = pytest.mark.integration
 
