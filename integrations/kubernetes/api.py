@@ -250,7 +250,8 @@ class KubeAccess:
 
     def _may_read(self, namespace: str) -> bool:
         """Whether the account may read the namespace object (rbac.yaml grants that in
-        every environment namespace); False on any refusal or failure."""
+        every environment namespace): False only when the server refuses it; a namespace
+        that is missing but readable (404), or a failed request, count as readable."""
         try:
             self.core.read_namespace(namespace, _request_timeout=REQUEST_TIMEOUT)
         except ApiException as error:
