@@ -15,7 +15,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.support import hermetic
 from tests.support.fixtures import registry_server  # noqa: F401  (session-scoped registry)
-from tests.support.kube_fixtures import kube_env, lane_kube, real_kube  # noqa: F401  (Kubernetes)
+from tests.support.kube_fixtures import (  # noqa: F401  (Kubernetes)
+    kube_env,
+    lane_kube,
+    lanes_token,
+    real_kube,
+    worker_token,
+)
 from workflows import search
 
 # Before any test module reads settings: no test may reach a stack it did not start.

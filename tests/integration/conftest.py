@@ -50,6 +50,14 @@ def docker_client() -> docker.DockerClient:
     return client
 
 
+def remove_app_containers(docker_client: docker.DockerClient, *apps: str) -> None:
+    """Remove every container (running or not) of ``apps``, by Slipway's app label."""
+    for app in apps:
+        for container in docker_client.containers.list(
+                all=True, filters={"label": f"slipway.app={app}"}):
+            container.remove(force=True)
+
+
 UI_PORT = free_port()
 
 

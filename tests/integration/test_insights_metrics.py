@@ -9,7 +9,6 @@ after the approval the release succeeds and the wait is gone from the metrics.""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +34,7 @@ from starter.service.catalogue import add_env, mark_ready, register_app
 from starter.service.controls import approval_proof, control_input, send_update
 from starter.service.releases import follow, start_release, validate_release
 from starter.service.tokens import create_token
+from tests.integration.conftest import free_port, remove_app_containers
 from tests.integration.test_release_docker import SAMPLE
 from tests.support.prometheus import prometheus_configured
 from tests.support.server import slipway_server
@@ -57,19 +57,13 @@ def settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return values
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest_asyncio.fixture
 async def metered_worker(temporal: WorkflowEnvironment,
                          settings: Settings) -> AsyncIterator[str]:
     """The orchestration worker as worker.py runs it with SLIPWAY_WORKER_METRICS_ADDRESS set
     (its client on a runtime serving the SDK's metrics), its build worker and the agents;
     yields the metrics address."""
-    metered = settings.model_copy(update={"worker_metrics_address": f"127.0.0.1:{_free_port()}"})
+    metered = settings.model_copy(update={"worker_metrics_address": f"127.0.0.1:{free_port()}"})
     client = await slipway_worker.connect(
         metered.model_copy(update={
             "temporal_address": temporal.client.service_client.config.target_host,
@@ -87,9 +81,7 @@ async def metered_worker(temporal: WorkflowEnvironment,
 @pytest.fixture
 def cleanup(docker_client: docker.DockerClient) -> Iterator[None]:
     yield
-    for container in docker_client.containers.list(all=True,
-                                                   filters={"label": f"slipway.app={APP}"}):
-        container.remove(force=True)
+    remove_app_containers(docker_client, APP)
 
 
 def _query(url: str, expr: str) -> list[dict[str, Any]]:

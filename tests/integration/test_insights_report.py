@@ -5,45 +5,30 @@ screenshot shows the charts' colours (the blue of deployments, the red of failur
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from catalogue.store import Store
 from schemas.settings import Settings
 from starter.service.tokens import create_token
+from tests.support.browser import headless_chromium
 from tests.support.insights_history import EXPECTED, write_history
 from tests.support.png import pixels
 from tests.support.server import client_env, slipway, slipway_server
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 BLUE, RED = (0x2B, 0x6C, 0xB0), (0xC5, 0x30, 0x30)
 
 
 @pytest.fixture
 def browser() -> Iterator[WebDriver]:
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.fail("chromium and chromium-driver (Debian packages) are needed: "
-                    "scripts/bootstrap.sh installs them")
-    options = Options()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=1400,1200"):
-        options.add_argument(argument)
-    options.binary_location = CHROMIUM
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with headless_chromium("1400,1200") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_the_html_report_renders_its_charts(tmp_path: Path, browser: WebDriver) -> None:

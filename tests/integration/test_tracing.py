@@ -31,6 +31,7 @@ from catalogue.store import Store
 from schemas.settings import Settings
 from starter.service.catalogue import add_env, mark_ready, register_app
 from starter.service.tokens import create_token
+from tests.integration.conftest import remove_app_containers
 from tests.integration.test_release_docker import SAMPLE
 from tests.support.server import client_env, slipway, slipway_server
 
@@ -44,9 +45,7 @@ CALLER_SPAN = "00f067aa0ba902b7"
 @pytest.fixture
 def cleanup(docker_client: docker.DockerClient) -> Iterator[None]:
     yield
-    for container in docker_client.containers.list(all=True,
-                                                   filters={"label": f"slipway.app={APP}"}):
-        container.remove(force=True)
+    remove_app_containers(docker_client, APP)
 
 
 @pytest_asyncio.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,10 +22,7 @@ from urllib.parse import quote
 import docker
 import httpx
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -45,6 +41,7 @@ from tests.integration.conftest import UI_PORT
 from tests.integration.conftest import _temporal_cli as temporal_cli
 from tests.integration.test_gray_docker import lb_url
 from tests.integration.test_release_docker import SAMPLE
+from tests.support.browser import headless_chromium
 from tests.support.server import client_env, slipway_server
 from tests.support.server import slipway as run_client
 from workflows.release import ReleaseWorkflow
@@ -54,24 +51,12 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 APP = "desk"
 ENV = "prod@local"
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
 @pytest.fixture
 def browser() -> Iterator[WebDriver]:
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.fail("chromium and chromium-driver (Debian packages) are needed: .ci/run and "
-                    "scripts/bootstrap.sh install them")
-    options = Options()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000"):
-        options.add_argument(argument)
-    options.binary_location = CHROMIUM
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with headless_chromium("1400,1000") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+from fastapi.testclient import TestClient
+
 from catalogue.store import Store
 from catalogue.tables import Application, AuditEvent, Build, Change, Environment, Release
 from schemas.enums import AppState, ReleaseState
+from schemas.settings import Settings
+from starter.api.app import create_app
+from starter.api.settings import ReceiverSettings
 
 H = timedelta(hours=1)
 D = timedelta(days=1)
@@ -162,3 +169,16 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
 # Stages over every finished release: approvals waited 1h (R1) and 4h (R9); one build, 10 min.
 EXPECTED_STAGES: dict[str, Any] = {"approval": {"count": 2, "median": 9000.0, "p90": 14400.0},
                    "build": {"count": 1, "median": 600.0, "p90": 600.0}}
+
+
+@pytest.fixture(name="http")
+def history_api(tmp_path: Path) -> Iterator[tuple[TestClient, Store]]:
+    """The server's API (in process) over a catalogue holding the hand-made history."""
+    store = Store(f"sqlite:///{tmp_path / 'catalogue.db'}")
+    store.migrate()
+    write_history(store, tmp_path)
+    api = create_app(Settings(state_dir=tmp_path, temporal_address="127.0.0.1:1"),
+                     ReceiverSettings(), store)
+    with TestClient(api) as client:
+        yield client, store
+    store.engine.dispose()

@@ -46,10 +46,16 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{os.getpid() % 1000}-{next(_counter)}"
 
 
+@pytest.fixture(scope="session")
+def worker_token(real_kube: KubeServer) -> str:
+    """deploy/kubernetes/serviceaccount.yaml installed once; its token."""
+    return real_kube.install_worker_account()
+
+
 @pytest.fixture
-def kube_env(real_kube: KubeServer, tmp_path: Path) -> Iterator[KubeEnv]:
+def kube_env(real_kube: KubeServer, worker_token: str, tmp_path: Path) -> Iterator[KubeEnv]:
     """A fresh namespace labelled and granted as deploy/kubernetes/README.md says."""
-    token = real_kube.install_worker_account()
+    token = worker_token
     namespace = unique("shop")
     real_kube.create_namespace(namespace, {"slipway.env": namespace})
     real_kube.grant_environment(namespace)
@@ -66,13 +72,20 @@ def kube_env(real_kube: KubeServer, tmp_path: Path) -> Iterator[KubeEnv]:
 LANES_ACCOUNT_NAMESPACE = "slipway-lanes"
 
 
-@pytest.fixture
-def lane_kube(real_kube: KubeServer, tmp_path: Path) -> Iterator[KubeEnv]:
-    """A QA environment namespace granted by rbac.yaml, and the lanes' account bound by
-    rbac-lanes.yaml; every lane namespace is deleted at the end."""
+@pytest.fixture(scope="session")
+def lanes_token(real_kube: KubeServer) -> str:
+    """The lanes' copy of the account, bound by rbac-lanes.yaml, installed once; its token."""
     token = real_kube.install_worker_account(LANES_ACCOUNT_NAMESPACE)
     real_kube.apply(MANIFESTS / "rbac-lanes.yaml", replace={
         f"namespace: {SLIPWAY_NAMESPACE}": f"namespace: {LANES_ACCOUNT_NAMESPACE}"})
+    return token
+
+
+@pytest.fixture
+def lane_kube(real_kube: KubeServer, lanes_token: str, tmp_path: Path) -> Iterator[KubeEnv]:
+    """A QA environment namespace granted by rbac.yaml, for the lanes' account; every lane
+    namespace is deleted at the end."""
+    token = lanes_token
     namespace = unique("shop-test")
     real_kube.create_namespace(namespace, {"slipway.env": namespace})
     real_kube.grant_environment(namespace, LANES_ACCOUNT_NAMESPACE)

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from catalogue.store import Store
-from schemas.settings import Settings
-from starter.api.app import create_app
-from starter.api.settings import ReceiverSettings
 from starter.client.main import _download
 from starter.service.tokens import create_token
-from tests.support.insights_history import EXPECTED, write_history
-
-
-@pytest.fixture
-def http(tmp_path: Path) -> Iterator[tuple[TestClient, Store]]:
-    store = Store(f"sqlite:///{tmp_path / 'catalogue.db'}")
-    store.migrate()
-    write_history(store, tmp_path)
-    api = create_app(Settings(state_dir=tmp_path, temporal_address="127.0.0.1:1"),
-                     ReceiverSettings(), store)
-    with TestClient(api) as client:
-        yield client, store
-    store.engine.dispose()
+from tests.support.insights_history import (
+    EXPECTED,
+    history_api,  # noqa: F401  (the `http` fixture)
+    )
 
 
 def bearer(token: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +13,13 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from catalogue.store import Store
-from schemas.settings import Settings
-from starter.api.app import create_app
-from starter.api.settings import ReceiverSettings
 from starter.service.tokens import create_token
-from tests.support.insights_history import write_history
+from tests.support.insights_history import (
+    history_api,  # noqa: F401  (the `http` fixture)
+    )
 
 REPO = Path(__file__).resolve().parents[3]
 RULES = REPO / "deploy" / "prometheus" / "slipway-rules.yml"
-
-
-@pytest.fixture
-def http(tmp_path: Path) -> Iterator[tuple[TestClient, Store]]:
-    store = Store(f"sqlite:///{tmp_path / 'catalogue.db'}")
-    store.migrate()
-    write_history(store, tmp_path)
-    api = create_app(Settings(state_dir=tmp_path, temporal_address="127.0.0.1:1"),
-                     ReceiverSettings(), store)
-    with TestClient(api) as client:
-        yield client, store
-    store.engine.dispose()
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
