@@ -40,6 +40,7 @@ from catalogue.rejections import admit_image
 from catalogue.releases import RecentRollbacks, env_values
 from catalogue.store import Store
 from integrations import tracing
+from integrations.broker.redis_lanes import RedisLaneBroker
 from integrations.builders import BuilderRouter, BuilderSettings
 from integrations.dns.rfc2136 import DnsSettings
 from integrations.docker.builder import DockerBuilder
@@ -151,6 +152,14 @@ def lane_target(settings: Settings, lane_settings: LaneSettings,
         lane_settings.lane_deadline_seconds,
         settings.drain_timeout_seconds,
         port_start=settings.lb_port_start + LANE_PORT_OFFSET)
+
+
+def lane_broker(settings: Settings, lane_settings: LaneSettings) -> RedisLaneBroker | None:
+    """The message lanes' broker (None: not configured), its password read by name."""
+    if not lane_settings.lane_broker_url:
+        return None
+    return RedisLaneBroker(lane_settings.lane_broker_url,
+                           settings.credential(lane_settings.lane_broker_credential))
 
 
 def image_builder(settings: Settings) -> BuilderRouter:
@@ -265,13 +274,15 @@ def deployment_config(settings: Settings) -> WorkerDeploymentConfig:
 def make_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
     """A worker for every workflow; call it on the event loop the worker will run on."""
     engines = [c.engines[0] for c in settings.clusters.values() if c.runtime == "docker"]
-    target = lane_target(settings, LaneSettings(), registry_auth(settings))
+    lane_settings = LaneSettings()
+    target = lane_target(settings, lane_settings, registry_auth(settings))
     # Lanes on Kubernetes leave namespaces behind, not containers: the janitor sweeps those.
     kube_lanes = [] if isinstance(target, DockerLaneTarget) else [target]
     janitor = JanitorActivities(
         LaneJanitor(engines, haproxy_router(settings), kube_lanes,
                     min_age=timedelta(seconds=settings.janitor_min_age_seconds),
-                    stack=settings.stack_label()),
+                    stack=settings.stack_label(), broker=lane_broker(settings, lane_settings),
+                    topics=lane_settings.lane_topics),
         Store(settings.resolved_database_url()), client, asyncio.get_running_loop())
     # Needs the client too: it refuses to tear down an environment whose release runs.
     teardown = TeardownActivities(Store(settings.resolved_database_url()), client,

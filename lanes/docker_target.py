@@ -8,6 +8,7 @@ import socket
 from typing import Any
 
 from integrations.docker.runtime import DockerRuntime
+from integrations.haproxy.lane_router import LaneRouter
 from integrations.haproxy.router import HaproxyError, HaproxyRouter
 from integrations.protocols import Progress
 from lanes.target import LABEL_LANE, LaneDeployment, lane_env_key
@@ -30,7 +31,9 @@ def bindable(host: str, port: int) -> bool:
 
 
 class DockerLaneTarget:
-    """Lane apps as containers labelled ``slipway.lane`` behind their own HAProxy frontend."""
+    """Lane apps as containers labelled ``slipway.lane`` behind their own HAProxy frontend
+    (the lane's entry, which sets the lane's key), and routed from the app's QA load balancer
+    for requests that carry the key (integrations/haproxy/lane_router.py)."""
 
     def __init__(self, runtime: DockerRuntime, router: HaproxyRouter,
                  bind_address: str = "127.0.0.1", deadline_seconds: float = 300.0,
@@ -38,6 +41,7 @@ class DockerLaneTarget:
         self.runtime = runtime
         self.port_start = port_start
         self.router = router
+        self.lanes = LaneRouter(router)
         self.bind_address = bind_address
         self.deadline_seconds = deadline_seconds
         # How long a retired version may take to finish the requests it is serving.
@@ -62,12 +66,25 @@ class DockerLaneTarget:
         instances = self.runtime.wait_ready(ref, 1, want.port, want.health_path,
                                             self.deadline_seconds, progress)
         lb_port = self._lb_port(env_key)
+        self.lanes.set_entry(env_key, want.lane)  # before the frontend starts: in its config
         self.router.ensure_frontend(env_key, lb_port, want.health_path)
         for instance in instances:
             self.router.add_server(env_key, instance.name, instance.address, instance.port)
-        return {"runtime": "docker", "env_key": env_key, "image": want.image,
-                "version": want.version, "lb_port": lb_port,
-                "url": f"http://{self.bind_address}:{lb_port}/"}
+        detail = {"runtime": "docker", "env_key": env_key, "image": want.image,
+                  "version": want.version, "lb_port": lb_port,
+                  "url": f"http://{self.bind_address}:{lb_port}/"}
+        return {**detail, "route": self._route(want, instances[0].address, instances[0].port)}
+
+    def _route(self, want: LaneDeployment, address: str, port: int) -> dict[str, Any]:
+        """Route the lane's keyed requests from the app's QA load balancer to ``address:port``
+        (a newer version moves the lane's route there); what the ledger needs to undo it."""
+        if not want.route_key:
+            return {"skipped": "the app has no QA environment to route from"}
+        if self.router.frontend_port(want.route_key) is None:
+            return {"skipped": f"the load balancer of {want.route_key} is not on this host"}
+        route = self.lanes.route(want.route_key, want.lane, address, port, want.fail_closed)
+        return {"env_key": want.route_key, "lane": want.lane, "slot": route.slot,
+                "fail_closed": want.fail_closed}
 
     def retire(self, detail: dict[str, Any], app: str) -> None:
         ref = self._ref(detail, app)
@@ -79,6 +96,10 @@ class DockerLaneTarget:
         self.runtime.remove_version(ref)
 
     def remove(self, detail: dict[str, Any], app: str) -> None:
+        # The route first: the lane's keyed requests go to the baseline before it stops.
+        route = detail.get("route") or {}
+        if route.get("env_key"):
+            self.lanes.unroute(route["env_key"], route["lane"])
         self.router.stop(detail["env_key"])
         ref = self._ref(detail, app)
         # Every version, not only the ledger's: a redeploy that failed between starting the

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING
 import docker
 
 from integrations.docker.runtime import LABEL_ENV, LABEL_STACK
+from integrations.haproxy.lane_router import LaneRouter
 from integrations.haproxy.router import HaproxyRouter
 from lanes.target import LABEL_LANE
 
 if TYPE_CHECKING:  # Docker-only installations never load the Kubernetes client
+    from integrations.broker.redis_lanes import RedisLaneBroker
     from lanes.kubernetes_target import KubernetesLaneTarget
 
 
@@ -33,8 +35,9 @@ class Liveness(StrEnum):
 
 
 class LaneJanitor:
-    """Removes lane-labelled containers (and their HAProxy frontends) and lane namespaces of
-    dead lanes.
+    """Removes what dead lanes left: lane-labelled containers and their HAProxy frontends,
+    their routes on the QA load balancers, their consumer groups on the message broker, and
+    lane namespaces.
 
     Deleting a live lane's resources is the worst thing it can do, so a lane is swept only
     when its workflow was reported gone on two sweeps in a row (a suspect first, recorded in
@@ -45,9 +48,13 @@ class LaneJanitor:
     def __init__(self, engines: list[str], router: HaproxyRouter,
                  kubernetes: list[KubernetesLaneTarget] | None = None,
                  min_age: timedelta = timedelta(0), suspects: Path | None = None,
-                 stack: str = "") -> None:
+                 stack: str = "", broker: RedisLaneBroker | None = None,
+                 topics: list[str] | None = None) -> None:
         self.engines = engines
         self.router = router
+        self.lanes = LaneRouter(router)
+        self.broker = broker
+        self.topics = list(topics or [])
         self.kubernetes = list(kubernetes or [])
         self.min_age = min_age
         # Only containers this stack started (labelled with its id) are ever swept.
@@ -110,7 +117,17 @@ class LaneJanitor:
         removed: dict[str, list[str]] = {}
         env_keys = self.lanes_with_resources()
         created: dict[str, datetime | None] = dict(self._containers_created())
+        routes = self._routes_created(created)
+        # Consumer groups carry no creation time: the workflow's liveness alone decides.
+        broker_lanes = self.broker.lanes(self.topics) if self.broker and self.topics else set()
+        for lane in broker_lanes:
+            created.setdefault(lane, None)
         for lane in self._doomed(created, liveness, suspects, seen):
+            # Routes first: the lane's keyed requests go to the baseline before it stops.
+            for key in routes.get(lane, []):
+                self.lanes.unroute(key, lane)
+            if lane in broker_lanes and self.broker is not None:
+                self.broker.forget_lane(lane, self.topics)
             for engine in self.engines:
                 client = docker.DockerClient(base_url=engine, timeout=60)
                 for container in client.containers.list(
@@ -120,7 +137,9 @@ class LaneJanitor:
             for key in env_keys.get(lane, []):
                 if key:
                     self.router.stop(key)
-            removed[lane] = env_keys.get(lane, [])
+            removed[lane] = [*env_keys.get(lane, []),
+                             *(f"route {lane}@{key}" for key in routes.get(lane, [])),
+                             *([f"consumer groups of {lane}"] if lane in broker_lanes else [])]
         for target in self.kubernetes:
             namespaces = target.lane_namespaces_created()
             for lane in self._doomed(namespaces, liveness, suspects, seen):
@@ -130,6 +149,19 @@ class LaneJanitor:
         # A lane swept is no suspect any more; one seen alive again is forgiven.
         self._save_suspects(seen - set(removed))
         return removed
+
+
+    def _routes_created(self, created: dict[str, datetime | None]) -> dict[str, list[str]]:
+        """Lane → QA load balancers routing it; adds each routed lane's oldest route time
+        to ``created``."""
+        routed: dict[str, list[str]] = {}
+        for key in self.router.local_keys():
+            for lane, route in self.lanes.table(key).routes.items():
+                routed.setdefault(lane, []).append(key)
+                known = created.get(lane)
+                created[lane] = route.created_at if known is None else min(known,
+                                                                          route.created_at)
+        return routed
 
 
 def _parse_time(text: str) -> datetime:

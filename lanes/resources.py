@@ -19,9 +19,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlmodel import Session, col, select
 
-from catalogue.releases import resolve_credentials
+from catalogue.releases import env_key, resolve_credentials
 from catalogue.store import Store
 from catalogue.tables import Application, Baseline, Build, Environment
+from integrations.broker.redis_lanes import RedisLaneBroker
 from integrations.builders import BuilderSettings
 from integrations.consul.config import ConsulConfig
 from integrations.dns.rfc2136 import Rfc2136Dns
@@ -42,6 +43,10 @@ class LaneSettings(BaseSettings):
     lane_base_branch: str = "master"  # feature/<lane> branches start here when missing
     lane_source_env: str = "test"  # the env type whose baseline a lane deploys (QA)
     lane_topics: list[str] = Field(default_factory=list)  # dyeing: lane consumer groups
+    # The broker of message lanes (Redis streams): redis://host:port/db, no password in it;
+    # empty: lanes get no consumer groups. The password is read by credential name.
+    lane_broker_url: str = ""
+    lane_broker_credential: str = "lane-broker"
     lane_deadline_seconds: float = 300.0
     lane_cluster: str = ""  # the cluster lanes run on (settings.clusters); empty: the default
     consul_url: str = ""
@@ -101,7 +106,8 @@ class LaneResources:
 
     def create(self, data: LaneResourceInput, progress: Progress | None = None) -> LedgerEntry:
         creators: dict[ResourceKind, Callable[[LaneResourceInput], dict[str, Any]]] = {
-            ResourceKind.NAMESPACE: self._namespace, ResourceKind.BRANCH: self._branch,
+            ResourceKind.NAMESPACE: self._namespace, ResourceKind.MESSAGES: self._messages,
+            ResourceKind.BRANCH: self._branch,
             ResourceKind.CI_JOB: self._ci_job, ResourceKind.CONFIG: self._config,
             ResourceKind.DNS: self._dns, ResourceKind.WEBHOOK: self._webhook,
             ResourceKind.DEPLOYMENT: lambda d: self._deployment(d, progress),
@@ -116,6 +122,9 @@ class LaneResources:
             return
         if entry.kind == ResourceKind.NAMESPACE:
             self.target.delete_namespace(detail)
+        elif entry.kind == ResourceKind.MESSAGES:
+            with self._broker() as broker:
+                broker.close_lane(detail)
         elif entry.kind == ResourceKind.BRANCH and detail.get("created"):
             self._gitlab().delete_branch(detail["project"], entry.key)
         elif entry.kind == ResourceKind.CI_JOB and detail.get("folder_created"):
@@ -140,8 +149,10 @@ class LaneResources:
         current = int(entry.detail.get("version", 1))
         with self.store.session() as session:
             _, envs = self._app_envs(session, entry.app)
+        route = entry.detail.get("route") or {}
         detail = self.target.deploy(self._want(data.lane, entry.app, data.image, envs[0],
-                                               current + 1), progress)
+                                               current + 1, bool(route.get("fail_closed"))),
+                                    progress)
         self.target.retire(entry.detail, entry.app)
         return entry.model_copy(update={"detail": {**detail, "from": "push"}})
 
@@ -149,6 +160,14 @@ class LaneResources:
 
     def _namespace(self, data: LaneResourceInput) -> dict[str, Any]:
         return self.target.create_namespace(data.lane)
+
+    def _messages(self, data: LaneResourceInput) -> dict[str, Any]:
+        if not self.settings.lane_broker_url:
+            return {"skipped": "no message broker configured (SLIPWAY_LANE_BROKER_URL)"}
+        if not self.settings.lane_topics:
+            return {"skipped": "no topics configured (SLIPWAY_LANE_TOPICS)"}
+        with self._broker() as broker:
+            return broker.open_lane(data.lane, self.settings.lane_topics, data.messages)
 
     def _branch(self, data: LaneResourceInput) -> dict[str, Any]:
         project = self._project(data.app)
@@ -201,21 +220,26 @@ class LaneResources:
         branch head when there is one (a lane re-created for a branch with pushes), else the
         app's QA baseline."""
         image, env, what = self._lane_image(data.app, data.lane)
-        detail = self.target.deploy(self._want(data.lane, data.app, image, env, 1), progress)
+        detail = self.target.deploy(self._want(data.lane, data.app, image, env, 1,
+                                               data.fail_closed), progress)
         return {**detail, "from": what}
 
     def _want(self, lane: str, app: str, image: str, env: Environment,
-              version: int) -> LaneDeployment:
-        """``image`` run the way the app's QA environment runs it, dyed with the lane."""
+              version: int, fail_closed: bool = False) -> LaneDeployment:
+        """``image`` run the way the app's QA environment runs it, dyed with the lane, and
+        routed from that environment's load balancer for the lane's keyed requests."""
         variables = {**resolve_credentials(dict(env.env_vars), self.credential),
                      "SLIPWAY_LANE": lane}
         for topic in self.settings.lane_topics:
             # Dyeing: lane instances consume from lane consumer groups, not QA's.
             variables[f"SLIPWAY_CONSUMER_GROUP_{re.sub(r'[^A-Z0-9]', '_', topic.upper())}"] = \
                 f"{topic}-{lane}"
+        qa = env.env_type == self.settings.lane_source_env
         return LaneDeployment(lane=lane, app=app, image=image, version=version,
                               ports=list(env.ports or [8080]), env_vars=variables, cpu=env.cpu,
-                              memory=env.memory, health_path=env.health_path)
+                              memory=env.memory, health_path=env.health_path,
+                              route_key=env_key(app, env.env_type, env.cluster) if qa else "",
+                              fail_closed=fail_closed)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -274,6 +298,11 @@ class LaneResources:
     def _jenkins(self) -> JenkinsLanes:
         user, _, token = self.credential(self.builders.jenkins_credential).partition(":")
         return JenkinsLanes(self.builders.jenkins_url, user, token)
+
+    def _broker(self) -> RedisLaneBroker:
+        credential = self.settings.lane_broker_credential
+        return RedisLaneBroker(self.settings.lane_broker_url,
+                               self.credential(credential) if credential else "")
 
     def _consul(self) -> ConsulConfig:
         return ConsulConfig(self.settings.consul_url,

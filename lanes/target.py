@@ -31,6 +31,10 @@ class LaneDeployment:
     cpu: str = ""
     memory: str = ""
     health_path: str = "/healthz"
+    # The app's QA environment whose load balancer routes the lane's keyed requests here
+    # ("" : none) and whether they get a 503 rather than the baseline while this is down.
+    route_key: str = ""
+    fail_closed: bool = False
 
     @property
     def port(self) -> int:

@@ -28,12 +28,24 @@ class ResourceKind(StrEnum):
     """What a ledger entry is; the order below is the order of creation."""
 
     NAMESPACE = "namespace"
+    # The lane's consumer groups and message policy on the broker (once per lane).
+    MESSAGES = "messages"
     BRANCH = "branch"
     CI_JOB = "ci_job"
     CONFIG = "config"
     DNS = "dns"
     WEBHOOK = "webhook"
     DEPLOYMENT = "deployment"
+
+
+class MessagePolicy(StrEnum):
+    """Who consumes the messages a lane produces (seed 004's two strategies)."""
+
+    # Lane-produce/QA-consume (default): the baseline's consumers take the lane's messages;
+    # a lane needs no consumer of its own for every topic its services produce to.
+    QA_CONSUME = "qa-consume"
+    # Lane-produce/lane-consume: only the lane's consumers take them; the baseline skips them.
+    LANE_CONSUME = "lane-consume"
 
 
 # Created once per app, in this order, after the lane's namespace.
@@ -99,6 +111,10 @@ class LaneSpec(BaseModel):
     requested_by: str = ""
     # Where the TTL notice tells people they can renew over HTTP (the receiver), if anywhere.
     renew_url: str = ""
+    # While a lane's instance of an app is down, its keyed requests get a 503 (True) instead
+    # of the QA baseline (False, the default: see docs/lanes.md for why).
+    fail_closed: bool = False
+    messages: MessagePolicy = MessagePolicy.QA_CONSUME
 
 
 class LedgerEntry(BaseModel):
@@ -120,6 +136,8 @@ class LaneResourceInput(BaseModel):
     kind: ResourceKind
     key: str
     app: str = ""
+    fail_closed: bool = False
+    messages: MessagePolicy = MessagePolicy.QA_CONSUME
 
 
 class LaneDeployInput(BaseModel):

@@ -17,9 +17,11 @@ cd "$REPO"
 # iproute2 (ip netns), util-linux (nsenter, umount), iptables: the Docker fleet test bed's
 # namespace hosts, each with its own dockerd (tests/support/fleet.py).
 # postgresql: the catalogue of tests where several processes write (tests/support/postgres.py).
+# redis-server: the message lanes' broker in tests (tests/support/redis_server.py starts its own).
 PACKAGES=(docker.io docker-registry haproxy prometheus busybox-static apache2-utils docker-compose git curl ca-certificates
           python3.11 python3.11-venv bind9 bind9-utils chromium chromium-driver fonts-dejavu-core
-          iproute2 util-linux iptables postgresql)
+          iproute2 util-linux iptables postgresql redis-server)
+INSTALLED_NOW=()  # the packages this run installed
 VENV="$REPO/.venv"
 EXTRAS="dev,postgres"
 STAMP="$VENV/.slipway-pyproject.sha256"
@@ -62,6 +64,28 @@ ensure_packages() {
     quiet apt-update apt-get update -qq
     quiet apt-install apt-get install -y -qq --no-install-recommends \
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"
+    INSTALLED_NOW=("${missing[@]}")
+}
+
+# Installing redis-server starts Debian's daemon on 127.0.0.1:6379 (where services may start)
+# and enables it at boot. The tests start a Redis of their own (free port, own password);
+# a system one left running could be reached by mistake, so the one this run installed is
+# stopped and disabled. A redis-server that was installed before is the machine owner's:
+# left alone.
+quiet_new_system_redis() {
+    [[ " ${INSTALLED_NOW[*]} " == *" redis-server "* ]] || return 0
+    if [[ -d /run/systemd/system ]]; then
+        systemctl disable --now --quiet redis-server >/dev/null 2>&1 || true
+    else
+        /etc/init.d/redis-server stop >/dev/null 2>&1 || true
+        update-rc.d redis-server disable >/dev/null 2>&1 || true
+    fi
+    local pid=""
+    pid="$(cat /run/redis/redis-server.pid 2>/dev/null || true)"
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+        die "the system redis-server (pid $pid) is still running after 'stop': stop it by hand"
+    fi
+    say "system redis-server stopped and disabled (tests start their own)"
 }
 
 pick_python() {
@@ -180,6 +204,7 @@ main() {
     # etcd-server and openssl: the tests' Kubernetes control plane (tests/support/kube_server.py).
     (( kubernetes )) && PACKAGES+=(etcd-server openssl)
     ensure_packages
+    quiet_new_system_redis
     ensure_venv
     ensure_docker
     ensure_base_image

@@ -22,6 +22,7 @@ from tests.support.kube_fixtures import (  # noqa: F401  (Kubernetes)
     real_kube,
     worker_token,
 )
+from tests.support.redis_server import redis_server  # noqa: F401  (session-scoped Redis)
 from workflows import search
 
 # Before any test module reads settings: no test may reach a stack it did not start.

@@ -35,6 +35,7 @@ def resource_key(kind: ResourceKind, lane: str, app: str = "") -> str:
     """The name of a lane resource in its own system, derived from the lane name only."""
     keys = {
         ResourceKind.NAMESPACE: lane,
+        ResourceKind.MESSAGES: lane,
         ResourceKind.BRANCH: f"feature/{lane}",
         ResourceKind.CI_JOB: f"{lane}/{app}",
         ResourceKind.CONFIG: f"{lane}/{app}",

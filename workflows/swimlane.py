@@ -58,6 +58,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.rollout import cause_of
 
+MESSAGE_LANES_PATCH = "lane-messages"
+
+
 class CreateFailed(Exception):
     """A create step failed; what the step's batch created is already torn down."""
 
@@ -117,6 +120,9 @@ class SwimlaneWorkflow:
         try:
             async with self._lock:
                 await self._create_resource(ResourceKind.NAMESPACE)
+                # Lanes started before message lanes existed replay without this step.
+                if workflow.patched(MESSAGE_LANES_PATCH):
+                    await self._create_resource(ResourceKind.MESSAGES)
                 for app in state.spec.apps:
                     await self._create_app(app)
         except CreateFailed as failure:
@@ -155,7 +161,9 @@ class SwimlaneWorkflow:
         try:
             entry: LedgerEntry = await workflow.execute_activity(
                 CREATE_LANE_RESOURCE,
-                LaneResourceInput(lane=state.spec.name, kind=kind, key=key, app=app),
+                LaneResourceInput(lane=state.spec.name, kind=kind, key=key, app=app,
+                                  fail_closed=state.spec.fail_closed,
+                                  messages=state.spec.messages),
                 result_type=LedgerEntry, start_to_close_timeout=RESOURCE_TIMEOUT,
                 heartbeat_timeout=HEARTBEAT_TIMEOUT, retry_policy=RETRY,
                 summary=f"create {kind} {key}",

@@ -10,6 +10,9 @@ import re
 from pydantic import BaseModel
 
 BACKEND = "be"
+# Lane slots share backend ``be`` with the environment's servers (integrations/haproxy/
+# lane_table.py); everything that reads ``be``'s servers leaves them out.
+LANE_SLOT_PREFIX = "lane_"
 FRONTEND = "fe"
 # Where an environment's HAProxy answers with its Prometheus metrics (loopback clients only).
 METRICS_PATH = "/.slipway/metrics"
@@ -97,7 +100,8 @@ def _parse_stat(answer: str) -> dict[str, dict[str, str]]:
     result = {}
     for line in lines[1:]:
         row = dict(zip(columns, line.split(","), strict=False))
-        if row.get("pxname") == BACKEND and row.get("svname") not in ("FRONTEND", "BACKEND"):
+        if row.get("pxname") == BACKEND and row.get("svname") not in ("FRONTEND", "BACKEND") \
+                and not row.get("svname", "").startswith(LANE_SLOT_PREFIX):
             result[row["svname"]] = row
     return result
 
@@ -108,6 +112,8 @@ def _lb_servers(state: str, stats: dict[str, dict[str, str]]) -> list[LbServer]:
     result = []
     for row in _parse_servers_state(state):
         name = row["srv_name"]
+        if name.startswith(LANE_SLOT_PREFIX):
+            continue
         admin = int(row["srv_admin_state"])
         draining = bool(admin & _ADMIN_DRAIN_BITS)
         if admin & _ADMIN_MAINT_BITS:

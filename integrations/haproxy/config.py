@@ -20,6 +20,13 @@ from integrations.haproxy.common import (
     _check_server,
     _check_weight,
 )
+from integrations.haproxy.lane_table import (
+    LaneTable,
+    render_baseline_rules,
+    render_frontend_rules,
+    render_lanes_backend,
+    render_slot_servers,
+)
 from integrations.haproxy.listeners import LISTEN_VARIABLE
 from schemas.lb_intent import FrontendIntent, ServerIntent
 
@@ -44,8 +51,11 @@ def configured_frontend(text: str) -> FrontendIntent | None:
 
 def render_config(key: str, *, bind_address: str, bind_port: int, health_path: str | None,
                   servers: Mapping[str, ServerIntent], socket_path: Path,
-                  pid_path: Path) -> str:
-    """The daemon's config: frontend on ``bind_port``, backend ``be`` with ``servers``.
+                  pid_path: Path, lanes: LaneTable | None = None,
+                  lanes_map: Path | None = None) -> str:
+    """The daemon's config: frontend on ``bind_port``, backend ``be`` with ``servers``, and
+    the lane routing of ``lanes`` by the map file ``lanes_map`` (integrations/haproxy/
+    lane_table.py; without a map file, no lane routing).
 
     A server recorded as draining is written with weight 0: HAProxy has no drain keyword
     in its config, and for a fresh process (nothing in flight) weight 0 is what drain
@@ -70,6 +80,14 @@ def render_config(key: str, *, bind_address: str, bind_port: int, health_path: s
         if draining:
             line += f"  # draining (recorded weight {entry.weight})"
         lines.append(line + "\n")
+    lane_rules = baseline_rules = slot_servers = lanes_backend = ""
+    if lanes_map is not None:
+        table = lanes or LaneTable()
+        options = HEALTH_CHECK_OPTIONS if health_path else ""
+        lane_rules = render_frontend_rules(table, lanes_map)
+        baseline_rules = render_baseline_rules(table)
+        slot_servers = render_slot_servers(table, False, options)
+        lanes_backend = "\n" + render_lanes_backend(key, table, check, options)
     return (
         f"# Managed by Slipway for environment {key}: servers as the router recorded them,\n"
         "# changed at runtime over the admin socket; this file is what a restart starts "
@@ -107,10 +125,14 @@ def render_config(key: str, *, bind_address: str, bind_port: int, health_path: s
         # (canary analysis): answered by HAProxy, never forwarded, loopback clients only.
         f"    http-request use-service prometheus-exporter if {{ path {METRICS_PATH} }} "
         "{ src 127.0.0.0/8 ::1 }\n"
+        f"{lane_rules}"
         f"    default_backend {BACKEND}\n"
         "\n"
         f"backend {BACKEND}\n"
         "    balance roundrobin\n"
         f"{check}"
+        f"{baseline_rules}"
         + "".join(lines)
+        + slot_servers
+        + lanes_backend
     )

@@ -38,6 +38,7 @@ from integrations.haproxy.config import (
 )
 from integrations.haproxy.daemon import runs_config, terminate
 from integrations.haproxy.intent import FileIntent, FrontendIntent, IntentStore, ServerIntent
+from integrations.haproxy.lane_table import map_path, read_table, table_path, write_map
 from integrations.haproxy.session import AdminSocket
 from schemas.http import check_health_path
 
@@ -173,7 +174,9 @@ class HaproxyProcesses(AdminSocket):
         """
         return render_config(key, bind_address=self.bind_address, bind_port=bind_port,
                              health_path=health_path, servers=servers or {},
-                             socket_path=self.socket_path(key), pid_path=self.pid_path(key))
+                             socket_path=self.socket_path(key), pid_path=self.pid_path(key),
+                             lanes=read_table(self.dir, key),
+                             lanes_map=map_path(self.dir.absolute(), key))
 
     def _configured(self, key: str) -> FrontendIntent | None:
         """The frontend ``key``'s config on this host sets (None: no config)."""
@@ -208,6 +211,8 @@ class HaproxyProcesses(AdminSocket):
         cfg = self.config_path(key)
         tmp = cfg.with_suffix(".cfg.tmp")
         tmp.write_text(self.render_config(key, bind_port, health_path, servers))
+        # The config loads the lane map at start: it must exist, and say what the table says.
+        write_map(self.dir, key, read_table(self.dir, key))
         tmp.replace(cfg)
 
     def sync_config(self, key: str) -> bool:
@@ -437,5 +442,7 @@ class HaproxyProcesses(AdminSocket):
                 self.log_path(key),
                 self._sockpath_record(key),
                 self.config_path(key).with_suffix(".cfg.tmp"),
+                table_path(self.dir, key),
+                map_path(self.dir, key),
             ):
                 path.unlink(missing_ok=True)

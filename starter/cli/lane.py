@@ -10,7 +10,7 @@ import typer
 
 from catalogue.store import CatalogueError
 from schemas.durations import LANE_GRACE, LANE_TTL
-from schemas.lanes import LaneSpec, LaneStatus
+from schemas.lanes import LaneSpec, LaneStatus, MessagePolicy
 from schemas.settings import get_settings
 from starter.cli.console import catalogue_errors, command_store, console, fail
 from starter.cli.fit import FitTable
@@ -78,8 +78,17 @@ def create(
                                        "is deleted, unless renewed.")] = "1d",
     ticket: Annotated[str, typer.Option(help="Ticket or iteration id.")] = "",
     desc: Annotated[str, typer.Option(help="What the lane is for.")] = "",
+    fail_closed: Annotated[bool, typer.Option(
+        "--fail-closed", help="While the lane's instance of an app is down, answer its keyed "
+        "requests with a 503 instead of sending them to the QA baseline.")] = False,
+    messages: Annotated[MessagePolicy, typer.Option(
+        help="Who consumes messages the lane produces: the QA baseline's consumers "
+        "(qa-consume) or only the lane's own (lane-consume).")] = MessagePolicy.QA_CONSUME,
 ) -> None:
-    """Create a lane: namespace, branches, CI jobs, config, DNS, webhooks, deployments."""
+    """Create a lane of only what changed: one instance per app listed, reached by requests
+    carrying the lane's key (header x-slipway-lane or baggage slipway-lane) through the QA
+    load balancers, and each app's own lane entry URL; plus branches, CI jobs, config, DNS,
+    webhooks and consumer groups where those are configured (docs/lanes.md)."""
     with catalogue_errors():
         lane = lane_name(name)
         if not _apps(apps):
@@ -91,10 +100,15 @@ def create(
             app_list = check_apps(store, _apps(apps))
         spec = LaneSpec(name=lane, apps=app_list, ttl_seconds=ttl_seconds,
                         grace_seconds=grace_seconds, ticket=ticket, description=desc,
-                        requested_by=current_user())
+                        requested_by=current_user(), fail_closed=fail_closed,
+                        messages=messages)
         link = _with_client(lambda client: create_lane(client, get_settings(), spec, name))
     console.print(f"creating lane [bold]{lane}[/] with {', '.join(app_list)}; follow it with "
                   f"`slipway lane show {lane}` or {link}", highlight=False, soft_wrap=True)
+    console.print(f"requests with header `x-slipway-lane: {lane}` (or baggage "
+                  f"`slipway-lane={lane}`) reach the lane's {', '.join(app_list)} through the QA "
+                  "load balancers; everything else stays on the QA baseline", highlight=False,
+                  soft_wrap=True)
 
 
 @lane_cli.command("list")

@@ -32,17 +32,20 @@ class Outcomes(Counter[str]):
 
 @contextmanager
 def request_loop(url: str, max_requests: int = 5000, max_seconds: float = 180,
-                 pause: float = 0.02) -> Iterator[Outcomes]:
-    """Request ``url`` until the block ends, bounded in count and time, ``pause`` seconds
-    between requests; loopback only."""
-    if not url.startswith(("http://127.", "http://localhost")):
-        raise ValueError(f"load loops target loopback addresses only, not {url}")
+                 pause: float = 0.02, headers: dict[str, str] | None = None,
+                 test_hosts: tuple[str, ...] = ()) -> Iterator[Outcomes]:
+    """Request ``url`` (with ``headers``) until the block ends, bounded in count and time,
+    ``pause`` seconds between requests; loopback only, or ``test_hosts``: addresses the
+    test made itself (a network namespace's)."""
+    allowed = ("http://127.", "http://localhost", *(f"http://{host}:" for host in test_hosts))
+    if not url.startswith(allowed):
+        raise ValueError(f"load loops target loopback or the test's own addresses, not {url}")
     outcomes = Outcomes()
     stop = threading.Event()
 
     def loop() -> None:
         deadline = time.monotonic() + max_seconds
-        with httpx.Client(timeout=5) as client:
+        with httpx.Client(timeout=5, headers=headers) as client:
             while (not stop.is_set() and time.monotonic() < deadline
                    and outcomes.total() < max_requests):
                 sent = time.monotonic()

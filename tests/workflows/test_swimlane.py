@@ -58,7 +58,8 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 def created_for(lane: str, apps: list[str]) -> list[str]:
-    return [f"namespace {lane}"] + [f"{kind} {app}" for app in apps for kind in KINDS]
+    return [f"namespace {lane}", f"messages {lane}"] + [f"{kind} {app}" for app in apps
+                                                        for kind in KINDS]
 
 
 def lane_name() -> str:
@@ -259,9 +260,10 @@ async def test_delete_while_create_runs_waits_for_the_step_then_tears_down(
         world.release.set()
         result = await asyncio.wait_for(deleting.result(), timeout=30)
         # The step in flight finished and was recorded; nothing after it was started.
-        assert world.created == [f"namespace {name}", "branch a", "ci_job a", "config a"]
+        assert world.created == [f"namespace {name}", f"messages {name}", "branch a",
+                                 "ci_job a", "config a"]
         assert world.deleted == list(reversed(world.created))
-        assert len(result.removed) == 4
+        assert len(result.removed) == 5
         final: LaneStatus = await handle.result()
         assert final.stage == LaneStage.DELETED and final.ledger == []
 
@@ -305,7 +307,8 @@ async def test_update_creates_and_tears_down_only_the_difference(
         assert "delete the lane instead" in str(refused.value.cause)
         await handle.execute_update(SwimlaneWorkflow.delete, DeleteInput(user="ana"))
         assert world.deleted[6:] == list(reversed(
-            [f"namespace {name}"] + [f"{kind} {app}" for app in ("b", "c") for kind in KINDS]))
+            [f"namespace {name}", f"messages {name}"]
+            + [f"{kind} {app}" for app in ("b", "c") for kind in KINDS]))
 
 
 async def test_renew_is_refused_while_deleting(env: WorkflowEnvironment) -> None:

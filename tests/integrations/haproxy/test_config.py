@@ -14,13 +14,22 @@ import pytest
 
 from integrations.haproxy.config import configured_frontend
 from integrations.haproxy.intent import ServerIntent, read_intent, write_intent
+from integrations.haproxy.lane_table import LANE_SLOTS, LaneRoute, LaneTable, write_map
 from integrations.haproxy.process import HEALTH_CHECK_OPTIONS, HaproxyProcesses
 
 KEY = "shop-prod-local"
 
 
+def baseline_backend(config: str) -> str:
+    """Backend ``be`` of a config: from its line to the next section (the lanes' backend)."""
+    start = config.index("backend be\n")
+    return config[start:config.index("\nbackend lanes", start)]
+
+
 def server_lines(config: str) -> list[str]:
-    return [line.strip() for line in config.splitlines() if line.strip().startswith("server ")]
+    """The baseline's servers (the lane slots of backend ``lanes`` are not counted)."""
+    return [line.strip() for line in baseline_backend(config).splitlines()
+            if line.strip().startswith("server ") and not line.strip().startswith("server lane_")]
 
 
 @pytest.fixture
@@ -54,7 +63,9 @@ def test_recorded_servers_weights_and_drains_are_in_the_config(
         f"server v2-0 127.0.0.1:32001 weight 100 {HEALTH_CHECK_OPTIONS}",
     ]
     # The servers are the backend's: after `balance`, nothing after them.
-    assert config.rstrip().endswith(server_lines(config)[-1])
+    assert baseline_backend(config).rstrip().endswith(f"server lane_{LANE_SLOTS - 1} "
+                                                      f"127.0.0.1:1 weight 0 "
+                                                      f"{HEALTH_CHECK_OPTIONS} disabled")
     assert config.index("backend be") < config.index("server v1-0")
 
 
@@ -111,6 +122,9 @@ def test_haproxy_accepts_the_rendered_config(processes: HaproxyProcesses) -> Non
         "v1-2": ServerIntent(address="127.0.0.1", port=32003, weight=256, state="drain"),
     }
     processes.dir.mkdir(parents=True, exist_ok=True)
+    # The lane map the config loads (integrations/haproxy/lane_table.py), with one lane.
+    write_map(processes.dir, KEY, LaneTable(routes={
+        "pay-42": LaneRoute(slot=3, address="127.0.0.1", port=32004)}))
     for health in ("/healthz", None):
         path = processes.config_path(KEY)
         path.write_text(processes.render_config(KEY, 28081, health, servers))

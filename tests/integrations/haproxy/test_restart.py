@@ -19,6 +19,7 @@ import pytest
 
 from integrations.haproxy.process import HEALTH_CHECK_OPTIONS
 from integrations.haproxy.router import HaproxyRouter
+from tests.integrations.haproxy import test_config
 from tests.integrations.haproxy.test_router import Backend, _stop_all, backends, router
 from tests.support.hermetic import lb_port_start
 from tests.support.load_spans import REFUSED, concurrent_requests, wait_exited
@@ -53,8 +54,8 @@ def state(router: HaproxyRouter) -> dict[str, tuple[int, int, str]]:
 
 
 def server_lines(router: HaproxyRouter) -> list[str]:
-    return [line.strip() for line in router.config_path(KEY).read_text().splitlines()
-            if line.strip().startswith("server ")]
+    """The baseline's servers in the config (not the lane slots)."""
+    return test_config.server_lines(router.config_path(KEY).read_text())
 
 
 def kill9(router: HaproxyRouter) -> float:
