@@ -33,10 +33,11 @@ class Outcomes(Counter[str]):
 @contextmanager
 def request_loop(url: str, max_requests: int = 5000, max_seconds: float = 180,
                  pause: float = 0.02, headers: dict[str, str] | None = None,
-                 test_hosts: tuple[str, ...] = ()) -> Iterator[Outcomes]:
+                 test_hosts: tuple[str, ...] = (), body_chars: int = 40) -> Iterator[Outcomes]:
     """Request ``url`` (with ``headers``) until the block ends, bounded in count and time,
     ``pause`` seconds between requests; loopback only, or ``test_hosts``: addresses the
-    test made itself (a network namespace's)."""
+    test made itself (a network namespace's). Outcomes are keyed by status and the body's
+    first ``body_chars`` characters."""
     allowed = ("http://127.", "http://localhost", *(f"http://{host}:" for host in test_hosts))
     if not url.startswith(allowed):
         raise ValueError(f"load loops target loopback or the test's own addresses, not {url}")
@@ -53,7 +54,7 @@ def request_loop(url: str, max_requests: int = 5000, max_seconds: float = 180,
                     response = client.get(url)
                     body = response.text.strip()
                     # A 200 with no body is a truncated answer, not a success.
-                    outcomes.saw(f"{response.status_code} {body[:40]}" if body
+                    outcomes.saw(f"{response.status_code} {body[:body_chars]}" if body
                                  else f"{response.status_code} empty body", sent)
                 except httpx.ConnectError:
                     outcomes.saw("connection refused", sent)
