@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from integrations.docker.runtime import DockerRuntime
 from integrations.errors import ClusterUnavailableError
+from integrations.haproxy.lane_router import LaneRouter
 from integrations.haproxy.router import HaproxyRouter
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,28 @@ class LoadBalancerReconciler:
             if repair.restarted:
                 log.info("load balancer of %s restarted from its record", key)
             raise unavailable
-        repair.servers = self.router.restore(key, live)
+        repair.servers = self.router.restore(key, live) + self._follow_lanes(key)
         self.router.sync_config(key)  # a config from before servers were written into it
         return repair
+
+    def _follow_lanes(self, key: str) -> list[str]:
+        """Move each lane route of ``key`` to where its lane instance answers now (a
+        container the engine restarted has a new host port); the routes that moved."""
+        if self.runtime is None:
+            return []
+        lanes = LaneRouter(self.router)
+        moved = []
+        for lane, route in lanes.table(key).routes.items():
+            if not route.source or not route.server:
+                continue
+            now = {instance.name: (instance.address, instance.port)
+                   for instance in self.runtime.instances(route.source, port=None)}
+            where = now.get(route.server)
+            if where is not None and where != (route.address, route.port):
+                lanes.route(key, lane, *where, fail_closed=route.fail_closed,
+                            source=route.source, server=route.server)
+                moved.append(f"lane {lane}")
+        return moved
 
     def keys(self) -> list[str]:
         """Every environment of this host's configs and of the intent store; this host's

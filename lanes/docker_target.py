@@ -12,7 +12,7 @@ from integrations.haproxy.lane_router import LaneRouter
 from integrations.haproxy.router import HaproxyError, HaproxyRouter
 from integrations.protocols import Progress
 from lanes.target import LABEL_LANE, LaneDeployment, lane_env_key
-from schemas.models import StartVersionInput, VersionRef
+from schemas.models import Instance, StartVersionInput, VersionRef
 
 # Lane frontends take ports from this far above SLIPWAY_LB_PORT_START, so they never race the
 # environments' own frontends (allocated from the start of the range by the catalogue).
@@ -73,16 +73,17 @@ class DockerLaneTarget:
         detail = {"runtime": "docker", "env_key": env_key, "image": want.image,
                   "version": want.version, "lb_port": lb_port,
                   "url": f"http://{self.bind_address}:{lb_port}/"}
-        return {**detail, "route": self._route(want, instances[0].address, instances[0].port)}
+        return {**detail, "route": self._route(want, env_key, instances[0])}
 
-    def _route(self, want: LaneDeployment, address: str, port: int) -> dict[str, Any]:
+    def _route(self, want: LaneDeployment, env_key: str, instance: Instance) -> dict[str, Any]:
         """Route the lane's keyed requests from the app's QA load balancer to ``address:port``
         (a newer version moves the lane's route there); what the ledger needs to undo it."""
         if not want.route_key:
             return {"skipped": "the app has no QA environment to route from"}
         if self.router.frontend_port(want.route_key) is None:
             return {"skipped": f"the load balancer of {want.route_key} is not on this host"}
-        route = self.lanes.route(want.route_key, want.lane, address, port, want.fail_closed)
+        route = self.lanes.route(want.route_key, want.lane, instance.address, instance.port,
+                                 want.fail_closed, source=env_key, server=instance.name)
         return {"env_key": want.route_key, "lane": want.lane, "slot": route.slot,
                 "fail_closed": want.fail_closed}
 

@@ -45,10 +45,12 @@ class LaneRouter:
                 write_table(self.router.dir, key, table.model_copy(update={"entry": lane}))
                 self.router._sync_config(key)
 
-    def route(self, key: str, lane: str, address: str, port: int,
-              fail_closed: bool = False) -> LaneRoute:
+    def route(self, key: str, lane: str, address: str, port: int, fail_closed: bool = False,
+              source: str = "", server: str = "") -> LaneRoute:
         """Send ``lane``'s keyed requests for ``key`` to address:port; idempotent. A lane that
-        is routed already keeps its slot and moves there (a newer version of its instance)."""
+        is routed already keeps its slot and moves there (a newer version of its instance).
+        ``source``/``server``: the instance's own environment key and server name, so the
+        reconciler can follow it (integrations/lb_reconcile.py)."""
         _check_address(address)
         if not 0 < port < 65536:
             raise ValueError(f"invalid port {port}")
@@ -58,17 +60,19 @@ class LaneRouter:
                 raise HaproxyError(f"the load balancer of {key} is not running: release the "
                                    "app to that environment first")
             with router._batch(key):
-                return self._route(key, lane, address, port, fail_closed)
+                return self._route(key, lane, LaneRoute(
+                    slot=0, address=address, port=port, fail_closed=fail_closed,
+                    source=source, server=server))
 
-    def _route(self, key: str, lane: str, address: str, port: int,
-               fail_closed: bool) -> LaneRoute:
+    def _route(self, key: str, lane: str, wanted: LaneRoute) -> LaneRoute:
         """`route` with the key's lock held and its admin session open."""
         router = self.router
         table = self.table(key)
         current = table.routes.get(lane)
-        route = LaneRoute(slot=table.free_slot() if current is None else current.slot,
-                          address=address, port=port, fail_closed=fail_closed,
-                          **({"created_at": current.created_at} if current else {}))
+        route = wanted.model_copy(update={
+            "slot": table.free_slot() if current is None else current.slot,
+            "created_at": current.created_at if current else wanted.created_at})
+        address, port, fail_closed = route.address, route.port, route.fail_closed
         if current is not None and current.fail_closed != fail_closed:
             raise ValueError(f"lane {lane} is routed on {key} with fail_closed="
                              f"{current.fail_closed}; remove its route before changing that")

@@ -49,6 +49,10 @@ class LaneRoute(BaseModel):
     # baseline. False (default): they fall back to the baseline.
     fail_closed: bool = False
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    # The lane instance's own environment key and server name: where the reconciler looks
+    # for it when its container answers elsewhere (restarted by the engine).
+    source: str = ""
+    server: str = ""
 
     def map_value(self) -> str:
         """The slot as the map holds it: ``<n>``, or ``<n>c`` for a lane that fails closed."""

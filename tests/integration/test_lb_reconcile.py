@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
@@ -22,6 +22,7 @@ import pytest
 from catalogue.lb_intent import CatalogueIntent
 from catalogue.store import Store
 from integrations.docker.runtime import DockerRuntime
+from integrations.haproxy.lane_router import LaneRouter
 from integrations.haproxy.router import HaproxyRouter
 from integrations.lb_reconcile import LoadBalancerReconciler
 from schemas.models import StartVersionInput, VersionRef
@@ -219,3 +220,49 @@ def test_wait_for_exit_wakes_when_a_load_balancer_dies(
     print(f"\nwait_for_exit woke {woke[0] - killed:.3f} s after the kill")
     assert [repair.key for repair in reconciler.reconcile_all()] == [KEY]
     assert router.is_running(KEY)
+
+
+def test_a_lane_route_follows_its_restarted_instance(
+        stack: tuple[HaproxyRouter, DockerRuntime, int], docker_client: docker.DockerClient,
+        ) -> None:
+    router, runtime, port = stack
+    ref = _serve_three(router, runtime, port)
+    # The lane's instance: a container of the lane's own environment, routed from KEY.
+    source = "lbrec-lane-l1"
+    lane_ref = ref.model_copy(update={"env_key": source})
+    runtime.start_version(StartVersionInput(
+        version=lane_ref, image=IMAGE, replicas=1, ports=[8080], health_path="/healthz",
+        env_vars={"APP_VERSION": "lane"}))
+    try:
+        [instance] = runtime.wait_ready(lane_ref, 1, 8080, "/healthz", deadline_seconds=60)
+        lanes = LaneRouter(router)
+        lanes.route(KEY, "l1", instance.address, instance.port, source=source,
+                    server=instance.name)
+        url, keyed = f"http://127.0.0.1:{port}/", {"x-slipway-lane": "l1"}
+        assert httpx.get(url, headers=keyed, timeout=5).text.strip() == "sample-app lane"
+
+        container, = docker_client.containers.list(filters={"label": f"slipway.env={source}"})
+        container.stop(timeout=1)
+        container.start()
+        [moved] = runtime.wait_ready(lane_ref, 1, 8080, "/healthz", deadline_seconds=60)
+        assert moved.port != instance.port
+        repairs = LoadBalancerReconciler(router, runtime).reconcile_all()
+        assert [(r.key, r.servers) for r in repairs] == [(KEY, ["lane l1"])]
+        route = lanes.table(KEY).routes["l1"]
+        assert (route.address, route.port) == (moved.address, moved.port)
+        assert _eventually(lambda: httpx.get(url, headers=keyed, timeout=5).text.strip()
+                           == "sample-app lane")
+    finally:
+        for container in docker_client.containers.list(
+                all=True, filters={"label": f"slipway.env={source}"}):
+            container.remove(force=True)
+
+
+def _eventually(check: Callable[[], bool], seconds: float = 15) -> bool:
+    """``check`` true within ``seconds`` (health checks bring a moved server back)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
