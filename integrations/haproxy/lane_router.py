@@ -25,6 +25,7 @@ from integrations.haproxy.lane_table import (
 from integrations.haproxy.router import HaproxyRouter
 
 _ADDRESS_OK = ("", "IP changed", "no need to change", "port changed")
+NOT_MAPPED_OK = ("", "Key not found")  # `del map` of a lane that is not mapped: fine
 
 
 class LaneRouter:
@@ -82,8 +83,13 @@ class LaneRouter:
             self._checked(key, f"enable health {server}")
         self._checked(key, f"enable server {server}")
         lanes_map = map_path(router.dir.absolute(), key)
-        verb = "add" if current is None else "set"
-        self._checked(key, f"{verb} map {lanes_map} {lane} {route.map_value()}")
+        if current is None:
+            # A retry after an attempt that mapped the lane but died before recording it:
+            # `add map` would add a second entry, so clear any first.
+            self._checked(key, f"del map {lanes_map} {lane}", NOT_MAPPED_OK)
+            self._checked(key, f"add map {lanes_map} {lane} {route.map_value()}")
+        else:
+            self._checked(key, f"set map {lanes_map} {lane} {route.map_value()}")
         table.routes[lane] = route
         write_table(router.dir, key, table)
         router._sync_config(key)
@@ -101,7 +107,7 @@ class LaneRouter:
             if router.is_running(key):
                 with router._batch(key):
                     lanes_map = map_path(router.dir.absolute(), key)
-                    self._checked(key, f"del map {lanes_map} {lane}", ("", "Key not found"))
+                    self._checked(key, f"del map {lanes_map} {lane}", NOT_MAPPED_OK)
                     self._checked(key, f"disable server {slot_backend(route)}/"
                                        f"{slot_server(route.slot)}")
             if router.frontend_port(key) is not None:
