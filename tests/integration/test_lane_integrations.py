@@ -57,6 +57,7 @@ from tests.support.bind9 import Bind9Server, bind9_server  # noqa: F401  (module
 from tests.support.consul_fake import ConsulFake, running_consul
 from tests.support.gitlab_fake import FakeRepo, GitlabFake, running_gitlab
 from tests.support.jenkins_fake import JenkinsFake, running_jenkins
+from tests.support.redis_server import RedisServer
 from tests.support.workers import this_build
 from workflows.swimlane import SwimlaneWorkflow
 
@@ -76,7 +77,8 @@ CONFIG = {  # the integration-test config each lane forks (config/it/<app>/...)
     ADOPTED: {"db.url": b"postgres://orders-it", "flags/checkout": b"on"},
     CREATED: {"db.url": b"postgres://billing-it"},
 }
-CREATE_TIMEOUT = 180.0  # seconds: 13 ledger entries, two of them container starts
+TOPIC = "payments"  # the lane's dyed topic on the session's Redis
+CREATE_TIMEOUT = 180.0  # seconds: 14 ledger entries, two of them container starts
 DELETE_TIMEOUT = 120.0
 
 
@@ -89,6 +91,7 @@ class Systems:
     jenkins: JenkinsFake
     consul: ConsulFake
     bind9: Bind9Server
+    redis: RedisServer
     receiver_url: str
     lane_domain: str
     credential: Callable[[str], str]
@@ -100,21 +103,25 @@ def lane() -> str:
 
 
 @pytest.fixture
-def systems(lane: str, bind9_server: Bind9Server) -> Iterator[Systems]:  # noqa: F811
-    """GitLab, Jenkins and Consul fakes seeded for ``lane``, beside the module's bind9."""
+def systems(lane: str, bind9_server: Bind9Server,  # noqa: F811
+            redis_server: RedisServer) -> Iterator[Systems]:
+    """GitLab, Jenkins and Consul fakes seeded for ``lane``, beside the module's bind9 and
+    the session's Redis (message lanes)."""
     repos = {
         f"{GROUP}/{ADOPTED}": FakeRepo(branches={"master": BASE_SHA, f"feature/{lane}": WORK_SHA}),
         f"{GROUP}/{CREATED}": FakeRepo(branches={"master": BASE_SHA}),
     }
     secrets = {"gitlab": GITLAB_TOKEN, "jenkins": f"{JENKINS_USER}:{JENKINS_TOKEN}",
-               "consul": CONSUL_TOKEN, "gitlab-hook": HOOK_SECRET, "dns": bind9_server.secret}
+               "consul": CONSUL_TOKEN, "gitlab-hook": HOOK_SECRET, "dns": bind9_server.secret,
+               "lane-broker": redis_server.password}
     with running_gitlab(repos=repos) as gitlab, running_jenkins() as jenkins, \
             running_consul(token=CONSUL_TOKEN) as consul:
         for app, values in CONFIG.items():
             for key, value in values.items():
                 consul.put(f"config/it/{app}/{key}", value)
         yield Systems(lane=lane, gitlab=gitlab, jenkins=jenkins, consul=consul,
-                      bind9=bind9_server, receiver_url=f"http://127.0.0.1:{free_port()}",
+                      bind9=bind9_server, redis=redis_server,
+                      receiver_url=f"http://127.0.0.1:{free_port()}",
                       lane_domain=f"ext.{bind9_server.zone}",
                       credential=lambda name: secrets.get(name, ""))
 
@@ -147,7 +154,8 @@ async def lane_queue(temporal: WorkflowEnvironment, settings: Settings, store: S
                                    receiver_url=systems.receiver_url,
                                    lane_domain=systems.lane_domain, lane_base_branch="master",
                                    config_prefix="config", config_source="it",
-                                   lane_deadline_seconds=120),
+                                   lane_deadline_seconds=120,
+                                   lane_broker_url=systems.redis.url, lane_topics=[TOPIC]),
         builder_settings=BuilderSettings(gitlab_url=systems.gitlab.url,
                                          jenkins_url=systems.jenkins.url),
         dns_target="127.0.0.1")
@@ -266,10 +274,13 @@ async def test_lane_creates_and_deletes_branch_job_config_dns_webhook_and_deploy
 async def check_created(systems: Systems, status: LaneStatus) -> None:
     """After create: every system holds the lane's resources, and the ledger names them."""
     lane, gitlab, jenkins, consul = systems.lane, systems.gitlab, systems.jenkins, systems.consul
-    # The ledger: the namespace, then the six kinds per app, none skipped.
+    # The ledger: the namespace, the consumer groups, then the six kinds per app, none skipped.
     assert {entry.kind for entry in status.ledger} == set(ResourceKind)
-    assert len(status.ledger) == 1 + 6 * len(APPS)
-    assert [e.kind for e in status.ledger][:1] == [ResourceKind.NAMESPACE]
+    assert len(status.ledger) == 2 + 6 * len(APPS)
+    assert [e.kind for e in status.ledger][:2] == [ResourceKind.NAMESPACE,
+                                                   ResourceKind.MESSAGES]
+    redis = systems.redis.client()
+    assert f"{TOPIC}-{lane}" in {group["name"] for group in redis.xinfo_groups(TOPIC)}
     assert not [e for e in status.ledger if e.detail.get("skipped")], status.ledger
     by_kind = {(e.kind, e.app): e.detail for e in status.ledger}
 
@@ -355,6 +366,10 @@ def check_deleted(systems: Systems, status: LaneStatus) -> None:
     assert [c.path for c in jenkins.calls if c.method == "POST"] == [
         f"/job/{lane}/job/{CREATED}/doDelete", f"/job/{lane}/doDelete"]
     assert jenkins.items == {}
+
+    # Redis: the lane's consumer group is gone.
+    redis = systems.redis.client()
+    assert f"{TOPIC}-{lane}" not in {group["name"] for group in redis.xinfo_groups(TOPIC)}
 
     # Consul: the lane prefix is gone; the source config is untouched.
     assert consul.values(f"config/{lane}/") == {}

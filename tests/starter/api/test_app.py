@@ -389,7 +389,8 @@ async def test_lane_endpoints_show_renew_and_delete_a_lane(fresh_env: WorkflowEn
             # GET /api/lanes needs visibility (list workflows): the dev-server lane test has it.
             assert (await http.get(f"/api/lanes/{lane}")).status_code == 401
             shown = (await http.get(f"/api/lanes/{lane.upper()}", headers=bearer(token))).json()
-            assert [entry["kind"] for entry in shown["ledger"]][:2] == ["namespace", "branch"]
+            assert [entry["kind"] for entry in shown["ledger"]][:3] == ["namespace", "messages",
+                                                                     "branch"]
             assert (await http.get("/api/lanes/ghost", headers=bearer(token))).status_code == 404
             assert (await http.get("/api/lanes/__", headers=bearer(token))).status_code == 422
             # Renew and delete act as the token's user; without a token nothing happens.
