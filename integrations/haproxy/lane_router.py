@@ -12,6 +12,7 @@ See integrations/haproxy/lane_table.py for the config side.
 
 from __future__ import annotations
 
+from integrations.errors import PermanentRuntimeError
 from integrations.haproxy.common import HaproxyError, _check_address
 from integrations.haproxy.lane_table import (
     LaneRoute,
@@ -121,10 +122,10 @@ class LaneRouter:
         except HaproxyError as refused:
             if "No such backend" in (refused.answer or "") or \
                     "No such server" in (refused.answer or ""):
-                raise HaproxyError(
+                # Retrying cannot help: only a restart gives the daemon the lane slots.
+                raise PermanentRuntimeError(
                     f"the load balancer of {key} runs a config without lane routing (started "
                     "by an older Slipway): restart its daemon (its servers come back from "
-                    "their record) and create the lane again", command, refused.answer
-                ) from None
+                    "their record) and create the lane again") from refused
             raise
 

@@ -11,7 +11,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from integrations.errors import PermanentRuntimeError
 from integrations.haproxy.common import HaproxyError
+from integrations.haproxy.config import render_config
 from integrations.haproxy.lane_router import LaneRouter
 from integrations.haproxy.lane_table import LANE_SLOTS, ROUTE_HEADER
 from integrations.haproxy.router import HaproxyRouter
@@ -141,3 +143,20 @@ def test_slots_run_out_with_a_clear_error(
 def test_routing_on_a_stopped_load_balancer_says_so(router: HaproxyRouter) -> None:
     with pytest.raises(HaproxyError, match="is not running"):
         LaneRouter(router).route("nothing-test-local", "l1", "127.0.0.1", 8080)
+
+
+def test_a_load_balancer_from_before_lane_routing_says_to_restart_it(
+        router: HaproxyRouter, backends: dict[str, Backend]) -> None:
+    port = free_port()
+    router.ensure_frontend(KEY, port, health_path=None)
+    pid = router.running_pid(KEY)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: not router.is_running(KEY), 5)
+    # The config an older Slipway wrote: no lane map, no slots.
+    router.config_path(KEY).write_text(render_config(
+        KEY, bind_address="127.0.0.1", bind_port=port, health_path=None, servers={},
+        socket_path=router.socket_path(KEY), pid_path=router.pid_path(KEY)))
+    router._start_configured(KEY)
+    with pytest.raises(PermanentRuntimeError, match="without lane routing.*restart its daemon"):
+        LaneRouter(router).route(KEY, "l1", "127.0.0.1", backends["b"].port)
