@@ -9,6 +9,7 @@ and deleted; a lane message is consumed by the lane alone (lane-consume), exactl
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -212,6 +213,10 @@ async def test_keyed_requests_take_the_lane_and_the_rest_the_baseline(
         wait_until(lambda: seen[f"200 {chain(lane)}"] > count + 5, 30, "a → b → c after it")
     assert failures(seen) == {}, seen
     assert {r.kind for r in result.removed} >= {ResourceKind.DEPLOYMENT, ResourceKind.MESSAGES}
+    # The workflow records and announces the deletion after answering: let it finish while
+    # its worker runs, so no lane is left running in the session's Temporal.
+    final = await asyncio.wait_for(handle.result(), 60)
+    assert final.stage == LaneStage.DELETED and final.ledger == []
     assert lane_containers(fleet, lane) == []
     qa_b = env_key("chain-b", "test", CLUSTER)
     assert LaneRouter(HaproxyRouter(settings.state_dir)).table(qa_b).routes == {}
