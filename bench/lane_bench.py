@@ -38,6 +38,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -238,16 +239,23 @@ async def one_round(client: Client, settings: Settings, number: int,
     if seen[f"200 sample-app {lane}-{sha[:12]}"] == 0:
         raise RuntimeError(f"lane {lane}: {pushed_app} never served the pushed build: {seen}")
 
+    deleted = await timed_delete(handle, status)
+    return Round(lane, created, deleted, answered, sent, pushed, seen.total(),
+                 sum(failures(seen).values()), containers)
+
+
+async def timed_delete(handle: WorkflowHandle[Any, Any], status: LaneStatus) -> float:
+    """Send the lane's ``delete`` Update; its round trip in seconds, once every resource of
+    the ledger ``status`` shows is removed."""
     began = time.monotonic()
     result = await asyncio.wait_for(
         handle.execute_update(SwimlaneWorkflow.delete, DeleteInput(user="bench")),
         DELETE_DEADLINE)
     deleted = time.monotonic() - began
     if len(result.removed) != len(status.ledger):
-        raise RuntimeError(f"lane {lane}: {len(result.removed)} of {len(status.ledger)} "
+        raise RuntimeError(f"lane {status.name}: {len(result.removed)} of {len(status.ledger)} "
                            "resources removed")
-    return Round(lane, created, deleted, answered, sent, pushed, seen.total(),
-                 sum(failures(seen).values()), containers)
+    return deleted
 
 
 async def one_service_round(client: Client, settings: Settings, number: int,
@@ -277,14 +285,7 @@ async def one_service_round(client: Client, settings: Settings, number: int,
 
     with request_loop(qa_url, max_requests=5000, max_seconds=DELETE_DEADLINE,
                       headers={LANE_HEADER: lane}) as seen:
-        began = time.monotonic()
-        result = await asyncio.wait_for(
-            handle.execute_update(SwimlaneWorkflow.delete, DeleteInput(user="bench")),
-            DELETE_DEADLINE)
-        deleted = time.monotonic() - began
-    if len(result.removed) != len(status.ledger):
-        raise RuntimeError(f"lane {lane}: {len(result.removed)} of {len(status.ledger)} "
-                           "resources removed")
+        deleted = await timed_delete(handle, status)
     if (left := lane_containers(lane)) != 0:
         raise RuntimeError(f"lane {lane}: {left} containers left after the delete")
     return OneServiceRound(lane, created, deleted, containers, keyed, unkeyed, seen.total(),

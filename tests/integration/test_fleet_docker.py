@@ -57,11 +57,7 @@ def settings(settings: Settings, fleet: Fleet, registry_server: RegistryServer, 
 @pytest.fixture
 def cleanup(fleet: Fleet) -> Iterator[None]:  # noqa: F811
     yield
-    for host in fleet.hosts:
-        with contextlib.closing(host.client()) as client:
-            for container in client.containers.list(all=True,
-                                                    filters={"label": f"slipway.app={APP}"}):
-                container.remove(force=True)
+    fleet.remove_app_containers(APP)
 
 
 def placement(fleet: Fleet) -> dict[str, Counter[str]]:  # noqa: F811

@@ -10,7 +10,6 @@ and deleted; a lane message is consumed by the lane alone (lane-consume), exactl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -81,11 +80,7 @@ def settings(settings: Settings, fleet: Fleet, registry_server: RegistryServer, 
 @pytest.fixture
 def cleanup(fleet: Fleet) -> Iterator[None]:  # noqa: F811
     yield
-    for host in fleet.hosts:
-        with contextlib.closing(host.client()) as client:
-            for container in client.containers.list(all=True, filters={"label": "slipway.app"}):
-                if container.labels["slipway.app"] in APPS:
-                    container.remove(force=True)
+    fleet.remove_app_containers(*APPS)
 
 
 def register_chain(store: Store, settings: Settings, gateway: str) -> dict[str, int]:

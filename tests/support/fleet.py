@@ -342,6 +342,15 @@ class Fleet:
     def _forward_mark(self, port: int) -> str:
         return f"{FORWARD_TAG} _forward {self.ident} {port} "
 
+    def remove_app_containers(self, *apps: str) -> None:
+        """Remove every container of ``apps`` (their ``slipway.app`` label) on every host."""
+        for host in self.hosts:
+            with contextlib.closing(host.client()) as client:
+                for container in client.containers.list(all=True,
+                                                        filters={"label": "slipway.app"}):
+                    if container.labels["slipway.app"] in apps:
+                        container.remove(force=True)
+
     def status(self) -> list[str]:
         lines = []
         for host in self.hosts:
