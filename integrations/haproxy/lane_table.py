@@ -147,12 +147,20 @@ def render_baseline_rules(table: LaneTable) -> str:
     """In backend ``be``: a lane's slot server for its keyed requests, and the route header.
 
     A lane that falls back has its slot here, at weight 0: only ``use-server`` picks it. A
-    slot that is down (checks failed, or unassigned) makes HAProxy skip the rule, and a
-    refused connection to it is retried on the baseline (``option redispatch``): a lane's
-    instance stopping costs its keyed requests nothing, even before the checks notice.
+    slot that is down (checks failed, or unassigned) makes HAProxy skip the rule; a refused
+    connection to it, or a keyed GET it drops unanswered, is retried on the baseline
+    (``option redispatch``): a lane's instance stopping costs its keyed GETs nothing, even
+    before the checks notice.
     """
     served = "lane" if table.entry else "baseline"
-    lines = [f"    http-response set-header {ROUTE_HEADER} lane "
+    lines = [
+        # A lane instance that dies while serving a keyed GET gives no answer: such a
+        # request is tried again, and lands on the baseline (`option redispatch`). Only
+        # keyed, idempotent requests: everything else keeps HAProxy's default (connection
+        # failures only), so a release's traffic behaves as before.
+        "    retry-on conn-failure empty-response",
+        "    http-request disable-l7-retry unless { var(txn.lane_slot) -m found } METH_GET",
+f"    http-response set-header {ROUTE_HEADER} lane "
              f"if {{ srv_name -m beg {LANE_SLOT_PREFIX} }}",
              f"    http-response set-header {ROUTE_HEADER} {served} "
              f"if !{{ srv_name -m beg {LANE_SLOT_PREFIX} }} {{ var(txn.lane) -m found }}"]

@@ -10,17 +10,21 @@ and deleted; a lane message is consumed by the lane alone (lane-consume), exactl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from pathlib import Path
 
 import docker
 import httpx
 import pytest
+import pytest_asyncio
 from pydantic import SecretStr
 from sqlmodel import select
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from catalogue.releases import env_key
@@ -83,6 +87,18 @@ def cleanup(fleet: Fleet) -> Iterator[None]:  # noqa: F811
     fleet.remove_app_containers(*APPS)
 
 
+@pytest_asyncio.fixture
+async def lane(temporal: WorkflowEnvironment) -> AsyncIterator[str]:
+    """The test's lane name; its workflow, if a failed test left it running, is terminated
+    (later tests list the session's running workflows)."""
+    name = f"l{uuid.uuid4().hex[:6]}"
+    yield name
+    handle = temporal.client.get_workflow_handle(lane_workflow_id(name))
+    with contextlib.suppress(RPCError):
+        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            await handle.terminate("the test failed before deleting its lane")
+
+
 def register_chain(store: Store, settings: Settings, gateway: str) -> dict[str, int]:
     """a → b → c in QA, each calling the next one's QA load balancer; their ports."""
     ports: dict[str, int] = {}
@@ -141,6 +157,7 @@ def lane_containers(fleet: Fleet, lane: str) -> list[docker.models.containers.Co
 async def test_keyed_requests_take_the_lane_and_the_rest_the_baseline(
     temporal: WorkflowEnvironment, running_worker: None, settings: Settings, store: Store,
     fleet: Fleet, redis_server: RedisServer, cleanup: None, tmp_path: Path,  # noqa: F811
+    lane: str,
 ) -> None:
     gateway = fleet.gateway
     ports = register_chain(store, settings, gateway)
@@ -149,7 +166,6 @@ async def test_keyed_requests_take_the_lane_and_the_rest_the_baseline(
     entry = f"http://{gateway}:{ports['chain-a']}/cgi-bin/chain"
     assert httpx.get(entry, timeout=10).text.strip() == chain()
 
-    lane = f"l{uuid.uuid4().hex[:6]}"
     keyed = {"x-slipway-lane": lane}
     loop = partial(request_loop, test_hosts=(gateway,), max_requests=4000, max_seconds=400,
                    pause=0.05, body_chars=120)
@@ -197,7 +213,8 @@ async def test_keyed_requests_take_the_lane_and_the_rest_the_baseline(
     assert handled == {"lane": ["in-lane"], "baseline": ["baseline"]}
 
     # b' stopped: the lane's keyed requests fall back to the baseline's b at once (a refused
-    # connection is retried on the baseline), with no failed request.
+    # connection, or a GET it dropped unanswered, is retried on the baseline), with no failed
+    # request.
     with loop(entry, headers=keyed) as seen:
         wait_until(served(seen, pushed), 30, "keyed requests flowing")
         instance.stop(timeout=5)
