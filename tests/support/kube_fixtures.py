@@ -27,6 +27,14 @@ def real_kube(request: pytest.FixtureRequest) -> Iterator[KubeServer]:
         yield server
 
 
+def revive_node(server: KubeServer) -> None:
+    """The hollow node back before a test, if it died under an earlier one (said on the
+    run's output: a kubemark crash, not the test's doing)."""
+    if server.revive_node():
+        print(f"\nkubernetes: the hollow node had exited and was started again "
+              f"(see {server.root / 'logs' / 'hollow-node.log'})", flush=True)
+
+
 @dataclass
 class KubeEnv:
     """One test's environment namespace on the real server, granted by rbac.yaml, and a
@@ -56,6 +64,7 @@ def worker_token(real_kube: KubeServer) -> str:
 def kube_env(real_kube: KubeServer, worker_token: str, tmp_path: Path) -> Iterator[KubeEnv]:
     """A fresh namespace labelled and granted as deploy/kubernetes/README.md says."""
     token = worker_token
+    revive_node(real_kube)
     namespace = unique("shop")
     real_kube.create_namespace(namespace, {"slipway.env": namespace})
     real_kube.grant_environment(namespace)
@@ -86,6 +95,7 @@ def lane_kube(real_kube: KubeServer, lanes_token: str, tmp_path: Path) -> Iterat
     """A QA environment namespace granted by rbac.yaml, for the lanes' account; every lane
     namespace is deleted at the end."""
     token = lanes_token
+    revive_node(real_kube)
     namespace = unique("shop-test")
     real_kube.create_namespace(namespace, {"slipway.env": namespace})
     real_kube.grant_environment(namespace, LANES_ACCOUNT_NAMESPACE)

@@ -30,7 +30,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,7 @@ class KubeServer:
     health: HealthServer
     version: str = ""
     _processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    _commands: dict[str, tuple[list[str], dict[str, str] | None]] = field(default_factory=dict)
 
     # -- admin side (what an operator does with kubectl) ------------------------------------
 
@@ -212,12 +213,30 @@ class KubeServer:
     # -- processes --------------------------------------------------------------------------
 
     def start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
-        log = (self.root / "logs" / f"{name}.log").open("wb")
+        self._commands[name] = (command, env)
+        log = (self.root / "logs" / f"{name}.log").open("ab")
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True,
                                    env={**os.environ, **(env or {})})
         log.close()
         self._processes.append((name, process))
+
+    def revive(self, name: str, ready: Callable[[], bool], seconds: float = 60.0) -> bool:
+        """Start process ``name`` again if it has exited (kubemark's hollow kubelet of 1.20
+        can die of a Go "concurrent map writes"), then wait until ``ready``; True when it
+        had died. The tests of the session after it then run on a working node."""
+        for index, (known, process) in enumerate(self._processes):
+            if known == name and process.poll() is not None:
+                command, env = self._commands[name]
+                del self._processes[index]
+                self.start(name, command, env)
+                _wait(f"{name} (started again)", self, ready, time.monotonic() + seconds)
+                return True
+        return False
+
+    def revive_node(self) -> bool:
+        """The hollow node started again if it died; True when it had."""
+        return self.revive("hollow-node", lambda: _node_ready(self))
 
     def stop(self) -> None:
         """Stop every process this control plane started, newest first, by its pid."""

@@ -323,3 +323,16 @@ def test_an_invalid_quantity_is_refused_with_the_servers_message(kube: KubeEnv) 
     assert "quantities must match the regular expression" in str(invalid.value)
     assert f"namespace '{kube.namespace}'" in str(invalid.value)
     assert deployment(kube, "shop-v1") is None
+
+
+def test_a_hollow_node_that_died_is_started_again_and_runs_pods(kube: KubeEnv) -> None:
+    """kubemark's hollow kubelet (1.20) can crash ("concurrent map writes"): the fixtures
+    start it again, so one crash fails no later test."""
+    [node] = [process for name, process in kube.server._processes if name == "hollow-node"]
+    node.kill()  # SIGKILL, by its pid
+    node.wait(10)
+    assert kube.server.revive_node()
+    assert not kube.server.revive_node()  # alive now: nothing to do
+    runtime = runtime_for(kube)
+    assert len(started(kube, runtime, 4, 1)) == 1
+    assert [p["status"]["phase"] for p in pods(kube, 4)] == ["Running"]
