@@ -20,7 +20,6 @@ get the lane's key set, for browsers and tools that cannot add headers.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -206,12 +205,3 @@ def render_lanes_backend(key: str, table: LaneTable, health_check: str,
                      f"!{{ srv_is_up({LANES_BACKEND}/{server}) }}")
         lines.append(f"    use-server {server} if {{ var(txn.lane_slot) -m str {slot}c }}")
     return "\n".join(lines) + "\n" + render_slot_servers(table, True, check_options)
-
-
-def lanes_of(tables: Mapping[str, LaneTable]) -> dict[str, list[str]]:
-    """Lane → the environment keys routing it, over ``tables`` (key → table)."""
-    found: dict[str, list[str]] = {}
-    for key, table in sorted(tables.items()):
-        for lane in table.routes:
-            found.setdefault(lane, []).append(key)
-    return found
