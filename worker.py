@@ -40,7 +40,6 @@ from catalogue.rejections import admit_image
 from catalogue.releases import RecentRollbacks, env_values
 from catalogue.store import Store
 from integrations import tracing
-from integrations.broker.redis_lanes import RedisLaneBroker
 from integrations.builders import BuilderRouter, BuilderSettings
 from integrations.dns.rfc2136 import DnsSettings
 from integrations.docker.builder import DockerBuilder
@@ -152,14 +151,6 @@ def lane_target(settings: Settings, lane_settings: LaneSettings,
         lane_settings.lane_deadline_seconds,
         settings.drain_timeout_seconds,
         port_start=settings.lb_port_start + LANE_PORT_OFFSET)
-
-
-def lane_broker(settings: Settings, lane_settings: LaneSettings) -> RedisLaneBroker | None:
-    """The message lanes' broker (None: not configured), its password read by name."""
-    if not lane_settings.lane_broker_url:
-        return None
-    return RedisLaneBroker(lane_settings.lane_broker_url,
-                           settings.credential(lane_settings.lane_broker_credential))
 
 
 def image_builder(settings: Settings) -> BuilderRouter:
@@ -281,7 +272,7 @@ def make_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor
     janitor = JanitorActivities(
         LaneJanitor(engines, haproxy_router(settings), kube_lanes,
                     min_age=timedelta(seconds=settings.janitor_min_age_seconds),
-                    stack=settings.stack_label(), broker=lane_broker(settings, lane_settings),
+                    stack=settings.stack_label(), broker=lane_settings.broker(settings.credential),
                     topics=lane_settings.lane_topics),
         Store(settings.resolved_database_url()), client, asyncio.get_running_loop())
     # Needs the client too: it refuses to tear down an environment whose release runs.

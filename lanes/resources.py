@@ -57,6 +57,14 @@ class LaneSettings(BaseSettings):
     lane_hook_credential: str = "gitlab-hook"  # name; value is the webhook secret token
     lane_domain: str = ""  # external names <app>-<lane>.<domain>; empty: the DNS zone
 
+    def broker(self, credential: Callable[[str], str]) -> RedisLaneBroker | None:
+        """The message lanes' broker, its password read by name; None when not configured."""
+        if not self.lane_broker_url:
+            return None
+        return RedisLaneBroker(self.lane_broker_url,
+                               credential(self.lane_broker_credential)
+                               if self.lane_broker_credential else "")
+
 
 class LaneResourceError(PermanentRuntimeError):
     """A lane resource cannot be created as asked; the message says what to change."""
@@ -300,9 +308,10 @@ class LaneResources:
         return JenkinsLanes(self.builders.jenkins_url, user, token)
 
     def _broker(self) -> RedisLaneBroker:
-        credential = self.settings.lane_broker_credential
-        return RedisLaneBroker(self.settings.lane_broker_url,
-                               self.credential(credential) if credential else "")
+        broker = self.settings.broker(self.credential)
+        if broker is None:
+            raise LaneResourceError("no message broker configured (SLIPWAY_LANE_BROKER_URL)")
+        return broker
 
     def _consul(self) -> ConsulConfig:
         return ConsulConfig(self.settings.consul_url,
